@@ -1,0 +1,320 @@
+import { EventEmitter, once } from 'node:events';
+import * as amqp from 'amqplib';
+import type { Channel, ConfirmChannel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { TransientError } from './errors';
+import type { EncodedMessage } from './envelope';
+
+/** Minimal logger shape (pino satisfies it). */
+export interface Log {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface BrokerConnectionOptions {
+  url: string;
+  /** Shown in the management UI's connection list. */
+  name: string;
+  log: Log;
+  /** Confirms outstanding at once per connection. @default 256 */
+  confirmWindow?: number;
+  /** Runs on every (re)connect before consumers start: declare topology here. */
+  setup?: (ch: Channel) => Promise<void>;
+  /** Reconnect backoff bounds. @default 250 / 15000 ms */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Extra socket options (TLS ca/cert/key). */
+  socketOptions?: Record<string, unknown>;
+}
+
+export type Settle = 'ack' | 'requeue' | 'drop';
+
+/** One delivery, with settle functions bound to the channel it came on (a no-op once that channel is gone). */
+export interface Delivery {
+  msg: ConsumeMessage;
+  /** Publishes on the same connection; use for dead-lettering before `ack`. */
+  settle(how: Settle): void;
+}
+
+export interface ConsumerOptions {
+  queue: string;
+  prefetch: number;
+  handler: (d: Delivery) => Promise<void>;
+}
+
+export type ConnectionState = 'IDLE' | 'CONNECTING' | 'CONNECTED' | 'RECONNECTING' | 'CLOSED';
+
+/**
+ * An amqplib connection that comes back by itself: exponential backoff, topology re-declared and
+ * consumers re-created on every reconnect. Publishes go through one ConfirmChannel with a bounded
+ * window of unconfirmed messages and respect `drain`.
+ */
+export class BrokerConnection extends EventEmitter {
+  state: ConnectionState = 'IDLE';
+  reconnects = 0;
+  private model: ChannelModel | undefined;
+  private pubChannel: ConfirmChannel | undefined;
+  private consumerChannels: Channel[] = [];
+  private readonly consumers: ConsumerOptions[] = [];
+  private readonly inFlightHandlers = new Set<Promise<void>>();
+  private inFlightPublishes = 0;
+  private readonly windowWaiters: Array<() => void> = [];
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private connecting: Promise<void> | undefined;
+  private failures = 0;
+  private readonly window: number;
+  /** Set while the publish channel's write buffer is full; publishes wait for 'drain'. */
+  private drained: Promise<unknown> | undefined;
+
+  constructor(private readonly opts: BrokerConnectionOptions) {
+    super();
+    this.window = opts.confirmWindow ?? 256;
+  }
+
+  get connected(): boolean {
+    return this.state === 'CONNECTED';
+  }
+
+  /** Connects once; rejects with a TransientError when the broker cannot be reached. */
+  connect(): Promise<void> {
+    if (this.state === 'CONNECTED') return Promise.resolve();
+    if (this.closing) return Promise.reject(new Error('connection closed'));
+    this.connecting ??= this.doConnect().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** Connects, retrying with backoff until it works or `close()` is called. */
+  async connectWithRetry(): Promise<void> {
+    for (;;) {
+      try {
+        await this.connect();
+        return;
+      } catch (err) {
+        if (this.closing) throw err;
+        await this.sleep(this.backoff());
+      }
+    }
+  }
+
+  private backoff(): number {
+    const min = this.opts.minBackoffMs ?? 250;
+    const max = this.opts.maxBackoffMs ?? 15_000;
+    const ms = Math.min(max, min * 2 ** Math.min(this.failures, 16));
+    return ms / 2 + Math.random() * (ms / 2);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+    });
+  }
+
+  private async doConnect(): Promise<void> {
+    this.state = this.reconnects > 0 || this.failures > 0 ? 'RECONNECTING' : 'CONNECTING';
+    let model: ChannelModel;
+    try {
+      model = await amqp.connect(this.opts.url, {
+        noDelay: true, // without it, publish-then-confirm runs at ~23 msg/s (Nagle + delayed ACK)
+        clientProperties: { connection_name: this.opts.name },
+        ...this.opts.socketOptions,
+      });
+    } catch (cause) {
+      this.failures++;
+      if (this.failures === 1) this.opts.log.warn({ err: errorInfo(cause) }, 'broker unreachable; will retry');
+      throw new TransientError(`cannot connect to the broker: ${(cause as Error).message}`, 'BROKER_UNREACHABLE', {
+        cause,
+      });
+    }
+    model.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'broker connection error'));
+    model.on('close', () => this.onLost(model));
+    model.on('blocked', (reason: unknown) => this.opts.log.warn({ reason }, 'broker blocked publishing'));
+    try {
+      const pub = await model.createConfirmChannel();
+      pub.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'publish channel error'));
+      pub.on('close', () => {
+        if (this.model === model && this.state === 'CONNECTED') void model.close().catch(() => undefined);
+      });
+      pub.on('drain', () => this.emit('drain'));
+      if (this.opts.setup) await this.opts.setup(pub);
+      this.model = model;
+      this.pubChannel = pub;
+      this.consumerChannels = [];
+      for (const c of this.consumers) await this.startConsumer(model, c);
+    } catch (err) {
+      this.failures++;
+      await model.close().catch(() => undefined);
+      throw err instanceof TransientError
+        ? err
+        : new TransientError(`broker setup failed: ${(err as Error).message}`, 'BROKER_SETUP', { cause: err });
+    }
+    if (this.failures > 0 || this.reconnects > 0) this.opts.log.info({ reconnects: this.reconnects }, 'broker connected');
+    this.failures = 0;
+    this.state = 'CONNECTED';
+    this.emit('connected');
+  }
+
+  private onLost(model: ChannelModel): void {
+    if (this.model !== model) return;
+    this.model = undefined;
+    this.pubChannel = undefined;
+    this.consumerChannels = [];
+    this.inFlightPublishes = 0;
+    this.windowWaiters.splice(0).forEach((w) => w());
+    if (this.closing) {
+      this.state = 'CLOSED';
+      return;
+    }
+    this.state = 'RECONNECTING';
+    this.reconnects++;
+    this.emit('disconnected');
+    this.opts.log.warn({}, 'broker connection lost; reconnecting');
+    this.scheduleReconnect(0);
+  }
+
+  private scheduleReconnect(delay: number): void {
+    if (this.reconnectTimer || this.closing) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect().catch(() => this.scheduleReconnect(this.backoff()));
+    }, delay);
+  }
+
+  /** Registers a consumer; it is (re)started on every connect. */
+  async consume(c: ConsumerOptions): Promise<void> {
+    this.consumers.push(c);
+    if (this.model && this.state === 'CONNECTED') await this.startConsumer(this.model, c);
+  }
+
+  private async startConsumer(model: ChannelModel, c: ConsumerOptions): Promise<void> {
+    const ch = await model.createChannel();
+    ch.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err), queue: c.queue }, 'consumer channel error'));
+    await ch.prefetch(c.prefetch);
+    let open = true;
+    ch.on('close', () => {
+      open = false;
+      if (this.model === model && this.state === 'CONNECTED') void model.close().catch(() => undefined);
+    });
+    await ch.consume(c.queue, (msg) => {
+      if (msg === null) {
+        // The broker cancelled us (queue deleted): drop the connection so reconnect re-declares.
+        this.opts.log.warn({ queue: c.queue }, 'consumer cancelled by broker');
+        void model.close().catch(() => undefined);
+        return;
+      }
+      let settled = false;
+      const delivery: Delivery = {
+        msg,
+        settle: (how) => {
+          if (settled || !open) return;
+          settled = true;
+          if (how === 'ack') ch.ack(msg);
+          else ch.nack(msg, false, how === 'requeue');
+        },
+      };
+      const p = c.handler(delivery).catch((err: unknown) => {
+        this.opts.log.error({ err: errorInfo(err), queue: c.queue }, 'consumer handler failed; requeueing');
+        delivery.settle('requeue');
+      });
+      this.inFlightHandlers.add(p);
+      void p.finally(() => this.inFlightHandlers.delete(p));
+    });
+    this.consumerChannels.push(ch);
+  }
+
+  /** Stops delivering to consumers (in-flight handlers continue). */
+  async cancelConsumers(): Promise<void> {
+    this.consumers.length = 0;
+    await Promise.allSettled(this.consumerChannels.map((ch) => ch.close()));
+  }
+
+  /** Resolves when all handlers started so far have finished. */
+  async drainHandlers(): Promise<void> {
+    await Promise.allSettled([...this.inFlightHandlers]);
+  }
+
+  /** Publishes and resolves once the broker confirmed it; rejects (TransientError) if not confirmed. */
+  async publish(exchange: string, m: EncodedMessage, mandatory = false): Promise<void> {
+    while (this.inFlightPublishes >= this.window) {
+      await new Promise<void>((resolve) => this.windowWaiters.push(resolve));
+    }
+    if (this.drained) await this.drained;
+    const ch = this.pubChannel;
+    if (!ch || this.state !== 'CONNECTED') {
+      throw new TransientError('not connected to the broker', 'BROKER_DISCONNECTED');
+    }
+    this.inFlightPublishes++;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let ok: boolean;
+        try {
+          ok = ch.publish(exchange, m.routingKey, m.content, { ...m.options, mandatory }, (err) => {
+            if (err) reject(new TransientError(`publish not confirmed: ${String(err)}`, 'BROKER_NACK'));
+            else resolve();
+          });
+        } catch (err) {
+          reject(new TransientError(`publish failed: ${(err as Error).message}`, 'BROKER_DISCONNECTED', { cause: err }));
+          return;
+        }
+        if (!ok && !this.drained) {
+          this.drained = Promise.race([once(this, 'drain'), once(this, 'disconnected')]).finally(() => {
+            this.drained = undefined;
+          });
+        }
+      });
+    } finally {
+      this.inFlightPublishes = Math.max(0, this.inFlightPublishes - 1);
+      this.windowWaiters.shift()?.();
+    }
+  }
+
+  /** Runs `fn` on a short-lived channel (queue inspection, purge, get). */
+  async withChannel<T>(fn: (ch: Channel) => Promise<T>): Promise<T> {
+    if (!this.model) throw new TransientError('not connected to the broker', 'BROKER_DISCONNECTED');
+    const ch = await this.model.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      return await fn(ch);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Closes consumers, waits for their handlers, then the connection. Safe to call many times. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      try {
+        await this.cancelConsumers();
+      } catch {
+        /* channel already gone */
+      }
+      await this.drainHandlers();
+      try {
+        await this.pubChannel?.waitForConfirms();
+      } catch {
+        /* unconfirmed publishes are reported to their callers */
+      }
+      try {
+        await this.model?.close();
+      } catch {
+        /* already closed */
+      }
+      this.state = 'CLOSED';
+    })();
+    return this.closing;
+  }
+}
+
+/** A log-friendly view of an error. */
+export function errorInfo(err: unknown): { message: string; code?: string; name?: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { message: err.message, name: err.name, ...(code !== undefined ? { code: String(code) } : {}) };
+  }
+  return { message: String(err) };
+}

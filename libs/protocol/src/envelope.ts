@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib';
+import { MessageRejectedError } from './errors';
+import { bodyChecksum } from './hashing';
+import { isMessageType, MESSAGE_SCHEMAS, SCHEMA_VERSION, type MessageBody, type MessageType } from './messages';
+
+export const HEADER_SITE = 'x-sitesync-site';
+export const HEADER_SCHEMA = 'x-sitesync-schema';
+export const HEADER_CHECKSUM = 'x-sitesync-checksum';
+/** Set on a dead letter: why it was rejected (one of REJECT_REASONS, or `delivery-limit` from the broker). */
+export const HEADER_REASON = 'x-sitesync-reason';
+/** Set on a dead letter: human-readable detail of the rejection. */
+export const HEADER_ERROR = 'x-sitesync-error';
+/** Set on a dead letter: the exchange and routing key it first came from, for replay. */
+export const HEADER_ORIGINAL_EXCHANGE = 'x-sitesync-original-exchange';
+export const HEADER_ORIGINAL_ROUTING_KEY = 'x-sitesync-original-routing-key';
+export const HEADER_ORIGINAL_QUEUE = 'x-sitesync-original-queue';
+
+export const CONTENT_TYPE = 'application/json';
+/** Bodies at least this large are gzipped. */
+export const DEFAULT_GZIP_THRESHOLD = 4096;
+
+export interface EncodeOptions {
+  /** The publishing site's efector id (also the first routing-key segment). */
+  siteId: number;
+  /** `app_id` property: which program published. */
+  appId: string;
+  /** `user_id` property: must equal the broker user of the connection (the broker enforces it). */
+  userId?: string;
+  messageId?: string;
+  /** @default 4096; 0 disables compression */
+  gzipThreshold?: number;
+  /** For replies: the message this one answers. */
+  correlationId?: string;
+}
+
+/** Everything amqplib's `publish()` needs. */
+export interface EncodedMessage {
+  routingKey: string;
+  content: Buffer;
+  options: {
+    persistent: true;
+    messageId: string;
+    type: string;
+    appId: string;
+    userId?: string;
+    timestamp: number;
+    contentType: string;
+    contentEncoding?: string;
+    correlationId?: string;
+    headers: Record<string, unknown>;
+  };
+}
+
+export function routingKeyFor(siteId: number, type: string): string {
+  return `${siteId}.${type}`;
+}
+
+/** Validates `body` against its schema and builds a persistent, checksummed message. */
+export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, opts: EncodeOptions): EncodedMessage {
+  const parsed = MESSAGE_SCHEMAS[type].safeParse(body);
+  if (!parsed.success) {
+    throw new TypeError(`refusing to publish an invalid ${type}: ${parsed.error.issues[0]?.message ?? 'schema'}`);
+  }
+  let content = Buffer.from(JSON.stringify(body));
+  let contentEncoding: string | undefined;
+  const threshold = opts.gzipThreshold ?? DEFAULT_GZIP_THRESHOLD;
+  if (threshold > 0 && content.length >= threshold) {
+    content = gzipSync(content, { level: zlibConstants.Z_BEST_SPEED });
+    contentEncoding = 'gzip';
+  }
+  const messageId = opts.messageId ?? randomUUID();
+  return {
+    routingKey: routingKeyFor(opts.siteId, type),
+    content,
+    options: {
+      persistent: true,
+      messageId,
+      type,
+      appId: opts.appId,
+      ...(opts.userId ? { userId: opts.userId } : {}),
+      timestamp: Math.floor(Date.now() / 1000),
+      contentType: CONTENT_TYPE,
+      ...(contentEncoding ? { contentEncoding } : {}),
+      ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
+      headers: {
+        [HEADER_SITE]: opts.siteId,
+        [HEADER_SCHEMA]: SCHEMA_VERSION,
+        [HEADER_CHECKSUM]: bodyChecksum(content),
+      },
+    },
+  };
+}
+
+/** The parts of an amqplib message that decoding reads. */
+export interface RawMessage {
+  content: Buffer;
+  properties: {
+    messageId?: unknown;
+    type?: unknown;
+    userId?: unknown;
+    appId?: unknown;
+    timestamp?: unknown;
+    contentEncoding?: unknown;
+    headers?: Record<string, unknown> | undefined;
+  };
+  fields?: { routingKey?: string };
+}
+
+export interface DecodedMessage<T extends MessageType = MessageType> {
+  type: T;
+  messageId: string;
+  siteId: number;
+  userId: string | undefined;
+  appId: string | undefined;
+  timestamp: number | undefined;
+  body: MessageBody<T>;
+}
+
+function headerNumber(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && /^\d+$/.test(v)) return Number(v);
+  return undefined;
+}
+
+/**
+ * Checks envelope, checksum, schema version and body schema. Throws {@link MessageRejectedError}
+ * naming the reason; never returns a partially valid message.
+ */
+export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]): DecodedMessage {
+  const p = raw.properties;
+  const headers = p.headers ?? {};
+  const messageId = typeof p.messageId === 'string' ? p.messageId : undefined;
+  const ctx = { messageId, type: typeof p.type === 'string' ? p.type : undefined };
+  if (!messageId) throw new MessageRejectedError('bad-envelope', 'message has no message_id', ctx);
+  const type = p.type;
+  if (!isMessageType(type) || (expected && !expected.includes(type))) {
+    throw new MessageRejectedError('unknown-type', `unknown message type ${JSON.stringify(type)}`, ctx);
+  }
+  const siteId = headerNumber(headers[HEADER_SITE]);
+  if (siteId === undefined) throw new MessageRejectedError('bad-envelope', `header ${HEADER_SITE} missing`, ctx);
+  const schemaVersion = headerNumber(headers[HEADER_SCHEMA]);
+  if (schemaVersion !== SCHEMA_VERSION) {
+    throw new MessageRejectedError(
+      'unsupported-schema-version',
+      `schema version ${String(headers[HEADER_SCHEMA])} is not ${SCHEMA_VERSION}`,
+      { ...ctx, siteId },
+    );
+  }
+  const checksum = headers[HEADER_CHECKSUM];
+  if (typeof checksum !== 'string' || checksum !== bodyChecksum(raw.content)) {
+    throw new MessageRejectedError('checksum-mismatch', 'body checksum does not match its header', { ...ctx, siteId });
+  }
+  let text: string;
+  try {
+    text = (p.contentEncoding === 'gzip' ? gunzipSync(raw.content) : raw.content).toString('utf8');
+  } catch (cause) {
+    throw new MessageRejectedError('invalid-json', 'body is not valid gzip', { ...ctx, siteId }, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new MessageRejectedError('invalid-json', 'body is not valid JSON', { ...ctx, siteId }, { cause });
+  }
+  const parsed = MESSAGE_SCHEMAS[type].safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join('.') || '(root)';
+    throw new MessageRejectedError('schema', `${type} body invalid at ${where}: ${issue?.message ?? '?'}`, {
+      ...ctx,
+      siteId,
+    });
+  }
+  const body = parsed.data as { siteId?: unknown };
+  if ('siteId' in body && body.siteId !== siteId) {
+    throw new MessageRejectedError('forged-site', `body claims site ${String(body.siteId)} but header says ${siteId}`, {
+      ...ctx,
+      siteId,
+    });
+  }
+  return {
+    type,
+    messageId,
+    siteId,
+    userId: typeof p.userId === 'string' ? p.userId : undefined,
+    appId: typeof p.appId === 'string' ? p.appId : undefined,
+    timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
+    body: parsed.data as MessageBody<typeof type>,
+  };
+}
+
+/** Narrows a decoded message to one type. */
+export function isDecoded<T extends MessageType>(m: DecodedMessage, type: T): m is DecodedMessage<T> {
+  return m.type === type;
+}

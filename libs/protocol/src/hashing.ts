@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import type { HashAlgorithm } from './pipeline';
+
+/** A column value as it travels on the wire: JSON scalars only. */
+export type WireValue = string | number | boolean | null;
+/** One table row on the wire: column name -> value. */
+export type WireRow = Record<string, WireValue>;
+
+/**
+ * Turns a value read by any database driver into its wire form, the same way on every side:
+ * Date -> ISO-8601 UTC, bigint -> decimal string, Buffer -> `base64:` string, undefined -> null.
+ */
+export function toWireValue(value: unknown): WireValue {
+  if (value === null || value === undefined) return null;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) throw new TypeError(`non-finite number ${value} cannot be synced`);
+      return value;
+    case 'bigint':
+      return value.toString();
+  }
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return `base64:${value.toString('base64')}`;
+  throw new TypeError(`unsupported column value of type ${Object.prototype.toString.call(value)}`);
+}
+
+/** Converts a driver row into a wire row holding only `columns`, in that order. */
+export function toWireRow(row: Record<string, unknown>, columns: readonly string[]): WireRow {
+  const out: WireRow = {};
+  for (const c of columns) out[c] = toWireValue(row[c]);
+  return out;
+}
+
+function canonicalRow(row: WireRow): string {
+  const keys = Object.keys(row).sort();
+  let s = '[';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    if (i > 0) s += ',';
+    s += JSON.stringify(k) + ':' + JSON.stringify(row[k]);
+  }
+  return s + ']';
+}
+
+/**
+ * The canonical hash of one header with its detail set, used by BOTH the peripheral (to find what
+ * changed) and the central (to verify what arrived). Column order and detail order do not matter.
+ */
+export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: readonly WireRow[] = []): string {
+  const h = createHash(algorithm);
+  h.update('h');
+  h.update(canonicalRow(header));
+  const lines = details.map(canonicalRow).sort();
+  for (const line of lines) {
+    h.update('\nd');
+    h.update(line);
+  }
+  return h.digest('hex');
+}
+
+/** Canonical text form of a key (list of key values), used as the ledger/side-table key. */
+export function encodeKey(values: readonly WireValue[]): string {
+  return JSON.stringify(values);
+}
+
+export function decodeKey(key: string): WireValue[] {
+  const parsed: unknown = JSON.parse(key);
+  if (!Array.isArray(parsed)) throw new TypeError(`key ${key} is not a JSON array`);
+  return parsed as WireValue[];
+}
+
+/** sha256 of the exact body bytes; carried in the `x-sitesync-checksum` header. */
+export function bodyChecksum(body: Buffer): string {
+  return createHash('sha256').update(body).digest('hex');
+}

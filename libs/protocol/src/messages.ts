@@ -1,0 +1,141 @@
+import { z } from 'zod';
+import { HASH_ALGORITHMS } from './pipeline';
+
+/** Version of the message bodies below; carried in the `x-sitesync-schema` header. */
+export const SCHEMA_VERSION = 1;
+
+export const SiteIdSchema = z.number().int().positive().max(2_147_483_647);
+const wireValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const wireRow = z.record(z.string(), wireValue);
+const uuid = z.string().uuid();
+const isoTime = z.string().datetime({ offset: true });
+const count = z.number().int().nonnegative();
+const columnName = z.string().min(1).max(128);
+
+export const COLUMN_TYPES = ['integer', 'number', 'text', 'boolean', 'timestamp', 'binary'] as const;
+export const ColumnSpecSchema = z.object({
+  name: columnName,
+  type: z.enum(COLUMN_TYPES),
+  nullable: z.boolean(),
+});
+export type ColumnSpec = z.infer<typeof ColumnSpecSchema>;
+
+/** What a pipeline sends: the shape of its header and detail rows, so the central can check or create its tables. */
+export const PipelineShapeSchema = z.object({
+  name: z.string().min(1).max(64),
+  algorithm: z.enum(HASH_ALGORITHMS),
+  header: z.object({ key: z.array(columnName).min(1), columns: z.array(ColumnSpecSchema).min(1) }),
+  detail: z
+    .object({
+      key: z.array(columnName).min(1),
+      /** detail column -> header column */
+      join: z.record(columnName, columnName),
+      columns: z.array(ColumnSpecSchema).min(1),
+    })
+    .nullable(),
+});
+export type PipelineShape = z.infer<typeof PipelineShapeSchema>;
+
+const totals = z.object({ batches: count, headers: count, details: count, deletions: count });
+export type SessionTotals = z.infer<typeof totals>;
+
+/** `<site>.session.started`: a site begins a sync session. */
+export const SessionStartedSchema = z.object({
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  /** The site's monotonic version for this session; every row it sends carries it. */
+  version: z.number().int().positive(),
+  startedAt: isoTime,
+  pipelines: z.array(PipelineShapeSchema).min(1),
+});
+
+/** One header with its complete detail set (upsert), or a deletion. */
+export const HeaderChangeSchema = z.discriminatedUnion('op', [
+  z.object({
+    op: z.literal('upsert'),
+    key: z.array(wireValue).min(1),
+    hash: z.string().regex(/^[0-9a-f]{32,64}$/),
+    header: wireRow,
+    details: z.array(wireRow),
+  }),
+  z.object({ op: z.literal('delete'), key: z.array(wireValue).min(1) }),
+]);
+export type HeaderChange = z.infer<typeof HeaderChangeSchema>;
+
+/** `<site>.batch`: a bounded slice of one pipeline's changes. */
+export const BatchSchema = z.object({
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  pipeline: z.string().min(1).max(64),
+  algorithm: z.enum(HASH_ALGORITHMS),
+  version: z.number().int().positive(),
+  seq: count,
+  changes: z.array(HeaderChangeSchema).min(1),
+});
+
+/** `<site>.session.completed`: everything of the session has been published (and confirmed). */
+export const SessionCompletedSchema = z.object({
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  version: z.number().int().positive(),
+  startedAt: isoTime,
+  finishedAt: isoTime,
+  totals,
+});
+
+/** `<site>.batch.ack` (central -> site): the batch is committed centrally. */
+export const BatchAckSchema = z.object({
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  pipeline: z.string(),
+  batchMessageId: uuid,
+  /** `duplicate` when the batch had already been merged (redelivery); the site treats both alike. */
+  status: z.enum(['applied', 'duplicate']),
+  headers: count,
+  details: count,
+  deletions: count,
+  /** Headers not written because the central already held a newer version of them. */
+  stale: count,
+});
+
+/** `<site>.session.ack` (central -> site): the totals of `session.completed` were checked. */
+export const SessionAckSchema = z.object({
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  status: z.enum(['complete', 'incomplete']),
+  expected: totals,
+  received: totals,
+  /** Batches of this session that were dead-lettered. */
+  rejectedBatches: count,
+});
+
+export const MESSAGE_SCHEMAS = {
+  'session.started': SessionStartedSchema,
+  batch: BatchSchema,
+  'session.completed': SessionCompletedSchema,
+  'batch.ack': BatchAckSchema,
+  'session.ack': SessionAckSchema,
+} as const;
+
+export type MessageType = keyof typeof MESSAGE_SCHEMAS;
+export const MESSAGE_TYPES = Object.keys(MESSAGE_SCHEMAS) as MessageType[];
+export type MessageBody<T extends MessageType> = z.infer<(typeof MESSAGE_SCHEMAS)[T]>;
+
+export type SessionStarted = MessageBody<'session.started'>;
+export type HeaderBatch = MessageBody<'batch'>;
+export type SessionCompleted = MessageBody<'session.completed'>;
+export type BatchAck = MessageBody<'batch.ack'>;
+export type SessionAck = MessageBody<'session.ack'>;
+
+/** Which way each message type travels. */
+export const MESSAGE_DIRECTION: Record<MessageType, 'up' | 'down'> = {
+  'session.started': 'up',
+  batch: 'up',
+  'session.completed': 'up',
+  'batch.ack': 'down',
+  'session.ack': 'down',
+};
+
+export function isMessageType(t: unknown): t is MessageType {
+  return typeof t === 'string' && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, t);
+}

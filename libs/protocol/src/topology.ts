@@ -1,0 +1,89 @@
+import type { Channel } from 'amqplib';
+
+/** Delivery attempts before the broker dead-letters a message (quorum queues; set explicitly, 3.10 has no default). */
+export const DEFAULT_DELIVERY_LIMIT = 5;
+
+export interface TopologyOptions {
+  /** Prepended to every exchange and queue name, so several environments (or tests) share one broker. @default '' */
+  prefix?: string;
+  /** @default 5 */
+  deliveryLimit?: number;
+}
+
+/** Routing-key patterns (site id first) that the central sync queue consumes from `sync.up`. */
+export const CENTRAL_SYNC_BINDINGS = ['*.session.started', '*.session.completed', '*.batch'] as const;
+
+/** All broker names, derived from one prefix. */
+export class Topology {
+  readonly prefix: string;
+  readonly deliveryLimit: number;
+  /** topic; site -> central */
+  readonly up: string;
+  /** topic; central -> site */
+  readonly down: string;
+  /** direct; dead letters, routed by the name of the queue they died in */
+  readonly dlx: string;
+  /** the central's header/detail work queue */
+  readonly centralSyncQueue: string;
+
+  constructor(opts: TopologyOptions = {}) {
+    this.prefix = opts.prefix ?? '';
+    this.deliveryLimit = opts.deliveryLimit ?? DEFAULT_DELIVERY_LIMIT;
+    this.up = `${this.prefix}sync.up`;
+    this.down = `${this.prefix}sync.down`;
+    this.dlx = `${this.prefix}sync.dlx`;
+    this.centralSyncQueue = `${this.prefix}central.sync`;
+  }
+
+  siteQueue(siteId: number): string {
+    return `${this.prefix}site.${siteId}`;
+  }
+
+  /** The dead-letter queue beside a work queue. */
+  deadLetterQueue(queue: string): string {
+    return `${queue}.dlq`;
+  }
+
+  /** Arguments of every work queue: quorum, explicit delivery limit, its own dead-letter queue, at-least-once. */
+  workQueueArguments(queue: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      'x-queue-type': 'quorum',
+      'x-delivery-limit': this.deliveryLimit,
+      'x-dead-letter-exchange': this.dlx,
+      'x-dead-letter-routing-key': queue,
+      // at-least-once dead-lettering (3.10+) needs reject-publish overflow.
+      'x-dead-letter-strategy': 'at-least-once',
+      'x-overflow': 'reject-publish',
+      ...extra,
+    };
+  }
+
+  async declareExchanges(ch: Channel): Promise<void> {
+    await ch.assertExchange(this.up, 'topic', { durable: true });
+    await ch.assertExchange(this.down, 'topic', { durable: true });
+    await ch.assertExchange(this.dlx, 'direct', { durable: true });
+  }
+
+  private async declareWorkQueue(ch: Channel, queue: string, extra: Record<string, unknown> = {}): Promise<void> {
+    const dlq = this.deadLetterQueue(queue);
+    await ch.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await ch.bindQueue(dlq, this.dlx, queue);
+    await ch.assertQueue(queue, { durable: true, arguments: this.workQueueArguments(queue, extra) });
+  }
+
+  /** Declares everything the central consumes. Idempotent. */
+  async declareCentral(ch: Channel): Promise<void> {
+    await this.declareExchanges(ch);
+    await this.declareWorkQueue(ch, this.centralSyncQueue);
+    for (const key of CENTRAL_SYNC_BINDINGS) await ch.bindQueue(this.centralSyncQueue, this.up, key);
+  }
+
+  /** Declares one site's queue (acks and orders from the central). Idempotent. */
+  async declareSite(ch: Channel, siteId: number): Promise<void> {
+    await this.declareExchanges(ch);
+    const q = this.siteQueue(siteId);
+    // One peripheral process applies a site's messages at a time.
+    await this.declareWorkQueue(ch, q, { 'x-single-active-consumer': true });
+    await ch.bindQueue(q, this.down, `${siteId}.#`);
+  }
+}
