@@ -1,0 +1,292 @@
+import 'reflect-metadata';
+import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
+import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '@sitesync/protocol';
+import { dialectFor, type Dialect, type Statement } from './dialect';
+import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
+import { wireColumnType } from './schema-types';
+import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
+
+/** Which sitesync tables a database holds. */
+export type DatabaseRole = 'central' | 'site';
+
+/** Something that runs SQL: the database itself or an open transaction. */
+export interface Queryable {
+  readonly dialect: Dialect;
+  /** Runs one statement written with `?` placeholders; returns its rows. */
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs one statement; returns the number of affected rows. */
+  execute(sql: string, params?: readonly unknown[]): Promise<number>;
+  run(stmt: Statement): Promise<number>;
+}
+
+export interface ColumnInfo extends ColumnSpec {
+  isPrimary: boolean;
+  dbType: string;
+}
+
+export interface TableInfo {
+  name: string;
+  columns: ColumnInfo[];
+  primaryKey: string[];
+}
+
+export interface OpenOptions {
+  role: DatabaseRole;
+  /** Run pending migrations on open. @default true */
+  migrate?: boolean;
+  /** Pool size for server databases. @default 10 */
+  poolSize?: number;
+}
+
+class QueryRunnerQueryable implements Queryable {
+  constructor(
+    readonly dialect: Dialect,
+    private readonly qr: QueryRunner,
+  ) {}
+  async query<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    const res = await this.qr.query(this.dialect.render(sql), params as unknown[], true);
+    return (Array.isArray(res.records) ? res.records : []) as T[];
+  }
+  async execute(sql: string, params: readonly unknown[] = []): Promise<number> {
+    const res = await this.qr.query(this.dialect.render(sql), params as unknown[], true);
+    return typeof res.affected === 'number' ? res.affected : 0;
+  }
+  run(stmt: Statement): Promise<number> {
+    return this.execute(stmt.sql, stmt.params);
+  }
+}
+
+function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceOptions {
+  const migrations = opts.role === 'central' ? CENTRAL_MIGRATIONS : SITE_MIGRATIONS;
+  const common = {
+    migrations,
+    migrationsTableName: `sitesync_${opts.role}_migrations`,
+    migrationsTransactionMode: 'each' as const,
+    logging: false,
+  };
+  const pool = opts.poolSize ?? 10;
+  switch (p.dialect) {
+    case 'sqlite':
+      return {
+        ...common,
+        type: 'better-sqlite3',
+        database: p.path!,
+        prepareDatabase: (db: { pragma(s: string): unknown }) => {
+          db.pragma('journal_mode = WAL');
+          db.pragma('synchronous = NORMAL');
+          db.pragma('busy_timeout = 10000');
+          db.pragma('foreign_keys = ON');
+        },
+      };
+    case 'postgres':
+      return {
+        ...common,
+        type: 'postgres',
+        host: p.host ?? '127.0.0.1',
+        port: p.port ?? 5432,
+        username: p.user ?? 'postgres',
+        ...(p.password ? { password: p.password } : {}),
+        database: p.database ?? 'postgres',
+        ...(p.schema ? { schema: p.schema } : {}),
+        extra: { max: pool, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
+      };
+    case 'mssql':
+      return {
+        ...common,
+        type: 'mssql',
+        host: p.host ?? '127.0.0.1',
+        port: p.port ?? 1433,
+        username: p.user ?? 'sa',
+        password: p.password ?? '',
+        database: p.database ?? 'master',
+        ...(p.schema ? { schema: p.schema } : {}),
+        pool: { max: pool },
+        options: {
+          encrypt: p.params.encrypt === 'true',
+          trustServerCertificate: p.params.trustServerCertificate !== 'false',
+        },
+      };
+    case 'mysql':
+      return {
+        ...common,
+        type: 'mysql',
+        host: p.host ?? '127.0.0.1',
+        port: p.port ?? 3306,
+        username: p.user ?? 'root',
+        password: p.password ?? '',
+        database: p.database ?? 'test',
+        poolSize: pool,
+        supportBigNumbers: true,
+        bigNumberStrings: false,
+        timezone: 'Z',
+      };
+  }
+}
+
+/** A tiny FIFO mutex: better-sqlite3 has one connection, so SQLite work is serialized. */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/**
+ * One sitesync database (central or site): TypeORM data source chosen by URL, migrations, and a
+ * small query interface that renders `?` placeholders for the dialect.
+ */
+export class Database implements Queryable {
+  private readonly lock: Mutex | undefined;
+  private closed: Promise<void> | undefined;
+
+  private constructor(
+    readonly dataSource: DataSource,
+    readonly dialect: Dialect,
+    readonly url: ParsedDatabaseUrl,
+  ) {
+    this.lock = dialect.name === 'sqlite' ? new Mutex() : undefined;
+  }
+
+  /** Opens the database named by `url` and (by default) brings its sitesync tables up to date. */
+  static async open(url: string, opts: OpenOptions): Promise<Database> {
+    const parsed = parseDatabaseUrl(url);
+    if (parsed.dialect === 'postgres' && parsed.schema) await ensurePostgresSchema(parsed);
+    const ds = new DataSource(dataSourceOptions(parsed, opts));
+    try {
+      await ds.initialize();
+    } catch (cause) {
+      const err = isTransientError(cause)
+        ? new TransientError(`cannot open database ${redact(url)}: ${(cause as Error).message}`, 'DB_UNREACHABLE', {
+            cause,
+          })
+        : new ConfigError(`cannot open database ${redact(url)}: ${(cause as Error).message}`, 'db.url', { cause });
+      throw err;
+    }
+    const db = new Database(ds, dialectFor(parsed.dialect), parsed);
+    if (opts.migrate !== false) {
+      try {
+        await db.migrate();
+      } catch (err) {
+        await ds.destroy().catch(() => undefined);
+        throw err;
+      }
+    }
+    return db;
+  }
+
+  /** Runs pending migrations; returns their names. */
+  async migrate(): Promise<string[]> {
+    return this.serialized(async () => {
+      const done = await this.dataSource.runMigrations({ transaction: 'each' });
+      return done.map((m) => m.name);
+    });
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock ? this.lock.run(fn) : fn();
+  }
+
+  query<T = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    return this.serialized(async () => {
+      const res = await this.dataSource.query(this.dialect.render(sql), params as unknown[]);
+      return (Array.isArray(res) ? res : []) as T[];
+    });
+  }
+
+  execute(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return this.transaction((tx) => tx.execute(sql, params));
+  }
+
+  run(stmt: Statement): Promise<number> {
+    return this.execute(stmt.sql, stmt.params);
+  }
+
+  /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.serialized(async () => {
+      const qr = this.dataSource.createQueryRunner();
+      try {
+        await qr.connect();
+        await qr.startTransaction();
+        try {
+          const result = await fn(new QueryRunnerQueryable(this.dialect, qr));
+          await qr.commitTransaction();
+          return result;
+        } catch (err) {
+          if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
+          throw err;
+        }
+      } finally {
+        await qr.release();
+      }
+    });
+  }
+
+  /** The live definition of a table, or undefined when it does not exist. */
+  async describeTable(name: string): Promise<TableInfo | undefined> {
+    return this.serialized(async () => {
+      const qr = this.dataSource.createQueryRunner();
+      try {
+        const table = await qr.getTable(name);
+        if (!table) return undefined;
+        const columns = table.columns.map((c) => ({
+          name: c.name,
+          dbType: c.type,
+          type: wireColumnType(c.type + (c.length === '1' ? '(1)' : '')),
+          nullable: c.isNullable,
+          isPrimary: c.isPrimary,
+        }));
+        return { name: table.name, columns, primaryKey: columns.filter((c) => c.isPrimary).map((c) => c.name) };
+      } finally {
+        await qr.release();
+      }
+    });
+  }
+
+  /** Names of all tables, for "did you mean" hints. */
+  async tableNames(): Promise<string[]> {
+    return this.serialized(async () => {
+      const qr = this.dataSource.createQueryRunner();
+      try {
+        const tables = await qr.getTables();
+        return tables.map((t) => t.name);
+      } finally {
+        await qr.release();
+      }
+    });
+  }
+
+  /** Checks the database answers a trivial query. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.query(this.dialect.name === 'mssql' ? 'SELECT 1 AS ok' : 'SELECT 1 AS ok');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.dataSource.isInitialized ? this.dataSource.destroy() : Promise.resolve();
+    return this.closed;
+  }
+}
+
+async function ensurePostgresSchema(p: ParsedDatabaseUrl): Promise<void> {
+  const ds = new DataSource({
+    type: 'postgres',
+    host: p.host ?? '127.0.0.1',
+    port: p.port ?? 5432,
+    username: p.user ?? 'postgres',
+    ...(p.password ? { password: p.password } : {}),
+    database: p.database ?? 'postgres',
+  });
+  await ds.initialize();
+  try {
+    await ds.query(`CREATE SCHEMA IF NOT EXISTS "${p.schema!.replace(/"/g, '""')}"`);
+  } finally {
+    await ds.destroy();
+  }
+}

@@ -1,0 +1,322 @@
+import type { ColumnSpec } from '@sitesync/protocol';
+
+export type DialectName = 'sqlite' | 'postgres' | 'mssql' | 'mysql';
+
+/** A statement with its parameters, ready for `Database.query`. */
+export interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+/** The version-guarded upsert of ledger rows: `rows` are [siteId, pipeline, headerKey, version, hash, deleted]. */
+export interface LedgerUpsert {
+  table: string;
+  rows: ReadonlyArray<readonly [number, string, string, number, string | null, boolean]>;
+}
+
+/**
+ * Everything that differs between SQL dialects. SQL elsewhere is written with `?` placeholders and
+ * identifiers passed through {@link Dialect.quote}; the dialect renders placeholders.
+ */
+export abstract class Dialect {
+  abstract readonly name: DialectName;
+  /** Most bound parameters one statement may carry (SQL Server: 2,100). */
+  abstract readonly maxParams: number;
+  /** Most rows in one multi-row VALUES list. */
+  readonly maxRowsPerInsert: number = 1000;
+
+  /** Quotes an identifier (already checked against the live schema, or one of our own names). */
+  abstract quote(identifier: string): string;
+
+  /** Renders `?` placeholders into this dialect's form. Our statements never contain `?` elsewhere. */
+  abstract render(sql: string): string;
+
+  /** SELECT with a row limit. `body` starts after SELECT. */
+  selectLimit(body: string, limit: number): string {
+    return `SELECT ${body} LIMIT ${Math.trunc(limit)}`;
+  }
+
+  abstract columnType(spec: ColumnSpec, isKey: boolean): string;
+  abstract timestampType(): string;
+  abstract booleanType(): string;
+  abstract textType(length?: number): string;
+  abstract bigintType(): string;
+  /** Converts a boolean for binding (SQLite has no boolean). */
+  bool(v: boolean): unknown {
+    return v;
+  }
+  /** The current time as a bindable value. */
+  now(): unknown {
+    return new Date();
+  }
+
+  abstract upsertLedger(u: LedgerUpsert): Statement;
+
+  /** Multi-row INSERT. */
+  insertRows(table: string, columns: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Statement {
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    return {
+      sql: `INSERT INTO ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')}) VALUES ${rows
+        .map(() => tuple)
+        .join(', ')}`,
+      params: rows.flat(),
+    };
+  }
+
+  /** `(c1 = ? AND c2 = ?) OR ...` or `c IN (?, ...)` over a set of keys. */
+  keyPredicate(columns: readonly string[], keys: ReadonlyArray<readonly unknown[]>, alias = ''): Statement {
+    const q = (c: string) => (alias ? `${alias}.${this.quote(c)}` : this.quote(c));
+    if (columns.length === 1) {
+      return { sql: `${q(columns[0]!)} IN (${keys.map(() => '?').join(', ')})`, params: keys.map((k) => k[0]) };
+    }
+    const one = `(${columns.map((c) => `${q(c)} = ?`).join(' AND ')})`;
+    return { sql: `(${keys.map(() => one).join(' OR ')})`, params: keys.flat() };
+  }
+
+  /** Keyset pagination: rows strictly after `after` in (c1, c2, ...) order. */
+  afterKey(columns: readonly string[], after: readonly unknown[]): Statement {
+    const parts: string[] = [];
+    const params: unknown[] = [];
+    for (let i = 0; i < columns.length; i++) {
+      const eq = columns.slice(0, i).map((c) => `${this.quote(c)} = ?`);
+      parts.push(`(${[...eq, `${this.quote(columns[i]!)} > ?`].join(' AND ')})`);
+      params.push(...after.slice(0, i), after[i]);
+    }
+    return { sql: `(${parts.join(' OR ')})`, params };
+  }
+
+  /** Keys per statement so that `paramsPerKey * n + reserve` stays under the dialect's limit. */
+  chunkSize(paramsPerKey: number, reserve = 10, cap = 1000): number {
+    return Math.max(1, Math.min(cap, Math.floor((this.maxParams - reserve) / Math.max(1, paramsPerKey))));
+  }
+}
+
+class SqliteDialect extends Dialect {
+  readonly name = 'sqlite';
+  readonly maxParams = 32_000;
+  quote(id: string): string {
+    return `"${id.replace(/"/g, '""')}"`;
+  }
+  render(sql: string): string {
+    return sql;
+  }
+  columnType(spec: ColumnSpec): string {
+    switch (spec.type) {
+      case 'integer':
+      case 'boolean':
+        return 'INTEGER';
+      case 'number':
+        return 'REAL';
+      case 'binary':
+        return 'BLOB';
+      default:
+        return 'TEXT';
+    }
+  }
+  timestampType(): string {
+    return 'datetime';
+  }
+  booleanType(): string {
+    return 'INTEGER';
+  }
+  textType(): string {
+    return 'TEXT';
+  }
+  bigintType(): string {
+    return 'INTEGER';
+  }
+  override bool(v: boolean): unknown {
+    return v ? 1 : 0;
+  }
+  override now(): unknown {
+    return new Date().toISOString();
+  }
+  upsertLedger(u: LedgerUpsert): Statement {
+    return onConflictLedger(this, u);
+  }
+}
+
+class PostgresDialect extends Dialect {
+  readonly name = 'postgres';
+  readonly maxParams = 65_000;
+  quote(id: string): string {
+    return `"${id.replace(/"/g, '""')}"`;
+  }
+  render(sql: string): string {
+    let i = 0;
+    return sql.replace(/\?/g, () => `$${++i}`);
+  }
+  columnType(spec: ColumnSpec, isKey: boolean): string {
+    switch (spec.type) {
+      case 'integer':
+        return 'BIGINT';
+      case 'number':
+        return 'NUMERIC';
+      case 'boolean':
+        return 'BOOLEAN';
+      case 'timestamp':
+        return 'TIMESTAMPTZ';
+      case 'binary':
+        return 'BYTEA';
+      default:
+        return isKey ? 'VARCHAR(400)' : 'TEXT';
+    }
+  }
+  timestampType(): string {
+    return 'timestamptz';
+  }
+  booleanType(): string {
+    return 'boolean';
+  }
+  textType(length?: number): string {
+    return length ? `varchar(${length})` : 'text';
+  }
+  bigintType(): string {
+    return 'bigint';
+  }
+  upsertLedger(u: LedgerUpsert): Statement {
+    return onConflictLedger(this, u);
+  }
+}
+
+/** SQLite and PostgreSQL: INSERT ... ON CONFLICT DO UPDATE ... WHERE older. */
+function onConflictLedger(d: Dialect, u: LedgerUpsert): Statement {
+  const t = d.quote(u.table);
+  const ins = d.insertRows(
+    u.table,
+    ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'],
+    u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], d.bool(r[5]), d.now()]),
+  );
+  return {
+    sql:
+      `${ins.sql} ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET ` +
+      `version = excluded.version, row_hash = excluded.row_hash, deleted = excluded.deleted, updated_at = excluded.updated_at ` +
+      `WHERE ${t}.version < excluded.version`,
+    params: ins.params,
+  };
+}
+
+class MssqlDialect extends Dialect {
+  readonly name = 'mssql';
+  readonly maxParams = 2_000;
+  quote(id: string): string {
+    return `[${id.replace(/]/g, ']]')}]`;
+  }
+  render(sql: string): string {
+    let i = 0;
+    return sql.replace(/\?/g, () => `@${i++}`);
+  }
+  override selectLimit(body: string, limit: number): string {
+    return `SELECT TOP (${Math.trunc(limit)}) ${body}`;
+  }
+  columnType(spec: ColumnSpec, isKey: boolean): string {
+    switch (spec.type) {
+      case 'integer':
+        return 'BIGINT';
+      case 'number':
+        return 'DECIMAL(38, 10)';
+      case 'boolean':
+        return 'BIT';
+      case 'timestamp':
+        return 'DATETIME2(3)';
+      case 'binary':
+        return 'VARBINARY(MAX)';
+      default:
+        return isKey ? 'NVARCHAR(400)' : 'NVARCHAR(MAX)';
+    }
+  }
+  timestampType(): string {
+    return 'datetime2';
+  }
+  booleanType(): string {
+    return 'bit';
+  }
+  textType(length?: number): string {
+    return length ? `nvarchar(${length})` : 'nvarchar(max)';
+  }
+  bigintType(): string {
+    return 'bigint';
+  }
+  /** MERGE WITH (HOLDLOCK): without it concurrent MERGEs on one key deadlock or hit duplicate keys. */
+  upsertLedger(u: LedgerUpsert): Statement {
+    const cols = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
+    const tuple = `(${cols.map(() => '?').join(', ')})`;
+    return {
+      sql:
+        `MERGE ${this.quote(u.table)} WITH (HOLDLOCK) AS t USING (VALUES ${u.rows.map(() => tuple).join(', ')}) ` +
+        `AS s (${cols.join(', ')}) ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key ` +
+        `WHEN MATCHED AND t.version < s.version THEN UPDATE SET version = s.version, row_hash = s.row_hash, deleted = s.deleted, updated_at = s.updated_at ` +
+        `WHEN NOT MATCHED THEN INSERT (${cols.join(', ')}) VALUES (${cols.map((c) => `s.${c}`).join(', ')});`,
+      params: u.rows.flatMap((r) => [r[0], r[1], r[2], r[3], r[4], r[5], this.now()]),
+    };
+  }
+}
+
+class MysqlDialect extends Dialect {
+  readonly name = 'mysql';
+  readonly maxParams = 65_000;
+  quote(id: string): string {
+    return `\`${id.replace(/`/g, '``')}\``;
+  }
+  render(sql: string): string {
+    return sql;
+  }
+  columnType(spec: ColumnSpec, isKey: boolean): string {
+    switch (spec.type) {
+      case 'integer':
+        return 'BIGINT';
+      case 'number':
+        return 'DECIMAL(38, 10)';
+      case 'boolean':
+        return 'TINYINT(1)';
+      case 'timestamp':
+        return 'DATETIME(3)';
+      case 'binary':
+        return 'LONGBLOB';
+      default:
+        return isKey ? 'VARCHAR(255)' : 'TEXT';
+    }
+  }
+  timestampType(): string {
+    return 'datetime(3)';
+  }
+  booleanType(): string {
+    return 'tinyint';
+  }
+  textType(length?: number): string {
+    return length ? `varchar(${Math.min(length, 255)})` : 'text';
+  }
+  bigintType(): string {
+    return 'bigint';
+  }
+  override bool(v: boolean): unknown {
+    return v ? 1 : 0;
+  }
+  /** ON DUPLICATE KEY UPDATE evaluates left to right, so `version` is assigned last. */
+  upsertLedger(u: LedgerUpsert): Statement {
+    const ins = this.insertRows(
+      u.table,
+      ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'],
+      u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], this.bool(r[5]), this.now()]),
+    );
+    const newer = 'version < VALUES(version)';
+    return {
+      sql:
+        `${ins.sql} ON DUPLICATE KEY UPDATE row_hash = IF(${newer}, VALUES(row_hash), row_hash), ` +
+        `deleted = IF(${newer}, VALUES(deleted), deleted), updated_at = IF(${newer}, VALUES(updated_at), updated_at), ` +
+        `version = IF(${newer}, VALUES(version), version)`,
+      params: ins.params,
+    };
+  }
+}
+
+const DIALECTS: Record<DialectName, () => Dialect> = {
+  sqlite: () => new SqliteDialect(),
+  postgres: () => new PostgresDialect(),
+  mssql: () => new MssqlDialect(),
+  mysql: () => new MysqlDialect(),
+};
+
+export function dialectFor(name: DialectName): Dialect {
+  return DIALECTS[name]();
+}

@@ -1,0 +1,5 @@
+export * from './dialect';
+export * from './url';
+export * from './database';
+export * from './schema-types';
+export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';

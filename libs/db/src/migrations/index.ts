@@ -1,0 +1,5 @@
+import { CentralInit1732500000000 } from './central-init';
+import { SiteInit1732500000000 } from './site-init';
+
+export const CENTRAL_MIGRATIONS = [CentralInit1732500000000];
+export const SITE_MIGRATIONS = [SiteInit1732500000000];
