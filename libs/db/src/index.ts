@@ -3,3 +3,4 @@ export * from './url';
 export * from './database';
 export * from './schema-types';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
+export * from './pipeline-resolver';

@@ -66,8 +66,8 @@ export type HeaderChange = z.infer<typeof HeaderChangeSchema>;
 export const BatchSchema = z.object({
   sessionId: uuid,
   siteId: SiteIdSchema,
-  pipeline: z.string().min(1).max(64),
-  algorithm: z.enum(HASH_ALGORITHMS),
+  /** The pipeline's shape travels with every batch, so batches can be merged in any order by any consumer. */
+  pipeline: PipelineShapeSchema,
   version: z.number().int().positive(),
   seq: count,
   changes: z.array(HeaderChangeSchema).min(1),

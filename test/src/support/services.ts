@@ -1,0 +1,26 @@
+import { inject } from 'vitest';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    SITESYNC_TEST_AMQP_URL?: string;
+    SITESYNC_TEST_PG_URL?: string;
+    SITESYNC_TEST_MYSQL_URL?: string;
+  }
+}
+
+/** The broker URL for this run, or undefined (the suite is skipped, and says why). */
+export function amqpUrl(): string | undefined {
+  return inject('SITESYNC_TEST_AMQP_URL');
+}
+export function postgresUrl(): string | undefined {
+  return inject('SITESYNC_TEST_PG_URL');
+}
+export function mysqlUrl(): string | undefined {
+  return inject('SITESYNC_TEST_MYSQL_URL');
+}
+
+/** Prints why a suite does not run; use with `describe.skipIf(!url)`. */
+export function reportSkip(what: string, url: string | undefined): boolean {
+  if (!url) console.log(`[sitesync tests] skipping ${what}: no server available`);
+  return !url;
+}
