@@ -52,6 +52,29 @@ export abstract class Dialect {
 
   abstract upsertLedger(u: LedgerUpsert): Statement;
 
+  /** CREATE TABLE that does nothing when the table exists. Names must already be validated. */
+  createTableIfMissing(
+    table: string,
+    columns: ReadonlyArray<{ name: string; type: string; nullable: boolean }>,
+    primaryKey: readonly string[],
+  ): string {
+    const defs = columns.map((c) => `${this.quote(c.name)} ${c.type}${c.nullable ? '' : ' NOT NULL'}`);
+    return `CREATE TABLE IF NOT EXISTS ${this.quote(table)} (${defs.join(', ')}, PRIMARY KEY (${primaryKey
+      .map((c) => this.quote(c))
+      .join(', ')}))`;
+  }
+
+  createIndexIfMissing(table: string, name: string, columns: readonly string[]): string {
+    return `CREATE INDEX IF NOT EXISTS ${this.quote(name)} ON ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')})`;
+  }
+
+  /** A wire value made bindable for a column of `type`. */
+  bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+    if (typeof v === 'boolean') return this.bool(v);
+    if (type === 'boolean' && typeof v === 'number') return this.bool(v !== 0);
+    return v;
+  }
+
   /** Multi-row INSERT. */
   insertRows(table: string, columns: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Statement {
     const tuple = `(${columns.map(() => '?').join(', ')})`;
@@ -60,6 +83,24 @@ export abstract class Dialect {
         .map(() => tuple)
         .join(', ')}`,
       params: rows.flat(),
+    };
+  }
+
+  /** Multi-row insert-or-replace-columns on `keyColumns` (ON CONFLICT form; SQLite and PostgreSQL). */
+  upsert(
+    table: string,
+    keyColumns: readonly string[],
+    columns: readonly string[],
+    rows: ReadonlyArray<readonly unknown[]>,
+  ): Statement {
+    const ins = this.insertRows(table, columns, rows);
+    const set = columns
+      .filter((c) => !keyColumns.includes(c))
+      .map((c) => `${this.quote(c)} = excluded.${this.quote(c)}`)
+      .join(', ');
+    return {
+      sql: `${ins.sql} ON CONFLICT (${keyColumns.map((c) => this.quote(c)).join(', ')}) DO UPDATE SET ${set}`,
+      params: ins.params,
     };
   }
 
@@ -237,6 +278,45 @@ class MssqlDialect extends Dialect {
   bigintType(): string {
     return 'bigint';
   }
+  override upsert(
+    table: string,
+    keyColumns: readonly string[],
+    columns: readonly string[],
+    rows: ReadonlyArray<readonly unknown[]>,
+  ): Statement {
+    const q = (c: string) => this.quote(c);
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    const set = columns.filter((c) => !keyColumns.includes(c)).map((c) => `t.${q(c)} = s.${q(c)}`);
+    return {
+      sql:
+        `MERGE ${q(table)} WITH (HOLDLOCK) AS t USING (VALUES ${rows.map(() => tuple).join(', ')}) ` +
+        `AS s (${columns.map(q).join(', ')}) ON ${keyColumns.map((c) => `t.${q(c)} = s.${q(c)}`).join(' AND ')} ` +
+        (set.length ? `WHEN MATCHED THEN UPDATE SET ${set.join(', ')} ` : '') +
+        `WHEN NOT MATCHED THEN INSERT (${columns.map(q).join(', ')}) VALUES (${columns.map((c) => `s.${q(c)}`).join(', ')});`,
+      params: rows.flat(),
+    };
+  }
+
+  override createTableIfMissing(
+    table: string,
+    columns: ReadonlyArray<{ name: string; type: string; nullable: boolean }>,
+    primaryKey: readonly string[],
+  ): string {
+    const literal = `N'${table.replace(/'/g, "''")}'`;
+    return `IF OBJECT_ID(${literal}, N'U') IS NULL ${super.createTableIfMissing(table, columns, primaryKey).replace('CREATE TABLE IF NOT EXISTS', 'CREATE TABLE')}`;
+  }
+
+  override createIndexIfMissing(table: string, name: string, columns: readonly string[]): string {
+    const t = `N'${table.replace(/'/g, "''")}'`;
+    const n = `N'${name.replace(/'/g, "''")}'`;
+    return `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = ${n} AND object_id = OBJECT_ID(${t})) CREATE INDEX ${this.quote(name)} ON ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')})`;
+  }
+
+  override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+    if (type === 'timestamp' && typeof v === 'string') return new Date(v);
+    return super.bindValue(v, type);
+  }
+
   /** MERGE WITH (HOLDLOCK): without it concurrent MERGEs on one key deadlock or hit duplicate keys. */
   upsertLedger(u: LedgerUpsert): Statement {
     const cols = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
@@ -292,6 +372,26 @@ class MysqlDialect extends Dialect {
   override bool(v: boolean): unknown {
     return v ? 1 : 0;
   }
+  override upsert(
+    table: string,
+    keyColumns: readonly string[],
+    columns: readonly string[],
+    rows: ReadonlyArray<readonly unknown[]>,
+  ): Statement {
+    const ins = this.insertRows(table, columns, rows);
+    const set = columns
+      .filter((c) => !keyColumns.includes(c))
+      .map((c) => `${this.quote(c)} = VALUES(${this.quote(c)})`)
+      .join(', ');
+    return { sql: `${ins.sql} ON DUPLICATE KEY UPDATE ${set}`, params: ins.params };
+  }
+
+  /** MariaDB has IF NOT EXISTS on CREATE INDEX; MySQL 8 does not (sitesync targets MariaDB here). */
+  override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+    if (type === 'timestamp' && typeof v === 'string') return new Date(v);
+    return super.bindValue(v, type);
+  }
+
   /** ON DUPLICATE KEY UPDATE evaluates left to right, so `version` is assigned last. */
   upsertLedger(u: LedgerUpsert): Statement {
     const ins = this.insertRows(

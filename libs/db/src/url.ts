@@ -61,5 +61,6 @@ export function parseDatabaseUrl(url: string, key = 'db.url'): ParsedDatabaseUrl
 
 /** The URL with its password replaced, for logs and error messages. */
 export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  // Greedy up to the LAST @ of the authority, as URL parsers read it: a password may hold an unencoded @.
+  return url.replace(/(\/\/[^:/@]+:)[^/?#]*@/, '$1***@');
 }

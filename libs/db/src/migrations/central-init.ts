@@ -45,6 +45,7 @@ export class CentralInit1732500000000 implements MigrationInterface {
           c.int('id_efector'),
           c.text('message_type', 40),
           c.text('session_id', 36, true),
+          c.text('pipeline', 64, true),
           c.int('headers', false, 0),
           c.int('details', false, 0),
           c.int('deletions', false, 0),

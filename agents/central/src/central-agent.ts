@@ -1,0 +1,214 @@
+import { readFileSync } from 'node:fs';
+import {
+  BrokerConnection,
+  MessageRejectedError,
+  Topology,
+  decodeMessage,
+  encodeMessage,
+  errorInfo,
+  isTransientError,
+  publishDeadLetter,
+  type DecodedMessage,
+  type Delivery,
+  type Logger,
+  type MessageBody,
+} from '@sitesync/protocol';
+import { Database } from '@sitesync/db';
+import type { CentralConfig } from './config';
+import { BatchMerger } from './merge/batch-merger';
+import { SessionTracker } from './merge/session-tracker';
+import { TargetTables } from './merge/target-tables';
+import { CentralMetrics } from './metrics';
+
+export const APP_ID = 'sitesync-central';
+/** In-process attempts of a handler before the message is requeued (the broker's delivery limit then applies). */
+const HANDLER_ATTEMPTS = 4;
+
+export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
+/**
+ * The central agent: consumes the central sync queue with manual acks, merges each batch in one
+ * transaction, dead-letters bad messages with a reason, and publishes acknowledgements.
+ */
+export class CentralAgent {
+  state: AgentState = 'STARTING';
+  readonly topology: Topology;
+  readonly metrics = new CentralMetrics();
+  private db: Database | undefined;
+  private broker: BrokerConnection | undefined;
+  private merger: BatchMerger | undefined;
+  private sessions: SessionTracker | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly config: CentralConfig,
+    private readonly log: Logger,
+  ) {
+    this.topology = new Topology({ prefix: config.amqp.prefix, deliveryLimit: config.amqp.deliveryLimit });
+  }
+
+  get database(): Database | undefined {
+    return this.db;
+  }
+
+  get brokerConnection(): BrokerConnection | undefined {
+    return this.broker;
+  }
+
+  /** Opens the database (running migrations), connects, declares the topology and starts consuming. */
+  async start(): Promise<void> {
+    try {
+      this.db = await Database.open(this.config.db.url, { role: 'central' });
+      this.merger = new BatchMerger(this.db, new TargetTables(this.db));
+      this.sessions = new SessionTracker(this.db);
+      const a = this.config.amqp;
+      this.broker = new BrokerConnection({
+        url: a.url,
+        name: 'sitesync-central',
+        log: this.log,
+        confirmWindow: a.confirmWindow,
+        socketOptions: {
+          ...(a.caFile ? { ca: [readFileSync(a.caFile)] } : {}),
+          ...(a.certFile ? { cert: readFileSync(a.certFile) } : {}),
+          ...(a.keyFile ? { key: readFileSync(a.keyFile) } : {}),
+        },
+        setup: (ch) => this.topology.declareCentral(ch),
+      });
+      this.broker.on('disconnected', () => this.metrics.reconnects.inc());
+      await this.broker.consume({
+        queue: this.topology.centralSyncQueue,
+        prefetch: this.config.prefetch,
+        handler: (d) => this.onMessage(d),
+      });
+      await this.broker.connectWithRetry();
+      this.state = 'RUNNING';
+      this.log.info({ queue: this.topology.centralSyncQueue }, 'central agent consuming');
+    } catch (err) {
+      this.state = 'FAILED';
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async onMessage(d: Delivery): Promise<void> {
+    const queue = this.topology.centralSyncQueue;
+    let m: DecodedMessage | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        m ??= decodeMessage(d.msg, ['session.started', 'batch', 'session.completed']);
+        await this.handle(m);
+        d.settle('ack');
+        return;
+      } catch (err) {
+        if (err instanceof MessageRejectedError) {
+          await this.deadLetter(d, queue, err, m);
+          return;
+        }
+        if (this.state === 'STOPPING' || attempt >= HANDLER_ATTEMPTS) {
+          this.log.warn({ err: errorInfo(err), messageId: d.msg.properties.messageId, attempt }, 'requeueing after failures');
+          d.settle('requeue');
+          return;
+        }
+        this.metrics.retries.inc();
+        const delay = (isTransientError(err) ? 100 : 500) * 4 ** (attempt - 1);
+        this.log.warn({ err: errorInfo(err), messageId: d.msg.properties.messageId, attempt, delay }, 'handler failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private async deadLetter(d: Delivery, queue: string, err: MessageRejectedError, m: DecodedMessage | undefined): Promise<void> {
+    this.log.warn(
+      { reason: err.reason, err: err.message, messageId: d.msg.properties.messageId, routingKey: d.msg.fields.routingKey },
+      'dead-lettering message',
+    );
+    await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
+    this.metrics.deadLetters.inc({ reason: err.reason });
+    d.settle('ack');
+    // A rejected batch still counts against its session, so the site learns the session is incomplete.
+    if (m?.type === 'batch' && err.reason !== 'forged-site' && err.reason !== 'unknown-site') {
+      const b = m.body as MessageBody<'batch'>;
+      try {
+        await this.sessions!.batchRejected(b.sessionId, b.siteId, b.version);
+        await this.completeSession(b.sessionId, b.siteId, false);
+      } catch (e) {
+        this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch');
+      }
+    }
+  }
+
+  private async handle(m: DecodedMessage): Promise<void> {
+    switch (m.type) {
+      case 'batch': {
+        const started = process.hrtime.bigint();
+        const b = m.body as MessageBody<'batch'>;
+        const r = await this.merger!.merge(m as DecodedMessage<'batch'>);
+        this.metrics.mergeDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        this.metrics.batches.inc({ site: String(b.siteId), status: r.status });
+        if (r.status === 'applied') {
+          this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'header' }, r.headers);
+          this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'detail' }, r.details);
+        }
+        await this.publishDown(b.siteId, 'batch.ack', {
+          sessionId: b.sessionId,
+          siteId: b.siteId,
+          pipeline: b.pipeline.name,
+          batchMessageId: m.messageId,
+          status: r.status,
+          headers: r.headers,
+          details: r.details,
+          deletions: r.deletions,
+          stale: r.stale,
+        }, m.messageId);
+        await this.completeSession(b.sessionId, b.siteId, r.status === 'duplicate');
+        return;
+      }
+      case 'session.started':
+        await this.sessions!.started(m as DecodedMessage<'session.started'>);
+        return;
+      case 'session.completed': {
+        const s = m.body as MessageBody<'session.completed'>;
+        await this.sessions!.completed(m as DecodedMessage<'session.completed'>);
+        // Redelivered session.completed re-sends the ack: the first may have been lost in a crash.
+        await this.completeSession(s.sessionId, s.siteId, true);
+        return;
+      }
+      default:
+        throw new MessageRejectedError('unknown-type', `unexpected message type ${m.type}`, { messageId: m.messageId });
+    }
+  }
+
+  private async completeSession(sessionId: string, siteId: number, resend: boolean): Promise<void> {
+    const ack = await this.sessions!.tryComplete(sessionId, resend);
+    if (ack) await this.publishDown(siteId, 'session.ack', ack, sessionId);
+  }
+
+  private async publishDown<T extends 'batch.ack' | 'session.ack'>(
+    siteId: number,
+    type: T,
+    body: MessageBody<T>,
+    correlationId: string,
+  ): Promise<void> {
+    const msg = encodeMessage(type, body, { siteId, appId: APP_ID, correlationId });
+    await this.broker!.publish(this.topology.down, msg);
+  }
+
+  /** Stops consuming, lets open transactions finish, closes channels, connection and database. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.state !== 'FAILED') this.state = 'STOPPING';
+      try {
+        await this.broker?.close();
+      } catch (err) {
+        this.log.warn({ err: errorInfo(err) }, 'closing broker connection');
+      }
+      try {
+        await this.db?.close();
+      } catch (err) {
+        this.log.warn({ err: errorInfo(err) }, 'closing database');
+      }
+      if (this.state !== 'FAILED') this.state = 'STOPPED';
+    })();
+    return this.closing;
+  }
+}

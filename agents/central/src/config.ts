@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, applyEnvOverrides, configErrorFrom } from '@sitesync/protocol';
+
+export const DEFAULT_PREFETCH = 16;
+
+export const CentralConfigSchema = z
+  .object({
+    amqp: z
+      .object({
+        url: z.string().min(1),
+        /** Prefix of every exchange and queue name. @default '' */
+        prefix: z.string().default(''),
+        /** @default 256 */
+        confirmWindow: z.number().int().positive().default(256),
+        /** Delivery attempts before the broker dead-letters a message. @default 5 */
+        deliveryLimit: z.number().int().positive().default(5),
+        caFile: z.string().optional(),
+        certFile: z.string().optional(),
+        keyFile: z.string().optional(),
+      })
+      .strict(),
+    db: z.object({ url: z.string().min(1) }).strict(),
+    /** Unacknowledged deliveries per consumer. @default 16 */
+    prefetch: z.number().int().positive().default(DEFAULT_PREFETCH),
+    /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
+    httpPort: z.number().int().min(0).max(65535).default(0),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  })
+  .strict();
+
+export type CentralConfig = Readonly<z.infer<typeof CentralConfigSchema>>;
+
+const ENV_KEYS = {
+  AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
+  AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
+  AMQP_DELIVERY_LIMIT: { path: ['amqp', 'deliveryLimit'], type: 'number' },
+  AMQP_CA_FILE: { path: ['amqp', 'caFile'], type: 'string' },
+  AMQP_CERT_FILE: { path: ['amqp', 'certFile'], type: 'string' },
+  AMQP_KEY_FILE: { path: ['amqp', 'keyFile'], type: 'string' },
+  DB_URL: { path: ['db', 'url'], type: 'string' },
+  PREFETCH: { path: ['prefetch'], type: 'number' },
+  HTTP_PORT: { path: ['httpPort'], type: 'number' },
+  LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+} as const;
+
+export function parseCentralConfig(raw: unknown): CentralConfig {
+  const parsed = CentralConfigSchema.safeParse(raw);
+  if (!parsed.success) throw configErrorFrom(parsed.error);
+  return Object.freeze(parsed.data);
+}
+
+/** Reads the config file (optional) and `SYNC_*` environment overrides: the only place reading `process.env`. */
+export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): CentralConfig {
+  let raw: Record<string, unknown> = {};
+  const path = file ?? env.SYNC_CONFIG;
+  if (path) {
+    try {
+      raw = JSON.parse(readFileSync(resolve(path), 'utf8')) as Record<string, unknown>;
+    } catch (cause) {
+      throw new ConfigError(`config file ${path}: ${(cause as Error).message}`, 'config', { cause });
+    }
+  }
+  return parseCentralConfig(applyEnvOverrides(raw, env, ENV_KEYS));
+}

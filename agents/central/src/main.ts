@@ -1,0 +1,61 @@
+import { Command } from 'commander';
+import { ConfigError, createLogger, errorInfo, startHttpServer } from '@sitesync/protocol';
+import { loadCentralConfig } from './config';
+import { CentralAgent } from './central-agent';
+
+const SHUTDOWN_GRACE_MS = 60_000;
+
+async function run(opts: { config?: string }): Promise<number> {
+  let config;
+  try {
+    config = loadCentralConfig(opts.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sync-central: invalid configuration: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger('sync-central', config.logLevel);
+  const agent = new CentralAgent(config, log);
+  try {
+    await agent.start();
+  } catch (err) {
+    log.error({ err: errorInfo(err) }, 'cannot start');
+    process.stderr.write(`sync-central: ${(err as Error).message}\n`);
+    return err instanceof ConfigError ? 2 : 1;
+  }
+  const server =
+    config.httpPort > 0
+      ? await startHttpServer(config.httpPort, agent.metrics.registry, async () => {
+          const dbOk = (await agent.database?.ping()) ?? false;
+          const brokerOk = agent.brokerConnection?.connected ?? false;
+          return { ok: dbOk && brokerOk, detail: { db: dbOk, broker: brokerOk, state: agent.state } };
+        })
+      : undefined;
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping: finishing open transactions');
+    const timer = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
+    timer.unref();
+    server?.close();
+    await agent.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+const program = new Command('sync-central').description('sitesync central agent');
+program
+  .command('run')
+  .description('consume site batches and merge them into the central database')
+  .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG); SYNC_* environment variables override it')
+  .action(async (opts: { config?: string }) => {
+    process.exitCode = await run(opts);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`sync-central: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

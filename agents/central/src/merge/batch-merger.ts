@@ -1,0 +1,240 @@
+import {
+  MessageRejectedError,
+  encodeKey,
+  hashHeader,
+  type ColumnSpec,
+  type DecodedMessage,
+  type HeaderBatch,
+  type HeaderChange,
+  type WireRow,
+} from '@sitesync/protocol';
+import type { Database, Queryable } from '@sitesync/db';
+import { SITE_COLUMN, type TargetTables } from './target-tables';
+import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
+
+export const INBOX_TABLE = 'sync_inbox';
+export const LEDGER_TABLE = 'sync_ledger';
+
+export interface MergeResult {
+  status: 'applied' | 'duplicate';
+  headers: number;
+  details: number;
+  deletions: number;
+  /** Headers skipped because the central already holds a newer version. */
+  stale: number;
+}
+
+/** Rejects a message whose claimed site is not the one its authenticated broker user speaks for. */
+export function checkSender(m: DecodedMessage, row: { broker_user: string | null; id_efector: number }): void {
+  const expected = expectedUser(row);
+  if (m.userId !== expected) {
+    throw new MessageRejectedError(
+      'forged-site',
+      `message for site ${m.siteId} was published by broker user ${JSON.stringify(m.userId ?? null)}, expected ${JSON.stringify(expected)}`,
+      { messageId: m.messageId, siteId: m.siteId, type: m.type },
+    );
+  }
+}
+
+/** Recomputes every header hash; a mismatch means the batch was corrupted or hand-edited. */
+export function verifyHashes(batch: HeaderBatch, messageId: string): void {
+  const alg = batch.pipeline.algorithm;
+  const headerCols = batch.pipeline.header.columns.map((c) => c.name);
+  const detailCols = batch.pipeline.detail?.columns.map((c) => c.name) ?? [];
+  for (const c of batch.changes) {
+    const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
+    if (c.key.length !== batch.pipeline.header.key.length) {
+      throw new MessageRejectedError('bad-content', `key ${JSON.stringify(c.key)} does not match the pipeline key`, ctx);
+    }
+    if (c.op !== 'upsert') continue;
+    if (!sameColumns(c.header, headerCols) || c.details.some((d) => !sameColumns(d, detailCols))) {
+      throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} has columns outside the pipeline shape`, ctx);
+    }
+    if (batch.pipeline.header.key.some((k, i) => c.header[k] !== c.key[i])) {
+      throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} key does not match its row`, ctx);
+    }
+    if (hashHeader(alg, c.header, c.details) !== c.hash) {
+      throw new MessageRejectedError('row-hash-mismatch', `row hash mismatch for header ${JSON.stringify(c.key)}`, ctx);
+    }
+  }
+}
+
+function sameColumns(row: WireRow, cols: readonly string[]): boolean {
+  const keys = Object.keys(row);
+  return keys.length === cols.length && cols.every((c) => c in row);
+}
+
+/**
+ * Merges header/detail batches into the central tables, one transaction per batch: inbox dedupe,
+ * version-guarded ledger, header upsert by replace, detail set replacement, deletions, and the
+ * site's `EstadoSyncGeneral` progress. Order-independent: an older version never overwrites a newer one.
+ */
+export class BatchMerger {
+  constructor(
+    private readonly db: Database,
+    private readonly targets: TargetTables,
+  ) {}
+
+  async merge(m: DecodedMessage<'batch'>): Promise<MergeResult> {
+    const batch = m.body;
+    verifyHashes(batch, m.messageId);
+    const pipeline = batch.pipeline.name;
+    // Checks that need no transaction first: unknown or forged site, target tables.
+    const row = await findSiteRow(this.db, batch.siteId, pipeline);
+    if (!row) {
+      throw new MessageRejectedError(
+        'unknown-site',
+        `no EstadoSyncGeneral row for site ${batch.siteId} pipeline ${JSON.stringify(pipeline)}`,
+        { messageId: m.messageId, siteId: batch.siteId, type: 'batch' },
+      );
+    }
+    checkSender(m, row);
+    await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+
+    return this.db.transaction(async (tx) => {
+      const counts = countChanges(batch.changes);
+      const fresh = await claimInbox(tx, m, pipeline, counts);
+      if (!fresh) return { status: 'duplicate', ...counts, stale: 0 };
+      const winners = await this.advanceLedger(tx, batch);
+      const won = batch.changes.filter((c) => winners.has(encodeKey(c.key)));
+      await this.replaceRows(tx, batch, row.tabla_encabezado, row.tabla_detalle, won);
+      const applied = countChanges(won);
+      await recordProgress(tx, batch, counts);
+      return { status: 'applied', ...applied, stale: batch.changes.length - won.length };
+    });
+  }
+
+  /** Raises each header's ledger version to this batch's; returns the keys where this batch is (now) the newest. */
+  private async advanceLedger(tx: Queryable, batch: HeaderBatch): Promise<Set<string>> {
+    const d = tx.dialect;
+    const keys = batch.changes.map((c) => encodeKey(c.key)).sort();
+    const byKey = new Map(batch.changes.map((c) => [encodeKey(c.key), c]));
+    const chunk = d.chunkSize(7, 10, 500);
+    for (let i = 0; i < keys.length; i += chunk) {
+      const rows = keys.slice(i, i + chunk).map((k) => {
+        const c = byKey.get(k)!;
+        return [batch.siteId, batch.pipeline.name, k, batch.version, c.op === 'upsert' ? c.hash : null, c.op === 'delete'] as const;
+      });
+      await tx.run(d.upsertLedger({ table: LEDGER_TABLE, rows }));
+    }
+    const winners = new Set<string>();
+    const sel = d.chunkSize(1, 10, 1000);
+    for (let i = 0; i < keys.length; i += sel) {
+      const part = keys.slice(i, i + sel);
+      const rows = await tx.query<{ header_key: string }>(
+        `SELECT header_key FROM ${d.quote(LEDGER_TABLE)} WHERE id_efector = ? AND pipeline = ? AND version = ? AND header_key IN (${part
+          .map(() => '?')
+          .join(', ')})`,
+        [batch.siteId, batch.pipeline.name, batch.version, ...part],
+      );
+      for (const r of rows) winners.add(r.header_key);
+    }
+    return winners;
+  }
+
+  /** Deletes the winners' current rows, then inserts the new header and detail sets. */
+  private async replaceRows(
+    tx: Queryable,
+    batch: HeaderBatch,
+    headerTable: string,
+    detailTable: string | null,
+    won: HeaderChange[],
+  ): Promise<void> {
+    if (won.length === 0) return;
+    const d = tx.dialect;
+    const shape = batch.pipeline;
+    const keys = won.map((c) => c.key);
+    const site = batch.siteId;
+    const q = d.quote.bind(d);
+    const deleteWhere = async (table: string, columns: string[]) => {
+      const chunk = d.chunkSize(columns.length, 10, 500);
+      for (let i = 0; i < keys.length; i += chunk) {
+        const pred = d.keyPredicate(columns, keys.slice(i, i + chunk));
+        await tx.execute(`DELETE FROM ${q(table)} WHERE ${q(SITE_COLUMN)} = ? AND ${pred.sql}`, [site, ...pred.params]);
+      }
+    };
+    if (shape.detail && detailTable) {
+      const joinCols = shape.header.key.map((hk) => Object.entries(shape.detail!.join).find(([, h]) => h === hk)![0]);
+      await deleteWhere(detailTable, joinCols);
+    }
+    await deleteWhere(headerTable, shape.header.key);
+
+    const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
+    await insertRows(tx, headerTable, site, shape.header.columns, upserts.map((c) => c.header));
+    if (shape.detail && detailTable) {
+      await insertRows(tx, detailTable, site, shape.detail.columns, upserts.flatMap((c) => c.details));
+    }
+  }
+}
+
+async function insertRows(tx: Queryable, table: string, site: number, specs: ColumnSpec[], rows: WireRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const d = tx.dialect;
+  const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
+  const chunk = Math.min(d.maxRowsPerInsert, d.chunkSize(columns.length, 0, 100_000));
+  for (let i = 0; i < rows.length; i += chunk) {
+    const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s) => d.bindValue(r[s.name], s.type))]);
+    await tx.run(d.insertRows(table, columns, values));
+  }
+}
+
+function countChanges(changes: readonly HeaderChange[]): { headers: number; details: number; deletions: number } {
+  let headers = 0;
+  let details = 0;
+  let deletions = 0;
+  for (const c of changes) {
+    if (c.op === 'upsert') {
+      headers++;
+      details += c.details.length;
+    } else deletions++;
+  }
+  return { headers, details, deletions };
+}
+
+/** Records the message id; false when it was already processed (redelivery or replay). */
+export async function claimInbox(
+  tx: Queryable,
+  m: DecodedMessage,
+  pipeline: string | null,
+  counts: { headers: number; details: number; deletions: number },
+): Promise<boolean> {
+  const seen = await tx.query(`SELECT message_id FROM ${INBOX_TABLE} WHERE message_id = ?`, [m.messageId]);
+  if (seen.length > 0) return false;
+  const sessionId = (m.body as { sessionId?: string }).sessionId ?? null;
+  await tx.execute(
+    `INSERT INTO ${INBOX_TABLE} (message_id, id_efector, message_type, session_id, pipeline, headers, details, deletions, processed_at) ` +
+      `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    [m.messageId, m.siteId, m.type, sessionId, pipeline, counts.headers, counts.details, counts.deletions, tx.dialect.now()],
+  );
+  return true;
+}
+
+/** Progress of the site's current session in `EstadoSyncGeneral`; a batch of an older session does not reset it. */
+async function recordProgress(
+  tx: Queryable,
+  batch: HeaderBatch,
+  c: { headers: number; details: number; deletions: number },
+): Promise<void> {
+  const now = tx.dialect.now();
+  const v = batch.version;
+  const same = 'last_version = ?';
+  await tx.execute(
+    `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET ` +
+      `header_count = CASE WHEN ${same} THEN header_count + ? ELSE ? END, ` +
+      `detail_count = CASE WHEN ${same} THEN detail_count + ? ELSE ? END, ` +
+      `deletion_count = CASE WHEN ${same} THEN deletion_count + ? ELSE ? END, ` +
+      `ultimo_sync_registros = CASE WHEN ${same} THEN COALESCE(ultimo_sync_registros, 0) + ? ELSE ? END, ` +
+      `ultimo_sync_fecha_inicio = CASE WHEN ${same} THEN COALESCE(ultimo_sync_fecha_inicio, ?) ELSE ? END, ` +
+      `ultimo_sync_fecha_fin = NULL, status = ?, last_seen = ?, last_session_id = ?, last_version = ? ` +
+      `WHERE id_efector = ? AND pipeline = ? AND (last_version IS NULL OR last_version <= ?)`,
+    [
+      v, c.headers, c.headers,
+      v, c.details, c.details,
+      v, c.deletions, c.deletions,
+      v, c.headers + c.details, c.headers + c.details,
+      v, now, now,
+      'syncing', now, batch.sessionId, v,
+      batch.siteId, batch.pipeline.name, v,
+    ],
+  );
+}

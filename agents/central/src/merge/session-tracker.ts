@@ -1,0 +1,185 @@
+import {
+  MessageRejectedError,
+  type DecodedMessage,
+  type SessionAck,
+  type SessionCompleted,
+  type SessionStarted,
+} from '@sitesync/protocol';
+import type { Database, Queryable } from '@sitesync/db';
+import { checkSender, claimInbox, INBOX_TABLE } from './batch-merger';
+import { findSiteRows, SITE_TABLE, type SiteRow } from './site-registry';
+
+export const SESSION_TABLE = 'sync_session';
+
+interface SessionRow {
+  session_id: string;
+  id_efector: number;
+  version: number | string;
+  site_finished_at: unknown;
+  expected_batches: number | null;
+  expected_headers: number | null;
+  expected_details: number | null;
+  expected_deletions: number | null;
+  rejected_batches: number;
+  status: string;
+  acked_at: unknown;
+}
+
+/**
+ * Per-session accounting: `session.started` opens it, batches are counted from the inbox,
+ * `session.completed` states the totals, and the session is acknowledged once every batch is
+ * merged or rejected, whatever order the messages arrived in.
+ */
+export class SessionTracker {
+  constructor(private readonly db: Database) {}
+
+  private async siteRows(m: DecodedMessage, pipelines?: string[]): Promise<SiteRow[]> {
+    const rows = await findSiteRows(this.db, m.siteId);
+    if (rows.length === 0) {
+      throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
+        messageId: m.messageId,
+        siteId: m.siteId,
+        type: m.type,
+      });
+    }
+    for (const r of rows) checkSender(m, r);
+    const missing = (pipelines ?? []).filter((p) => !rows.some((r) => r.pipeline === p));
+    if (missing.length) {
+      throw new MessageRejectedError(
+        'unknown-site',
+        `no EstadoSyncGeneral row for site ${m.siteId} pipeline(s) ${missing.join(', ')}`,
+        { messageId: m.messageId, siteId: m.siteId, type: m.type },
+      );
+    }
+    return rows;
+  }
+
+  async started(m: DecodedMessage<'session.started'>): Promise<void> {
+    const s: SessionStarted = m.body;
+    const rows = await this.siteRows(m, s.pipelines.map((p) => p.name));
+    await this.db.transaction(async (tx) => {
+      if (!(await claimInbox(tx, m, null, { headers: 0, details: 0, deletions: 0 }))) return;
+      await ensureSession(tx, s.sessionId, s.siteId, s.version);
+      await tx.execute(`UPDATE ${SESSION_TABLE} SET site_started_at = ? WHERE session_id = ?`, [
+        toDb(tx, s.startedAt),
+        s.sessionId,
+      ]);
+      const now = tx.dialect.now();
+      const same = 'last_version = ?';
+      for (const r of rows.filter((r) => s.pipelines.some((p) => p.name === r.pipeline))) {
+        await tx.execute(
+          `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET ultimo_update_efector_inicio = ?, ultimo_update_efector_fin = NULL, ` +
+            `header_count = CASE WHEN ${same} THEN header_count ELSE 0 END, ` +
+            `detail_count = CASE WHEN ${same} THEN detail_count ELSE 0 END, ` +
+            `deletion_count = CASE WHEN ${same} THEN deletion_count ELSE 0 END, ` +
+            `ultimo_sync_registros = CASE WHEN ${same} THEN ultimo_sync_registros ELSE 0 END, ` +
+            `ultimo_sync_fecha_inicio = CASE WHEN ${same} THEN ultimo_sync_fecha_inicio ELSE ? END, ` +
+            `ultimo_sync_fecha_fin = NULL, status = ?, last_seen = ?, last_session_id = ?, last_version = ? ` +
+            `WHERE id_efector = ? AND pipeline = ? AND (last_version IS NULL OR last_version <= ?)`,
+          [toDb(tx, s.startedAt), s.version, s.version, s.version, s.version, s.version, now, 'syncing', now, s.sessionId, s.version, s.siteId, r.pipeline, s.version],
+        );
+      }
+    });
+  }
+
+  async completed(m: DecodedMessage<'session.completed'>): Promise<void> {
+    const s: SessionCompleted = m.body;
+    await this.siteRows(m);
+    await this.db.transaction(async (tx) => {
+      if (!(await claimInbox(tx, m, null, { headers: 0, details: 0, deletions: 0 }))) return;
+      await ensureSession(tx, s.sessionId, s.siteId, s.version);
+      await tx.execute(
+        `UPDATE ${SESSION_TABLE} SET site_started_at = ?, site_finished_at = ?, expected_batches = ?, expected_headers = ?, ` +
+          `expected_details = ?, expected_deletions = ? WHERE session_id = ?`,
+        [
+          toDb(tx, s.startedAt),
+          toDb(tx, s.finishedAt),
+          s.totals.batches,
+          s.totals.headers,
+          s.totals.details,
+          s.totals.deletions,
+          s.sessionId,
+        ],
+      );
+    });
+  }
+
+  /** Counts a dead-lettered batch against its session, so the session can still be closed (as incomplete). */
+  async batchRejected(sessionId: string, siteId: number, version: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await ensureSession(tx, sessionId, siteId, version);
+      await tx.execute(`UPDATE ${SESSION_TABLE} SET rejected_batches = rejected_batches + 1 WHERE session_id = ?`, [sessionId]);
+    });
+  }
+
+  /**
+   * Closes the session when every batch it announced is merged or rejected, and returns the
+   * `session.ack` to publish. With `resend`, a session already closed returns its ack again
+   * (the first publish may have been lost in a crash).
+   */
+  async tryComplete(sessionId: string, resend = false): Promise<SessionAck | undefined> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query<SessionRow>(`SELECT * FROM ${SESSION_TABLE} WHERE session_id = ?`, [sessionId]);
+      const s = rows[0];
+      if (!s || s.expected_batches === null) return undefined;
+      if (s.acked_at !== null && !resend) return undefined;
+      const sums = await tx.query<{ pipeline: string | null; b: number | string; h: number | string | null; d: number | string | null; x: number | string | null }>(
+        `SELECT pipeline, COUNT(*) AS b, SUM(headers) AS h, SUM(details) AS d, SUM(deletions) AS x FROM ${INBOX_TABLE} ` +
+          `WHERE session_id = ? AND message_type = ? GROUP BY pipeline`,
+        [sessionId, 'batch'],
+      );
+      const received = { batches: 0, headers: 0, details: 0, deletions: 0 };
+      for (const r of sums) {
+        received.batches += Number(r.b);
+        received.headers += Number(r.h ?? 0);
+        received.details += Number(r.d ?? 0);
+        received.deletions += Number(r.x ?? 0);
+      }
+      const expected = {
+        batches: s.expected_batches,
+        headers: s.expected_headers ?? 0,
+        details: s.expected_details ?? 0,
+        deletions: s.expected_deletions ?? 0,
+      };
+      const rejected = Number(s.rejected_batches);
+      if (received.batches + rejected < expected.batches) return undefined;
+      const complete =
+        rejected === 0 &&
+        received.batches === expected.batches &&
+        received.headers === expected.headers &&
+        received.details === expected.details &&
+        received.deletions === expected.deletions;
+      const status = complete ? 'complete' : 'incomplete';
+      if (s.acked_at === null) {
+        const now = tx.dialect.now();
+        const claimed = await tx.execute(
+          `UPDATE ${SESSION_TABLE} SET acked_at = ?, status = ? WHERE session_id = ? AND acked_at IS NULL`,
+          [now, status, sessionId],
+        );
+        if (claimed === 0 && !resend) return undefined;
+        const error = complete
+          ? null
+          : `session ${sessionId}: expected ${JSON.stringify(expected)}, received ${JSON.stringify(received)}, rejected batches ${rejected}`;
+        await tx.execute(
+          `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET ultimo_update_efector_fin = ?, ultimo_sync_fecha_fin = ?, status = ?, ` +
+            `last_error = ?, last_seen = ? WHERE id_efector = ? AND last_session_id = ?`,
+          [s.site_finished_at, now, complete ? 'ok' : 'error', error, now, s.id_efector, sessionId],
+        );
+      }
+      return { sessionId, siteId: Number(s.id_efector), status, expected, received, rejectedBatches: rejected };
+    });
+  }
+}
+
+async function ensureSession(tx: Queryable, sessionId: string, siteId: number, version: number): Promise<void> {
+  const rows = await tx.query(`SELECT session_id FROM ${SESSION_TABLE} WHERE session_id = ?`, [sessionId]);
+  if (rows.length > 0) return;
+  await tx.execute(
+    `INSERT INTO ${SESSION_TABLE} (session_id, id_efector, version, status, rejected_batches, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+    [sessionId, siteId, version, 'open', 0, tx.dialect.now()],
+  );
+}
+
+function toDb(tx: Queryable, iso: string): unknown {
+  return tx.dialect.name === 'sqlite' ? new Date(iso).toISOString() : new Date(iso);
+}

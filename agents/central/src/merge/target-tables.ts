@@ -1,0 +1,78 @@
+import { MessageRejectedError, type ColumnSpec, type PipelineShape } from '@sitesync/protocol';
+import type { Database } from '@sitesync/db';
+
+/** The site id column every central target table carries: several sites may share one table. */
+export const SITE_COLUMN = 'id_efector';
+
+/**
+ * Makes sure a site's target tables (named by its `EstadoSyncGeneral` row) can take a pipeline's
+ * rows: creates them when missing, checks their columns when present. Results are cached.
+ */
+export class TargetTables {
+  private readonly checked = new Map<string, Promise<void>>();
+
+  constructor(private readonly db: Database) {}
+
+  ensure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
+    const key = `${headerTable}|${detailTable ?? ''}|${JSON.stringify(shape)}`;
+    let p = this.checked.get(key);
+    if (!p) {
+      p = this.doEnsure(headerTable, detailTable, shape);
+      this.checked.set(key, p);
+      p.catch(() => this.checked.delete(key));
+    }
+    return p;
+  }
+
+  /** Forgets what was checked (after an operator changed tables). */
+  reset(): void {
+    this.checked.clear();
+  }
+
+  private async doEnsure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
+    await this.ensureTable(headerTable, shape.header.columns, shape.header.key, []);
+    if (shape.detail) {
+      if (!detailTable) {
+        throw new MessageRejectedError(
+          'bad-content',
+          `pipeline ${shape.name} sends details but EstadoSyncGeneral.tabla_detalle is empty for this site`,
+        );
+      }
+      const joinCols = Object.keys(shape.detail.join);
+      await this.ensureTable(detailTable, shape.detail.columns, shape.detail.key, joinCols);
+    }
+  }
+
+  private async ensureTable(table: string, columns: ColumnSpec[], key: string[], indexColumns: string[]): Promise<void> {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(table)) {
+      throw new MessageRejectedError('bad-content', `EstadoSyncGeneral names an invalid table ${JSON.stringify(table)}`);
+    }
+    for (const c of columns) {
+      if (c.name === SITE_COLUMN) {
+        throw new MessageRejectedError('bad-content', `site column ${SITE_COLUMN} cannot be synced as a data column`);
+      }
+    }
+    const d = this.db.dialect;
+    let info = await this.db.describeTable(table);
+    if (!info) {
+      const defs = [
+        { name: SITE_COLUMN, type: 'INT', nullable: false },
+        ...columns.map((c) => ({ name: c.name, type: d.columnType(c, key.includes(c.name) || indexColumns.includes(c.name)), nullable: c.nullable && !key.includes(c.name) })),
+      ];
+      await this.db.query(d.createTableIfMissing(table, defs, [SITE_COLUMN, ...key]));
+      if (indexColumns.length) {
+        await this.db.query(d.createIndexIfMissing(table, `IX_${table}_header`.slice(0, 120), [SITE_COLUMN, ...indexColumns]));
+      }
+      info = await this.db.describeTable(table);
+      if (!info) throw new Error(`table ${table} could not be created`);
+    }
+    const have = new Set(info.columns.map((c) => c.name));
+    const missing = [SITE_COLUMN, ...columns.map((c) => c.name)].filter((c) => !have.has(c));
+    if (missing.length) {
+      throw new MessageRejectedError(
+        'bad-content',
+        `central table ${table} lacks column(s) ${missing.join(', ')} sent by the site`,
+      );
+    }
+  }
+}

@@ -1,0 +1,157 @@
+import { encodeKey, hashHeader, toWireRow, type HeaderChange, type WireRow, type WireValue } from '@sitesync/protocol';
+import type { Database, ResolvedPipeline } from '@sitesync/db';
+import { ROW_STATE_TABLE } from './row-state';
+
+/** A header whose hash differs from what the central acknowledged, or that vanished. */
+export type DirtyHeader = HeaderChange & { headerKey: string; rows: number };
+
+export interface ScanStats {
+  scanned: number;
+  dirty: number;
+  deleted: number;
+}
+
+/**
+ * Streams one pipeline's dirty headers in key order, a page at a time, so memory stays bounded
+ * whatever the table size: changed and new headers (each with its full detail set), then deletions.
+ */
+export class ChangeScanner {
+  readonly stats: ScanStats = { scanned: 0, dirty: 0, deleted: 0 };
+
+  constructor(
+    private readonly db: Database,
+    private readonly p: ResolvedPipeline,
+    private readonly pageSize: number,
+  ) {}
+
+  private get q() {
+    return (c: string) => this.db.dialect.quote(c);
+  }
+
+  async *scan(): AsyncGenerator<DirtyHeader> {
+    const known = await this.db.query<{ n: number | string }>(
+      `SELECT COUNT(*) AS n FROM ${this.q(ROW_STATE_TABLE)} WHERE pipeline = ?`,
+      [this.p.name],
+    );
+    const knownBefore = Number(known[0]?.n ?? 0);
+    let seenKnown = 0;
+    let after: WireValue[] | undefined;
+    for (;;) {
+      const page = await this.readPage(after);
+      if (page.length === 0) break;
+      const keys = page.map((r) => this.p.header.key.map((k) => r[k]!));
+      after = keys[keys.length - 1];
+      const details = await this.readDetails(keys);
+      const state = await this.readState(keys.map((k) => encodeKey(k)));
+      for (let i = 0; i < page.length; i++) {
+        const header = page[i]!;
+        const key = keys[i]!;
+        const headerKey = encodeKey(key);
+        const rows = details.get(headerKey) ?? [];
+        const hash = hashHeader(this.p.config.algorithm, header, rows);
+        this.stats.scanned++;
+        const st = state.get(headerKey);
+        if (st !== undefined) seenKnown++;
+        if (st?.target === hash) continue;
+        this.stats.dirty++;
+        yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
+      }
+      if (page.length < this.pageSize) break;
+    }
+    // Every header the side table knows was seen again: nothing was deleted, skip the existence pass.
+    if (seenKnown === knownBefore) return;
+    yield* this.scanDeletions();
+  }
+
+  private async readPage(after: WireValue[] | undefined): Promise<WireRow[]> {
+    const d = this.db.dialect;
+    const h = this.p.header;
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (this.p.config.filter) where.push(`(${this.p.config.filter})`);
+    if (after) {
+      const a = d.afterKey(h.key, after);
+      where.push(a.sql);
+      params.push(...a.params);
+    }
+    const body =
+      `${h.columns.map(this.q).join(', ')} FROM ${this.q(h.table)}` +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY ${h.key.map(this.q).join(', ')}`;
+    const rows = await this.db.query<Record<string, unknown>>(d.selectLimit(body, this.pageSize), params);
+    return rows.map((r) => toWireRow(r, h.columns));
+  }
+
+  private async readDetails(keys: WireValue[][]): Promise<Map<string, WireRow[]>> {
+    const out = new Map<string, WireRow[]>();
+    const det = this.p.detail;
+    if (!det || keys.length === 0) return out;
+    const d = this.db.dialect;
+    const chunk = d.chunkSize(det.joinColumns.length);
+    for (let i = 0; i < keys.length; i += chunk) {
+      const pred = d.keyPredicate(det.joinColumns, keys.slice(i, i + chunk));
+      const rows = await this.db.query<Record<string, unknown>>(
+        `SELECT ${det.columns.map(this.q).join(', ')} FROM ${this.q(det.table)} WHERE ${pred.sql}`,
+        pred.params,
+      );
+      for (const r of rows) {
+        const wire = toWireRow(r, det.columns);
+        const k = encodeKey(det.joinColumns.map((c) => wire[c]!));
+        let list = out.get(k);
+        if (!list) out.set(k, (list = []));
+        list.push(wire);
+      }
+    }
+    return out;
+  }
+
+  private async readState(headerKeys: string[]): Promise<Map<string, { target: string | null }>> {
+    const out = new Map<string, { target: string | null }>();
+    const d = this.db.dialect;
+    const chunk = d.chunkSize(1);
+    for (let i = 0; i < headerKeys.length; i += chunk) {
+      const part = headerKeys.slice(i, i + chunk);
+      const rows = await this.db.query<{ header_key: string; TargetHash: string | null }>(
+        `SELECT header_key, ${this.q('TargetHash')} FROM ${this.q(ROW_STATE_TABLE)} WHERE pipeline = ? AND header_key IN (${part
+          .map(() => '?')
+          .join(', ')})`,
+        [this.p.name, ...part],
+      );
+      for (const r of rows) out.set(r.header_key, { target: r.TargetHash });
+    }
+    return out;
+  }
+
+  /** Headers the side table knows that are no longer in the source (or no longer match the filter). */
+  private async *scanDeletions(): AsyncGenerator<DirtyHeader> {
+    const d = this.db.dialect;
+    const h = this.p.header;
+    let after = '';
+    for (;;) {
+      const known = await this.db.query<{ header_key: string }>(
+        d.selectLimit(
+          `header_key FROM ${this.q(ROW_STATE_TABLE)} WHERE pipeline = ? AND header_key > ? ORDER BY header_key`,
+          this.pageSize,
+        ),
+        [this.p.name, after],
+      );
+      if (known.length === 0) return;
+      after = known[known.length - 1]!.header_key;
+      const keys = known.map((r) => JSON.parse(r.header_key) as WireValue[]);
+      const pred = d.keyPredicate(h.key, keys);
+      const present = await this.db.query<Record<string, unknown>>(
+        `SELECT ${h.key.map(this.q).join(', ')} FROM ${this.q(h.table)} WHERE ${pred.sql}` +
+          (this.p.config.filter ? ` AND (${this.p.config.filter})` : ''),
+        pred.params,
+      );
+      const presentKeys = new Set(present.map((r) => encodeKey(h.key.map((k) => toWireRow(r, h.key)[k]!))));
+      for (let i = 0; i < known.length; i++) {
+        const headerKey = known[i]!.header_key;
+        if (presentKeys.has(headerKey)) continue;
+        this.stats.deleted++;
+        yield { op: 'delete', key: keys[i]!, headerKey, rows: 1 };
+      }
+      if (known.length < this.pageSize) return;
+    }
+  }
+}

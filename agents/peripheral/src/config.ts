@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import {
+  ConfigError,
+  HashingFileSchema,
+  SiteIdSchema,
+  applyEnvOverrides,
+  configErrorFrom,
+  type EnvKey,
+  type HashingFile,
+} from '@sitesync/protocol';
+
+export const DEFAULT_MAX_BATCH_ROWS = 5000;
+export const DEFAULT_MAX_BATCH_BYTES = 1_000_000;
+export const DEFAULT_PAGE_SIZE = 500;
+export const DEFAULT_ACK_TIMEOUT_SECONDS = 120;
+
+const ScheduleSchema = z.union([
+  z.object({ cron: z.string().min(1) }).strict(),
+  z.object({ intervalSeconds: z.number().positive() }).strict(),
+]);
+
+export const PeripheralConfigSchema = z
+  .object({
+    /** The site's efector id. */
+    siteId: SiteIdSchema,
+    amqp: z
+      .object({
+        url: z.string().min(1),
+        /** Prefix of every exchange and queue name. @default '' */
+        prefix: z.string().default(''),
+        /** Broker user put in `user_id`; defaults to the URL's user. */
+        userId: z.string().optional(),
+        /** Unconfirmed publishes in flight. @default 256 */
+        confirmWindow: z.number().int().positive().default(256),
+        /** PEM files for amqps:// */
+        caFile: z.string().optional(),
+        certFile: z.string().optional(),
+        keyFile: z.string().optional(),
+      })
+      .strict(),
+    db: z.object({ url: z.string().min(1) }).strict(),
+    /** Hashing files, inline or as `{ "file": "path.json" }` relative to the config file. */
+    pipelines: z.array(z.record(z.string(), z.unknown())).min(1),
+    /** SQL run on the site database around each session (the legacy stored procedures). */
+    hooks: z
+      .object({ before: z.string().optional(), legacy: z.string().optional(), after: z.string().optional() })
+      .strict()
+      .default({}),
+    schedule: ScheduleSchema.default({ intervalSeconds: 300 }),
+    batch: z
+      .object({
+        /** Rows (header + details) per batch. @default 5000 */
+        maxRows: z.number().int().positive().default(DEFAULT_MAX_BATCH_ROWS),
+        /** Uncompressed JSON bytes per batch. @default 1000000 */
+        maxBytes: z.number().int().min(1024).default(DEFAULT_MAX_BATCH_BYTES),
+        /** Headers read per query. @default 500 */
+        pageSize: z.number().int().positive().default(DEFAULT_PAGE_SIZE),
+      })
+      .strict()
+      .default({ maxRows: DEFAULT_MAX_BATCH_ROWS, maxBytes: DEFAULT_MAX_BATCH_BYTES, pageSize: DEFAULT_PAGE_SIZE }),
+    /** How long a session waits for the central's `session.ack`. @default 120 */
+    ackTimeoutSeconds: z.number().positive().default(DEFAULT_ACK_TIMEOUT_SECONDS),
+    /** HTTP port for /metrics and /healthz; 0 = off. @default 0 */
+    httpPort: z.number().int().min(0).max(65535).default(0),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  })
+  .strict();
+
+export type PeripheralConfigInput = z.input<typeof PeripheralConfigSchema>;
+export type PeripheralConfig = Readonly<Omit<z.infer<typeof PeripheralConfigSchema>, 'pipelines'>> & {
+  readonly pipelines: readonly HashingFile[];
+};
+
+/** Environment variables that override the file, `SYNC_<NAME>` (or `SYNC_<NAME>_FILE` to read a secret). */
+const ENV_KEYS: Readonly<Record<string, EnvKey>> = {
+  SITE_ID: { path: ['siteId'], type: 'number' },
+  AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
+  AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
+  AMQP_USER_ID: { path: ['amqp', 'userId'], type: 'string' },
+  AMQP_CA_FILE: { path: ['amqp', 'caFile'], type: 'string' },
+  AMQP_CERT_FILE: { path: ['amqp', 'certFile'], type: 'string' },
+  AMQP_KEY_FILE: { path: ['amqp', 'keyFile'], type: 'string' },
+  DB_URL: { path: ['db', 'url'], type: 'string' },
+  SCHEDULE_CRON: { path: ['schedule', 'cron'], type: 'string' },
+  SCHEDULE_INTERVAL_SECONDS: { path: ['schedule', 'intervalSeconds'], type: 'number' },
+  HOOK_BEFORE: { path: ['hooks', 'before'], type: 'string' },
+  HOOK_LEGACY: { path: ['hooks', 'legacy'], type: 'string' },
+  HOOK_AFTER: { path: ['hooks', 'after'], type: 'string' },
+  ACK_TIMEOUT_SECONDS: { path: ['ackTimeoutSeconds'], type: 'number' },
+  HTTP_PORT: { path: ['httpPort'], type: 'number' },
+  LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+};
+
+/** Validates a raw config (after env overrides) and loads referenced hashing files. */
+export function parsePeripheralConfig(raw: unknown, baseDir = process.cwd()): PeripheralConfig {
+  const parsed = PeripheralConfigSchema.safeParse(raw);
+  if (!parsed.success) throw configErrorFrom(parsed.error);
+  const cfg = parsed.data;
+  const pipelines = cfg.pipelines.map((p, i) => {
+    let json: unknown = p;
+    if (typeof p.file === 'string') {
+      const path = resolve(baseDir, p.file);
+      try {
+        json = JSON.parse(readFileSync(path, 'utf8'));
+      } catch (cause) {
+        const key = `pipelines.${i}.file`;
+        throw new ConfigError(`config key "${key}": cannot read ${path}: ${(cause as Error).message}`, key, { cause });
+      }
+    }
+    const h = HashingFileSchema.safeParse(json);
+    if (!h.success) throw configErrorFrom(h.error, `pipelines.${i}.`);
+    return h.data;
+  });
+  const names = new Set<string>();
+  pipelines.forEach((p, i) => {
+    if (names.has(p.name)) throw new ConfigError(`config key "pipelines.${i}.name": duplicate pipeline name ${p.name}`, `pipelines.${i}.name`);
+    names.add(p.name);
+  });
+  return Object.freeze({ ...cfg, pipelines });
+}
+
+/** Reads the config file (optional) and the environment: the only place that reads `process.env`. */
+export function loadPeripheralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): PeripheralConfig {
+  let raw: Record<string, unknown> = {};
+  file ??= env.SYNC_CONFIG;
+  if (file) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (cause) {
+      throw new ConfigError(`config file ${file}: ${(cause as Error).message}`, 'config', { cause });
+    }
+  }
+  return parsePeripheralConfig(applyEnvOverrides(raw, env, ENV_KEYS), file ? dirname(resolve(file)) : process.cwd());
+}

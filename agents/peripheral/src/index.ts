@@ -1,0 +1,7 @@
+export * from './config';
+export * from './peripheral-agent';
+export * from './sync-session';
+export * from './change-scanner';
+export * from './row-state';
+export * from './run-log';
+export * from './metrics';

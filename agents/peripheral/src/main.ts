@@ -1,0 +1,75 @@
+import { Command } from 'commander';
+import { ConfigError, createLogger, errorInfo, startHttpServer } from '@sitesync/protocol';
+import { loadPeripheralConfig } from './config';
+import { PeripheralAgent } from './peripheral-agent';
+
+const SHUTDOWN_GRACE_MS = 60_000;
+
+async function run(opts: { config?: string; once?: boolean }): Promise<number> {
+  let config;
+  try {
+    config = loadPeripheralConfig(opts.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sync-peripheral: invalid configuration: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger('sync-peripheral', config.logLevel).child({ siteId: config.siteId });
+  const agent = new PeripheralAgent(config, log);
+  try {
+    await agent.start({ requireBroker: opts.once === true });
+  } catch (err) {
+    const msg = err instanceof ConfigError ? `invalid configuration: ${err.message}` : (err as Error).message;
+    log.error({ err: errorInfo(err) }, 'cannot start');
+    process.stderr.write(`sync-peripheral: ${msg}\n`);
+    return err instanceof ConfigError ? 2 : 1;
+  }
+  const server =
+    config.httpPort > 0
+      ? await startHttpServer(config.httpPort, agent.metrics.registry, async () => {
+          const dbOk = (await agent.database?.ping()) ?? false;
+          const brokerOk = agent.brokerConnection?.connected ?? false;
+          return { ok: dbOk && brokerOk, detail: { db: dbOk, broker: brokerOk, state: agent.state } };
+        })
+      : undefined;
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping');
+    const timer = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
+    timer.unref();
+    server?.close();
+    await agent.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+
+  if (opts.once) {
+    const r = await agent.runSession().catch((err: unknown) => {
+      log.error({ err: errorInfo(err) }, 'session not run');
+      return undefined;
+    });
+    server?.close();
+    await agent.close();
+    if (r) process.stdout.write(`${JSON.stringify({ status: r.status, sessionId: r.sessionId, ...r.totals, ...(r.error ? { error: r.error } : {}) })}\n`);
+    return r?.status === 'ok' ? 0 : 1;
+  }
+  agent.schedule();
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+const program = new Command('sync-peripheral').description('sitesync site agent');
+program
+  .command('run')
+  .description('run sync sessions on the configured schedule (or one with --once)')
+  .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG); SYNC_* environment variables override it')
+  .option('--once', 'run one session and exit (for existing cron setups)')
+  .action(async (opts: { config?: string; once?: boolean }) => {
+    process.exitCode = await run(opts);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`sync-peripheral: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import { Cron } from 'croner';
+import {
+  BrokerConnection,
+  MessageRejectedError,
+  Topology,
+  decodeMessage,
+  errorInfo,
+  isTransientError,
+  publishDeadLetter,
+  type Delivery,
+  type Logger,
+  type SessionAck,
+} from '@sitesync/protocol';
+import { Database, resolvePipeline } from '@sitesync/db';
+import type { PeripheralConfig } from './config';
+import { applyBatchAck } from './row-state';
+import { RunLog } from './run-log';
+import { SyncSession, type SessionResult } from './sync-session';
+import { PeripheralMetrics } from './metrics';
+
+export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
+/**
+ * The site agent: owns the site database, the broker connection and the site queue consumer
+ * (acks from the central), and runs sync sessions on a schedule or once.
+ */
+export class PeripheralAgent {
+  state: AgentState = 'STARTING';
+  readonly topology: Topology;
+  readonly metrics = new PeripheralMetrics();
+  private db: Database | undefined;
+  private broker: BrokerConnection | undefined;
+  private runLog: RunLog | undefined;
+  private cron: Cron | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<SessionResult> | undefined;
+  private readonly ackWaiters = new Map<string, (ack: SessionAck) => void>();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly config: PeripheralConfig,
+    private readonly log: Logger,
+  ) {
+    this.topology = new Topology({ prefix: config.amqp.prefix });
+  }
+
+  /** The broker user stamped into `user_id`. */
+  get userId(): string | undefined {
+    if (this.config.amqp.userId) return this.config.amqp.userId;
+    try {
+      return decodeURIComponent(new URL(this.config.amqp.url).username) || 'guest';
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Opens the database, validates every pipeline against the live schema (a bad table or column
+   * fails here, before anything is sent), and connects to the broker.
+   * With `requireBroker` false the agent starts without the broker and keeps retrying.
+   */
+  async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
+    try {
+      this.db = await Database.open(this.config.db.url, { role: 'site' });
+      for (const [i, p] of this.config.pipelines.entries()) await resolvePipeline(this.db, p, `pipelines.${i}`);
+      this.runLog = new RunLog(this.db);
+      this.broker = new BrokerConnection({
+        url: this.config.amqp.url,
+        name: `sitesync-peripheral-${this.config.siteId}`,
+        log: this.log,
+        confirmWindow: this.config.amqp.confirmWindow,
+        socketOptions: this.tlsOptions(),
+        setup: (ch) => this.topology.declareSite(ch, this.config.siteId),
+      });
+      this.broker.on('disconnected', () => this.metrics.reconnects.inc());
+      await this.broker.consume({
+        queue: this.topology.siteQueue(this.config.siteId),
+        prefetch: 32,
+        handler: (d) => this.onSiteMessage(d),
+      });
+      if (opts.requireBroker === false) void this.broker.connectWithRetry().catch(() => undefined);
+      else await this.broker.connect();
+      this.state = 'RUNNING';
+    } catch (err) {
+      this.state = 'FAILED';
+      await this.close();
+      throw err;
+    }
+  }
+
+  private tlsOptions(): Record<string, unknown> {
+    const a = this.config.amqp;
+    const out: Record<string, unknown> = {};
+    if (a.caFile) out.ca = [readFileSync(a.caFile)];
+    if (a.certFile) out.cert = readFileSync(a.certFile);
+    if (a.keyFile) out.key = readFileSync(a.keyFile);
+    return out;
+  }
+
+  /** Acks and session results from the central. */
+  private async onSiteMessage(d: Delivery): Promise<void> {
+    const queue = this.topology.siteQueue(this.config.siteId);
+    let m;
+    try {
+      m = decodeMessage(d.msg, ['batch.ack', 'session.ack']);
+    } catch (err) {
+      if (!(err instanceof MessageRejectedError)) throw err;
+      this.log.warn({ reason: err.reason, err: err.message, messageId: d.msg.properties.messageId }, 'dead-lettering');
+      await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
+      d.settle('ack');
+      return;
+    }
+    try {
+      if (m.type === 'batch.ack') {
+        const body = m.body as { batchMessageId: string; sessionId: string; headers: number; deletions: number };
+        await applyBatchAck(this.db!, body.batchMessageId);
+        await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
+        if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
+      } else {
+        const ack = m.body as SessionAck;
+        const waiter = this.ackWaiters.get(ack.sessionId);
+        if (waiter) waiter(ack);
+        else await this.runLog!.confirmLate(ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
+      }
+      d.settle('ack');
+    } catch (err) {
+      this.log.warn({ err: errorInfo(err), type: m.type }, 'applying central message failed; will retry');
+      await new Promise((r) => setTimeout(r, isTransientError(err) ? 500 : 2000));
+      d.settle('requeue');
+    }
+  }
+
+  private waitForSessionAck(sessionId: string, timeoutMs: number): Promise<SessionAck | undefined> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.ackWaiters.delete(sessionId);
+        resolve(undefined);
+      }, timeoutMs);
+      this.ackWaiters.set(sessionId, (ack) => {
+        clearTimeout(t);
+        this.ackWaiters.delete(sessionId);
+        resolve(ack);
+      });
+    });
+  }
+
+  /** Runs one session now. Concurrent calls share the running session. */
+  runSession(): Promise<SessionResult> {
+    if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
+    this.current ??= new SyncSession({
+      config: this.config,
+      db: this.db,
+      broker: this.broker,
+      topology: this.topology,
+      log: this.log,
+      runLog: this.runLog,
+      userId: this.userId,
+      waitForSessionAck: (id, ms) => this.waitForSessionAck(id, ms),
+      onBatchSent: (pipeline, headers, rows, bytes) => this.metrics.batchSent(pipeline, headers, rows, bytes),
+    })
+      .run()
+      .then((r) => {
+        this.metrics.sessionFinished(r);
+        return r;
+      })
+      .finally(() => {
+        this.current = undefined;
+      });
+    return this.current;
+  }
+
+  /** Starts the configured schedule (cron or interval); the first session runs at once. */
+  schedule(): void {
+    const s = this.config.schedule;
+    const tick = () => {
+      if (this.state !== 'RUNNING' || this.current) return;
+      this.runSession().catch((err: unknown) => this.log.warn({ err: errorInfo(err) }, 'session not run'));
+    };
+    if ('cron' in s) this.cron = new Cron(s.cron, { protect: true }, tick);
+    else {
+      const loop = () => {
+        tick();
+        this.timer = setTimeout(loop, s.intervalSeconds * 1000);
+      };
+      loop();
+    }
+  }
+
+  get database(): Database | undefined {
+    return this.db;
+  }
+
+  get brokerConnection(): BrokerConnection | undefined {
+    return this.broker;
+  }
+
+  /** Stops the schedule, lets a running session finish, closes broker and database. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.state !== 'FAILED') this.state = 'STOPPING';
+      this.cron?.stop();
+      if (this.timer) clearTimeout(this.timer);
+      try {
+        await this.current;
+      } catch {
+        /* reported by the session */
+      }
+      try {
+        await this.broker?.close();
+      } catch (err) {
+        this.log.warn({ err: errorInfo(err) }, 'closing broker connection');
+      }
+      try {
+        await this.db?.close();
+      } catch (err) {
+        this.log.warn({ err: errorInfo(err) }, 'closing database');
+      }
+      if (this.state !== 'FAILED') this.state = 'STOPPED';
+    })();
+    return this.closing;
+  }
+}

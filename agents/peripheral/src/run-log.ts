@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { TransientError } from '@sitesync/protocol';
+import type { Database } from '@sitesync/db';
+
+export const RUN_LOG_TABLE = 'LAB_SyncStatus';
+const LOCK_NAME = 'session';
+const VERSION_COUNTER = 'version';
+
+export type SessionStatus = 'running' | 'ok' | 'incomplete' | 'unconfirmed' | 'failed';
+
+export interface SessionCounts {
+  batches: number;
+  headers: number;
+  details: number;
+  deletions: number;
+  acked: number;
+}
+
+/** The site's run log (`LAB_SyncStatus`), session lock and version counter. */
+export class RunLog {
+  readonly owner = randomUUID();
+
+  constructor(private readonly db: Database) {}
+
+  private q(c: string): string {
+    return this.db.dialect.quote(c);
+  }
+
+  /** The next monotonic version of this site (survives restarts: kept in the site database). */
+  async nextVersion(): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const n = await tx.execute(`UPDATE sync_counter SET value = value + 1 WHERE name = ?`, [VERSION_COUNTER]);
+      if (n === 0) await tx.execute(`INSERT INTO sync_counter (name, value) VALUES (?, ?)`, [VERSION_COUNTER, 1]);
+      const rows = await tx.query<{ value: number | string }>(`SELECT value FROM sync_counter WHERE name = ?`, [
+        VERSION_COUNTER,
+      ]);
+      return Number(rows[0]!.value);
+    });
+  }
+
+  /**
+   * Takes the site's session lock, so two agents (or a cron `--once` beside a scheduled agent)
+   * never run sessions of one site at once. The lock expires if its holder dies.
+   */
+  async acquireLock(ttlMs: number): Promise<boolean> {
+    const d = this.db.dialect;
+    const expires = d.name === 'sqlite' ? new Date(Date.now() + ttlMs).toISOString() : new Date(Date.now() + ttlMs);
+    return this.db.transaction(async (tx) => {
+      const taken = await tx.execute(
+        `UPDATE sync_lock SET owner = ?, expires_at = ? WHERE name = ? AND (owner = ? OR expires_at < ?)`,
+        [this.owner, expires, LOCK_NAME, this.owner, d.now()],
+      );
+      if (taken > 0) return true;
+      const exists = await tx.query(`SELECT owner FROM sync_lock WHERE name = ?`, [LOCK_NAME]);
+      if (exists.length > 0) return false;
+      await tx.execute(`INSERT INTO sync_lock (name, owner, expires_at) VALUES (?, ?, ?)`, [LOCK_NAME, this.owner, expires]);
+      return true;
+    });
+  }
+
+  async releaseLock(): Promise<void> {
+    await this.db.execute(`DELETE FROM sync_lock WHERE name = ? AND owner = ?`, [LOCK_NAME, this.owner]);
+  }
+
+  async start(sessionId: string, version: number, startedAt: Date): Promise<void> {
+    const d = this.db.dialect;
+    await this.db.execute(
+      `INSERT INTO ${this.q(RUN_LOG_TABLE)} (session_id, version, started_at, status) VALUES (?, ?, ?, ?)`,
+      [sessionId, version, d.name === 'sqlite' ? startedAt.toISOString() : startedAt, 'running'],
+    );
+  }
+
+  async progress(sessionId: string, c: Omit<SessionCounts, 'acked'>): Promise<void> {
+    await this.db.execute(
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET batches_sent = ?, headers_sent = ?, details_sent = ?, deletions_sent = ? WHERE session_id = ?`,
+      [c.batches, c.headers, c.details, c.deletions, sessionId],
+    );
+  }
+
+  async addAcked(sessionId: string, headers: number): Promise<void> {
+    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`, [
+      headers,
+      sessionId,
+    ]);
+  }
+
+  async finish(sessionId: string, status: SessionStatus, c: Omit<SessionCounts, 'acked'>, error?: string): Promise<void> {
+    const d = this.db.dialect;
+    await this.db.execute(
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET finished_at = ?, status = ?, batches_sent = ?, headers_sent = ?, details_sent = ?, ` +
+        `deletions_sent = ?, error = ? WHERE session_id = ?`,
+      [d.now(), status, c.batches, c.headers, c.details, c.deletions, error ? error.slice(0, 2000) : null, sessionId],
+    );
+  }
+
+  /** A late `session.ack` for a session that stopped waiting: record the outcome. */
+  async confirmLate(sessionId: string, status: 'ok' | 'incomplete'): Promise<void> {
+    await this.db.execute(
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status = ?`,
+      [status, sessionId, 'unconfirmed'],
+    );
+  }
+}
+
+export class SessionLockedError extends TransientError {
+  override name = 'SessionLockedError';
+  constructor() {
+    super('another session of this site is running', 'SESSION_LOCKED');
+  }
+}

@@ -1,0 +1,229 @@
+import { randomUUID } from 'node:crypto';
+import {
+  encodeMessage,
+  errorInfo,
+  type BrokerConnection,
+  type HeaderChange,
+  type Logger,
+  type SessionAck,
+  type SessionTotals,
+  type Topology,
+} from '@sitesync/protocol';
+import { resolvePipeline, type Database, type ResolvedPipeline } from '@sitesync/db';
+import { ChangeScanner, type DirtyHeader } from './change-scanner';
+import { markPending } from './row-state';
+import { RunLog, SessionLockedError, type SessionStatus } from './run-log';
+import type { PeripheralConfig } from './config';
+
+export const APP_ID = 'sitesync-peripheral';
+/** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
+const MAX_BATCHES_IN_FLIGHT = 16;
+
+export interface SessionResult {
+  sessionId: string;
+  version: number;
+  status: SessionStatus;
+  totals: SessionTotals;
+  ack?: SessionAck;
+  error?: string;
+  durationMs: number;
+}
+
+export interface SessionDeps {
+  config: PeripheralConfig;
+  db: Database;
+  broker: BrokerConnection;
+  topology: Topology;
+  log: Logger;
+  runLog: RunLog;
+  userId: string | undefined;
+  /** Resolves with the central's session.ack, or undefined after the timeout. */
+  waitForSessionAck(sessionId: string, timeoutMs: number): Promise<SessionAck | undefined>;
+  /** Observes sent batches (metrics). */
+  onBatchSent?(pipeline: string, headers: number, rows: number, bytes: number): void;
+}
+
+/** One sync cycle of a site: DESIGN 3.1 steps 1-6. */
+export class SyncSession {
+  readonly sessionId = randomUUID();
+  private readonly totals: SessionTotals = { batches: 0, headers: 0, details: 0, deletions: 0 };
+
+  constructor(private readonly deps: SessionDeps) {}
+
+  async run(): Promise<SessionResult> {
+    const { config, runLog, log } = this.deps;
+    const started = Date.now();
+    if (!(await runLog.acquireLock(Math.max(600_000, config.ackTimeoutSeconds * 2000)))) throw new SessionLockedError();
+    let version = 0;
+    try {
+      version = await runLog.nextVersion();
+      const startedAt = new Date();
+      await runLog.start(this.sessionId, version, startedAt);
+      const slog = log.child({ sessionId: this.sessionId, version });
+      slog.info('session started');
+      let status: SessionStatus = 'failed';
+      let ack: SessionAck | undefined;
+      let error: string | undefined;
+      try {
+        await this.deps.broker.connect();
+        await this.hook('before');
+        await this.hook('legacy');
+        const pipelines: ResolvedPipeline[] = [];
+        for (const [i, p] of config.pipelines.entries()) {
+          pipelines.push(await resolvePipeline(this.deps.db, p, `pipelines.${i}`));
+        }
+        await this.publish('session.started', {
+          sessionId: this.sessionId,
+          siteId: config.siteId,
+          version,
+          startedAt: startedAt.toISOString(),
+          pipelines: pipelines.map((p) => p.shape),
+        });
+        for (const p of pipelines) await this.sendPipeline(p, version, slog);
+        await this.publish('session.completed', {
+          sessionId: this.sessionId,
+          siteId: config.siteId,
+          version,
+          startedAt: startedAt.toISOString(),
+          finishedAt: new Date().toISOString(),
+          totals: this.totals,
+        });
+        await runLog.progress(this.sessionId, this.totals);
+        ack = await this.deps.waitForSessionAck(this.sessionId, config.ackTimeoutSeconds * 1000);
+        status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
+        await this.hook('after');
+      } catch (err) {
+        status = 'failed';
+        error = (err as Error).message;
+        slog.error({ err: errorInfo(err) }, 'session failed');
+      }
+      await runLog.finish(this.sessionId, status, this.totals, error);
+      slog.info({ status, ...this.totals, ms: Date.now() - started }, 'session finished');
+      return {
+        sessionId: this.sessionId,
+        version,
+        status,
+        totals: { ...this.totals },
+        ...(ack ? { ack } : {}),
+        ...(error ? { error } : {}),
+        durationMs: Date.now() - started,
+      };
+    } finally {
+      await runLog.releaseLock().catch(() => undefined);
+    }
+  }
+
+  private async hook(name: 'before' | 'legacy' | 'after'): Promise<void> {
+    const sql = this.deps.config.hooks[name];
+    if (!sql) return;
+    try {
+      await this.deps.db.query(sql);
+    } catch (err) {
+      throw new Error(`hook "${name}" failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private publish<T extends 'session.started' | 'session.completed' | 'batch'>(
+    type: T,
+    body: Parameters<typeof encodeMessage<T>>[1],
+    messageId?: string,
+  ): Promise<void> {
+    const m = encodeMessage(type, body, {
+      siteId: this.deps.config.siteId,
+      appId: APP_ID,
+      ...(this.deps.userId ? { userId: this.deps.userId } : {}),
+      ...(messageId ? { messageId } : {}),
+    });
+    return this.deps.broker.publish(this.deps.topology.up, m).then(() => {
+      if (type === 'batch') {
+        const b = body as { pipeline: { name: string }; changes: HeaderChange[] };
+        const rows = b.changes.reduce((n, c) => n + 1 + (c.op === 'upsert' ? c.details.length : 0), 0);
+        this.deps.onBatchSent?.(b.pipeline.name, b.changes.length, rows, m.content.length);
+      }
+    });
+  }
+
+  /** Streams dirty headers into bounded batches; each batch is marked pending, then published with confirms. */
+  private async sendPipeline(p: ResolvedPipeline, version: number, log: Logger): Promise<void> {
+    const { maxRows, maxBytes, pageSize } = this.deps.config.batch;
+    const scanner = new ChangeScanner(this.deps.db, p, pageSize);
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let changes: DirtyHeader[] = [];
+    let rows = 0;
+    let bytes = 0;
+    let seq = 0;
+
+    const flush = async () => {
+      if (changes.length === 0) return;
+      const batch = changes;
+      changes = [];
+      rows = 0;
+      bytes = 0;
+      const messageId = randomUUID();
+      await this.deps.db.transaction((tx) =>
+        markPending(
+          tx,
+          p.name,
+          messageId,
+          batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null })),
+        ),
+      );
+      const body = {
+        sessionId: this.sessionId,
+        siteId: this.deps.config.siteId,
+        pipeline: p.shape,
+        version,
+        seq: seq++,
+        changes: batch.map(stripDirty),
+      };
+      for (const c of batch) {
+        if (c.op === 'upsert') {
+          this.totals.headers++;
+          this.totals.details += c.details.length;
+        } else this.totals.deletions++;
+      }
+      this.totals.batches++;
+      const sent = this.publish('batch', body, messageId).catch((err: unknown) => {
+        failure ??= err;
+      });
+      inFlight.add(sent);
+      void sent.finally(() => inFlight.delete(sent));
+      while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+      if (failure) throw failure;
+    };
+
+    for await (const change of scanner.scan()) {
+      const size = estimateBytes(change);
+      if (changes.length > 0 && (rows + change.rows > maxRows || bytes + size > maxBytes)) await flush();
+      changes.push(change);
+      rows += change.rows;
+      bytes += size;
+    }
+    await flush();
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    log.info({ pipeline: p.name, ...scanner.stats }, 'pipeline scanned');
+  }
+}
+
+function stripDirty(c: DirtyHeader): HeaderChange {
+  return c.op === 'upsert'
+    ? { op: 'upsert', key: c.key, hash: c.hash, header: c.header, details: c.details }
+    : { op: 'delete', key: c.key };
+}
+
+/** Cheap upper-bound estimate of a change's JSON size (avoids serialising twice). */
+function estimateBytes(c: DirtyHeader): number {
+  if (c.op === 'delete') return 64 + JSON.stringify(c.key).length;
+  let n = 120;
+  const row = (r: Record<string, unknown>) => {
+    for (const k in r) {
+      const v = r[k];
+      n += k.length + 6 + (typeof v === 'string' ? v.length + 4 : 24);
+    }
+  };
+  row(c.header);
+  for (const d of c.details) row(d);
+  return n;
+}

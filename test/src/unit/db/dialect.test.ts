@@ -1,0 +1,327 @@
+import { describe, expect, it } from 'vitest';
+import { dialectFor, wireColumnType, type DialectName, type LedgerUpsert } from '@sitesync/db';
+
+/** SQL Server refuses a request with more than 2,100 parameters. */
+const MSSQL_PARAM_LIMIT = 2100;
+const LEDGER_COLUMNS = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
+
+function ledgerRows(n: number, siteId = 7): LedgerUpsert['rows'] {
+  return Array.from({ length: n }, (_, i) => [siteId, 'main', `[${i}]`, 10 + i, `hash${i}`, i % 2 === 0] as const);
+}
+
+function count(s: string, needle: string | RegExp): number {
+  return (s.match(needle instanceof RegExp ? new RegExp(needle.source, 'g') : new RegExp(escape(needle), 'g')) ?? []).length;
+}
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dialect: common rules', (name) => {
+  const d = dialectFor(name);
+
+  it('reports its own name and gives a fresh instance each time', () => {
+    expect(d.name).toBe(name);
+    expect(dialectFor(name)).not.toBe(d);
+  });
+
+  it('renders exactly one placeholder per parameter of the ledger upsert (7 per row)', () => {
+    for (const n of [1, 3, 50]) {
+      const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(n) });
+      expect(stmt.params).toHaveLength(7 * n);
+      expect(count(stmt.sql, '?')).toBe(7 * n);
+    }
+  });
+
+  it('binds ledger values in column order: site, pipeline, key, version, hash, deleted, updated_at', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[7, 'main', '[1,"a"]', 42, null, true]] });
+    expect(stmt.params.slice(0, 5)).toEqual([7, 'main', '[1,"a"]', 42, null]);
+    expect(stmt.params[5]).toBe(d.bool(true));
+    expect(stmt.params[6]).toBeDefined();
+    expect(stmt.params[6]).not.toBeNull();
+  });
+
+  it('never merges in place a value: no constant from the rows appears in the SQL text', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[7, "pipe'; DROP TABLE x; --", '["k"]', 42, 'abc', false]] });
+    expect(stmt.sql).not.toContain('DROP TABLE');
+    expect(stmt.sql).not.toContain('abc');
+  });
+
+  it('keeps every statement under its parameter limit when chunked by chunkSize', () => {
+    for (const perKey of [1, 2, 7, 13, 60]) {
+      const n = d.chunkSize(perKey);
+      expect(n).toBeGreaterThanOrEqual(1);
+      expect(n * perKey + 10).toBeLessThanOrEqual(d.maxParams);
+    }
+    const rows = d.chunkSize(7);
+    expect(d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(rows) }).params.length).toBeLessThanOrEqual(d.maxParams);
+  });
+
+  it('chunkSize honours the cap and the reserve, and is at least one even for huge rows', () => {
+    expect(d.chunkSize(1, 10, 50)).toBe(50);
+    expect(d.chunkSize(d.maxParams * 2)).toBe(1);
+    expect(d.chunkSize(0)).toBeGreaterThanOrEqual(1);
+    expect(d.chunkSize(100, 0, 1_000_000)).toBe(Math.floor(d.maxParams / 100));
+  });
+
+  it('quotes an identifier so that it cannot end the quoted name', () => {
+    for (const hostile of ['a"b', 'a]b', 'a`b', 'x; DROP TABLE y', "o'brien"]) {
+      const q = d.quote(hostile);
+      const close = q[q.length - 1]!;
+      // every closing-quote character inside is doubled, so the name runs to the last character
+      expect(q.slice(1, -1).replaceAll(close + close, '')).not.toContain(close);
+    }
+  });
+
+  it('builds a multi-row INSERT with one tuple per row', () => {
+    const s = d.insertRows('t', ['a', 'b'], [
+      [1, 'x'],
+      [2, 'y'],
+      [3, 'z'],
+    ]);
+    expect(s.sql).toBe(`INSERT INTO ${d.quote('t')} (${d.quote('a')}, ${d.quote('b')}) VALUES (?, ?), (?, ?), (?, ?)`);
+    expect(s.params).toEqual([1, 'x', 2, 'y', 3, 'z']);
+  });
+
+  it('builds key predicates: IN for one column, OR of ANDs for several', () => {
+    const one = d.keyPredicate(['id'], [[1], [2], [3]]);
+    expect(one.sql).toBe(`${d.quote('id')} IN (?, ?, ?)`);
+    expect(one.params).toEqual([1, 2, 3]);
+    const two = d.keyPredicate(['a', 'b'], [
+      [1, 'x'],
+      [2, 'y'],
+    ], 't');
+    expect(two.sql).toBe(`((t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?) OR (t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?))`);
+    expect(two.params).toEqual([1, 'x', 2, 'y']);
+  });
+
+  it('builds a keyset "after" condition in key order', () => {
+    const a = d.afterKey(['a'], [5]);
+    expect(a.sql).toBe(`((${d.quote('a')} > ?))`);
+    expect(a.params).toEqual([5]);
+    const abc = d.afterKey(['a', 'b', 'c'], [1, 2, 3]);
+    const [qa, qb, qc] = ['a', 'b', 'c'].map((c) => d.quote(c));
+    expect(abc.sql).toBe(`((${qa} > ?) OR (${qa} = ? AND ${qb} > ?) OR (${qa} = ? AND ${qb} = ? AND ${qc} > ?))`);
+    expect(abc.params).toEqual([1, 1, 2, 1, 2, 3]);
+  });
+
+  it('maps every wire column type to a column type, keys to something indexable', () => {
+    for (const type of ['integer', 'number', 'text', 'boolean', 'timestamp', 'binary'] as const) {
+      expect(d.columnType({ name: 'c', type, nullable: true }, false)).toMatch(/^[A-Z]/);
+    }
+    const keyText = d.columnType({ name: 'k', type: 'text', nullable: false }, true);
+    if (name !== 'sqlite') expect(keyText).toMatch(/\(\d+\)$/);
+  });
+});
+
+describe('SQL Server statements (no server needed)', () => {
+  const d = dialectFor('mssql');
+
+  it('quotes names in brackets, doubling a closing bracket', () => {
+    expect(d.quote('EstadoSyncGeneral')).toBe('[EstadoSyncGeneral]');
+    expect(d.quote('a]b')).toBe('[a]]b]');
+    expect(d.quote(']]')).toBe('[]]]]]');
+    expect(d.quote('x; DROP TABLE y')).toBe('[x; DROP TABLE y]');
+    expect(d.quote('a[b')).toBe('[a[b]');
+  });
+
+  it('renders ? as @0, @1, ... in order', () => {
+    expect(d.render('SELECT * FROM t WHERE a = ? AND b IN (?, ?)')).toBe('SELECT * FROM t WHERE a = @0 AND b IN (@1, @2)');
+    expect(d.render('SELECT 1')).toBe('SELECT 1');
+    const many = d.render(Array.from({ length: 12 }, () => '?').join(','));
+    expect(many).toBe(Array.from({ length: 12 }, (_, i) => `@${i}`).join(','));
+  });
+
+  it('limits with SELECT TOP (n)', () => {
+    expect(d.selectLimit('* FROM [t] ORDER BY [id]', 500)).toBe('SELECT TOP (500) * FROM [t] ORDER BY [id]');
+    expect(d.selectLimit('a FROM b', 10.9)).toBe('SELECT TOP (10) a FROM b');
+    expect(d.selectLimit('a FROM b', 10)).not.toMatch(/LIMIT/);
+  });
+
+  it('stays under the 2,100 parameter limit of SQL Server', () => {
+    expect(d.maxParams).toBeLessThanOrEqual(MSSQL_PARAM_LIMIT);
+    const perRow = 7;
+    const rows = d.chunkSize(perRow);
+    expect(rows * perRow).toBeLessThanOrEqual(MSSQL_PARAM_LIMIT);
+    expect(rows).toBeGreaterThan(100); // and is not needlessly small
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(rows) });
+    expect(stmt.params.length).toBeLessThanOrEqual(MSSQL_PARAM_LIMIT);
+    const rendered = d.render(stmt.sql);
+    expect(rendered).toContain(`@${stmt.params.length - 1})`);
+    expect(rendered).not.toContain(`@${stmt.params.length}`);
+    expect(rendered).not.toContain('?');
+  });
+
+  it('upserts the ledger with one MERGE that holds its range lock and only overwrites older versions', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(3) });
+    const sql = stmt.sql;
+    expect(sql).toMatch(/^MERGE \[sync_ledger\] WITH \(HOLDLOCK\) AS t USING \(VALUES /);
+    expect(sql).toContain('WITH (HOLDLOCK)');
+    expect(sql).toContain(`AS s (${LEDGER_COLUMNS.join(', ')})`);
+    expect(sql).toContain('ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key');
+    expect(sql).toContain('WHEN MATCHED AND t.version < s.version THEN UPDATE SET');
+    expect(sql).toMatch(/UPDATE SET [^]*version = s\.version/);
+    expect(sql).toContain(`WHEN NOT MATCHED THEN INSERT (${LEDGER_COLUMNS.join(', ')}) VALUES (${LEDGER_COLUMNS.map((c) => `s.${c}`).join(', ')})`);
+    expect(sql.trimEnd().endsWith(';')).toBe(true); // a MERGE must be terminated
+    expect(count(sql, 'WHEN MATCHED')).toBe(1);
+    expect(sql).not.toMatch(/WHEN NOT MATCHED BY SOURCE/); // rows of other keys are never deleted
+    expect(count(sql, '(?, ?, ?, ?, ?, ?, ?)')).toBe(3);
+    expect(stmt.params).toHaveLength(21);
+  });
+
+  it('binds the deleted flag as a boolean (bit) and a timestamp for updated_at', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[1, 'main', '[1]', 2, 'h', true]] });
+    expect(stmt.params[5]).toBe(true);
+    expect(stmt.params[6]).toBeInstanceOf(Date);
+  });
+
+  it('quotes the ledger table name it is given', () => {
+    expect(d.upsertLedger({ table: 'odd]name', rows: ledgerRows(1) }).sql).toMatch(/^MERGE \[odd\]\]name\] WITH \(HOLDLOCK\)/);
+  });
+
+  it('renders key predicates and keyset conditions with bracketed names and @n parameters', () => {
+    const p = d.keyPredicate(['a', 'b'], [[1, 2]], 'h');
+    expect(d.render(p.sql)).toBe('((h.[a] = @0 AND h.[b] = @1))');
+    const after = d.afterKey(['a', 'b'], [1, 2]);
+    expect(d.render(after.sql)).toBe('(([a] > @0) OR ([a] = @1 AND [b] > @2))');
+  });
+
+  it('creates SQL Server column types', () => {
+    const col = (type: 'integer' | 'number' | 'text' | 'boolean' | 'timestamp' | 'binary', key = false) =>
+      d.columnType({ name: 'c', type, nullable: true }, key);
+    expect(col('integer')).toBe('BIGINT');
+    expect(col('number')).toMatch(/^DECIMAL\(38, ?\d+\)$/);
+    expect(col('boolean')).toBe('BIT');
+    expect(col('timestamp')).toMatch(/^DATETIME2/);
+    expect(col('binary')).toBe('VARBINARY(MAX)');
+    expect(col('text')).toBe('NVARCHAR(MAX)');
+    expect(col('text', true)).toBe('NVARCHAR(400)'); // NVARCHAR(MAX) cannot be part of a key
+    expect(d.textType(64)).toBe('nvarchar(64)');
+    expect(d.textType()).toBe('nvarchar(max)');
+    expect(d.booleanType()).toBe('bit');
+    expect(d.timestampType()).toBe('datetime2');
+  });
+});
+
+describe('PostgreSQL statements', () => {
+  const d = dialectFor('postgres');
+
+  it('quotes with double quotes, doubling embedded ones', () => {
+    expect(d.quote('EstadoSyncGeneral')).toBe('"EstadoSyncGeneral"');
+    expect(d.quote('a"b')).toBe('"a""b"');
+  });
+
+  it('renders ? as $1, $2, ...', () => {
+    expect(d.render('a = ? AND b = ? OR c = ?')).toBe('a = $1 AND b = $2 OR c = $3');
+  });
+
+  it('limits with LIMIT', () => {
+    expect(d.selectLimit('* FROM t', 5)).toBe('SELECT * FROM t LIMIT 5');
+  });
+
+  it('upserts the ledger with ON CONFLICT on the ledger key, updating only when the stored version is older', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(2) });
+    expect(stmt.sql).toMatch(/^INSERT INTO "sync_ledger" \(/);
+    expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
+    expect(stmt.sql).toContain('version = excluded.version');
+    expect(stmt.sql).toMatch(/WHERE "sync_ledger"\.version < excluded\.version$/);
+    expect(stmt.params[5]).toBe(true); // real booleans
+    expect(d.render(stmt.sql)).toContain('$14)');
+    expect(d.render(stmt.sql)).not.toContain('$15');
+  });
+});
+
+describe('SQLite statements', () => {
+  const d = dialectFor('sqlite');
+
+  it('leaves ? placeholders as they are and quotes with double quotes', () => {
+    expect(d.render('a = ? AND b = ?')).toBe('a = ? AND b = ?');
+    expect(d.quote('a"b')).toBe('"a""b"');
+    expect(d.selectLimit('* FROM t', 3)).toBe('SELECT * FROM t LIMIT 3');
+  });
+
+  it('binds booleans as 0/1 and timestamps as ISO text (it has neither type)', () => {
+    expect(d.bool(true)).toBe(1);
+    expect(d.bool(false)).toBe(0);
+    expect(d.now()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[1, 'main', '[1]', 2, 'h', true]] });
+    expect(stmt.params[5]).toBe(1);
+    expect(typeof stmt.params[6]).toBe('string');
+  });
+
+  it('upserts the ledger with ON CONFLICT ... WHERE older version', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(1) });
+    expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
+    expect(stmt.sql).toMatch(/WHERE "sync_ledger"\.version < excluded\.version$/);
+  });
+
+  it('stays under SQLite\'s default limit of 32,766 bound parameters', () => {
+    expect(d.maxParams).toBeLessThanOrEqual(32_766);
+  });
+});
+
+describe('MySQL / MariaDB statements', () => {
+  const d = dialectFor('mysql');
+
+  it('quotes with backticks, doubling embedded ones, and keeps ? placeholders', () => {
+    expect(d.quote('EstadoSyncGeneral')).toBe('`EstadoSyncGeneral`');
+    expect(d.quote('a`b')).toBe('`a``b`');
+    expect(d.render('a = ?')).toBe('a = ?');
+    expect(d.selectLimit('* FROM t', 3)).toBe('SELECT * FROM t LIMIT 3');
+  });
+
+  it('upserts the ledger with ON DUPLICATE KEY UPDATE, every assignment guarded by the version, version assigned last', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(2) });
+    const sql = stmt.sql;
+    expect(sql).toMatch(/^INSERT INTO `sync_ledger` \(/);
+    const update = sql.slice(sql.indexOf('ON DUPLICATE KEY UPDATE ') + 'ON DUPLICATE KEY UPDATE '.length);
+    expect(sql).toContain('ON DUPLICATE KEY UPDATE ');
+    // MySQL evaluates the assignments left to right: had version been assigned first, the later guards
+    // would compare against the new version and never copy the other columns.
+    const assignments = update.split(/,\s*(?=[a-z_]+ = )/).map((a) => a.trim());
+    expect(assignments.map((a) => a.split(' = ')[0])).toEqual(['row_hash', 'deleted', 'updated_at', 'version']);
+    for (const a of assignments) expect(a).toMatch(/^([a-z_]+) = IF\(version < VALUES\(version\), VALUES\(\1\), \1\)$/);
+    expect(stmt.params[5]).toBe(1);
+  });
+});
+
+describe('driver column types -> wire column types', () => {
+  it.each([
+    // SQL Server
+    ['bit', 'boolean'],
+    ['int', 'integer'],
+    ['bigint', 'integer'],
+    ['smallint', 'integer'],
+    ['tinyint', 'integer'],
+    ['decimal', 'number'],
+    ['numeric', 'number'],
+    ['money', 'number'],
+    ['float', 'number'],
+    ['datetime', 'timestamp'],
+    ['datetime2', 'timestamp'],
+    ['datetimeoffset', 'timestamp'],
+    ['date', 'timestamp'],
+    ['nvarchar', 'text'],
+    ['varchar', 'text'],
+    ['uniqueidentifier', 'text'],
+    ['varbinary', 'binary'],
+    ['image', 'binary'],
+    // PostgreSQL
+    ['boolean', 'boolean'],
+    ['integer', 'integer'],
+    ['bigserial', 'integer'],
+    ['double precision', 'number'],
+    ['real', 'number'],
+    ['timestamp with time zone', 'timestamp'],
+    ['character varying', 'text'],
+    ['bytea', 'binary'],
+    ['uuid', 'text'],
+    // MySQL / SQLite
+    ['tinyint(1)', 'boolean'],
+    ['blob', 'binary'],
+    ['longblob', 'binary'],
+    ['TEXT', 'text'],
+    ['INTEGER', 'integer'],
+  ])('%s -> %s', (db, wire) => {
+    expect(wireColumnType(db)).toBe(wire);
+  });
+});
