@@ -123,6 +123,9 @@ function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceO
   }
 }
 
+/** Characters that could end or escape a SQL string literal (a backslash does on MySQL), or control characters. */
+const UNSAFE_CATALOG_NAME = /['\\\u0000-\u001f]/;
+
 /** A tiny FIFO mutex: better-sqlite3 has one connection, so SQLite work is serialized. */
 class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -152,9 +155,9 @@ export class Database implements Queryable {
   /** Opens the database named by `url` and (by default) brings its sitesync tables up to date. */
   static async open(url: string, opts: OpenOptions): Promise<Database> {
     const parsed = parseDatabaseUrl(url);
-    if (parsed.dialect === 'postgres' && parsed.schema) await ensurePostgresSchema(parsed);
     const ds = new DataSource(dataSourceOptions(parsed, opts));
     try {
+      if (parsed.dialect === 'postgres' && parsed.schema) await ensurePostgresSchema(parsed);
       await ds.initialize();
     } catch (cause) {
       const err = isTransientError(cause)
@@ -226,6 +229,9 @@ export class Database implements Queryable {
 
   /** The live definition of a table, or undefined when it does not exist. */
   async describeTable(name: string): Promise<TableInfo | undefined> {
+    // TypeORM's getTable() pastes the name into string literals of its catalog queries (run as multi-statement
+    // batches on PostgreSQL and SQL Server): a name that could leave the literal names no table of ours.
+    if (UNSAFE_CATALOG_NAME.test(name)) return undefined;
     return this.serialized(async () => {
       const qr = this.dataSource.createQueryRunner();
       try {

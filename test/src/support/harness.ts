@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as amqp from 'amqplib';
+import { createLogger, Topology, type Logger } from '@sitesync/protocol';
+import { Database } from '@sitesync/db';
+import { CentralAgent, parseCentralConfig, SITE_TABLE } from '@sitesync/central';
+import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
+import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
+import { postgresUrl } from './services.js';
+
+export type DbKind = 'sqlite' | 'postgres';
+
+/** Logs of agents under test: silent unless SITESYNC_TEST_LOG names a level. */
+export function testLogger(name: string): Logger {
+  return createLogger(name, process.env.SITESYNC_TEST_LOG ?? 'silent', false);
+}
+
+/**
+ * One isolated sitesync world on the shared broker and database servers: its own name prefix,
+ * its own SQLite files and PostgreSQL schemas. `teardown()` removes all of it.
+ */
+export class TestWorld {
+  readonly id = randomBytes(4).toString('hex');
+  readonly prefix = `t${this.id}.`;
+  readonly topology = new Topology({ prefix: this.prefix });
+  readonly dir = mkdtempSync(join(tmpdir(), 'sitesync-test-'));
+  private readonly closers: Array<() => Promise<void>> = [];
+  private readonly schemas: string[] = [];
+  private readonly siteIds = new Set<number>();
+
+  constructor(readonly amqpUrl: string) {}
+
+  /** A fresh database URL of `kind` named `name` within this world. */
+  dbUrl(kind: DbKind, name: string): string {
+    if (kind === 'sqlite') return `sqlite:${join(this.dir, `${name}.db`)}`;
+    const pg = postgresUrl();
+    if (!pg) throw new Error('PostgreSQL not available');
+    const schema = `t${this.id}_${name}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+    this.schemas.push(schema);
+    return `${pg}${pg.includes('?') ? '&' : '?'}schema=${schema}`;
+  }
+
+  onTeardown(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  async startCentral(dbUrl: string, overrides: Record<string, unknown> = {}): Promise<CentralAgent> {
+    const agent = new CentralAgent(
+      parseCentralConfig({ amqp: { url: this.amqpUrl, prefix: this.prefix }, db: { url: dbUrl }, ...overrides }),
+      testLogger('central'),
+    );
+    await agent.start();
+    this.onTeardown(() => agent.close());
+    return agent;
+  }
+
+  /** Registers a site in the central's EstadoSyncGeneral (what `syncctl sites add` does). */
+  async registerSite(central: Database, siteId: number, opts: { header?: string; detail?: string; user?: string; pipeline?: string } = {}): Promise<void> {
+    await central.execute(
+      `INSERT INTO ${central.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
+      [siteId, opts.pipeline ?? 'lab', opts.header ?? 'central_orders', opts.detail ?? 'central_results', opts.user ?? 'guest', 'new'],
+    );
+  }
+
+  /** Creates and seeds a site's lab tables, then returns its (not yet started) config input. */
+  async prepareSite(siteId: number, dbUrl: string, seed?: SeedOptions): Promise<PeripheralConfigInput> {
+    const db = await Database.open(dbUrl, { role: 'site' });
+    try {
+      await createLabTables(db);
+      if (seed) await seedLabData(db, seed);
+    } finally {
+      await db.close();
+    }
+    return this.siteConfig(siteId, dbUrl);
+  }
+
+  siteConfig(siteId: number, dbUrl: string, overrides: Partial<PeripheralConfigInput> = {}): PeripheralConfigInput {
+    this.siteIds.add(siteId);
+    return {
+      siteId,
+      amqp: { url: this.amqpUrl, prefix: this.prefix },
+      db: { url: dbUrl },
+      pipelines: [labPipeline()],
+      ackTimeoutSeconds: 30,
+      ...overrides,
+    };
+  }
+
+  async startSite(input: PeripheralConfigInput): Promise<PeripheralAgent> {
+    this.siteIds.add(input.siteId);
+    const agent = new PeripheralAgent(parsePeripheralConfig(input), testLogger(`site-${input.siteId}`));
+    await agent.start();
+    this.onTeardown(() => agent.close());
+    return agent;
+  }
+
+  /** Opens a database for assertions (closed at teardown). */
+  async open(dbUrl: string, role: 'central' | 'site'): Promise<Database> {
+    const db = await Database.open(dbUrl, { role });
+    this.onTeardown(() => db.close());
+    return db;
+  }
+
+  /** A raw amqplib confirm channel for crafting messages. */
+  async rawChannel(): Promise<amqp.ConfirmChannel> {
+    const conn = await amqp.connect(this.amqpUrl);
+    const ch = await conn.createConfirmChannel();
+    this.onTeardown(async () => {
+      await conn.close().catch(() => undefined);
+    });
+    return ch;
+  }
+
+  async teardown(): Promise<void> {
+    for (const fn of this.closers.reverse()) await fn().catch(() => undefined);
+    const conn = await amqp.connect(this.amqpUrl).catch(() => undefined);
+    if (conn) {
+      const ch = await conn.createChannel();
+      ch.on('error', () => undefined);
+      const t = this.topology;
+      const queues = [t.centralSyncQueue, ...[...this.siteIds].map((s) => t.siteQueue(s))];
+      for (const q of queues) {
+        for (const name of [q, t.deadLetterQueue(q)]) await ch.deleteQueue(name).catch(() => undefined);
+      }
+      for (const x of [t.up, t.down, t.dlx]) await ch.deleteExchange(x).catch(() => undefined);
+      await conn.close().catch(() => undefined);
+    }
+    const pg = postgresUrl();
+    if (pg && this.schemas.length) {
+      const db = await Database.open(pg, { role: 'central', migrate: false });
+      for (const s of this.schemas) await db.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => undefined);
+      await db.close();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,505 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, TransientError } from '@sitesync/protocol';
+import { Database, dialectFor, type LedgerUpsert } from '@sitesync/db';
+import { mysqlUrl, postgresUrl, reportSkip } from '../../support/services.js';
+import { backendUrl, createScratch, openScratch, uniqueName, type BackendName, type Scratch } from './scratch-databases.js';
+
+const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql'];
+
+const LEGACY_COLUMNS = [
+  'id_efector',
+  'tabla_encabezado',
+  'tabla_detalle',
+  'ultimo_update_efector_inicio',
+  'ultimo_update_efector_fin',
+  'ultimo_sync_fecha_inicio',
+  'ultimo_sync_fecha_fin',
+  'ultimo_sync_registros',
+];
+
+interface LedgerRow {
+  version: number;
+  row_hash: string | null;
+  deleted: boolean;
+}
+
+for (const backend of BACKENDS) {
+  const url = backendUrl(backend);
+
+  describe.skipIf(reportSkip(`Database on ${backend}`, url))(`Database on ${backend}`, () => {
+    describe('central database', () => {
+      let db: Database;
+      let scratch: Scratch;
+      const q = (id: string) => db.dialect.quote(id);
+
+      beforeAll(async () => {
+        ({ db, scratch } = await openScratch(backend, 'central'));
+      });
+      afterAll(async () => {
+        await db?.close();
+        await scratch?.drop();
+      });
+
+      async function ledger(siteId: number, key: string, pipeline = 'main'): Promise<LedgerRow | undefined> {
+        const rows = await db.query<Record<string, unknown>>(
+          `SELECT version, row_hash, deleted FROM ${q('sync_ledger')} WHERE id_efector = ? AND pipeline = ? AND header_key = ?`,
+          [siteId, pipeline, key],
+        );
+        const r = rows[0];
+        return r && { version: Number(r.version), row_hash: r.row_hash as string | null, deleted: Boolean(Number(r.deleted)) };
+      }
+
+      function upsert(rows: LedgerUpsert['rows']): Promise<number> {
+        return db.run(db.dialect.upsertLedger({ table: 'sync_ledger', rows }));
+      }
+
+      it('uses the dialect named by its URL', () => {
+        expect(db.dialect.name).toBe(backend);
+        expect(db.url.dialect).toBe(backend);
+      });
+
+      it('migrations create EstadoSyncGeneral with the legacy column names, and the inbox, ledger and session tables', async () => {
+        const estado = await db.describeTable('EstadoSyncGeneral');
+        expect(estado).toBeDefined();
+        const names = estado!.columns.map((c) => c.name);
+        for (const c of LEGACY_COLUMNS) expect(names).toContain(c);
+        for (const c of ['header_count', 'detail_count', 'status', 'last_error', 'last_seen']) expect(names).toContain(c);
+        const col = (n: string) => estado!.columns.find((c) => c.name === n)!;
+        expect(col('id_efector')).toMatchObject({ type: 'integer', nullable: false });
+        expect(col('tabla_encabezado')).toMatchObject({ type: 'text', nullable: false });
+        expect(col('tabla_detalle')).toMatchObject({ type: 'text', nullable: true });
+        for (const ts of LEGACY_COLUMNS.filter((c) => c.startsWith('ultimo_') && c !== 'ultimo_sync_registros')) {
+          expect(col(ts).type).toBe('timestamp');
+        }
+        expect(col('ultimo_sync_registros').type).toBe('integer');
+        for (const t of ['sync_inbox', 'sync_ledger', 'sync_session']) expect(await db.describeTable(t)).toBeDefined();
+        const ledgerTable = await db.describeTable('sync_ledger');
+        expect(ledgerTable!.primaryKey).toEqual(['id_efector', 'pipeline', 'header_key']);
+        expect((await db.describeTable('sync_inbox'))!.primaryKey).toEqual(['message_id']);
+      });
+
+      it('running the migrations again does nothing', async () => {
+        expect(await db.migrate()).toEqual([]);
+        const [row] = await db.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${q('sitesync_central_migrations')}`);
+        expect(Number(row!.n)).toBe(1);
+      });
+
+      it('opening the same database again (a second agent, a restart) migrates nothing and keeps the data', async () => {
+        await db.execute(`INSERT INTO ${q('EstadoSyncGeneral')} (id_efector, tabla_encabezado) VALUES (?, ?)`, [901, 'H']);
+        const again = await Database.open(scratch.url, { role: 'central' });
+        try {
+          expect(await again.migrate()).toEqual([]);
+          const rows = await again.query(`SELECT id_efector FROM ${q('EstadoSyncGeneral')} WHERE id_efector = ?`, [901]);
+          expect(rows).toHaveLength(1);
+        } finally {
+          await again.close();
+        }
+      });
+
+      it('a new EstadoSyncGeneral row gets pipeline main, status new and zero counts; one row per site and pipeline', async () => {
+        await db.execute(
+          `INSERT INTO ${q('EstadoSyncGeneral')} (id_efector, tabla_encabezado, tabla_detalle) VALUES (?, ?, ?)`,
+          [11, 'LAB_Orden', 'LAB_OrdenDetalle'],
+        );
+        const [row] = await db.query<Record<string, unknown>>(
+          `SELECT pipeline, status, header_count, detail_count, deletion_count, ultimo_sync_registros FROM ${q('EstadoSyncGeneral')} WHERE id_efector = ?`,
+          [11],
+        );
+        expect(row).toMatchObject({ pipeline: 'main', status: 'new' });
+        expect([row!.header_count, row!.detail_count, row!.deletion_count].map(Number)).toEqual([0, 0, 0]);
+        expect(row!.ultimo_sync_registros).toBeNull();
+        await expect(
+          db.execute(`INSERT INTO ${q('EstadoSyncGeneral')} (id_efector, tabla_encabezado) VALUES (?, ?)`, [11, 'Other']),
+        ).rejects.toThrow();
+        await db.execute(`INSERT INTO ${q('EstadoSyncGeneral')} (id_efector, pipeline, tabla_encabezado) VALUES (?, ?, ?)`, [
+          11,
+          'second',
+          'Other',
+        ]);
+      });
+
+      it('the ledger upsert keeps the newer version: v2 then v1 stays v2, v3 overwrites', async () => {
+        await upsert([[1, 'main', '[1]', 2, 'hash-v2', false]]);
+        expect(await ledger(1, '[1]')).toEqual({ version: 2, row_hash: 'hash-v2', deleted: false });
+        await upsert([[1, 'main', '[1]', 1, 'hash-v1', true]]);
+        expect(await ledger(1, '[1]')).toEqual({ version: 2, row_hash: 'hash-v2', deleted: false });
+        await upsert([[1, 'main', '[1]', 3, null, true]]);
+        expect(await ledger(1, '[1]')).toEqual({ version: 3, row_hash: null, deleted: true });
+      });
+
+      it('the same version again does not overwrite (a redelivered batch changes nothing)', async () => {
+        await upsert([[2, 'main', '[1]', 5, 'first', false]]);
+        await upsert([[2, 'main', '[1]', 5, 'second', true]]);
+        expect(await ledger(2, '[1]')).toEqual({ version: 5, row_hash: 'first', deleted: false });
+      });
+
+      it('one statement mixes inserts, newer and older rows, each decided on its own', async () => {
+        await upsert([
+          [3, 'main', '[1]', 10, 'a10', false],
+          [3, 'main', '[2]', 10, 'b10', false],
+        ]);
+        await upsert([
+          [3, 'main', '[1]', 11, 'a11', false], // newer: applied
+          [3, 'main', '[2]', 9, 'b9', true], // older: ignored
+          [3, 'main', '[3]', 1, 'c1', false], // new: inserted
+        ]);
+        expect(await ledger(3, '[1]')).toMatchObject({ version: 11, row_hash: 'a11' });
+        expect(await ledger(3, '[2]')).toMatchObject({ version: 10, row_hash: 'b10', deleted: false });
+        expect(await ledger(3, '[3]')).toMatchObject({ version: 1, row_hash: 'c1' });
+      });
+
+      it('sites and pipelines with the same header key never touch each other', async () => {
+        await upsert([
+          [4, 'main', '["A-1"]', 1, 'site4', false],
+          [5, 'main', '["A-1"]', 7, 'site5', false],
+          [4, 'other', '["A-1"]', 3, 'other', false],
+        ]);
+        await upsert([[5, 'main', '["A-1"]', 8, 'site5-v8', false]]);
+        expect(await ledger(4, '["A-1"]')).toMatchObject({ version: 1, row_hash: 'site4' });
+        expect(await ledger(5, '["A-1"]')).toMatchObject({ version: 8, row_hash: 'site5-v8' });
+        expect(await ledger(4, '["A-1"]', 'other')).toMatchObject({ version: 3, row_hash: 'other' });
+      });
+
+      it('merges are order-independent: versions applied concurrently in any order end at the newest', async () => {
+        const versions = [7, 3, 9, 1, 8, 2, 6, 4, 5, 10, 2, 9];
+        await Promise.all(versions.map((v) => upsert([[6, 'main', '[1]', v, `h${v}`, v % 2 === 0]])));
+        expect(await ledger(6, '[1]')).toEqual({ version: 10, row_hash: 'h10', deleted: true });
+      });
+
+      it('a full chunk of ledger rows goes through in one statement', async () => {
+        const n = db.dialect.chunkSize(7);
+        const rows: LedgerUpsert['rows'] = Array.from({ length: n }, (_, i) => [8, 'main', `[${i}]`, 1, `h${i}`, false] as const);
+        await upsert(rows);
+        const [row] = await db.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${q('sync_ledger')} WHERE id_efector = ?`, [8]);
+        expect(Number(row!.n)).toBe(n);
+        // and the mssql-sized chunk works here too
+        const mssqlChunk = dialectFor('mssql').chunkSize(7);
+        await upsert(rows.slice(0, mssqlChunk).map((r) => [r[0], r[1], r[2], 2, 'v2', true] as const));
+        const [upd] = await db.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${q('sync_ledger')} WHERE id_efector = ? AND version = 2`, [8]);
+        expect(Number(upd!.n)).toBe(Math.min(n, mssqlChunk));
+      });
+
+      it('a transaction commits what it did and returns its result', async () => {
+        const result = await db.transaction(async (tx) => {
+          await tx.execute(`INSERT INTO ${q('sync_inbox')} (message_id, id_efector, message_type, processed_at) VALUES (?, ?, ?, ?)`, [
+            'commit-1',
+            1,
+            'batch',
+            db.dialect.now(),
+          ]);
+          const seen = await tx.query(`SELECT message_id FROM ${q('sync_inbox')} WHERE message_id = ?`, ['commit-1']);
+          expect(seen).toHaveLength(1);
+          return 'done';
+        });
+        expect(result).toBe('done');
+        expect(await db.query(`SELECT message_id FROM ${q('sync_inbox')} WHERE message_id = ?`, ['commit-1'])).toHaveLength(1);
+      });
+
+      it('a transaction rolls back everything when its function throws, and rethrows that error', async () => {
+        const boom = new Error('merge failed half-way');
+        await upsert([[9, 'main', '[1]', 1, 'before', false]]);
+        const outcome = db.transaction(async (tx) => {
+          await tx.execute(`INSERT INTO ${q('sync_inbox')} (message_id, id_efector, message_type, processed_at) VALUES (?, ?, ?, ?)`, [
+            'rollback-1',
+            9,
+            'batch',
+            db.dialect.now(),
+          ]);
+          await tx.run(db.dialect.upsertLedger({ table: 'sync_ledger', rows: [[9, 'main', '[1]', 2, 'after', true]] }));
+          throw boom;
+        });
+        await expect(outcome).rejects.toBe(boom);
+        expect(await db.query(`SELECT message_id FROM ${q('sync_inbox')} WHERE message_id = ?`, ['rollback-1'])).toEqual([]);
+        expect(await ledger(9, '[1]')).toEqual({ version: 1, row_hash: 'before', deleted: false });
+      });
+
+      it('a transaction rolls back when a statement inside it fails (duplicate key)', async () => {
+        const insert = `INSERT INTO ${q('sync_inbox')} (message_id, id_efector, message_type, processed_at) VALUES (?, ?, ?, ?)`;
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.execute(insert, ['dup-a', 1, 'batch', db.dialect.now()]);
+            await tx.execute(insert, ['dup-a', 1, 'batch', db.dialect.now()]);
+          }),
+        ).rejects.toThrow();
+        expect(await db.query(`SELECT message_id FROM ${q('sync_inbox')} WHERE message_id = ?`, ['dup-a'])).toEqual([]);
+        // and the database is usable afterwards
+        expect(await db.execute(insert, ['dup-a', 1, 'batch', db.dialect.now()])).toBe(1);
+      });
+
+      it('execute reports the number of affected rows', async () => {
+        for (const id of ['aff-1', 'aff-2', 'aff-3']) {
+          await db.execute(`INSERT INTO ${q('sync_inbox')} (message_id, id_efector, message_type, processed_at) VALUES (?, ?, ?, ?)`, [
+            id,
+            77,
+            'batch',
+            db.dialect.now(),
+          ]);
+        }
+        expect(await db.execute(`UPDATE ${q('sync_inbox')} SET headers = headers + 1 WHERE id_efector = ?`, [77])).toBe(3);
+        expect(await db.execute(`DELETE FROM ${q('sync_inbox')} WHERE id_efector = ?`, [-1])).toBe(0);
+      });
+
+      it('the dialect helpers run as real SQL: multi-row insert, key predicates, keyset pages, row limit', async () => {
+        const t = uniqueName('grid');
+        const varchar = db.dialect.textType(20);
+        await db.execute(`CREATE TABLE ${q(t)} (${q('a')} INT NOT NULL, ${q('b')} ${varchar} NOT NULL, ${q('v')} INT, PRIMARY KEY (${q('a')}, ${q('b')}))`);
+        const rows: Array<[number, string, number]> = [];
+        for (let a = 1; a <= 4; a++) for (const b of ['x', 'y', 'z']) rows.push([a, b, a * 10 + b.charCodeAt(0) - 119]);
+        expect(await db.run(db.dialect.insertRows(t, ['a', 'b', 'v'], rows))).toBe(12);
+
+        const pred = db.dialect.keyPredicate(['a', 'b'], [[1, 'y'], [3, 'z'], [9, 'x']], 'g');
+        const picked = await db.query<{ a: number; b: string }>(
+          `SELECT g.${q('a')} AS a, g.${q('b')} AS b FROM ${q(t)} g WHERE ${pred.sql} ORDER BY g.${q('a')}`,
+          pred.params,
+        );
+        expect(picked.map((r) => [Number(r.a), r.b])).toEqual([
+          [1, 'y'],
+          [3, 'z'],
+        ]);
+
+        const single = db.dialect.keyPredicate(['a'], [[2], [4]]);
+        const two = await db.query(`SELECT ${q('a')} FROM ${q(t)} WHERE ${single.sql}`, single.params);
+        expect(two).toHaveLength(6);
+
+        // walk the whole table in pages of 5 with the keyset condition: every row exactly once, in key order
+        const seen: string[] = [];
+        let after: [number, string] | undefined;
+        for (let page = 0; page < 10; page++) {
+          const cond = after ? db.dialect.afterKey(['a', 'b'], after) : { sql: '1 = 1', params: [] };
+          const got = await db.query<{ a: unknown; b: string }>(
+            db.dialect.selectLimit(`${q('a')} AS a, ${q('b')} AS b FROM ${q(t)} WHERE ${cond.sql} ORDER BY ${q('a')}, ${q('b')}`, 5),
+            cond.params,
+          );
+          if (got.length === 0) break;
+          for (const r of got) seen.push(`${Number(r.a)}${r.b}`);
+          const last = got[got.length - 1]!;
+          after = [Number(last.a), last.b];
+        }
+        expect(seen).toEqual(rows.map(([a, b]) => `${a}${b}`));
+      });
+
+      it('describes a table: columns, wire types, nullability and primary key; undefined when it does not exist', async () => {
+        const t = uniqueName('shape');
+        const d = db.dialect;
+        await db.execute(
+          `CREATE TABLE ${q(t)} (${q('id')} INT NOT NULL PRIMARY KEY, ${q('name')} ${d.textType(50)} NULL, ${q('amount')} DECIMAL(10, 2), ${q('at')} ${d.timestampType()} NULL, ${q('big')} ${d.bigintType()})`,
+        );
+        const info = await db.describeTable(t);
+        expect(info).toBeDefined();
+        expect(info!.name.endsWith(t)).toBe(true);
+        expect(info!.primaryKey).toEqual(['id']);
+        expect(info!.columns.map((c) => [c.name, c.type])).toEqual([
+          ['id', 'integer'],
+          ['name', 'text'],
+          ['amount', 'number'],
+          ['at', 'timestamp'],
+          ['big', 'integer'],
+        ]);
+        expect(info!.columns.find((c) => c.name === 'name')!.nullable).toBe(true);
+        expect(info!.columns.find((c) => c.name === 'id')!.isPrimary).toBe(true);
+        expect(await db.describeTable(uniqueName('missing'))).toBeUndefined();
+        expect(await db.tableNames()).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`(^|\\.)${t}$`))]));
+      });
+
+      it('a table name that tries to break out of the catalog query finds nothing and runs nothing', async () => {
+        const victim = uniqueName('victim');
+        await db.execute(`CREATE TABLE ${q(victim)} (${q('id')} INT PRIMARY KEY)`);
+        const hostile = [
+          `x; DROP TABLE ${victim}`,
+          `x'); DROP TABLE ${victim}; --`,
+          `x' OR 1=1); DROP TABLE ${victim}; --`,
+          `x\\'); DROP TABLE ${victim}; --`,
+          `${victim}'--`,
+        ];
+        for (const name of hostile) {
+          await expect(db.describeTable(name)).resolves.toBeUndefined();
+        }
+        expect(await db.describeTable(victim)).toBeDefined();
+      });
+
+      it('answers ping', async () => {
+        expect(await db.ping()).toBe(true);
+      });
+    });
+
+    describe('site database', () => {
+      let db: Database;
+      let scratch: Scratch;
+
+      beforeAll(async () => {
+        ({ db, scratch } = await openScratch(backend, 'site'));
+      });
+      afterAll(async () => {
+        await db?.close();
+        await scratch?.drop();
+      });
+
+      it('migrations create the run log LAB_SyncStatus, the hash side table, the lock and the version counter', async () => {
+        const log = await db.describeTable('LAB_SyncStatus');
+        expect(log!.columns.map((c) => c.name)).toEqual(
+          expect.arrayContaining(['session_id', 'started_at', 'finished_at', 'status', 'headers_sent', 'error']),
+        );
+        const state = await db.describeTable('sync_row_state');
+        expect(state!.columns.map((c) => c.name)).toEqual(expect.arrayContaining(['SourceHash', 'TargetHash', 'IsSync']));
+        expect(state!.primaryKey).toEqual(['pipeline', 'header_key']);
+        expect(await db.describeTable('sync_lock')).toBeDefined();
+        expect(await db.describeTable('sync_counter')).toBeDefined();
+        // a site database holds none of the central tables
+        expect(await db.describeTable('EstadoSyncGeneral')).toBeUndefined();
+        expect(await db.describeTable('sync_ledger')).toBeUndefined();
+      });
+
+      it('running the migrations again does nothing', async () => {
+        expect(await db.migrate()).toEqual([]);
+        const [row] = await db.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${db.dialect.quote('sitesync_site_migrations')}`);
+        expect(Number(row!.n)).toBe(1);
+      });
+
+      it('the side table defaults IsSync to false', async () => {
+        const q = (s: string) => db.dialect.quote(s);
+        await db.execute(`INSERT INTO ${q('sync_row_state')} (pipeline, header_key, ${q('SourceHash')}, updated_at) VALUES (?, ?, ?, ?)`, [
+          'main',
+          '[1]',
+          'abc',
+          db.dialect.now(),
+        ]);
+        const [row] = await db.query<Record<string, unknown>>(`SELECT ${q('IsSync')} AS s, pending_delete AS d FROM ${q('sync_row_state')}`);
+        expect(Boolean(Number(row!.s))).toBe(false);
+        expect(Boolean(Number(row!.d))).toBe(false);
+      });
+    });
+
+    it('close can be called many times and returns the same promise', async () => {
+      const { db, scratch } = await openScratch(backend, 'site', false);
+      try {
+        const a = db.close();
+        expect(db.close()).toBe(a);
+        await a;
+        expect(await db.ping()).toBe(false);
+      } finally {
+        await scratch.drop();
+      }
+    });
+
+    it('opening without migrations creates no tables', async () => {
+      const { db, scratch } = await openScratch(backend, 'central', false);
+      try {
+        expect(await db.describeTable('EstadoSyncGeneral')).toBeUndefined();
+        expect(await db.migrate()).toEqual(['CentralInit1732500000000']);
+        expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
+      } finally {
+        await db.close();
+        await scratch.drop();
+      }
+    });
+  });
+}
+
+describe('SQLite specifics', () => {
+  it('an in-memory database works for quick tests', async () => {
+    const db = await Database.open('sqlite::memory:', { role: 'central' });
+    try {
+      expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('concurrent transactions on the single SQLite connection are serialized, none lost', async () => {
+    const db = await Database.open('sqlite::memory:', { role: 'site' });
+    try {
+      await db.execute(`INSERT INTO sync_counter (name, value) VALUES ('c', 0)`);
+      await Promise.all(
+        Array.from({ length: 25 }, () =>
+          db.transaction(async (tx) => {
+            const [row] = await tx.query<{ value: number }>(`SELECT value FROM sync_counter WHERE name = 'c'`);
+            await new Promise((r) => setImmediate(r));
+            await tx.execute(`UPDATE sync_counter SET value = ? WHERE name = 'c'`, [Number(row!.value) + 1]);
+          }),
+        ),
+      );
+      const [row] = await db.query<{ value: number }>(`SELECT value FROM sync_counter WHERE name = 'c'`);
+      expect(Number(row!.value)).toBe(25);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('a failed transaction does not block the ones queued behind it', async () => {
+    const db = await Database.open('sqlite::memory:', { role: 'site' });
+    try {
+      const failing = db.transaction(async () => {
+        throw new Error('nope');
+      });
+      const next = db.transaction(async (tx) => tx.query('SELECT 1 AS ok'));
+      await expect(failing).rejects.toThrow('nope');
+      await expect(next).resolves.toEqual([{ ok: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('opening a database that is not there', () => {
+  it('an unsupported URL is a configuration error', async () => {
+    await expect(Database.open('oracle://h/x', { role: 'central' })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('an unreachable PostgreSQL server is a transient error (retry), with or without a schema', async () => {
+    for (const url of ['postgres://postgres:pw@127.0.0.1:1/test', 'postgres://postgres:pw@127.0.0.1:1/test?schema=s1']) {
+      const err = await Database.open(url, { role: 'central' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(TransientError);
+      expect((err as TransientError).code).toBe('DB_UNREACHABLE');
+      expect((err as Error).message).not.toContain(':pw@');
+    }
+  });
+
+  it('an unreachable MariaDB server is a transient error (retry)', async () => {
+    const err = await Database.open('mysql://root:pw@127.0.0.1:1/test', { role: 'central' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TransientError);
+  });
+
+  it.skipIf(!postgresUrl())('a PostgreSQL database that does not exist is a configuration error naming db.url', async () => {
+    const u = new URL(postgresUrl()!);
+    u.pathname = `/${uniqueName('nodb')}`;
+    const err = await Database.open(u.toString(), { role: 'central' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).key).toBe('db.url');
+  });
+
+  it.skipIf(!mysqlUrl())('a MariaDB database that does not exist is a configuration error naming db.url', async () => {
+    const u = new URL(mysqlUrl()!);
+    u.pathname = `/${uniqueName('nodb')}`;
+    const err = await Database.open(u.toString(), { role: 'central' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+  });
+});
+
+// the scratch helper itself must leave nothing behind
+describe.skipIf(!postgresUrl())('scratch PostgreSQL schemas', () => {
+  it('are dropped', async () => {
+    const s = await createScratch('postgres');
+    const db = await Database.open(s.url, { role: 'central', migrate: false });
+    const schema = new URL(s.url).searchParams.get('schema')!;
+    await db.close();
+    await s.drop();
+    const admin = await Database.open(postgresUrl()!, { role: 'central', migrate: false });
+    try {
+      expect(await admin.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = ?', [schema])).toEqual([]);
+    } finally {
+      await admin.close();
+    }
+  });
+});
