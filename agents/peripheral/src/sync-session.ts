@@ -12,7 +12,7 @@ import {
 import { resolvePipeline, type Database, type ResolvedPipeline } from '@sitesync/db';
 import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending } from './row-state';
-import { RunLog, SessionLockedError, type SessionStatus } from './run-log';
+import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
 import type { PeripheralConfig } from './config';
 
 export const APP_ID = 'sitesync-peripheral';
