@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-require("../dist/cli/syncctl.js");
+require('../dist/cli/syncctl.js');

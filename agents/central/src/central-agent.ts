@@ -105,21 +105,37 @@ export class CentralAgent {
           return;
         }
         if (this.state === 'STOPPING' || attempt >= HANDLER_ATTEMPTS) {
-          this.log.warn({ err: errorInfo(err), messageId: d.msg.properties.messageId, attempt }, 'requeueing after failures');
+          this.log.warn(
+            { err: errorInfo(err), messageId: d.msg.properties.messageId, attempt },
+            'requeueing after failures',
+          );
           d.settle('requeue');
           return;
         }
         this.metrics.retries.inc();
         const delay = (isTransientError(err) ? 100 : 500) * 4 ** (attempt - 1);
-        this.log.warn({ err: errorInfo(err), messageId: d.msg.properties.messageId, attempt, delay }, 'handler failed; retrying');
+        this.log.warn(
+          { err: errorInfo(err), messageId: d.msg.properties.messageId, attempt, delay },
+          'handler failed; retrying',
+        );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
 
-  private async deadLetter(d: Delivery, queue: string, err: MessageRejectedError, m: DecodedMessage | undefined): Promise<void> {
+  private async deadLetter(
+    d: Delivery,
+    queue: string,
+    err: MessageRejectedError,
+    m: DecodedMessage | undefined,
+  ): Promise<void> {
     this.log.warn(
-      { reason: err.reason, err: err.message, messageId: d.msg.properties.messageId, routingKey: d.msg.fields.routingKey },
+      {
+        reason: err.reason,
+        err: err.message,
+        messageId: d.msg.properties.messageId,
+        routingKey: d.msg.fields.routingKey,
+      },
       'dead-lettering message',
     );
     await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
@@ -149,17 +165,22 @@ export class CentralAgent {
           this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'header' }, r.headers);
           this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'detail' }, r.details);
         }
-        await this.publishDown(b.siteId, 'batch.ack', {
-          sessionId: b.sessionId,
-          siteId: b.siteId,
-          pipeline: b.pipeline.name,
-          batchMessageId: m.messageId,
-          status: r.status,
-          headers: r.headers,
-          details: r.details,
-          deletions: r.deletions,
-          stale: r.stale,
-        }, m.messageId);
+        await this.publishDown(
+          b.siteId,
+          'batch.ack',
+          {
+            sessionId: b.sessionId,
+            siteId: b.siteId,
+            pipeline: b.pipeline.name,
+            batchMessageId: m.messageId,
+            status: r.status,
+            headers: r.headers,
+            details: r.details,
+            deletions: r.deletions,
+            stale: r.stale,
+          },
+          m.messageId,
+        );
         await this.completeSession(b.sessionId, b.siteId, r.status === 'duplicate');
         return;
       }

@@ -115,7 +115,11 @@ export function parsePeripheralConfig(raw: unknown, baseDir = process.cwd()): Pe
   });
   const names = new Set<string>();
   pipelines.forEach((p, i) => {
-    if (names.has(p.name)) throw new ConfigError(`config key "pipelines.${i}.name": duplicate pipeline name ${p.name}`, `pipelines.${i}.name`);
+    if (names.has(p.name))
+      throw new ConfigError(
+        `config key "pipelines.${i}.name": duplicate pipeline name ${p.name}`,
+        `pipelines.${i}.name`,
+      );
     names.add(p.name);
   });
   return Object.freeze({ ...cfg, pipelines });

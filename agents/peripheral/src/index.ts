@@ -5,3 +5,4 @@ export * from './change-scanner';
 export * from './row-state';
 export * from './run-log';
 export * from './metrics';
+export * from './ack-tracker';

@@ -52,7 +52,10 @@ async function run(opts: { config?: string; once?: boolean }): Promise<number> {
     });
     server?.close();
     await agent.close();
-    if (r) process.stdout.write(`${JSON.stringify({ status: r.status, sessionId: r.sessionId, ...r.totals, ...(r.error ? { error: r.error } : {}) })}\n`);
+    if (r)
+      process.stdout.write(
+        `${JSON.stringify({ status: r.status, sessionId: r.sessionId, ...r.totals, ...(r.error ? { error: r.error } : {}) })}\n`,
+      );
     return r?.status === 'ok' ? 0 : 1;
   }
   agent.schedule();

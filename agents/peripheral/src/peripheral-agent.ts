@@ -18,6 +18,7 @@ import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
 import { SyncSession, type SessionResult } from './sync-session';
 import { PeripheralMetrics } from './metrics';
+import { AckTracker } from './ack-tracker';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -35,7 +36,7 @@ export class PeripheralAgent {
   private cron: Cron | undefined;
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<SessionResult> | undefined;
-  private readonly ackWaiters = new Map<string, (ack: SessionAck) => void>();
+  private readonly acks = new AckTracker();
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -116,12 +117,13 @@ export class PeripheralAgent {
         const body = m.body as { batchMessageId: string; sessionId: string; headers: number; deletions: number };
         await applyBatchAck(this.db!, body.batchMessageId);
         await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
+        this.acks.batchAckApplied(body.sessionId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
       } else {
         const ack = m.body as SessionAck;
-        const waiter = this.ackWaiters.get(ack.sessionId);
-        if (waiter) waiter(ack);
-        else await this.runLog!.confirmLate(ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
+        if (!this.acks.sessionAck(ack)) {
+          await this.runLog!.confirmLate(ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
+        }
       }
       d.settle('ack');
     } catch (err) {
@@ -129,20 +131,6 @@ export class PeripheralAgent {
       await new Promise((r) => setTimeout(r, isTransientError(err) ? 500 : 2000));
       d.settle('requeue');
     }
-  }
-
-  private waitForSessionAck(sessionId: string, timeoutMs: number): Promise<SessionAck | undefined> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.ackWaiters.delete(sessionId);
-        resolve(undefined);
-      }, timeoutMs);
-      this.ackWaiters.set(sessionId, (ack) => {
-        clearTimeout(t);
-        this.ackWaiters.delete(sessionId);
-        resolve(ack);
-      });
-    });
   }
 
   /** Runs one session now. Concurrent calls share the running session. */
@@ -156,7 +144,7 @@ export class PeripheralAgent {
       log: this.log,
       runLog: this.runLog,
       userId: this.userId,
-      waitForSessionAck: (id, ms) => this.waitForSessionAck(id, ms),
+      acks: this.acks,
       onBatchSent: (pipeline, headers, rows, bytes) => this.metrics.batchSent(pipeline, headers, rows, bytes),
     })
       .run()

@@ -24,7 +24,12 @@ export interface PendingRow {
  * Records what a batch is about to carry, BEFORE it is published, so an ack that arrives
  * immediately after the confirm always finds its rows.
  */
-export async function markPending(tx: Queryable, pipeline: string, batchId: string, rows: readonly PendingRow[]): Promise<void> {
+export async function markPending(
+  tx: Queryable,
+  pipeline: string,
+  batchId: string,
+  rows: readonly PendingRow[],
+): Promise<void> {
   const d = tx.dialect;
   const now = d.now();
   const chunk = d.chunkSize(STATE_COLUMNS.length);
@@ -42,17 +47,18 @@ export async function markPending(tx: Queryable, pipeline: string, batchId: stri
  */
 export async function applyBatchAck(db: Database, batchId: string): Promise<number> {
   return db.transaction(async (tx) => {
-    const q = (c: string) => tx.dialect.quote(c);
+    const d = tx.dialect;
+    const q = (c: string) => d.quote(c);
     const updated = await tx.execute(
       `UPDATE ${q(ROW_STATE_TABLE)} SET ${q('TargetHash')} = pending_hash, ` +
-        `${q('IsSync')} = CASE WHEN pending_hash = ${q('SourceHash')} THEN ? ELSE ? END, ` +
+        `${q('IsSync')} = CASE WHEN pending_hash = ${q('SourceHash')} THEN ${d.boolLiteral(true)} ELSE ${d.boolLiteral(false)} END, ` +
         `pending_hash = NULL, pending_batch = NULL, updated_at = ? WHERE pending_batch = ? AND pending_delete = ?`,
-      [tx.dialect.bool(true), tx.dialect.bool(false), tx.dialect.now(), batchId, tx.dialect.bool(false)],
+      [d.now(), batchId, d.bool(false)],
     );
-    const deleted = await tx.execute(`DELETE FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`, [
-      batchId,
-      tx.dialect.bool(true),
-    ]);
+    const deleted = await tx.execute(
+      `DELETE FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`,
+      [batchId, tx.dialect.bool(true)],
+    );
     return updated + deleted;
   });
 }

@@ -53,7 +53,11 @@ export class RunLog {
       if (taken > 0) return true;
       const exists = await tx.query(`SELECT owner FROM sync_lock WHERE name = ?`, [LOCK_NAME]);
       if (exists.length > 0) return false;
-      await tx.execute(`INSERT INTO sync_lock (name, owner, expires_at) VALUES (?, ?, ?)`, [LOCK_NAME, this.owner, expires]);
+      await tx.execute(`INSERT INTO sync_lock (name, owner, expires_at) VALUES (?, ?, ?)`, [
+        LOCK_NAME,
+        this.owner,
+        expires,
+      ]);
       return true;
     });
   }
@@ -78,13 +82,18 @@ export class RunLog {
   }
 
   async addAcked(sessionId: string, headers: number): Promise<void> {
-    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`, [
-      headers,
-      sessionId,
-    ]);
+    await this.db.execute(
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`,
+      [headers, sessionId],
+    );
   }
 
-  async finish(sessionId: string, status: SessionStatus, c: Omit<SessionCounts, 'acked'>, error?: string): Promise<void> {
+  async finish(
+    sessionId: string,
+    status: SessionStatus,
+    c: Omit<SessionCounts, 'acked'>,
+    error?: string,
+  ): Promise<void> {
     const d = this.db.dialect;
     await this.db.execute(
       `UPDATE ${this.q(RUN_LOG_TABLE)} SET finished_at = ?, status = ?, batches_sent = ?, headers_sent = ?, details_sent = ?, ` +
@@ -95,10 +104,11 @@ export class RunLog {
 
   /** A late `session.ack` for a session that stopped waiting: record the outcome. */
   async confirmLate(sessionId: string, status: 'ok' | 'incomplete'): Promise<void> {
-    await this.db.execute(
-      `UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status = ?`,
-      [status, sessionId, 'unconfirmed'],
-    );
+    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status = ?`, [
+      status,
+      sessionId,
+      'unconfirmed',
+    ]);
   }
 }
 

@@ -14,6 +14,7 @@ import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending } from './row-state';
 import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
 import type { PeripheralConfig } from './config';
+import type { AckTracker } from './ack-tracker';
 
 export const APP_ID = 'sitesync-peripheral';
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
@@ -37,8 +38,8 @@ export interface SessionDeps {
   log: Logger;
   runLog: RunLog;
   userId: string | undefined;
-  /** Resolves with the central's session.ack, or undefined after the timeout. */
-  waitForSessionAck(sessionId: string, timeoutMs: number): Promise<SessionAck | undefined>;
+  /** Follows this session's acknowledgements. */
+  acks: AckTracker;
   /** Observes sent batches (metrics). */
   onBatchSent?(pipeline: string, headers: number, rows: number, bytes: number): void;
 }
@@ -64,6 +65,7 @@ export class SyncSession {
       let status: SessionStatus = 'failed';
       let ack: SessionAck | undefined;
       let error: string | undefined;
+      this.deps.acks.begin(this.sessionId);
       try {
         await this.deps.broker.connect();
         await this.hook('before');
@@ -89,13 +91,15 @@ export class SyncSession {
           totals: this.totals,
         });
         await runLog.progress(this.sessionId, this.totals);
-        ack = await this.deps.waitForSessionAck(this.sessionId, config.ackTimeoutSeconds * 1000);
+        ack = await this.deps.acks.wait(this.sessionId, config.ackTimeoutSeconds * 1000);
         status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
         await this.hook('after');
       } catch (err) {
         status = 'failed';
         error = (err as Error).message;
         slog.error({ err: errorInfo(err) }, 'session failed');
+      } finally {
+        this.deps.acks.end(this.sessionId);
       }
       await runLog.finish(this.sessionId, status, this.totals, error);
       slog.info({ status, ...this.totals, ms: Date.now() - started }, 'session finished');

@@ -123,8 +123,29 @@ function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceO
   }
 }
 
-/** Characters that could end or escape a SQL string literal (a backslash does on MySQL), or control characters. */
-const UNSAFE_CATALOG_NAME = /['\\\u0000-\u001f]/;
+/** A quote or backslash could end or escape a SQL string literal (a backslash does on MySQL); control characters too. */
+function unsafeCatalogName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x27 || c === 0x5c || c < 0x20) return true;
+  }
+  return false;
+}
+
+const TABLE_NAMES_SQL: Record<Dialect['name'], string> = {
+  sqlite: `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`,
+  postgres:
+    `SELECT CASE WHEN table_schema = current_schema() THEN table_name ELSE table_schema || '.' || table_name END AS name ` +
+    `FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ` +
+    `ORDER BY table_schema <> current_schema(), 1`,
+  mssql:
+    `SELECT CASE WHEN TABLE_SCHEMA = SCHEMA_NAME() THEN TABLE_NAME ELSE TABLE_SCHEMA + '.' + TABLE_NAME END AS name ` +
+    `FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY CASE WHEN TABLE_SCHEMA = SCHEMA_NAME() THEN 0 ELSE 1 END, 1`,
+  mysql:
+    `SELECT CASE WHEN TABLE_SCHEMA = DATABASE() THEN TABLE_NAME ELSE CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) END AS name ` +
+    `FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ` +
+    `AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY TABLE_SCHEMA <> DATABASE(), 1`,
+};
 
 /** A tiny FIFO mutex: better-sqlite3 has one connection, so SQLite work is serialized. */
 class Mutex {
@@ -231,7 +252,7 @@ export class Database implements Queryable {
   async describeTable(name: string): Promise<TableInfo | undefined> {
     // TypeORM's getTable() pastes the name into string literals of its catalog queries (run as multi-statement
     // batches on PostgreSQL and SQL Server): a name that could leave the literal names no table of ours.
-    if (UNSAFE_CATALOG_NAME.test(name)) return undefined;
+    if (unsafeCatalogName(name)) return undefined;
     return this.serialized(async () => {
       const qr = this.dataSource.createQueryRunner();
       try {
@@ -251,17 +272,14 @@ export class Database implements Queryable {
     });
   }
 
-  /** Names of all tables, for "did you mean" hints. */
+  /**
+   * Names of all tables (`schema.table` outside the current schema), for "did you mean" hints. One plain
+   * catalog query: TypeORM's getTables() loads every table's full definition, takes seconds, and fails
+   * on PostgreSQL when any table of the server is dropped meanwhile.
+   */
   async tableNames(): Promise<string[]> {
-    return this.serialized(async () => {
-      const qr = this.dataSource.createQueryRunner();
-      try {
-        const tables = await qr.getTables();
-        return tables.map((t) => t.name);
-      } finally {
-        await qr.release();
-      }
-    });
+    const rows = await this.query<{ name: string }>(TABLE_NAMES_SQL[this.dialect.name]);
+    return rows.map((r) => r.name);
   }
 
   /** Checks the database answers a trivial query. */

@@ -45,6 +45,10 @@ export abstract class Dialect {
   bool(v: boolean): unknown {
     return v;
   }
+  /** A boolean as an SQL literal (parameters in CASE branches get no type on PostgreSQL). */
+  boolLiteral(v: boolean): string {
+    return v ? '1' : '0';
+  }
   /** The current time as a bindable value. */
   now(): unknown {
     return new Date();
@@ -102,6 +106,12 @@ export abstract class Dialect {
       sql: `${ins.sql} ON CONFLICT (${keyColumns.map((c) => this.quote(c)).join(', ')}) DO UPDATE SET ${set}`,
       params: ins.params,
     };
+  }
+
+  /** INSERT of one row that does nothing (0 affected) when its primary key exists, even under concurrency. */
+  insertIgnore(table: string, columns: readonly string[], row: readonly unknown[]): Statement {
+    const ins = this.insertRows(table, columns, [row]);
+    return { sql: `${ins.sql} ON CONFLICT DO NOTHING`, params: ins.params };
   }
 
   /** `(c1 = ? AND c2 = ?) OR ...` or `c IN (?, ...)` over a set of keys. */
@@ -186,6 +196,9 @@ class PostgresDialect extends Dialect {
   render(sql: string): string {
     let i = 0;
     return sql.replace(/\?/g, () => `$${++i}`);
+  }
+  override boolLiteral(v: boolean): string {
+    return v ? 'TRUE' : 'FALSE';
   }
   columnType(spec: ColumnSpec, isKey: boolean): string {
     switch (spec.type) {
@@ -317,6 +330,16 @@ class MssqlDialect extends Dialect {
     return super.bindValue(v, type);
   }
 
+  override insertIgnore(table: string, columns: readonly string[], row: readonly unknown[]): Statement {
+    const q = (c: string) => this.quote(c);
+    return {
+      sql:
+        `INSERT INTO ${q(table)} (${columns.map(q).join(', ')}) SELECT ${columns.map(() => '?').join(', ')} ` +
+        `WHERE NOT EXISTS (SELECT 1 FROM ${q(table)} WITH (UPDLOCK, HOLDLOCK) WHERE ${q(columns[0]!)} = ?)`,
+      params: [...row, row[0]],
+    };
+  }
+
   /** MERGE WITH (HOLDLOCK): without it concurrent MERGEs on one key deadlock or hit duplicate keys. */
   upsertLedger(u: LedgerUpsert): Statement {
     const cols = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
@@ -390,6 +413,11 @@ class MysqlDialect extends Dialect {
   override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
     if (type === 'timestamp' && typeof v === 'string') return new Date(v);
     return super.bindValue(v, type);
+  }
+
+  override insertIgnore(table: string, columns: readonly string[], row: readonly unknown[]): Statement {
+    const ins = this.insertRows(table, columns, [row]);
+    return { sql: ins.sql.replace(/^INSERT INTO/, 'INSERT IGNORE INTO'), params: ins.params };
   }
 
   /** ON DUPLICATE KEY UPDATE evaluates left to right, so `version` is assigned last. */

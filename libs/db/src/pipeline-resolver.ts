@@ -1,4 +1,11 @@
-import { ConfigError, HashingFileSchema, type ColumnSpec, type HashingFile, type HashingFileInput, type PipelineShape } from '@sitesync/protocol';
+import {
+  ConfigError,
+  HashingFileSchema,
+  type ColumnSpec,
+  type HashingFile,
+  type HashingFileInput,
+  type PipelineShape,
+} from '@sitesync/protocol';
 import type { Database, TableInfo } from './database';
 
 /** One side (header or detail) of a pipeline, checked against the live schema. */
@@ -36,7 +43,9 @@ async function loadTable(db: Database, name: string, key: string): Promise<Table
   const info = await db.describeTable(name);
   if (!info) {
     const all = await db.tableNames().catch(() => []);
-    const near = all.find((t) => t.toLowerCase() === name.toLowerCase() || t.toLowerCase().endsWith(`.${name.toLowerCase()}`));
+    const near = all.find(
+      (t) => t.toLowerCase() === name.toLowerCase() || t.toLowerCase().endsWith(`.${name.toLowerCase()}`),
+    );
     fail(key, `table ${JSON.stringify(name)} does not exist${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`);
   }
   return info;
@@ -66,13 +75,18 @@ export async function resolvePipeline(
   const base = await loadTable(db, cfg.baseEntity, `${keyPrefix}.baseEntity`);
   const links = cfg.linkEntities.filter((l) => !(typeof l === 'string' && l === cfg.baseEntity));
   if (links.some((l) => typeof l === 'string')) {
-    fail(`${keyPrefix}.linkEntities`, 'a related table needs { "entity", "join" } (only the base entity may be a plain name)');
+    fail(
+      `${keyPrefix}.linkEntities`,
+      'a related table needs { "entity", "join" } (only the base entity may be a plain name)',
+    );
   }
-  if (links.length > 1) fail(`${keyPrefix}.linkEntities`, 'one detail table per pipeline (EstadoSyncGeneral has one tabla_detalle)');
+  if (links.length > 1)
+    fail(`${keyPrefix}.linkEntities`, 'one detail table per pipeline (EstadoSyncGeneral has one tabla_detalle)');
   const link = links[0] as Exclude<(typeof links)[number], string> | undefined;
 
   const headerKey = cfg.key ?? base.primaryKey;
-  if (headerKey.length === 0) fail(`${keyPrefix}.key`, `table ${JSON.stringify(base.name)} has no primary key; set "key"`);
+  if (headerKey.length === 0)
+    fail(`${keyPrefix}.key`, `table ${JSON.stringify(base.name)} has no primary key; set "key"`);
   headerKey.forEach((c, i) => column(base, c, `${keyPrefix}.key[${i}]`));
 
   let det: TableInfo | undefined;
@@ -86,11 +100,15 @@ export async function resolvePipeline(
     }
     const joinTargets = Object.values(link.join);
     if (joinTargets.length !== headerKey.length || !headerKey.every((k) => joinTargets.includes(k))) {
-      fail(`${keyPrefix}.linkEntities.join`, `must map detail columns to exactly the header key (${headerKey.join(', ')})`);
+      fail(
+        `${keyPrefix}.linkEntities.join`,
+        `must map detail columns to exactly the header key (${headerKey.join(', ')})`,
+      );
     }
     for (const k of headerKey) joinColumns.push(Object.entries(link.join).find(([, hc]) => hc === k)![0]);
     detailKey = link.key ?? det.primaryKey;
-    if (detailKey.length === 0) fail(`${keyPrefix}.linkEntities.key`, `table ${JSON.stringify(det.name)} has no primary key; set "key"`);
+    if (detailKey.length === 0)
+      fail(`${keyPrefix}.linkEntities.key`, `table ${JSON.stringify(det.name)} has no primary key; set "key"`);
     detailKey.forEach((c, i) => column(det!, c, `${keyPrefix}.linkEntities.key[${i}]`));
   }
 
@@ -123,14 +141,20 @@ export async function resolvePipeline(
     });
   }
 
-  const ordered = (info: TableInfo, wanted: Set<string>) => info.columns.map((c) => c.name).filter((c) => wanted.has(c));
+  const ordered = (info: TableInfo, wanted: Set<string>) =>
+    info.columns.map((c) => c.name).filter((c) => wanted.has(c));
   const headerCols = ordered(base, new Set([...headerKey, ...headerAttrs]));
   const specOf = (info: TableInfo, cols: string[]): ColumnSpec[] =>
     cols.map((n) => {
       const c = info.columns.find((x) => x.name === n)!;
       return { name: n, type: c.type, nullable: c.nullable };
     });
-  const header: ResolvedEntity = { table: base.name, key: headerKey, columns: headerCols, specs: specOf(base, headerCols) };
+  const header: ResolvedEntity = {
+    table: base.name,
+    key: headerKey,
+    columns: headerCols,
+    specs: specOf(base, headerCols),
+  };
   let detail: ResolvedDetail | null = null;
   if (det && link) {
     const cols = ordered(det, new Set([...detailKey, ...joinColumns, ...detailAttrs]));

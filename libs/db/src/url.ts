@@ -42,7 +42,10 @@ export function parseDatabaseUrl(url: string, key = 'db.url'): ParsedDatabaseUrl
           ? 'mysql'
           : undefined;
   if (!dialect) {
-    throw new ConfigError(`${key}: unsupported database scheme "${proto}" (expected sqlite, postgres, mssql, mysql)`, key);
+    throw new ConfigError(
+      `${key}: unsupported database scheme "${proto}" (expected sqlite, postgres, mssql, mysql)`,
+      key,
+    );
   }
   const params: Record<string, string> = {};
   u.searchParams.forEach((v, k) => (params[k] = v));

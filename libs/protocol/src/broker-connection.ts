@@ -152,7 +152,8 @@ export class BrokerConnection extends EventEmitter {
         ? err
         : new TransientError(`broker setup failed: ${(err as Error).message}`, 'BROKER_SETUP', { cause: err });
     }
-    if (this.failures > 0 || this.reconnects > 0) this.opts.log.info({ reconnects: this.reconnects }, 'broker connected');
+    if (this.failures > 0 || this.reconnects > 0)
+      this.opts.log.info({ reconnects: this.reconnects }, 'broker connected');
     this.failures = 0;
     this.state = 'CONNECTED';
     this.emit('connected');
@@ -192,7 +193,9 @@ export class BrokerConnection extends EventEmitter {
 
   private async startConsumer(model: ChannelModel, c: ConsumerOptions): Promise<void> {
     const ch = await model.createChannel();
-    ch.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err), queue: c.queue }, 'consumer channel error'));
+    ch.on('error', (err: unknown) =>
+      this.opts.log.warn({ err: errorInfo(err), queue: c.queue }, 'consumer channel error'),
+    );
     await ch.prefetch(c.prefetch);
     let open = true;
     ch.on('close', () => {
@@ -257,7 +260,9 @@ export class BrokerConnection extends EventEmitter {
             else resolve();
           });
         } catch (err) {
-          reject(new TransientError(`publish failed: ${(err as Error).message}`, 'BROKER_DISCONNECTED', { cause: err }));
+          reject(
+            new TransientError(`publish failed: ${(err as Error).message}`, 'BROKER_DISCONNECTED', { cause: err }),
+          );
           return;
         }
         if (!ok && !this.drained) {

@@ -57,7 +57,11 @@ export function routingKeyFor(siteId: number, type: string): string {
 }
 
 /** Validates `body` against its schema and builds a persistent, checksummed message. */
-export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, opts: EncodeOptions): EncodedMessage {
+export function encodeMessage<T extends MessageType>(
+  type: T,
+  body: MessageBody<T>,
+  opts: EncodeOptions,
+): EncodedMessage {
   const parsed = MESSAGE_SCHEMAS[type].safeParse(body);
   if (!parsed.success) {
     throw new TypeError(`refusing to publish an invalid ${type}: ${parsed.error.issues[0]?.message ?? 'schema'}`);

@@ -70,6 +70,8 @@ const TRANSIENT_CODES = new Set([
   'ETIMEDOUT',
   'EHOSTUNREACH',
   'ENOTFOUND',
+  // tedious / mssql: connect, socket and request timeouts (not node's ETIMEDOUT), socket and closed connection
+  'ETIMEOUT',
   'ESOCKET',
   'ECONNCLOSED',
   // sqlite

@@ -6,7 +6,11 @@ export interface MetricsSource {
 }
 
 /** `/metrics` (Prometheus) and `/healthz` (200 when `healthy()` says so, else 503). */
-export function startHttpServer(port: number, registry: MetricsSource, healthy: () => Promise<{ ok: boolean; detail: object }>): Promise<Server> {
+export function startHttpServer(
+  port: number,
+  registry: MetricsSource,
+  healthy: () => Promise<{ ok: boolean; detail: object }>,
+): Promise<Server> {
   const server = createServer((req, res) => {
     void (async () => {
       try {

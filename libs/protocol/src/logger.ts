@@ -7,6 +7,8 @@ export function createLogger(name: string, level = 'info', pretty = process.stdo
   return pino({
     name,
     level,
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+    ...(pretty
+      ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } }
+      : {}),
   });
 }

@@ -2,15 +2,27 @@ import type { Database } from '@sitesync/db';
 import { toWireValue } from '@sitesync/protocol';
 import { ORDERS_TABLE, RESULTS_TABLE } from './lab-data.js';
 
-const ORDER_ATTRS = ['order_id', 'patient_id', 'patient_name', 'ordered_at', 'ward', 'priority', 'status', 'physician', 'notes'];
+const ORDER_ATTRS = [
+  'order_id',
+  'patient_id',
+  'patient_name',
+  'ordered_at',
+  'ward',
+  'priority',
+  'status',
+  'physician',
+  'notes',
+];
 const RESULT_ATTRS = ['result_id', 'order_id', 'test_code', 'test_name', 'value', 'unit', 'ref_range', 'flag'];
 
 /** Canonical text of a row: driver differences (bigint as string, Date) do not count as differences. */
 function canon(row: Record<string, unknown>, cols: string[]): string {
-  return JSON.stringify(cols.map((c) => {
-    const v = toWireValue(row[c]);
-    return v === null ? null : String(v);
-  }));
+  return JSON.stringify(
+    cols.map((c) => {
+      const v = toWireValue(row[c]);
+      return v === null ? null : String(v);
+    }),
+  );
 }
 
 async function rows(db: Database, table: string, cols: string[], order: string, siteId?: number): Promise<string[]> {
@@ -35,7 +47,12 @@ export async function siteSnapshot(site: Database): Promise<Snapshot> {
   };
 }
 
-export async function centralSnapshot(central: Database, siteId: number, header = 'central_orders', detail = 'central_results'): Promise<Snapshot> {
+export async function centralSnapshot(
+  central: Database,
+  siteId: number,
+  header = 'central_orders',
+  detail = 'central_results',
+): Promise<Snapshot> {
   return {
     headers: await rows(central, header, ORDER_ATTRS, 'order_id', siteId),
     details: await rows(central, detail, RESULT_ATTRS, 'result_id', siteId),
@@ -45,6 +62,9 @@ export async function centralSnapshot(central: Database, siteId: number, header 
 /** Count of rows in a table for a site (catches duplicates a set comparison would hide). */
 export async function countRows(db: Database, table: string, siteId?: number): Promise<number> {
   const where = siteId === undefined ? '' : ` WHERE id_efector = ?`;
-  const r = await db.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${db.dialect.quote(table)}${where}`, siteId === undefined ? [] : [siteId]);
+  const r = await db.query<{ n: number | string }>(
+    `SELECT COUNT(*) AS n FROM ${db.dialect.quote(table)}${where}`,
+    siteId === undefined ? [] : [siteId],
+  );
   return Number(r[0]!.n);
 }

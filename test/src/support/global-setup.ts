@@ -19,12 +19,14 @@ export default async function setup(project: TestProject): Promise<void> {
   const env = process.env;
   const found: Record<string, string | undefined> = {
     SITESYNC_TEST_AMQP_URL:
-      env.SITESYNC_TEST_AMQP_URL ?? ((await answers('127.0.0.1', 5672)) ? 'amqp://guest:guest@127.0.0.1:5672' : undefined),
+      env.SITESYNC_TEST_AMQP_URL ??
+      ((await answers('127.0.0.1', 5672)) ? 'amqp://guest:guest@127.0.0.1:5672' : undefined),
     SITESYNC_TEST_PG_URL:
       env.SITESYNC_TEST_PG_URL ??
       ((await answers('127.0.0.1', 5432)) ? 'postgres://postgres@127.0.0.1:5432/test' : undefined),
     SITESYNC_TEST_MYSQL_URL:
-      env.SITESYNC_TEST_MYSQL_URL ?? ((await answers('127.0.0.1', 3306)) ? 'mysql://root@127.0.0.1:3306/test' : undefined),
+      env.SITESYNC_TEST_MYSQL_URL ??
+      ((await answers('127.0.0.1', 3306)) ? 'mysql://root@127.0.0.1:3306/test' : undefined),
   };
   for (const [k, v] of Object.entries(found)) {
     if (v) project.provide(k as never, v as never);

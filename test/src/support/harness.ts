@@ -57,10 +57,21 @@ export class TestWorld {
   }
 
   /** Registers a site in the central's EstadoSyncGeneral (what `syncctl sites add` does). */
-  async registerSite(central: Database, siteId: number, opts: { header?: string; detail?: string; user?: string; pipeline?: string } = {}): Promise<void> {
+  async registerSite(
+    central: Database,
+    siteId: number,
+    opts: { header?: string; detail?: string; user?: string; pipeline?: string } = {},
+  ): Promise<void> {
     await central.execute(
       `INSERT INTO ${central.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
-      [siteId, opts.pipeline ?? 'lab', opts.header ?? 'central_orders', opts.detail ?? 'central_results', opts.user ?? 'guest', 'new'],
+      [
+        siteId,
+        opts.pipeline ?? 'lab',
+        opts.header ?? 'central_orders',
+        opts.detail ?? 'central_results',
+        opts.user ?? 'guest',
+        'new',
+      ],
     );
   }
 

@@ -49,7 +49,8 @@ export function labPipeline(overrides: Partial<HashingFileInput> = {}): HashingF
 export async function createLabTables(db: Database): Promise<void> {
   const q = (s: string) => db.dialect.quote(s);
   const int = db.dialect.name === 'mssql' ? 'INT' : 'INTEGER';
-  const text = (n: number) => (db.dialect.name === 'sqlite' ? 'TEXT' : db.dialect.name === 'mssql' ? `NVARCHAR(${n})` : `VARCHAR(${n})`);
+  const text = (n: number) =>
+    db.dialect.name === 'sqlite' ? 'TEXT' : db.dialect.name === 'mssql' ? `NVARCHAR(${n})` : `VARCHAR(${n})`;
   await db.query(
     `CREATE TABLE ${q(ORDERS_TABLE)} (order_id ${int} NOT NULL PRIMARY KEY, patient_id ${text(20)} NOT NULL, patient_name ${text(80)}, ` +
       `ordered_at ${text(30)}, ward ${text(40)}, priority ${text(10)}, status ${text(20)}, physician ${text(80)}, notes ${text(400)}, ` +
@@ -86,7 +87,18 @@ export async function seedLabData(db: Database, opts: SeedOptions): Promise<void
   const first = opts.firstOrderId ?? 1;
   const rand = rng(opts.seed ?? first);
   const pick = <T>(a: readonly T[]) => a[Math.floor(rand() * a.length)]!;
-  const orderCols = ['order_id', 'patient_id', 'patient_name', 'ordered_at', 'ward', 'priority', 'status', 'physician', 'notes', 'internal_note'];
+  const orderCols = [
+    'order_id',
+    'patient_id',
+    'patient_name',
+    'ordered_at',
+    'ward',
+    'priority',
+    'status',
+    'physician',
+    'notes',
+    'internal_note',
+  ];
   const resultCols = ['result_id', 'order_id', 'test_code', 'test_name', 'value', 'unit', 'ref_range', 'flag'];
   const d = db.dialect;
   const ordersPerTx = 2000;
@@ -117,9 +129,36 @@ export async function seedLabData(db: Database, opts: SeedOptions): Promise<void
     }
     await db.transaction(async (tx) => {
       const oc = Math.min(d.maxRowsPerInsert, d.chunkSize(orderCols.length, 0, 100_000));
-      for (let i = 0; i < orders.length; i += oc) await tx.run(d.insertRows(ORDERS_TABLE, orderCols, orders.slice(i, i + oc)));
+      for (let i = 0; i < orders.length; i += oc)
+        await tx.run(d.insertRows(ORDERS_TABLE, orderCols, orders.slice(i, i + oc)));
       const rc = Math.min(d.maxRowsPerInsert, d.chunkSize(resultCols.length, 0, 100_000));
-      for (let i = 0; i < results.length; i += rc) await tx.run(d.insertRows(RESULTS_TABLE, resultCols, results.slice(i, i + rc)));
+      for (let i = 0; i < results.length; i += rc)
+        await tx.run(d.insertRows(RESULTS_TABLE, resultCols, results.slice(i, i + rc)));
     });
   }
+}
+
+/** Changes one result line of `orderId` (a detail change must re-send its header with all details). */
+export async function changeResult(db: Database, orderId: number, value: string): Promise<void> {
+  await db.execute(`UPDATE ${db.dialect.quote(RESULTS_TABLE)} SET value = ? WHERE result_id = ?`, [
+    value,
+    orderId * 100,
+  ]);
+}
+
+export async function changeOrder(
+  db: Database,
+  orderId: number,
+  column: 'status' | 'internal_note' | 'notes',
+  value: string,
+): Promise<void> {
+  const q = (s: string) => db.dialect.quote(s);
+  await db.execute(`UPDATE ${q(ORDERS_TABLE)} SET ${q(column)} = ? WHERE order_id = ?`, [value, orderId]);
+}
+
+export async function deleteOrder(db: Database, orderId: number): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.execute(`DELETE FROM ${tx.dialect.quote(RESULTS_TABLE)} WHERE order_id = ?`, [orderId]);
+    await tx.execute(`DELETE FROM ${tx.dialect.quote(ORDERS_TABLE)} WHERE order_id = ?`, [orderId]);
+  });
 }

@@ -31,7 +31,10 @@ describe.skipIf(!broker).each(kinds)('header/detail sync on %s', (kind) => {
     expect(c.headers).toEqual(s.headers);
     expect(c.details).toEqual(s.details);
     expect(await countRows(central.database!, 'central_results', 101)).toBe(1500);
-    const state = await central.database!.query<Record<string, unknown>>(`SELECT * FROM ${central.database!.dialect.quote('EstadoSyncGeneral')} WHERE id_efector = ?`, [101]);
+    const state = await central.database!.query<Record<string, unknown>>(
+      `SELECT * FROM ${central.database!.dialect.quote('EstadoSyncGeneral')} WHERE id_efector = ?`,
+      [101],
+    );
     expect(state[0]).toMatchObject({ status: 'ok' });
     expect(Number(state[0]!.ultimo_sync_registros)).toBe(1800);
     expect(Number(state[0]!.header_count)).toBe(300);

@@ -96,18 +96,20 @@ sites
   .action(async (id: string, opts: { headerTable: string; detailTable?: string; pipeline: string; user?: string }) => {
     const site = siteId(id);
     await withDb(program, 'central', async (db) => {
-      const exists = await db.query(`SELECT id FROM ${db.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`, [
-        site,
-        opts.pipeline,
-      ]);
+      const exists = await db.query(
+        `SELECT id FROM ${db.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
+        [site, opts.pipeline],
+      );
       if (exists.length) throw new ConfigError(`site ${site} pipeline ${opts.pipeline} already exists`, 'siteId');
       await db.execute(
         `INSERT INTO ${db.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, ` +
           `header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
         [site, opts.pipeline, opts.headerTable, opts.detailTable ?? null, opts.user ?? `site-${site}`, 'new'],
       );
-      process.stdout.write(`site ${site} (pipeline ${opts.pipeline}) registered: headers -> ${opts.headerTable}` +
-        `${opts.detailTable ? `, details -> ${opts.detailTable}` : ''}, broker user ${opts.user ?? `site-${site}`}\n`);
+      process.stdout.write(
+        `site ${site} (pipeline ${opts.pipeline}) registered: headers -> ${opts.headerTable}` +
+          `${opts.detailTable ? `, details -> ${opts.detailTable}` : ''}, broker user ${opts.user ?? `site-${site}`}\n`,
+      );
     });
   });
 

@@ -44,11 +44,19 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): void {
   for (const c of batch.changes) {
     const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
     if (c.key.length !== batch.pipeline.header.key.length) {
-      throw new MessageRejectedError('bad-content', `key ${JSON.stringify(c.key)} does not match the pipeline key`, ctx);
+      throw new MessageRejectedError(
+        'bad-content',
+        `key ${JSON.stringify(c.key)} does not match the pipeline key`,
+        ctx,
+      );
     }
     if (c.op !== 'upsert') continue;
     if (!sameColumns(c.header, headerCols) || c.details.some((d) => !sameColumns(d, detailCols))) {
-      throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} has columns outside the pipeline shape`, ctx);
+      throw new MessageRejectedError(
+        'bad-content',
+        `header ${JSON.stringify(c.key)} has columns outside the pipeline shape`,
+        ctx,
+      );
     }
     if (batch.pipeline.header.key.some((k, i) => c.header[k] !== c.key[i])) {
       throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} key does not match its row`, ctx);
@@ -113,7 +121,14 @@ export class BatchMerger {
     for (let i = 0; i < keys.length; i += chunk) {
       const rows = keys.slice(i, i + chunk).map((k) => {
         const c = byKey.get(k)!;
-        return [batch.siteId, batch.pipeline.name, k, batch.version, c.op === 'upsert' ? c.hash : null, c.op === 'delete'] as const;
+        return [
+          batch.siteId,
+          batch.pipeline.name,
+          k,
+          batch.version,
+          c.op === 'upsert' ? c.hash : null,
+          c.op === 'delete',
+        ] as const;
       });
       await tx.run(d.upsertLedger({ table: LEDGER_TABLE, rows }));
     }
@@ -160,14 +175,32 @@ export class BatchMerger {
     await deleteWhere(headerTable, shape.header.key);
 
     const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
-    await insertRows(tx, headerTable, site, shape.header.columns, upserts.map((c) => c.header));
+    await insertRows(
+      tx,
+      headerTable,
+      site,
+      shape.header.columns,
+      upserts.map((c) => c.header),
+    );
     if (shape.detail && detailTable) {
-      await insertRows(tx, detailTable, site, shape.detail.columns, upserts.flatMap((c) => c.details));
+      await insertRows(
+        tx,
+        detailTable,
+        site,
+        shape.detail.columns,
+        upserts.flatMap((c) => c.details),
+      );
     }
   }
 }
 
-async function insertRows(tx: Queryable, table: string, site: number, specs: ColumnSpec[], rows: WireRow[]): Promise<void> {
+async function insertRows(
+  tx: Queryable,
+  table: string,
+  site: number,
+  specs: ColumnSpec[],
+  rows: WireRow[],
+): Promise<void> {
   if (rows.length === 0) return;
   const d = tx.dialect;
   const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
@@ -191,21 +224,45 @@ function countChanges(changes: readonly HeaderChange[]): { headers: number; deta
   return { headers, details, deletions };
 }
 
-/** Records the message id; false when it was already processed (redelivery or replay). */
+/**
+ * Records the message id; false when it was already processed (redelivery or replay). A concurrent
+ * duplicate waits on the first one's row lock and then sees it.
+ */
 export async function claimInbox(
   tx: Queryable,
   m: DecodedMessage,
   pipeline: string | null,
   counts: { headers: number; details: number; deletions: number },
 ): Promise<boolean> {
-  const seen = await tx.query(`SELECT message_id FROM ${INBOX_TABLE} WHERE message_id = ?`, [m.messageId]);
-  if (seen.length > 0) return false;
   const sessionId = (m.body as { sessionId?: string }).sessionId ?? null;
-  await tx.execute(
-    `INSERT INTO ${INBOX_TABLE} (message_id, id_efector, message_type, session_id, pipeline, headers, details, deletions, processed_at) ` +
-      `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    [m.messageId, m.siteId, m.type, sessionId, pipeline, counts.headers, counts.details, counts.deletions, tx.dialect.now()],
+  const inserted = await tx.run(
+    tx.dialect.insertIgnore(
+      INBOX_TABLE,
+      [
+        'message_id',
+        'id_efector',
+        'message_type',
+        'session_id',
+        'pipeline',
+        'headers',
+        'details',
+        'deletions',
+        'processed_at',
+      ],
+      [
+        m.messageId,
+        m.siteId,
+        m.type,
+        sessionId,
+        pipeline,
+        counts.headers,
+        counts.details,
+        counts.deletions,
+        tx.dialect.now(),
+      ],
+    ),
   );
+  if (inserted === 0) return false;
   return true;
 }
 
@@ -228,13 +285,28 @@ async function recordProgress(
       `ultimo_sync_fecha_fin = NULL, status = ?, last_seen = ?, last_session_id = ?, last_version = ? ` +
       `WHERE id_efector = ? AND pipeline = ? AND (last_version IS NULL OR last_version <= ?)`,
     [
-      v, c.headers, c.headers,
-      v, c.details, c.details,
-      v, c.deletions, c.deletions,
-      v, c.headers + c.details, c.headers + c.details,
-      v, now, now,
-      'syncing', now, batch.sessionId, v,
-      batch.siteId, batch.pipeline.name, v,
+      v,
+      c.headers,
+      c.headers,
+      v,
+      c.details,
+      c.details,
+      v,
+      c.deletions,
+      c.deletions,
+      v,
+      c.headers + c.details,
+      c.headers + c.details,
+      v,
+      now,
+      now,
+      'syncing',
+      now,
+      batch.sessionId,
+      v,
+      batch.siteId,
+      batch.pipeline.name,
+      v,
     ],
   );
 }

@@ -56,7 +56,10 @@ export class SessionTracker {
 
   async started(m: DecodedMessage<'session.started'>): Promise<void> {
     const s: SessionStarted = m.body;
-    const rows = await this.siteRows(m, s.pipelines.map((p) => p.name));
+    const rows = await this.siteRows(
+      m,
+      s.pipelines.map((p) => p.name),
+    );
     await this.db.transaction(async (tx) => {
       if (!(await claimInbox(tx, m, null, { headers: 0, details: 0, deletions: 0 }))) return;
       await ensureSession(tx, s.sessionId, s.siteId, s.version);
@@ -76,7 +79,22 @@ export class SessionTracker {
             `ultimo_sync_fecha_inicio = CASE WHEN ${same} THEN ultimo_sync_fecha_inicio ELSE ? END, ` +
             `ultimo_sync_fecha_fin = NULL, status = ?, last_seen = ?, last_session_id = ?, last_version = ? ` +
             `WHERE id_efector = ? AND pipeline = ? AND (last_version IS NULL OR last_version <= ?)`,
-          [toDb(tx, s.startedAt), s.version, s.version, s.version, s.version, s.version, now, 'syncing', now, s.sessionId, s.version, s.siteId, r.pipeline, s.version],
+          [
+            toDb(tx, s.startedAt),
+            s.version,
+            s.version,
+            s.version,
+            s.version,
+            s.version,
+            now,
+            'syncing',
+            now,
+            s.sessionId,
+            s.version,
+            s.siteId,
+            r.pipeline,
+            s.version,
+          ],
         );
       }
     });
@@ -108,7 +126,9 @@ export class SessionTracker {
   async batchRejected(sessionId: string, siteId: number, version: number): Promise<void> {
     await this.db.transaction(async (tx) => {
       await ensureSession(tx, sessionId, siteId, version);
-      await tx.execute(`UPDATE ${SESSION_TABLE} SET rejected_batches = rejected_batches + 1 WHERE session_id = ?`, [sessionId]);
+      await tx.execute(`UPDATE ${SESSION_TABLE} SET rejected_batches = rejected_batches + 1 WHERE session_id = ?`, [
+        sessionId,
+      ]);
     });
   }
 
@@ -123,7 +143,13 @@ export class SessionTracker {
       const s = rows[0];
       if (!s || s.expected_batches === null) return undefined;
       if (s.acked_at !== null && !resend) return undefined;
-      const sums = await tx.query<{ pipeline: string | null; b: number | string; h: number | string | null; d: number | string | null; x: number | string | null }>(
+      const sums = await tx.query<{
+        pipeline: string | null;
+        b: number | string;
+        h: number | string | null;
+        d: number | string | null;
+        x: number | string | null;
+      }>(
         `SELECT pipeline, COUNT(*) AS b, SUM(headers) AS h, SUM(details) AS d, SUM(deletions) AS x FROM ${INBOX_TABLE} ` +
           `WHERE session_id = ? AND message_type = ? GROUP BY pipeline`,
         [sessionId, 'batch'],

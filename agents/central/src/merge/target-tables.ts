@@ -43,9 +43,17 @@ export class TargetTables {
     }
   }
 
-  private async ensureTable(table: string, columns: ColumnSpec[], key: string[], indexColumns: string[]): Promise<void> {
+  private async ensureTable(
+    table: string,
+    columns: ColumnSpec[],
+    key: string[],
+    indexColumns: string[],
+  ): Promise<void> {
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(table)) {
-      throw new MessageRejectedError('bad-content', `EstadoSyncGeneral names an invalid table ${JSON.stringify(table)}`);
+      throw new MessageRejectedError(
+        'bad-content',
+        `EstadoSyncGeneral names an invalid table ${JSON.stringify(table)}`,
+      );
     }
     for (const c of columns) {
       if (c.name === SITE_COLUMN) {
@@ -57,11 +65,17 @@ export class TargetTables {
     if (!info) {
       const defs = [
         { name: SITE_COLUMN, type: 'INT', nullable: false },
-        ...columns.map((c) => ({ name: c.name, type: d.columnType(c, key.includes(c.name) || indexColumns.includes(c.name)), nullable: c.nullable && !key.includes(c.name) })),
+        ...columns.map((c) => ({
+          name: c.name,
+          type: d.columnType(c, key.includes(c.name) || indexColumns.includes(c.name)),
+          nullable: c.nullable && !key.includes(c.name),
+        })),
       ];
       await this.db.query(d.createTableIfMissing(table, defs, [SITE_COLUMN, ...key]));
       if (indexColumns.length) {
-        await this.db.query(d.createIndexIfMissing(table, `IX_${table}_header`.slice(0, 120), [SITE_COLUMN, ...indexColumns]));
+        await this.db.query(
+          d.createIndexIfMissing(table, `IX_${table}_header`.slice(0, 120), [SITE_COLUMN, ...indexColumns]),
+        );
       }
       info = await this.db.describeTable(table);
       if (!info) throw new Error(`table ${table} could not be created`);

@@ -44,7 +44,11 @@ export function columns(d: Dialect) {
       isNullable: false,
       default: d.name === 'postgres' ? String(dflt) : dflt ? 1 : 0,
     }),
-    ts: (name: string, nullable = true): TableColumnOptions => ({ name, type: d.timestampType(), isNullable: nullable }),
+    ts: (name: string, nullable = true): TableColumnOptions => ({
+      name,
+      type: d.timestampType(),
+      isNullable: nullable,
+    }),
     id: (name = 'id'): TableColumnOptions => ({
       name,
       type: d.name === 'sqlite' ? 'integer' : 'int',

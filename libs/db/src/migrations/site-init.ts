@@ -52,11 +52,7 @@ export class SiteInit1732500000000 implements MigrationInterface {
     await qr.createTable(
       new Table({
         name: 'sync_lock',
-        columns: [
-          { ...c.text('name', 64), isPrimary: true },
-          c.text('owner', 64),
-          c.ts('expires_at', false),
-        ],
+        columns: [{ ...c.text('name', 64), isPrimary: true }, c.text('owner', 64), c.ts('expires_at', false)],
       }),
     );
     await qr.createTable(

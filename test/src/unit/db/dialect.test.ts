@@ -10,7 +10,8 @@ function ledgerRows(n: number, siteId = 7): LedgerUpsert['rows'] {
 }
 
 function count(s: string, needle: string | RegExp): number {
-  return (s.match(needle instanceof RegExp ? new RegExp(needle.source, 'g') : new RegExp(escape(needle), 'g')) ?? []).length;
+  return (s.match(needle instanceof RegExp ? new RegExp(needle.source, 'g') : new RegExp(escape(needle), 'g')) ?? [])
+    .length;
 }
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -41,7 +42,10 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
   });
 
   it('never merges in place a value: no constant from the rows appears in the SQL text', () => {
-    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[7, "pipe'; DROP TABLE x; --", '["k"]', 42, 'abc', false]] });
+    const stmt = d.upsertLedger({
+      table: 'sync_ledger',
+      rows: [[7, "pipe'; DROP TABLE x; --", '["k"]', 42, 'abc', false]],
+    });
     expect(stmt.sql).not.toContain('DROP TABLE');
     expect(stmt.sql).not.toContain('abc');
   });
@@ -53,7 +57,9 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
       expect(n * perKey + 10).toBeLessThanOrEqual(d.maxParams);
     }
     const rows = d.chunkSize(7);
-    expect(d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(rows) }).params.length).toBeLessThanOrEqual(d.maxParams);
+    expect(d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(rows) }).params.length).toBeLessThanOrEqual(
+      d.maxParams,
+    );
   });
 
   it('chunkSize honours the cap and the reserve, and is at least one even for huge rows', () => {
@@ -73,11 +79,15 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
   });
 
   it('builds a multi-row INSERT with one tuple per row', () => {
-    const s = d.insertRows('t', ['a', 'b'], [
-      [1, 'x'],
-      [2, 'y'],
-      [3, 'z'],
-    ]);
+    const s = d.insertRows(
+      't',
+      ['a', 'b'],
+      [
+        [1, 'x'],
+        [2, 'y'],
+        [3, 'z'],
+      ],
+    );
     expect(s.sql).toBe(`INSERT INTO ${d.quote('t')} (${d.quote('a')}, ${d.quote('b')}) VALUES (?, ?), (?, ?), (?, ?)`);
     expect(s.params).toEqual([1, 'x', 2, 'y', 3, 'z']);
   });
@@ -86,11 +96,17 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
     const one = d.keyPredicate(['id'], [[1], [2], [3]]);
     expect(one.sql).toBe(`${d.quote('id')} IN (?, ?, ?)`);
     expect(one.params).toEqual([1, 2, 3]);
-    const two = d.keyPredicate(['a', 'b'], [
-      [1, 'x'],
-      [2, 'y'],
-    ], 't');
-    expect(two.sql).toBe(`((t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?) OR (t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?))`);
+    const two = d.keyPredicate(
+      ['a', 'b'],
+      [
+        [1, 'x'],
+        [2, 'y'],
+      ],
+      't',
+    );
+    expect(two.sql).toBe(
+      `((t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?) OR (t.${d.quote('a')} = ? AND t.${d.quote('b')} = ?))`,
+    );
     expect(two.params).toEqual([1, 'x', 2, 'y']);
   });
 
@@ -125,7 +141,9 @@ describe('SQL Server statements (no server needed)', () => {
   });
 
   it('renders ? as @0, @1, ... in order', () => {
-    expect(d.render('SELECT * FROM t WHERE a = ? AND b IN (?, ?)')).toBe('SELECT * FROM t WHERE a = @0 AND b IN (@1, @2)');
+    expect(d.render('SELECT * FROM t WHERE a = ? AND b IN (?, ?)')).toBe(
+      'SELECT * FROM t WHERE a = @0 AND b IN (@1, @2)',
+    );
     expect(d.render('SELECT 1')).toBe('SELECT 1');
     const many = d.render(Array.from({ length: 12 }, () => '?').join(','));
     expect(many).toBe(Array.from({ length: 12 }, (_, i) => `@${i}`).join(','));
@@ -160,7 +178,9 @@ describe('SQL Server statements (no server needed)', () => {
     expect(sql).toContain('ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key');
     expect(sql).toContain('WHEN MATCHED AND t.version < s.version THEN UPDATE SET');
     expect(sql).toMatch(/UPDATE SET [^]*version = s\.version/);
-    expect(sql).toContain(`WHEN NOT MATCHED THEN INSERT (${LEDGER_COLUMNS.join(', ')}) VALUES (${LEDGER_COLUMNS.map((c) => `s.${c}`).join(', ')})`);
+    expect(sql).toContain(
+      `WHEN NOT MATCHED THEN INSERT (${LEDGER_COLUMNS.join(', ')}) VALUES (${LEDGER_COLUMNS.map((c) => `s.${c}`).join(', ')})`,
+    );
     expect(sql.trimEnd().endsWith(';')).toBe(true); // a MERGE must be terminated
     expect(count(sql, 'WHEN MATCHED')).toBe(1);
     expect(sql).not.toMatch(/WHEN NOT MATCHED BY SOURCE/); // rows of other keys are never deleted
@@ -175,7 +195,9 @@ describe('SQL Server statements (no server needed)', () => {
   });
 
   it('quotes the ledger table name it is given', () => {
-    expect(d.upsertLedger({ table: 'odd]name', rows: ledgerRows(1) }).sql).toMatch(/^MERGE \[odd\]\]name\] WITH \(HOLDLOCK\)/);
+    expect(d.upsertLedger({ table: 'odd]name', rows: ledgerRows(1) }).sql).toMatch(
+      /^MERGE \[odd\]\]name\] WITH \(HOLDLOCK\)/,
+    );
   });
 
   it('renders key predicates and keyset conditions with bracketed names and @n parameters', () => {
@@ -254,7 +276,7 @@ describe('SQLite statements', () => {
     expect(stmt.sql).toMatch(/WHERE "sync_ledger"\.version < excluded\.version$/);
   });
 
-  it('stays under SQLite\'s default limit of 32,766 bound parameters', () => {
+  it("stays under SQLite's default limit of 32,766 bound parameters", () => {
     expect(d.maxParams).toBeLessThanOrEqual(32_766);
   });
 });

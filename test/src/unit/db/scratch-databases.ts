@@ -49,7 +49,11 @@ export async function createScratch(name: BackendName): Promise<Scratch> {
       u.searchParams.set('schema', schema);
       return {
         url: u.toString(),
-        drop: () => withAdmin(base, async (db) => void (await db.query(`DROP SCHEMA IF EXISTS ${db.dialect.quote(schema)} CASCADE`))),
+        drop: () =>
+          withAdmin(
+            base,
+            async (db) => void (await db.query(`DROP SCHEMA IF EXISTS ${db.dialect.quote(schema)} CASCADE`)),
+          ),
       };
     }
     case 'mysql': {
@@ -61,7 +65,8 @@ export async function createScratch(name: BackendName): Promise<Scratch> {
       u.pathname = `/${database}`;
       return {
         url: u.toString(),
-        drop: () => withAdmin(base, async (db) => void (await db.query(`DROP DATABASE IF EXISTS ${db.dialect.quote(database)}`))),
+        drop: () =>
+          withAdmin(base, async (db) => void (await db.query(`DROP DATABASE IF EXISTS ${db.dialect.quote(database)}`))),
       };
     }
   }

@@ -62,7 +62,12 @@ describe('database URLs', () => {
   });
 
   it('mysql and mariadb schemes are the mysql dialect', () => {
-    expect(parseDatabaseUrl('mysql://root@127.0.0.1:3306/test')).toMatchObject({ dialect: 'mysql', user: 'root', port: 3306, database: 'test' });
+    expect(parseDatabaseUrl('mysql://root@127.0.0.1:3306/test')).toMatchObject({
+      dialect: 'mysql',
+      user: 'root',
+      port: 3306,
+      database: 'test',
+    });
     expect(parseDatabaseUrl('mariadb://root@127.0.0.1/test').dialect).toBe('mysql');
   });
 

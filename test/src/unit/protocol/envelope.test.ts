@@ -23,7 +23,11 @@ import { SITE_ID, batch, batchAck, sessionAck, sessionCompleted, sessionStarted 
 
 /** What a consumer receives for an encoded message: the same bytes and properties. */
 function delivered(m: EncodedMessage): RawMessage {
-  return { content: m.content, properties: { ...m.options, headers: { ...m.options.headers } }, fields: { routingKey: m.routingKey } };
+  return {
+    content: m.content,
+    properties: { ...m.options, headers: { ...m.options.headers } },
+    fields: { routingKey: m.routingKey },
+  };
 }
 
 /** A message built by hand (bypassing encodeMessage's own validation), with a correct checksum unless told otherwise. */
@@ -41,7 +45,12 @@ function handmade(
       appId: 'test',
       timestamp: Math.floor(Date.now() / 1000),
       ...props,
-      headers: { [HEADER_SITE]: SITE_ID, [HEADER_SCHEMA]: SCHEMA_VERSION, [HEADER_CHECKSUM]: bodyChecksum(bytes), ...headers },
+      headers: {
+        [HEADER_SITE]: SITE_ID,
+        [HEADER_SCHEMA]: SCHEMA_VERSION,
+        [HEADER_CHECKSUM]: bodyChecksum(bytes),
+        ...headers,
+      },
     },
   };
 }
@@ -56,7 +65,11 @@ function rejection(fn: () => unknown): MessageRejectedError {
   throw new Error('expected the message to be rejected, but it was accepted');
 }
 
-function expectRejected(raw: RawMessage, reason: RejectReason, expected?: readonly MessageType[]): MessageRejectedError {
+function expectRejected(
+  raw: RawMessage,
+  reason: RejectReason,
+  expected?: readonly MessageType[],
+): MessageRejectedError {
   const err = rejection(() => decodeMessage(raw, expected));
   expect(err.reason).toBe(reason);
   return err;
@@ -89,7 +102,12 @@ describe('encoding', () => {
     const b = encodeMessage('batch', batch(), { siteId: SITE_ID, appId: 't' });
     expect(a.options.messageId).not.toBe(b.options.messageId);
     const id = randomUUID();
-    const reply = encodeMessage('batch.ack', batchAck(), { siteId: SITE_ID, appId: 'c', messageId: id, correlationId: a.options.messageId });
+    const reply = encodeMessage('batch.ack', batchAck(), {
+      siteId: SITE_ID,
+      appId: 'c',
+      messageId: id,
+      correlationId: a.options.messageId,
+    });
     expect(reply.options.messageId).toBe(id);
     expect(reply.options.correlationId).toBe(a.options.messageId);
     expect(a.options).not.toHaveProperty('userId');
@@ -97,7 +115,9 @@ describe('encoding', () => {
   });
 
   it('refuses to publish a body that its own schema rejects', () => {
-    expect(() => encodeMessage('batch', { ...batch(), changes: [] }, { siteId: SITE_ID, appId: 't' })).toThrow(TypeError);
+    expect(() => encodeMessage('batch', { ...batch(), changes: [] }, { siteId: SITE_ID, appId: 't' })).toThrow(
+      TypeError,
+    );
     expect(() => encodeMessage('batch', { ...batch(), siteId: 0 }, { siteId: SITE_ID, appId: 't' })).toThrow(/batch/);
   });
 
@@ -166,7 +186,9 @@ describe('decoding what was encoded', () => {
 
   it('accepts numeric headers that arrive as strings', () => {
     const json = JSON.stringify(batch());
-    const d = decodeMessage(handmade(json, {}, { [HEADER_SITE]: String(SITE_ID), [HEADER_SCHEMA]: String(SCHEMA_VERSION) }));
+    const d = decodeMessage(
+      handmade(json, {}, { [HEADER_SITE]: String(SITE_ID), [HEADER_SCHEMA]: String(SCHEMA_VERSION) }),
+    );
     expect(d.siteId).toBe(SITE_ID);
   });
 
@@ -222,7 +244,10 @@ describe('a message that cannot be used is rejected with its reason', () => {
   it('a missing or malformed checksum header', () => {
     expectRejected(handmade('{}', {}, { [HEADER_CHECKSUM]: undefined }), 'checksum-mismatch');
     const raw = handmade('{}');
-    expectRejected(handmade('{}', {}, { [HEADER_CHECKSUM]: Buffer.from(String(raw.properties.headers![HEADER_CHECKSUM])) }), 'checksum-mismatch');
+    expectRejected(
+      handmade('{}', {}, { [HEADER_CHECKSUM]: Buffer.from(String(raw.properties.headers![HEADER_CHECKSUM])) }),
+      'checksum-mismatch',
+    );
     expectRejected(handmade('{}', {}, { [HEADER_CHECKSUM]: 'sha256' }), 'checksum-mismatch');
   });
 
@@ -268,7 +293,9 @@ describe('a message that cannot be used is rejected with its reason', () => {
     expect(err.context.siteId).toBe(SITE_ID);
     const missing = { ...batchAck() } as Record<string, unknown>;
     delete missing.batchMessageId;
-    expect(expectRejected(handmade(JSON.stringify(missing), { type: 'batch.ack' }), 'schema').message).toContain('batchMessageId');
+    expect(expectRejected(handmade(JSON.stringify(missing), { type: 'batch.ack' }), 'schema').message).toContain(
+      'batchMessageId',
+    );
     expect(expectRejected(handmade('[]'), 'schema').message).toContain('(root)');
     expectRejected(handmade('null'), 'schema');
   });

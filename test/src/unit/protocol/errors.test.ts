@@ -72,7 +72,15 @@ describe('error hierarchy', () => {
   });
 
   it('lists the reasons the design asks the dead-letter queue to tell apart', () => {
-    for (const r of ['invalid-json', 'schema', 'unknown-type', 'unknown-site', 'checksum-mismatch', 'row-hash-mismatch', 'forged-site']) {
+    for (const r of [
+      'invalid-json',
+      'schema',
+      'unknown-type',
+      'unknown-site',
+      'checksum-mismatch',
+      'row-hash-mismatch',
+      'forged-site',
+    ]) {
       expect(REJECT_REASONS).toContain(r);
     }
   });
@@ -93,6 +101,9 @@ describe('isTransientError decides retry by type or driver code', () => {
   it.each([
     ['ECONNRESET'],
     ['ETIMEDOUT'],
+    ['ETIMEOUT'], // tedious (SQL Server) connect, socket and request timeouts
+    ['ESOCKET'],
+    ['ECONNCLOSED'],
     ['SQLITE_BUSY'],
     ['40001'],
     ['40P01'],

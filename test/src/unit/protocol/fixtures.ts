@@ -77,5 +77,12 @@ export function batchAck(siteId = SITE_ID): BatchAck {
 
 export function sessionAck(siteId = SITE_ID): SessionAck {
   const totals = { batches: 1, headers: 2, details: 4, deletions: 1 };
-  return { sessionId: randomUUID(), siteId, status: 'complete', expected: totals, received: totals, rejectedBatches: 0 };
+  return {
+    sessionId: randomUUID(),
+    siteId,
+    status: 'complete',
+    expected: totals,
+    received: totals,
+    rejectedBatches: 0,
+  };
 }

@@ -10,7 +10,14 @@ import {
   type WireRow,
 } from '@sitesync/protocol';
 
-const HEADER: WireRow = { id: 1, patient: 'Ana', total: 12.5, paid: true, note: null, created: '2024-05-01T10:00:00.000Z' };
+const HEADER: WireRow = {
+  id: 1,
+  patient: 'Ana',
+  total: 12.5,
+  paid: true,
+  note: null,
+  created: '2024-05-01T10:00:00.000Z',
+};
 const DETAILS: WireRow[] = [
   { order_id: 1, line: 1, product: 'glucose', qty: 2 },
   { order_id: 1, line: 2, product: 'insulin', qty: 1 },
@@ -35,15 +42,32 @@ describe('header hash', () => {
     // The canonical form is an implementation detail, but it must be a digest of the named algorithm:
     // recompute it from the documented shape ("h" + sorted header, then "\nd" + each sorted detail line).
     const canon = (r: WireRow) =>
-      '[' + Object.keys(r).sort().map((k) => JSON.stringify(k) + ':' + JSON.stringify(r[k])).join(',') + ']';
-    const text = 'h' + canon(HEADER) + DETAILS.map(canon).sort().map((l) => '\nd' + l).join('');
+      '[' +
+      Object.keys(r)
+        .sort()
+        .map((k) => JSON.stringify(k) + ':' + JSON.stringify(r[k]))
+        .join(',') +
+      ']';
+    const text =
+      'h' +
+      canon(HEADER) +
+      DETAILS.map(canon)
+        .sort()
+        .map((l) => '\nd' + l)
+        .join('');
     for (const alg of ['md5', 'sha1', 'sha256'] as const) {
       expect(hashHeader(alg, HEADER, DETAILS)).toBe(createHash(alg).update(text).digest('hex'));
     }
   });
 
   it('is deterministic', () => {
-    expect(hashHeader('md5', HEADER, DETAILS)).toBe(hashHeader('md5', { ...HEADER }, DETAILS.map((d) => ({ ...d }))));
+    expect(hashHeader('md5', HEADER, DETAILS)).toBe(
+      hashHeader(
+        'md5',
+        { ...HEADER },
+        DETAILS.map((d) => ({ ...d })),
+      ),
+    );
   });
 
   it('does not depend on column order (header or detail)', () => {
@@ -91,7 +115,10 @@ describe('header hash', () => {
       [{ a: null }, { a: 'null' }],
       [{ a: true }, { a: 'true' }],
       [{ a: 1 }, { a: 1, b: null }],
-      [{ a: 'x', b: 'y' }, { a: 'xy', b: '' }],
+      [
+        { a: 'x', b: 'y' },
+        { a: 'xy', b: '' },
+      ],
       [{ 'a":1,"b': 2 }, { a: 1, b: 2 }],
     ];
     for (const [x, y] of pairs) expect(hashHeader('md5', x)).not.toBe(hashHeader('md5', y));
@@ -105,7 +132,12 @@ describe('header hash', () => {
   });
 
   it('matches between peripheral and central when both convert driver values the same way', () => {
-    const driverRow = { id: 7n, at: new Date('2024-01-02T03:04:05.678Z'), blob: Buffer.from([1, 2, 3]), missing: undefined };
+    const driverRow = {
+      id: 7n,
+      at: new Date('2024-01-02T03:04:05.678Z'),
+      blob: Buffer.from([1, 2, 3]),
+      missing: undefined,
+    };
     const cols = ['id', 'at', 'blob', 'missing'];
     const a = hashHeader('md5', toWireRow(driverRow, cols));
     const b = hashHeader('md5', { missing: null, blob: 'base64:AQID', at: '2024-01-02T03:04:05.678Z', id: '7' });

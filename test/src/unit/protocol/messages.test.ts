@@ -15,14 +15,23 @@ import {
 } from '@sitesync/protocol';
 import { SHAPE, batch, batchAck, sessionAck, sessionCompleted, sessionStarted } from './fixtures.js';
 
-function paths(schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } } }, v: unknown) {
+function paths(
+  schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } } },
+  v: unknown,
+) {
   const r = schema.safeParse(v);
   return r.success ? [] : r.error!.issues.map((i) => i.path.map(String).join('.'));
 }
 
 describe('message types', () => {
   it('are the five of the protocol, each with a direction', () => {
-    expect([...MESSAGE_TYPES].sort()).toEqual(['batch', 'batch.ack', 'session.ack', 'session.completed', 'session.started']);
+    expect([...MESSAGE_TYPES].sort()).toEqual([
+      'batch',
+      'batch.ack',
+      'session.ack',
+      'session.completed',
+      'session.started',
+    ]);
     expect(Object.keys(MESSAGE_DIRECTION).sort()).toEqual([...MESSAGE_TYPES].sort());
     expect(MESSAGE_TYPES.filter((t) => MESSAGE_DIRECTION[t] === 'up').sort()).toEqual([
       'batch',
@@ -33,7 +42,18 @@ describe('message types', () => {
 
   it('isMessageType knows exactly those names, not inherited object keys', () => {
     for (const t of MESSAGE_TYPES) expect(isMessageType(t)).toBe(true);
-    for (const t of ['toString', '__proto__', 'constructor', 'hasOwnProperty', 'BATCH', '', 'batch ', 42, null, undefined]) {
+    for (const t of [
+      'toString',
+      '__proto__',
+      'constructor',
+      'hasOwnProperty',
+      'BATCH',
+      '',
+      'batch ',
+      42,
+      null,
+      undefined,
+    ]) {
       expect(isMessageType(t)).toBe(false);
     }
   });
@@ -51,7 +71,8 @@ describe('message types', () => {
 describe('site id', () => {
   it('is a positive 32-bit integer (efector id)', () => {
     for (const ok of [1, 42, 2_147_483_647]) expect(SiteIdSchema.safeParse(ok).success).toBe(true);
-    for (const bad of [0, -1, 1.5, 2_147_483_648, '7', null, NaN]) expect(SiteIdSchema.safeParse(bad).success).toBe(false);
+    for (const bad of [0, -1, 1.5, 2_147_483_648, '7', null, NaN])
+      expect(SiteIdSchema.safeParse(bad).success).toBe(false);
   });
 });
 
@@ -77,8 +98,13 @@ describe('batch', () => {
   });
 
   it('an upsert needs its header and its (possibly empty) detail set; a delete needs only its key', () => {
-    expect(HeaderChangeSchema.safeParse({ op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 }, details: [] }).success).toBe(true);
-    expect(paths(HeaderChangeSchema, { op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 } })).toEqual(['details']);
+    expect(
+      HeaderChangeSchema.safeParse({ op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 }, details: [] })
+        .success,
+    ).toBe(true);
+    expect(paths(HeaderChangeSchema, { op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 } })).toEqual([
+      'details',
+    ]);
     expect(HeaderChangeSchema.safeParse({ op: 'delete', key: [1, 'b'] }).success).toBe(true);
     expect(paths(HeaderChangeSchema, { op: 'delete', key: [] })).toEqual(['key']);
     expect(HeaderChangeSchema.safeParse({ op: 'merge', key: [1] }).success).toBe(false);
@@ -100,13 +126,17 @@ describe('pipeline shape', () => {
     const badType = { ...SHAPE, header: { ...SHAPE.header, columns: [{ name: 'id', type: 'json', nullable: false }] } };
     expect(paths(PipelineShapeSchema, badType)).toEqual(['header.columns.0.type']);
     expect(paths(PipelineShapeSchema, { ...SHAPE, header: { key: ['id'], columns: [] } })).toEqual(['header.columns']);
-    expect(paths(PipelineShapeSchema, { ...SHAPE, header: { key: [], columns: SHAPE.header.columns } })).toEqual(['header.key']);
+    expect(paths(PipelineShapeSchema, { ...SHAPE, header: { key: [], columns: SHAPE.header.columns } })).toEqual([
+      'header.key',
+    ]);
   });
 });
 
 describe('sessions and acknowledgements', () => {
   it('session timestamps are ISO-8601 with a zone', () => {
-    expect(paths(SessionCompletedSchema, { ...sessionCompleted(), finishedAt: '2024-05-01 10:00:00' })).toEqual(['finishedAt']);
+    expect(paths(SessionCompletedSchema, { ...sessionCompleted(), finishedAt: '2024-05-01 10:00:00' })).toEqual([
+      'finishedAt',
+    ]);
     expect(paths(SessionStartedSchema, { ...sessionStarted(), startedAt: 'yesterday' })).toEqual(['startedAt']);
   });
 

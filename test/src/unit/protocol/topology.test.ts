@@ -38,7 +38,8 @@ describe('topology names', () => {
     expect(new Set(names).size).toBe(names.length);
     // two environments on one broker never share a name
     const other = new Topology({ prefix: 'other.' });
-    for (const n of [other.up, other.down, other.dlx, other.centralSyncQueue, other.siteQueue(3)]) expect(names).not.toContain(n);
+    for (const n of [other.up, other.down, other.dlx, other.centralSyncQueue, other.siteQueue(3)])
+      expect(names).not.toContain(n);
   });
 
   it('site queues of different sites differ', () => {
@@ -146,7 +147,10 @@ describe.skipIf(reportSkip('topology on a real broker', AMQP))('topology on a re
     const other = new Topology({ prefix: topology.prefix, deliveryLimit: 9 });
     await expect(
       conn.withChannel((ch) =>
-        ch.assertQueue(other.centralSyncQueue, { durable: true, arguments: other.workQueueArguments(other.centralSyncQueue) }),
+        ch.assertQueue(other.centralSyncQueue, {
+          durable: true,
+          arguments: other.workQueueArguments(other.centralSyncQueue),
+        }),
       ),
     ).rejects.toThrow(/PRECONDITION_FAILED/);
   });
@@ -166,9 +170,9 @@ describe.skipIf(reportSkip('topology on a real broker', AMQP))('topology on a re
       expect(got && got.properties.messageId).toBe(up.options.messageId);
       // the site queue has a single active consumer, which rules out basic.get: consume it
       const site = await new Promise<string | undefined>((resolve, reject) => {
-        ch.consume(topology.siteQueue(SITE), (msg) => resolve(msg?.properties.messageId as string | undefined), { noAck: true }).catch(
-          reject,
-        );
+        ch.consume(topology.siteQueue(SITE), (msg) => resolve(msg?.properties.messageId as string | undefined), {
+          noAck: true,
+        }).catch(reject);
       });
       expect(site).toBe(down.options.messageId);
     });

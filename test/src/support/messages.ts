@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import type * as amqp from 'amqplib';
+import {
+  decodeMessage,
+  hashHeader,
+  type DecodedMessage,
+  type EncodedMessage,
+  type HeaderBatch,
+  type HeaderChange,
+  type MessageType,
+  type PipelineShape,
+  type WireRow,
+} from '@sitesync/protocol';
+import type { Database } from '@sitesync/db';
+
+/** The lab pipeline's shape as a site would send it (a subset of the lab columns is enough). */
+export const LAB_SHAPE: PipelineShape = {
+  name: 'lab',
+  algorithm: 'md5',
+  header: {
+    key: ['order_id'],
+    columns: [
+      { name: 'order_id', type: 'integer', nullable: false },
+      { name: 'patient_id', type: 'text', nullable: false },
+      { name: 'patient_name', type: 'text', nullable: true },
+      { name: 'notes', type: 'text', nullable: true },
+    ],
+  },
+  detail: {
+    key: ['result_id'],
+    join: { order_id: 'order_id' },
+    columns: [
+      { name: 'result_id', type: 'integer', nullable: false },
+      { name: 'order_id', type: 'integer', nullable: false },
+      { name: 'test_code', type: 'text', nullable: true },
+      { name: 'value', type: 'text', nullable: true },
+    ],
+  },
+};
+
+export interface LabOrder {
+  orderId: number;
+  /** Goes into `patient_name` and every detail's `value`, so a test can tell versions apart. */
+  value?: string;
+  /** Result ids of the order's detail lines. @default [orderId * 100, orderId * 100 + 1] */
+  resultIds?: number[];
+}
+
+/** One upsert change with a correct row hash. */
+export function labUpsert(o: LabOrder): Extract<HeaderChange, { op: 'upsert' }> {
+  const value = o.value ?? 'A';
+  const header: WireRow = {
+    order_id: o.orderId,
+    patient_id: `DNI${o.orderId}`,
+    patient_name: value,
+    notes: `order ${o.orderId}`,
+  };
+  const details: WireRow[] = (o.resultIds ?? [o.orderId * 100, o.orderId * 100 + 1]).map((rid) => ({
+    result_id: rid,
+    order_id: o.orderId,
+    test_code: 'GLU',
+    value,
+  }));
+  return { op: 'upsert', key: [o.orderId], hash: hashHeader('md5', header, details), header, details };
+}
+
+/** A valid `batch` body (hashes correct) for `siteId` with one upsert per order. */
+export function labBatch(
+  siteId: number,
+  orders: LabOrder[],
+  opts: { version?: number; seq?: number; sessionId?: string } = {},
+): HeaderBatch {
+  return {
+    sessionId: opts.sessionId ?? randomUUID(),
+    siteId,
+    pipeline: LAB_SHAPE,
+    version: opts.version ?? 1,
+    seq: opts.seq ?? 0,
+    changes: orders.map(labUpsert),
+  };
+}
+
+/** Publishes an encoded (possibly doctored) message and waits for the broker's confirm. */
+export async function publishRaw(ch: amqp.ConfirmChannel, exchange: string, msg: EncodedMessage): Promise<void> {
+  ch.publish(exchange, msg.routingKey, msg.content, msg.options);
+  await ch.waitForConfirms();
+}
+
+/** Polls `fn` until it returns a value other than undefined/false, or fails after `timeoutMs` naming `what`. */
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 15_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Takes messages off `queue` (basic.get, auto-ack) until `count` were read or `timeoutMs` passed;
+ * returns what was read (maybe fewer than `count`, so the caller's assertion says what is missing).
+ */
+export async function takeMessages(
+  ch: amqp.Channel,
+  queue: string,
+  count: number,
+  timeoutMs = 15_000,
+): Promise<amqp.GetMessage[]> {
+  const out: amqp.GetMessage[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < count && Date.now() < deadline) {
+    const m = await ch.get(queue, { noAck: true });
+    if (m) out.push(m);
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  return out;
+}
+
+/** Decodes messages read from a site queue (acks from the central). */
+export function decodeAll(msgs: Array<amqp.GetMessage | amqp.ConsumeMessage>, types?: MessageType[]): DecodedMessage[] {
+  return msgs.map((m) => decodeMessage(m, types));
+}
+
+/** Rows of `table` (for `siteId` when given); a table that does not exist holds zero rows. */
+export async function rowCount(db: Database, table: string, siteId?: number): Promise<number> {
+  if (!(await db.describeTable(table))) return 0;
+  const where = siteId === undefined ? '' : ' WHERE id_efector = ?';
+  const r = await db.query<{ n: number | string }>(
+    `SELECT COUNT(*) AS n FROM ${db.dialect.quote(table)}${where}`,
+    siteId === undefined ? [] : [siteId],
+  );
+  return Number(r[0]!.n);
+}
+
+/** Rows of `table` as plain objects ordered by `order` (none when the table does not exist). */
+export async function tableRows(
+  db: Database,
+  table: string,
+  order: string,
+  siteId?: number,
+): Promise<Record<string, unknown>[]> {
+  if (!(await db.describeTable(table))) return [];
+  const q = (s: string) => db.dialect.quote(s);
+  const where = siteId === undefined ? '' : ` WHERE ${q('id_efector')} = ?`;
+  return db.query(`SELECT * FROM ${q(table)}${where} ORDER BY ${q(order)}`, siteId === undefined ? [] : [siteId]);
+}
+
+/**
+ * Collects every message of `queue` through a consumer (auto-ack). Needed for queues that refuse
+ * basic.get, such as the site queues (quorum with single active consumer).
+ */
+export class QueueCollector {
+  readonly messages: amqp.ConsumeMessage[] = [];
+  private tag: string | undefined;
+
+  private constructor(private readonly ch: amqp.Channel) {}
+
+  static async start(ch: amqp.Channel, queue: string): Promise<QueueCollector> {
+    const c = new QueueCollector(ch);
+    const ok = await ch.consume(
+      queue,
+      (m) => {
+        if (m) c.messages.push(m);
+      },
+      { noAck: true },
+    );
+    c.tag = ok.consumerTag;
+    return c;
+  }
+
+  /** Waits until at least `count` messages arrived (or the timeout passed); returns all of them. */
+  async waitForCount(count: number, timeoutMs = 15_000): Promise<amqp.ConsumeMessage[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return [...this.messages];
+  }
+
+  async stop(): Promise<void> {
+    if (this.tag) await this.ch.cancel(this.tag).catch(() => undefined);
+  }
+}

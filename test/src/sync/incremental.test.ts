@@ -1,0 +1,115 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TestWorld, type DbKind } from '../support/harness.js';
+import { amqpUrl, postgresUrl } from '../support/services.js';
+import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
+import { changeOrder, changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
+
+const broker = amqpUrl();
+const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+if (!broker) console.log('[sitesync tests] skipping incremental sync: no RabbitMQ available');
+
+describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
+  let world: TestWorld;
+  beforeEach(() => {
+    world = new TestWorld(broker!);
+  });
+  afterEach(async () => {
+    await world.teardown();
+  });
+
+  async function setup() {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    await world.registerSite(central.database!, 101);
+    const site = await world.startSite(await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 120 }));
+    const first = await site.runSession();
+    expect(first.status).toBe('ok');
+    return { central, site, cdb: central.database!, sdb: site.database! };
+  }
+
+  async function expectConverged(cdb: Parameters<typeof centralSnapshot>[0], sdb: Parameters<typeof siteSnapshot>[0]) {
+    const c = await centralSnapshot(cdb, 101);
+    const s = await siteSnapshot(sdb);
+    expect(c.headers).toEqual(s.headers);
+    expect(c.details).toEqual(s.details);
+  }
+
+  it('a second session with no change sends zero rows', async () => {
+    const { site } = await setup();
+    const second = await site.runSession();
+    expect(second.status).toBe('ok');
+    expect(second.totals).toEqual({ batches: 0, headers: 0, details: 0, deletions: 0 });
+  });
+
+  it('one changed detail re-sends exactly its header with all its details', async () => {
+    const { site, cdb, sdb } = await setup();
+    await changeResult(sdb, 42, '999.9');
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    expect(r.totals).toEqual({ batches: 1, headers: 1, details: 5, deletions: 0 });
+    await expectConverged(cdb, sdb);
+    const v = await cdb.query<{ value: string }>(
+      `SELECT value FROM central_results WHERE id_efector = ? AND result_id = ?`,
+      [101, 4200],
+    );
+    expect(v[0]?.value).toBe('999.9');
+  });
+
+  it('a change to a column outside attributes sends nothing', async () => {
+    const { site, sdb } = await setup();
+    await changeOrder(sdb, 7, 'internal_note', 'edited by the lab, not for the central');
+    const r = await site.runSession();
+    expect(r.totals.headers).toBe(0);
+  });
+
+  it('new headers are sent; deleted headers disappear centrally with their details', async () => {
+    const { site, cdb, sdb } = await setup();
+    await deleteOrder(sdb, 5);
+    await deleteOrder(sdb, 77);
+    await seedLabData(sdb, { orders: 3, firstOrderId: 1000 });
+    await changeOrder(sdb, 10, 'status', 'CANCELLED');
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    expect(r.totals).toEqual({ batches: 1, headers: 4, details: 20, deletions: 2 });
+    await expectConverged(cdb, sdb);
+    expect(await countRows(cdb, 'central_orders', 101)).toBe(121);
+    expect(await countRows(cdb, 'central_results', 101)).toBe(605);
+    // The deletion was acknowledged: the next session sends nothing again.
+    const again = await site.runSession();
+    expect(again.totals).toEqual({ batches: 0, headers: 0, details: 0, deletions: 0 });
+  });
+
+  it('a header that leaves the filter is deleted centrally', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    await world.registerSite(central.database!, 101);
+    const input = await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 20 });
+    const site = await world.startSite({ ...input, pipelines: [labPipeline({ filter: "status <> 'CANCELLED'" })] });
+    expect((await site.runSession()).totals.headers).toBe(20);
+    await changeOrder(site.database!, 3, 'status', 'CANCELLED');
+    const r = await site.runSession();
+    expect(r.totals).toMatchObject({ headers: 0, deletions: 1 });
+    const left = await central.database!.query(
+      `SELECT order_id FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+      [101, 3],
+    );
+    expect(left).toHaveLength(0);
+    expect(await countRows(central.database!, 'central_results', 101)).toBe(95);
+  });
+
+  it('batches are bounded by rows and by bytes', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    await world.registerSite(central.database!, 101);
+    const input = await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 100 });
+    const byRows = await world.startSite({ ...input, batch: { maxRows: 60, maxBytes: 10_000_000, pageSize: 500 } });
+    const r = await byRows.runSession();
+    expect(r.status).toBe('ok');
+    expect(r.totals.batches).toBe(10); // 6 rows per header, 60 rows per batch
+    await byRows.close();
+    const sdb = await world.open(input.db.url, 'site');
+    for (let i = 1; i <= 100; i++) await changeResult(sdb, i, `v${i}`);
+    const byBytes = await world.startSite({ ...input, batch: { maxRows: 100_000, maxBytes: 8_000, pageSize: 500 } });
+    const r2 = await byBytes.runSession();
+    expect(r2.status).toBe('ok');
+    expect(r2.totals.headers).toBe(100);
+    expect(r2.totals.batches).toBeGreaterThanOrEqual(10);
+  });
+});
