@@ -54,7 +54,13 @@ export class SyncSession {
   async run(): Promise<SessionResult> {
     const { config, runLog, log } = this.deps;
     const started = Date.now();
-    if (!(await runLog.acquireLock(Math.max(600_000, config.ackTimeoutSeconds * 2000)))) throw new SessionLockedError();
+    const ttlMs = config.lockTtlSeconds * 1000;
+    if (!(await runLog.acquireLock(ttlMs))) throw new SessionLockedError();
+    // Renew the lock while the session runs; if this process dies, it expires after ttlMs.
+    const heartbeat = setInterval(() => {
+      runLog.acquireLock(ttlMs).catch((err: unknown) => log.warn({ err: errorInfo(err) }, 'renewing session lock'));
+    }, Math.max(250, ttlMs / 3));
+    heartbeat.unref();
     let version = 0;
     try {
       version = await runLog.nextVersion();
@@ -113,6 +119,7 @@ export class SyncSession {
         durationMs: Date.now() - started,
       };
     } finally {
+      clearInterval(heartbeat);
       await runLog.releaseLock().catch(() => undefined);
     }
   }
