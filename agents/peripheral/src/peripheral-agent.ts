@@ -12,7 +12,7 @@ import {
   type Logger,
   type SessionAck,
 } from '@sitesync/protocol';
-import { Database, resolvePipeline } from '@sitesync/db';
+import { Database, resolvePipeline, type ResolvedPipeline } from '@sitesync/db';
 import type { PeripheralConfig } from './config';
 import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
@@ -37,6 +37,8 @@ export class PeripheralAgent {
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<SessionResult> | undefined;
   private readonly acks = new AckTracker();
+  /** Pipelines as resolved at start (sessions re-resolve: staging tables may be recreated). */
+  private readonly pipelines = new Map<string, ResolvedPipeline>();
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -64,7 +66,10 @@ export class PeripheralAgent {
   async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'site' });
-      for (const [i, p] of this.config.pipelines.entries()) await resolvePipeline(this.db, p, `pipelines.${i}`);
+      for (const [i, p] of this.config.pipelines.entries()) {
+        const resolved = await resolvePipeline(this.db, p, `pipelines.${i}`);
+        this.pipelines.set(resolved.name, resolved);
+      }
       this.runLog = new RunLog(this.db);
       this.broker = new BrokerConnection({
         url: this.config.amqp.url,
@@ -114,8 +119,14 @@ export class PeripheralAgent {
     }
     try {
       if (m.type === 'batch.ack') {
-        const body = m.body as { batchMessageId: string; sessionId: string; headers: number; deletions: number };
-        await applyBatchAck(this.db!, body.batchMessageId);
+        const body = m.body as {
+          batchMessageId: string;
+          sessionId: string;
+          pipeline: string;
+          headers: number;
+          deletions: number;
+        };
+        await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline));
         await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
         this.acks.batchAckApplied(body.sessionId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));

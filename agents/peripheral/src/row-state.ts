@@ -1,4 +1,5 @@
-import type { Database, Queryable } from '@sitesync/db';
+import type { Database, Queryable, ResolvedPipeline } from '@sitesync/db';
+import { decodeKey } from '@sitesync/protocol';
 
 /** The side table holding SourceHash/TargetHash/IsSync per pipeline and header key. */
 export const ROW_STATE_TABLE = 'sync_row_state';
@@ -45,10 +46,17 @@ export async function markPending(
  * Applies the central's `batch.ack`: TargetHash := the hash that batch sent. Rows re-sent by a later
  * batch meanwhile carry that batch's id and are left for its own ack. Acked deletions disappear.
  */
-export async function applyBatchAck(db: Database, batchId: string): Promise<number> {
+export async function applyBatchAck(db: Database, batchId: string, pipeline?: ResolvedPipeline): Promise<number> {
   return db.transaction(async (tx) => {
     const d = tx.dialect;
     const q = (c: string) => d.quote(c);
+    if (pipeline && (pipeline.inTable.target || pipeline.inTable.sync)) {
+      const acked = await tx.query<{ header_key: string; pending_hash: string }>(
+        `SELECT header_key, pending_hash FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`,
+        [batchId, d.bool(false)],
+      );
+      await writeInTableTargetHash(tx, pipeline, acked);
+    }
     const updated = await tx.execute(
       `UPDATE ${q(ROW_STATE_TABLE)} SET ${q('TargetHash')} = pending_hash, ` +
         `${q('IsSync')} = CASE WHEN pending_hash = ${q('SourceHash')} THEN ${d.boolLiteral(true)} ELSE ${d.boolLiteral(false)} END, ` +
@@ -61,4 +69,64 @@ export async function applyBatchAck(db: Database, batchId: string): Promise<numb
     );
     return updated + deleted;
   });
+}
+
+/**
+ * Where the base table itself carries SourceHash/TargetHash/IsSync columns (the seed document's
+ * "hashing key" custom attributes), they are kept there too, for the site's own reports.
+ */
+export async function writeInTableSourceHash(
+  tx: Queryable,
+  p: ResolvedPipeline,
+  rows: readonly PendingRow[],
+): Promise<void> {
+  const { source, sync } = p.inTable;
+  if (!source && !sync) return;
+  const d = tx.dialect;
+  const q = (c: string) => d.quote(c);
+  const sets = [...(source ? [`${q(source)} = ?`] : []), ...(sync ? [`${q(sync)} = ?`] : [])].join(', ');
+  for (const r of rows) {
+    if (r.hash === null) continue;
+    const key = decodeKey(r.headerKey);
+    await tx.execute(
+      `UPDATE ${q(p.header.table)} SET ${sets} WHERE ${p.header.key.map((k) => `${q(k)} = ?`).join(' AND ')}`,
+      [...(source ? [r.hash] : []), ...(sync ? [d.bool(false)] : []), ...key],
+    );
+  }
+}
+
+/** After an ack: TargetHash := the hash sent, IsSync := (SourceHash = TargetHash), in the base table. */
+async function writeInTableTargetHash(
+  tx: Queryable,
+  p: ResolvedPipeline,
+  acked: ReadonlyArray<{ header_key: string; pending_hash: string }>,
+): Promise<void> {
+  const { source, target, sync } = p.inTable;
+  if (!target && !sync) return;
+  const d = tx.dialect;
+  const q = (c: string) => d.quote(c);
+  const where = p.header.key.map((k) => `${q(k)} = ?`).join(' AND ');
+  for (const r of acked) {
+    const sets: string[] = [];
+    const params: unknown[] = [];
+    if (target) {
+      sets.push(`${q(target)} = ?`);
+      params.push(r.pending_hash);
+    }
+    if (sync) {
+      if (source) {
+        sets.push(
+          `${q(sync)} = CASE WHEN ${q(source)} = ? THEN ${d.boolLiteral(true)} ELSE ${d.boolLiteral(false)} END`,
+        );
+        params.push(r.pending_hash);
+      } else {
+        sets.push(`${q(sync)} = ?`);
+        params.push(d.bool(true));
+      }
+    }
+    await tx.execute(`UPDATE ${q(p.header.table)} SET ${sets.join(', ')} WHERE ${where}`, [
+      ...params,
+      ...decodeKey(r.header_key),
+    ]);
+  }
 }

@@ -11,7 +11,7 @@ import {
 } from '@sitesync/protocol';
 import { resolvePipeline, type Database, type ResolvedPipeline } from '@sitesync/db';
 import { ChangeScanner, type DirtyHeader } from './change-scanner';
-import { markPending } from './row-state';
+import { markPending, writeInTableSourceHash } from './row-state';
 import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
 import type { PeripheralConfig } from './config';
 import type { AckTracker } from './ack-tracker';
@@ -57,9 +57,12 @@ export class SyncSession {
     const ttlMs = config.lockTtlSeconds * 1000;
     if (!(await runLog.acquireLock(ttlMs))) throw new SessionLockedError();
     // Renew the lock while the session runs; if this process dies, it expires after ttlMs.
-    const heartbeat = setInterval(() => {
-      runLog.acquireLock(ttlMs).catch((err: unknown) => log.warn({ err: errorInfo(err) }, 'renewing session lock'));
-    }, Math.max(250, ttlMs / 3));
+    const heartbeat = setInterval(
+      () => {
+        runLog.acquireLock(ttlMs).catch((err: unknown) => log.warn({ err: errorInfo(err) }, 'renewing session lock'));
+      },
+      Math.max(250, ttlMs / 3),
+    );
     heartbeat.unref();
     let version = 0;
     try {
@@ -172,14 +175,11 @@ export class SyncSession {
       rows = 0;
       bytes = 0;
       const messageId = randomUUID();
-      await this.deps.db.transaction((tx) =>
-        markPending(
-          tx,
-          p.name,
-          messageId,
-          batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null })),
-        ),
-      );
+      const pending = batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null }));
+      await this.deps.db.transaction(async (tx) => {
+        await markPending(tx, p.name, messageId, pending);
+        await writeInTableSourceHash(tx, p, pending);
+      });
       const body = {
         sessionId: this.sessionId,
         siteId: this.deps.config.siteId,

@@ -141,6 +141,11 @@ export async function resolvePipeline(
     });
   }
 
+  cfg.attributes?.forEach((a, i) => {
+    if (hashFields.has(a.slice(a.lastIndexOf('.') + 1))) {
+      fail(`${keyPrefix}.attributes[${i}]`, `${JSON.stringify(a)} is a hash field; it cannot be part of the hash`);
+    }
+  });
   const ordered = (info: TableInfo, wanted: Set<string>) =>
     info.columns.map((c) => c.name).filter((c) => wanted.has(c));
   const headerCols = ordered(base, new Set([...headerKey, ...headerAttrs]));

@@ -48,7 +48,7 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const n = (x: number) => x.toLocaleString('en-US');
 const kb = (bytes: number) =>
   bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;
-const redact = (url: string) => url.replace(/\/\/[^@/]*@/, '//');
+const redact = (url: string) => url.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@');
 
 /** Resources to release at the end, last opened first. */
 const closers: Array<() => Promise<unknown>> = [];
@@ -56,19 +56,26 @@ async function closeAll(): Promise<void> {
   for (const fn of closers.reverse()) await fn().catch(() => undefined);
 }
 
-async function brokerAnswers(url: string): Promise<amqp.ChannelModel | undefined> {
+/** A connection, or the error; `reachable` tells a broker that answered (bad login, vhost) from none at all. */
+async function connectBroker(url: string): Promise<{ conn?: amqp.ChannelModel; error?: Error; reachable: boolean }> {
   try {
-    return await amqp.connect(url, { timeout: 3000 });
-  } catch {
-    return undefined;
+    return { conn: await amqp.connect(url, { timeout: 3000 }), reachable: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { error: err as Error, reachable: !code || !/^E[A-Z]+$/.test(code) };
   }
 }
 
 /** A broker connection: the configured one, else a throwaway container, else undefined (after saying how to get one). */
 async function findBroker(): Promise<{ url: string; conn: amqp.ChannelModel; where: string } | undefined> {
   const url = process.env.SYNC_AMQP_URL ?? DEFAULT_AMQP_URL;
-  const conn = await brokerAnswers(url);
-  if (conn) return { url, conn, where: redact(url) };
+  const first = await connectBroker(url);
+  if (first.conn) return { url, conn: first.conn, where: redact(url) };
+  if (first.reachable) {
+    say(`RabbitMQ at ${redact(url)} answered but refused the connection: ${first.error?.message}`);
+    say('Check the user, password and virtual host in SYNC_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672).');
+    return undefined;
+  }
 
   say(`No RabbitMQ answers at ${redact(url)}.`);
   const tc = await import('testcontainers');
@@ -82,14 +89,14 @@ async function findBroker(): Promise<{ url: string; conn: amqp.ChannelModel; whe
     const container = await new RabbitMQContainer(RABBITMQ_IMAGE).start();
     closers.push(() => container.stop());
     const cUrl = container.getAmqpUrl();
-    const cConn = await brokerAnswers(cUrl);
-    if (cConn) return { url: cUrl, conn: cConn, where: `${redact(cUrl)} (container ${RABBITMQ_IMAGE})` };
-    say('The container started but does not answer.');
+    const c = await connectBroker(cUrl);
+    if (c.conn) return { url: cUrl, conn: c.conn, where: `${redact(cUrl)} (container ${RABBITMQ_IMAGE})` };
+    say(`The container started but does not answer: ${c.error?.message}`);
     return undefined;
   }
   say('Start one, then run `npm run demo` again:');
-  say('  Debian/Ubuntu:  sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached');
-  say(`  Docker:         docker run -d -p 5672:5672 -p 15672:15672 ${RABBITMQ_IMAGE}`);
+  say('  Debian/Ubuntu (as root):  apt-get install rabbitmq-server && rabbitmq-server -detached');
+  say(`  Docker:                  docker run -d -p 5672:5672 -p 15672:15672 ${RABBITMQ_IMAGE}`);
   say('  or point SYNC_AMQP_URL at a broker you have (amqp://user:password@host:5672).');
   return undefined;
 }
@@ -110,38 +117,49 @@ async function resetTopology(conn: amqp.ChannelModel, t: Topology): Promise<void
   await ch.close().catch(() => undefined);
 }
 
-async function counterValue(c: { get(): Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
-  return (await c.get()).values.reduce((sum, v) => sum + v.value, 0);
+type CounterLike = { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
+
+/** Current value of a prom-client counter, summed over the series whose labels match `where`. */
+async function counterValue(c: CounterLike, where: Record<string, string> = {}): Promise<number> {
+  const match = (labels: Record<string, unknown>) => Object.entries(where).every(([k, v]) => String(labels[k]) === v);
+  return (await c.get()).values.reduce((sum, v) => sum + (match(v.labels) ? v.value : 0), 0);
 }
 
-/** Runs one session on every site at once, printing a progress line each second and one line per site. */
+/** Runs one session on every site at once, printing progress twice a second and one line per site when done. */
 async function sessionOnAllSites(
+  central: CentralAgent,
   agents: Map<number, PeripheralAgent>,
   expectedRows: Map<number, number>,
   baselineBytes?: Map<number, number>,
 ): Promise<Map<number, { result: SessionResult; bytes: number }>> {
-  const before = new Map<number, number>();
-  for (const [id, a] of agents) before.set(id, await counterValue(a.metrics.bytesSent));
-  const rowsBefore = new Map<number, number>();
-  for (const [id, a] of agents) rowsBefore.set(id, await counterValue(a.metrics.rowsSent));
+  const progress = async (id: number, a: PeripheralAgent) => ({
+    bytes: await counterValue(a.metrics.bytesSent),
+    sent: await counterValue(a.metrics.rowsSent),
+    merged: await counterValue(central.metrics.rowsMerged, { site: String(id) }),
+  });
+  const before = new Map<number, { bytes: number; sent: number; merged: number }>();
+  for (const [id, a] of agents) before.set(id, await progress(id, a));
   const done = new Set<number>();
   const ticker = setInterval(() => {
     void (async () => {
       const parts: string[] = [];
       for (const [id, a] of agents) {
         if (done.has(id)) continue;
-        const sent = (await counterValue(a.metrics.rowsSent)) - rowsBefore.get(id)!;
+        const now = await progress(id, a);
         const of = expectedRows.get(id);
-        parts.push(`site ${id}: ${n(sent)}${of ? `/${n(of)}` : ''} rows sent`);
+        const b = before.get(id)!;
+        parts.push(
+          `site ${id}: ${n(now.sent - b.sent)}${of ? `/${n(of)}` : ''} rows published, ${n(now.merged - b.merged)} merged`,
+        );
       }
-      if (parts.length) say(`  ... ${parts.join(', ')}`);
+      if (parts.length && done.size < agents.size) say(`  ... ${parts.join('; ')}`);
     })();
   }, 500);
   try {
     const runs = [...agents].map(async ([id, a]) => {
       const result = await a.runSession();
       done.add(id);
-      const bytes = (await counterValue(a.metrics.bytesSent)) - before.get(id)!;
+      const bytes = (await counterValue(a.metrics.bytesSent)) - before.get(id)!.bytes;
       const t = result.totals;
       const base = baselineBytes?.get(id);
       const size = base ? `${kb(bytes)}, ${((100 * bytes) / base).toFixed(1)}% of the initial load` : kb(bytes);
@@ -261,7 +279,11 @@ async function main(): Promise<number> {
 
   say();
   say('Session 1: initial load, both sites at once');
-  const first = await sessionOnAllSites(agents, new Map(SITES.map((s) => [s.id, s.orders * (1 + DETAILS_PER_ORDER)])));
+  const first = await sessionOnAllSites(
+    central,
+    agents,
+    new Map(SITES.map((s) => [s.id, s.orders * (1 + DETAILS_PER_ORDER)])),
+  );
 
   // Some work at each site: 3 result values, 1 status, 1 column outside `attributes`, 2 deletions, 3 new orders.
   const expected = { headers: 3 + 1 + 3, details: (3 + 1 + 3) * DETAILS_PER_ORDER, deletions: 2 };
@@ -285,7 +307,12 @@ async function main(): Promise<number> {
   say();
   say('At each site: changed 3 result values and 1 order status, edited internal_note (not in the hash),');
   say('deleted 2 orders, added 3. Session 2: only those changes travel');
-  const second = await sessionOnAllSites(agents, new Map(), new Map([...first].map(([id, r]) => [id, r.bytes])));
+  const second = await sessionOnAllSites(
+    central,
+    agents,
+    new Map(),
+    new Map([...first].map(([id, r]) => [id, r.bytes])),
+  );
   let onlyChanges = true;
   for (const [id, { result }] of second) {
     const t = result.totals;
@@ -333,8 +360,8 @@ async function main(): Promise<number> {
   }
   say();
   say(
-    `${converged ? 'Done' : 'FAILED'} in ${secs(process.uptime() * 1000)}. Look inside: sqlite3 .demo/central.db ` +
-      `'SELECT * FROM ${SITE_TABLE}'; queues "${DEMO_PREFIX}*" on the broker.`,
+    `${converged ? 'Done' : 'FAILED'} in ${secs(process.uptime() * 1000)}. The databases stay in .demo/; try ` +
+      `node agents/central/bin/syncctl.js --db sqlite:.demo/central.db status`,
   );
   return converged ? 0 : 1;
 }

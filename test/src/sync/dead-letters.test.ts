@@ -249,7 +249,12 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
     // The two deliveries may be handled concurrently, so their acks can arrive in either order.
     expect(bodies.map((b) => b.status).sort()).toEqual(['applied', 'duplicate']);
     for (const b of bodies) expect(b.batchMessageId).toBe(m.options.messageId);
-    expect(bodies.find((b) => b.status === 'applied')).toMatchObject({ headers: 2, details: 4, deletions: 0, stale: 0 });
+    expect(bodies.find((b) => b.status === 'applied')).toMatchObject({
+      headers: 2,
+      details: 4,
+      deletions: 0,
+      stale: 0,
+    });
 
     expect(await inboxIds(db, [m.options.messageId]), 'inbox rows of the message').toHaveLength(1);
     expect(await rowCount(db, HEADERS, 101)).toBe(2);

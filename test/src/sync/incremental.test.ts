@@ -95,6 +95,37 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(await countRows(central.database!, 'central_results', 101)).toBe(95);
   });
 
+  it('a base table that has SourceHash/TargetHash/IsSync columns gets them maintained', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    await world.registerSite(central.database!, 101);
+    const input = await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 30 });
+    const sdb = await world.open(input.db.url, 'site');
+    const bool = kind === 'postgres' ? 'BOOLEAN' : 'INTEGER';
+    for (const col of ['"SourceHash" VARCHAR(64)', '"TargetHash" VARCHAR(64)', `"IsSync" ${bool}`]) {
+      await sdb.query(`ALTER TABLE lab_orders ADD COLUMN ${col}`);
+    }
+    const site = await world.startSite(input);
+    expect((await site.runSession()).status).toBe('ok');
+    const rows = await sdb.query<{ SourceHash: string; TargetHash: string; IsSync: unknown }>(
+      `SELECT "SourceHash", "TargetHash", "IsSync" FROM lab_orders ORDER BY order_id`,
+    );
+    expect(rows).toHaveLength(30);
+    for (const r of rows) {
+      expect(r.SourceHash).toMatch(/^[0-9a-f]{32}$/);
+      expect(r.TargetHash).toBe(r.SourceHash);
+      expect(Boolean(r.IsSync)).toBe(true);
+    }
+    // The hash columns themselves are not part of the hash: nothing is re-sent.
+    expect((await site.runSession()).totals.headers).toBe(0);
+    await changeResult(sdb, 4, 'new');
+    expect((await site.runSession()).totals.headers).toBe(1);
+    const four = await sdb.query<{ SourceHash: string; TargetHash: string }>(
+      `SELECT "SourceHash", "TargetHash" FROM lab_orders WHERE order_id = 4`,
+    );
+    expect(four[0]!.TargetHash).toBe(four[0]!.SourceHash);
+    expect(four[0]!.SourceHash).not.toBe(rows[3]!.SourceHash);
+  });
+
   it('batches are bounded by rows and by bytes', async () => {
     const central = await world.startCentral(world.dbUrl(kind, 'central'));
     await world.registerSite(central.database!, 101);
