@@ -64,7 +64,7 @@ export class CentralAgent {
       const a = this.config.amqp;
       this.broker = new BrokerConnection({
         url: a.url,
-        name: 'sitesync-central',
+        name: `sitesync-central${a.prefix ? ` (${a.prefix})` : ''}`,
         log: this.log,
         confirmWindow: a.confirmWindow,
         socketOptions: {

@@ -73,7 +73,7 @@ export class PeripheralAgent {
       this.runLog = new RunLog(this.db);
       this.broker = new BrokerConnection({
         url: this.config.amqp.url,
-        name: `sitesync-peripheral-${this.config.siteId}`,
+        name: `sitesync-peripheral-${this.config.siteId}${this.config.amqp.prefix ? ` (${this.config.amqp.prefix})` : ''}`,
         log: this.log,
         confirmWindow: this.config.amqp.confirmWindow,
         socketOptions: this.tlsOptions(),

@@ -147,3 +147,20 @@ export class TestWorld {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** Closes (server side, like a network cut) every broker connection whose name contains `marker`. */
+export async function closeBrokerConnections(marker: string): Promise<number> {
+  const { execFile } = await import('node:child_process');
+  const run = (args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('rabbitmqctl', args, { timeout: 30_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+  const out = await run(['-q', 'list_connections', 'pid', 'client_properties']);
+  const pids = out
+    .split('\n')
+    .filter((line) => line.includes(marker))
+    .map((line) => line.split('\t')[0]!)
+    .filter(Boolean);
+  for (const pid of pids) await run(['close_connection', pid, 'test: simulated network cut']);
+  return pids.length;
+}

@@ -243,3 +243,33 @@ describe.skipIf(!broker)('faults and concurrency', () => {
     }
   });
 });
+
+describe.skipIf(!broker)('broker connection loss', () => {
+  let world: TestWorld;
+  beforeEach(() => {
+    world = new TestWorld(broker!);
+  });
+  afterEach(async () => {
+    await world.teardown();
+  });
+
+  it('agents reconnect after the broker closes their connections, and the next session converges', async () => {
+    const { closeBrokerConnections } = await import('../support/harness.js');
+    const central = await world.startCentral(world.dbUrl('sqlite', 'central'));
+    await world.registerSite(central.database!, 101);
+    const site = await world.startSite(await world.prepareSite(101, world.dbUrl('sqlite', 'site101'), { orders: 100 }));
+    expect((await site.runSession()).status).toBe('ok');
+    const closed = await closeBrokerConnections(world.prefix);
+    expect(closed).toBe(2);
+    for (let i = 1; i <= 20; i++) await changeResult(site.database!, i, `after-cut-${i}`);
+    await until(
+      'both agents to reconnect',
+      async () => central.brokerConnection!.connected && site.brokerConnection!.connected,
+    );
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    expect(r.totals.headers).toBe(20);
+    expect(await centralSnapshot(central.database!, 101)).toEqual(await siteSnapshot(site.database!));
+    expect(central.brokerConnection!.reconnects).toBeGreaterThanOrEqual(1);
+  });
+});
