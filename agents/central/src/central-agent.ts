@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   BrokerConnection,
   MessageRejectedError,
@@ -8,6 +7,7 @@ import {
   errorInfo,
   isTransientError,
   publishDeadLetter,
+  tlsSocketOptions,
   type DecodedMessage,
   type Delivery,
   type Logger,
@@ -67,11 +67,7 @@ export class CentralAgent {
         name: `sitesync-central${a.prefix ? ` (${a.prefix})` : ''}`,
         log: this.log,
         confirmWindow: a.confirmWindow,
-        socketOptions: {
-          ...(a.caFile ? { ca: [readFileSync(a.caFile)] } : {}),
-          ...(a.certFile ? { cert: readFileSync(a.certFile) } : {}),
-          ...(a.keyFile ? { key: readFileSync(a.keyFile) } : {}),
-        },
+        socketOptions: tlsSocketOptions(a),
         setup: (ch) => this.topology.declareCentral(ch),
       });
       this.broker.on('disconnected', () => this.metrics.reconnects.inc());

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, errorInfo, startHttpServer } from '@sitesync/protocol';
+import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
 import { loadCentralConfig } from './config';
 import { CentralAgent } from './central-agent';
 
@@ -25,24 +25,7 @@ async function run(opts: { config?: string }): Promise<number> {
     process.stderr.write(`sync-central: ${(err as Error).message}\n`);
     return err instanceof ConfigError ? 2 : 1;
   }
-  const server =
-    config.httpPort > 0
-      ? await startHttpServer(config.httpPort, agent.metrics.registry, async () => {
-          const dbOk = (await agent.database?.ping()) ?? false;
-          const brokerOk = agent.brokerConnection?.connected ?? false;
-          return { ok: dbOk && brokerOk, detail: { db: dbOk, broker: brokerOk, state: agent.state } };
-        })
-      : undefined;
-  const stop = async (signal: string) => {
-    log.info({ signal }, 'stopping: finishing open transactions');
-    const timer = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
-    timer.unref();
-    server?.close();
-    await agent.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  await serveAgentProcess(agent, { httpPort: config.httpPort, log, graceMs: SHUTDOWN_GRACE_MS });
   return new Promise<number>(() => undefined); // runs until a signal
 }
 

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, errorInfo, startHttpServer } from '@sitesync/protocol';
+import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
 import { loadPeripheralConfig } from './config';
 import { PeripheralAgent } from './peripheral-agent';
 
@@ -26,31 +26,14 @@ async function run(opts: { config?: string; once?: boolean }): Promise<number> {
     process.stderr.write(`sync-peripheral: ${msg}\n`);
     return err instanceof ConfigError ? 2 : 1;
   }
-  const server =
-    config.httpPort > 0
-      ? await startHttpServer(config.httpPort, agent.metrics.registry, async () => {
-          const dbOk = (await agent.database?.ping()) ?? false;
-          const brokerOk = agent.brokerConnection?.connected ?? false;
-          return { ok: dbOk && brokerOk, detail: { db: dbOk, broker: brokerOk, state: agent.state } };
-        })
-      : undefined;
-  const stop = async (signal: string) => {
-    log.info({ signal }, 'stopping');
-    const timer = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
-    timer.unref();
-    server?.close();
-    await agent.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  const proc = await serveAgentProcess(agent, { httpPort: config.httpPort, log, graceMs: SHUTDOWN_GRACE_MS });
 
   if (opts.once) {
     const r = await agent.runSession().catch((err: unknown) => {
       log.error({ err: errorInfo(err) }, 'session not run');
       return undefined;
     });
-    server?.close();
+    proc.closeServer();
     await agent.close();
     if (r)
       process.stdout.write(

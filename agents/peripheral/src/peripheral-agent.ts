@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Cron } from 'croner';
 import {
   BrokerConnection,
@@ -8,6 +7,7 @@ import {
   errorInfo,
   isTransientError,
   publishDeadLetter,
+  tlsSocketOptions,
   type Delivery,
   type Logger,
   type SessionAck,
@@ -76,7 +76,7 @@ export class PeripheralAgent {
         name: `sitesync-peripheral-${this.config.siteId}${this.config.amqp.prefix ? ` (${this.config.amqp.prefix})` : ''}`,
         log: this.log,
         confirmWindow: this.config.amqp.confirmWindow,
-        socketOptions: this.tlsOptions(),
+        socketOptions: tlsSocketOptions(this.config.amqp),
         setup: (ch) => this.topology.declareSite(ch, this.config.siteId),
       });
       this.broker.on('disconnected', () => this.metrics.reconnects.inc());
@@ -93,15 +93,6 @@ export class PeripheralAgent {
       await this.close();
       throw err;
     }
-  }
-
-  private tlsOptions(): Record<string, unknown> {
-    const a = this.config.amqp;
-    const out: Record<string, unknown> = {};
-    if (a.caFile) out.ca = [readFileSync(a.caFile)];
-    if (a.certFile) out.cert = readFileSync(a.certFile);
-    if (a.keyFile) out.key = readFileSync(a.keyFile);
-    return out;
   }
 
   /** Acks and session results from the central. */

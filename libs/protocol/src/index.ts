@@ -9,3 +9,4 @@ export * from './dead-letter';
 export * from './logger';
 export * from './config-support';
 export * from './http-server';
+export * from './agent-process';

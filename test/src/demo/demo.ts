@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as amqp from 'amqplib';
 import { createLogger, Topology, type Logger } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
-import { CentralAgent, parseCentralConfig, SITE_TABLE } from '@sitesync/central';
+import { CentralAgent, formatTable, parseCentralConfig, registerSite, SITE_TABLE } from '@sitesync/central';
 import { PeripheralAgent, parsePeripheralConfig, type SessionResult } from '@sitesync/peripheral';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 import {
@@ -185,20 +185,6 @@ function hhmmss(v: unknown): string {
   return Number.isNaN(d.getTime()) ? String(v) : d.toTimeString().slice(0, 8);
 }
 
-/** A small aligned text table (the CLI's formatter is not part of the package API). */
-function formatTable(rows: ReadonlyArray<Record<string, unknown>>): string {
-  if (rows.length === 0) return '(none)';
-  const cols = Object.keys(rows[0]!);
-  const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v));
-  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => `  ${vals.map((v, i) => v.padEnd(widths[i]!)).join('  ')}`.trimEnd();
-  return [
-    line(cols),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...rows.map((r) => line(cols.map((c) => cell(r[c])))),
-  ].join('\n');
-}
-
 async function main(): Promise<number> {
   say('sitesync demo: two hospital sites (101, 102) sync lab orders to one central over RabbitMQ');
   const broker = await findBroker();
@@ -250,11 +236,13 @@ async function main(): Promise<number> {
   const brokerUser = decodeURIComponent(new URL(broker.url).username) || 'guest';
   for (const s of SITES) {
     // What `syncctl sites add <id> --pipeline lab --header-table ... --detail-table ... --user ...` does.
-    await cdb.execute(
-      `INSERT INTO ${cdb.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, ` +
-        `header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
-      [s.id, 'lab', HEADER_TABLE, DETAIL_TABLE, brokerUser, 'new'],
-    );
+    await registerSite(cdb, {
+      siteId: s.id,
+      pipeline: 'lab',
+      headerTable: HEADER_TABLE,
+      detailTable: DETAIL_TABLE,
+      brokerUser,
+    });
   }
   const agents = new Map<number, PeripheralAgent>();
   for (const s of SITES) {

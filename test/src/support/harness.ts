@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { createLogger, Topology, type Logger } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
-import { CentralAgent, parseCentralConfig, SITE_TABLE } from '@sitesync/central';
+import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
 import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
 import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
 import { postgresUrl } from './services.js';
@@ -62,17 +62,13 @@ export class TestWorld {
     siteId: number,
     opts: { header?: string; detail?: string; user?: string; pipeline?: string } = {},
   ): Promise<void> {
-    await central.execute(
-      `INSERT INTO ${central.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
-      [
-        siteId,
-        opts.pipeline ?? 'lab',
-        opts.header ?? 'central_orders',
-        opts.detail ?? 'central_results',
-        opts.user ?? 'guest',
-        'new',
-      ],
-    );
+    await registerSite(central, {
+      siteId,
+      pipeline: opts.pipeline ?? 'lab',
+      headerTable: opts.header ?? 'central_orders',
+      detailTable: opts.detail ?? 'central_results',
+      brokerUser: opts.user ?? 'guest',
+    });
   }
 
   /** Creates and seeds a site's lab tables, then returns its (not yet started) config input. */

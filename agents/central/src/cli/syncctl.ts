@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '@sitesync/protocol';
 import { Database, type DatabaseRole } from '@sitesync/db';
 import { loadCentralConfig } from '../config';
-import { SITE_TABLE } from '../merge/site-registry';
+import { registerSite, SITE_TABLE } from '../merge/site-registry';
 import { formatTable } from './table';
 
 interface GlobalOpts {
@@ -96,19 +96,16 @@ sites
   .action(async (id: string, opts: { headerTable: string; detailTable?: string; pipeline: string; user?: string }) => {
     const site = siteId(id);
     await withDb(program, 'central', async (db) => {
-      const exists = await db.query(
-        `SELECT id FROM ${db.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
-        [site, opts.pipeline],
-      );
-      if (exists.length) throw new ConfigError(`site ${site} pipeline ${opts.pipeline} already exists`, 'siteId');
-      await db.execute(
-        `INSERT INTO ${db.dialect.quote(SITE_TABLE)} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, ` +
-          `header_count, detail_count, deletion_count) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
-        [site, opts.pipeline, opts.headerTable, opts.detailTable ?? null, opts.user ?? `site-${site}`, 'new'],
-      );
+      const r = await registerSite(db, {
+        siteId: site,
+        pipeline: opts.pipeline,
+        headerTable: opts.headerTable,
+        detailTable: opts.detailTable ?? null,
+        ...(opts.user ? { brokerUser: opts.user } : {}),
+      });
       process.stdout.write(
-        `site ${site} (pipeline ${opts.pipeline}) registered: headers -> ${opts.headerTable}` +
-          `${opts.detailTable ? `, details -> ${opts.detailTable}` : ''}, broker user ${opts.user ?? `site-${site}`}\n`,
+        `site ${r.siteId} (pipeline ${r.pipeline}) registered: headers -> ${r.headerTable}` +
+          `${r.detailTable ? `, details -> ${r.detailTable}` : ''}, broker user ${r.brokerUser}\n`,
       );
     });
   });
