@@ -349,7 +349,7 @@ async function main(): Promise<number> {
   say();
   say(
     `${converged ? 'Done' : 'FAILED'} in ${secs(process.uptime() * 1000)}. The databases stay in .demo/; try ` +
-      `node agents/central/bin/syncctl.js --db sqlite:.demo/central.db status`,
+      `npx syncctl --db sqlite:.demo/central.db status`,
   );
   return converged ? 0 : 1;
 }
