@@ -138,10 +138,11 @@ export class CentralAgent {
     this.metrics.deadLetters.inc({ reason: err.reason });
     d.settle('ack');
     // A rejected batch still counts against its session, so the site learns the session is incomplete.
-    if (m?.type === 'batch' && err.reason !== 'forged-site' && err.reason !== 'unknown-site') {
+    // Only once the sender is verified: a forged batch must not touch the victim's session.
+    if (m?.type === 'batch' && err.senderVerified) {
       const b = m.body as MessageBody<'batch'>;
       try {
-        await this.sessions!.batchRejected(b.sessionId, b.siteId, b.version);
+        await this.sessions!.batchRejected(m as DecodedMessage<'batch'>, err.reason);
         await this.completeSession(b.sessionId, b.siteId, false);
       } catch (e) {
         this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch');

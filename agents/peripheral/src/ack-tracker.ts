@@ -1,7 +1,8 @@
 import type { SessionAck } from '@sitesync/protocol';
 
 interface OpenSession {
-  appliedBatchAcks: number;
+  /** Distinct batches whose ack was applied (a redelivered ack counts once). */
+  appliedBatches: Set<string>;
   ack?: SessionAck;
   done?: (ack: SessionAck) => void;
 }
@@ -16,7 +17,7 @@ export class AckTracker {
 
   /** Starts following a session; call before its first batch is published. */
   begin(sessionId: string): void {
-    this.open.set(sessionId, { appliedBatchAcks: 0 });
+    this.open.set(sessionId, { appliedBatches: new Set() });
   }
 
   end(sessionId: string): void {
@@ -28,10 +29,10 @@ export class AckTracker {
     return this.open.has(sessionId);
   }
 
-  batchAckApplied(sessionId: string): void {
+  batchAckApplied(sessionId: string, batchId: string): void {
     const s = this.open.get(sessionId);
     if (!s) return;
-    s.appliedBatchAcks++;
+    s.appliedBatches.add(batchId);
     this.check(s);
   }
 
@@ -61,7 +62,7 @@ export class AckTracker {
   }
 
   private check(s: OpenSession): void {
-    if (s.ack && s.done && s.appliedBatchAcks >= s.ack.received.batches) {
+    if (s.ack && s.done && s.appliedBatches.size >= s.ack.received.batches) {
       const done = s.done;
       s.done = undefined;
       done(s.ack);

@@ -1,4 +1,12 @@
-import { encodeKey, hashHeader, toWireRow, type HeaderChange, type WireRow, type WireValue } from '@sitesync/protocol';
+import {
+  MAX_HEADER_KEY_LENGTH,
+  encodeKey,
+  hashHeader,
+  toWireRow,
+  type HeaderChange,
+  type WireRow,
+  type WireValue,
+} from '@sitesync/protocol';
 import type { Database, ResolvedPipeline } from '@sitesync/db';
 import { ROW_STATE_TABLE } from './row-state';
 
@@ -47,6 +55,11 @@ export class ChangeScanner {
         const header = page[i]!;
         const key = keys[i]!;
         const headerKey = encodeKey(key);
+        if (headerKey.length > MAX_HEADER_KEY_LENGTH) {
+          throw new Error(
+            `pipeline ${this.p.name}: header key ${headerKey.slice(0, 60)}... is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
+          );
+        }
         const rows = details.get(headerKey) ?? [];
         const hash = hashHeader(this.p.config.algorithm, header, rows);
         this.stats.scanned++;

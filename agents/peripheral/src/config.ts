@@ -32,6 +32,8 @@ export const PeripheralConfigSchema = z
         prefix: z.string().default(''),
         /** Broker user put in `user_id`; defaults to the URL's user. */
         userId: z.string().optional(),
+        /** Delivery attempts on the site queue before the broker dead-letters a message. @default 5 */
+        deliveryLimit: z.number().int().positive().default(5),
         /** Unconfirmed publishes in flight. @default 256 */
         confirmWindow: z.number().int().positive().default(256),
         /** PEM files for amqps:// */

@@ -45,7 +45,7 @@ export class PeripheralAgent {
     readonly config: PeripheralConfig,
     private readonly log: Logger,
   ) {
-    this.topology = new Topology({ prefix: config.amqp.prefix });
+    this.topology = new Topology({ prefix: config.amqp.prefix, deliveryLimit: config.amqp.deliveryLimit });
   }
 
   /** The broker user stamped into `user_id`. */
@@ -117,9 +117,10 @@ export class PeripheralAgent {
           headers: number;
           deletions: number;
         };
-        await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline));
-        await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
-        this.acks.batchAckApplied(body.sessionId);
+        const changed = await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline));
+        // A redelivered ack finds nothing pending any more: count it once.
+        if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
+        this.acks.batchAckApplied(body.sessionId, body.batchMessageId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
       } else {
         const ack = m.body as SessionAck;

@@ -6,7 +6,7 @@ export const RUN_LOG_TABLE = 'LAB_SyncStatus';
 const LOCK_NAME = 'session';
 const VERSION_COUNTER = 'version';
 
-export type SessionStatus = 'running' | 'ok' | 'incomplete' | 'unconfirmed' | 'failed';
+export type SessionStatus = 'running' | 'ok' | 'incomplete' | 'unconfirmed' | 'failed' | 'abandoned';
 
 export interface SessionCounts {
   batches: number;
@@ -64,6 +64,17 @@ export class RunLog {
 
   async releaseLock(): Promise<void> {
     await this.db.execute(`DELETE FROM sync_lock WHERE name = ? AND owner = ?`, [LOCK_NAME, this.owner]);
+  }
+
+  /**
+   * Called with the lock held: a run log entry still `running` belongs to a session whose agent
+   * died (its lock expired). Say so, rather than leave it running forever.
+   */
+  async markAbandoned(): Promise<number> {
+    return this.db.execute(
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ?, finished_at = ?, error = ? WHERE status = ?`,
+      ['abandoned', this.db.dialect.now(), 'the agent stopped during this session; its changes are sent again', 'running'],
+    );
   }
 
   async start(sessionId: string, version: number, startedAt: Date): Promise<void> {

@@ -66,6 +66,8 @@ export class SyncSession {
     heartbeat.unref();
     let version = 0;
     try {
+      const abandoned = await runLog.markAbandoned();
+      if (abandoned > 0) log.warn({ abandoned }, 'earlier session(s) ended without finishing (agent stopped)');
       version = await runLog.nextVersion();
       const startedAt = new Date();
       await runLog.start(this.sessionId, version, startedAt);

@@ -261,7 +261,7 @@ export class Database implements Queryable {
         const columns = table.columns.map((c) => ({
           name: c.name,
           dbType: c.type,
-          type: wireColumnType(c.type + (c.length === '1' ? '(1)' : '')),
+          type: wireColumnType(c.type + (c.length === '1' ? '(1)' : ''), this.dialect.name),
           nullable: c.isNullable,
           isPrimary: c.isPrimary,
         }));
@@ -285,7 +285,7 @@ export class Database implements Queryable {
   /** Checks the database answers a trivial query. */
   async ping(): Promise<boolean> {
     try {
-      await this.query(this.dialect.name === 'mssql' ? 'SELECT 1 AS ok' : 'SELECT 1 AS ok');
+      await this.query('SELECT 1 AS ok');
       return true;
     } catch {
       return false;

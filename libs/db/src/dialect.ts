@@ -1,5 +1,8 @@
 import type { ColumnSpec } from '@sitesync/protocol';
 
+/** Binary values travel as `base64:<data>` (see toWireValue). */
+const BINARY_PREFIX = 'base64:';
+
 export type DialectName = 'sqlite' | 'postgres' | 'mssql' | 'mysql';
 
 /** A statement with its parameters, ready for `Database.query`. */
@@ -8,7 +11,11 @@ export interface Statement {
   params: unknown[];
 }
 
-/** The version-guarded upsert of ledger rows: `rows` are [siteId, pipeline, headerKey, version, hash, deleted]. */
+/**
+ * The version-guarded upsert of ledger rows: `rows` are [siteId, pipeline, headerKey, version, hash, deleted].
+ * A newer version wins; within one version a deletion wins over an upsert (a row deleted while its
+ * session was scanning is sent twice: first as an upsert, then as a deletion).
+ */
 export interface LedgerUpsert {
   table: string;
   rows: ReadonlyArray<readonly [number, string, string, number, string | null, boolean]>;
@@ -74,6 +81,9 @@ export abstract class Dialect {
 
   /** A wire value made bindable for a column of `type`. */
   bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+    if (type === 'binary' && typeof v === 'string' && v.startsWith(BINARY_PREFIX)) {
+      return Buffer.from(v.slice(BINARY_PREFIX.length), 'base64');
+    }
     if (typeof v === 'boolean') return this.bool(v);
     if (type === 'boolean' && typeof v === 'number') return this.bool(v !== 0);
     return v;
@@ -245,7 +255,7 @@ function onConflictLedger(d: Dialect, u: LedgerUpsert): Statement {
     sql:
       `${ins.sql} ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET ` +
       `version = excluded.version, row_hash = excluded.row_hash, deleted = excluded.deleted, updated_at = excluded.updated_at ` +
-      `WHERE ${t}.version < excluded.version`,
+      `WHERE ${t}.version < excluded.version OR (${t}.version = excluded.version AND excluded.deleted = ${d.boolLiteral(true)} AND ${t}.deleted = ${d.boolLiteral(false)})`,
     params: ins.params,
   };
 }
@@ -348,13 +358,14 @@ class MssqlDialect extends Dialect {
       sql:
         `MERGE ${this.quote(u.table)} WITH (HOLDLOCK) AS t USING (VALUES ${u.rows.map(() => tuple).join(', ')}) ` +
         `AS s (${cols.join(', ')}) ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key ` +
-        `WHEN MATCHED AND t.version < s.version THEN UPDATE SET version = s.version, row_hash = s.row_hash, deleted = s.deleted, updated_at = s.updated_at ` +
+        `WHEN MATCHED AND (t.version < s.version OR (t.version = s.version AND s.deleted = 1 AND t.deleted = 0)) THEN UPDATE SET version = s.version, row_hash = s.row_hash, deleted = s.deleted, updated_at = s.updated_at ` +
         `WHEN NOT MATCHED THEN INSERT (${cols.join(', ')}) VALUES (${cols.map((c) => `s.${c}`).join(', ')});`,
       params: u.rows.flatMap((r) => [r[0], r[1], r[2], r[3], r[4], r[5], this.now()]),
     };
   }
 }
 
+/** MySQL/MariaDB. `CREATE INDEX IF NOT EXISTS` (used for new target tables) needs MariaDB; MySQL 8 lacks it. */
 class MysqlDialect extends Dialect {
   readonly name = 'mysql';
   readonly maxParams = 65_000;
@@ -409,7 +420,6 @@ class MysqlDialect extends Dialect {
     return { sql: `${ins.sql} ON DUPLICATE KEY UPDATE ${set}`, params: ins.params };
   }
 
-  /** MariaDB has IF NOT EXISTS on CREATE INDEX; MySQL 8 does not (sitesync targets MariaDB here). */
   override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
     if (type === 'timestamp' && typeof v === 'string') return new Date(v);
     return super.bindValue(v, type);
@@ -427,7 +437,7 @@ class MysqlDialect extends Dialect {
       ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'],
       u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], this.bool(r[5]), this.now()]),
     );
-    const newer = 'version < VALUES(version)';
+    const newer = '(version < VALUES(version) OR (version = VALUES(version) AND VALUES(deleted) = 1 AND deleted = 0))';
     return {
       sql:
         `${ins.sql} ON DUPLICATE KEY UPDATE row_hash = IF(${newer}, VALUES(row_hash), row_hash), ` +

@@ -55,7 +55,7 @@ export class BrokerConnection extends EventEmitter {
   reconnects = 0;
   private model: ChannelModel | undefined;
   private pubChannel: ConfirmChannel | undefined;
-  private consumerChannels: Channel[] = [];
+  private consumerChannels: Array<{ ch: Channel; tag: string }> = [];
   private readonly consumers: ConsumerOptions[] = [];
   private readonly inFlightHandlers = new Set<Promise<void>>();
   private inFlightPublishes = 0;
@@ -137,7 +137,8 @@ export class BrokerConnection extends EventEmitter {
       const pub = await model.createConfirmChannel();
       pub.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'publish channel error'));
       pub.on('close', () => {
-        if (this.model === model && this.state === 'CONNECTED') void model.close().catch(() => undefined);
+        if (this.model === model && this.state === 'CONNECTED' && !this.closing)
+          void model.close().catch(() => undefined);
       });
       pub.on('drain', () => this.emit('drain'));
       if (this.opts.setup) await this.opts.setup(pub);
@@ -200,9 +201,10 @@ export class BrokerConnection extends EventEmitter {
     let open = true;
     ch.on('close', () => {
       open = false;
-      if (this.model === model && this.state === 'CONNECTED') void model.close().catch(() => undefined);
+      if (this.model === model && this.state === 'CONNECTED' && !this.closing)
+        void model.close().catch(() => undefined);
     });
-    await ch.consume(c.queue, (msg) => {
+    const { consumerTag } = await ch.consume(c.queue, (msg) => {
       if (msg === null) {
         // The broker cancelled us (queue deleted): drop the connection so reconnect re-declares.
         this.opts.log.warn({ queue: c.queue }, 'consumer cancelled by broker');
@@ -226,13 +228,16 @@ export class BrokerConnection extends EventEmitter {
       this.inFlightHandlers.add(p);
       void p.finally(() => this.inFlightHandlers.delete(p));
     });
-    this.consumerChannels.push(ch);
+    this.consumerChannels.push({ ch, tag: consumerTag });
   }
 
-  /** Stops delivering to consumers (in-flight handlers continue). */
+  /**
+   * Stops deliveries (basic.cancel). The channels stay open, so in-flight handlers can still ack
+   * what they were given; `close()` closes the channels after they finished.
+   */
   async cancelConsumers(): Promise<void> {
     this.consumers.length = 0;
-    await Promise.allSettled(this.consumerChannels.map((ch) => ch.close()));
+    await Promise.allSettled(this.consumerChannels.map(({ ch, tag }) => ch.cancel(tag)));
   }
 
   /** Resolves when all handlers started so far have finished. */
@@ -304,6 +309,7 @@ export class BrokerConnection extends EventEmitter {
       } catch {
         /* unconfirmed publishes are reported to their callers */
       }
+      await Promise.allSettled(this.consumerChannels.map(({ ch }) => ch.close()));
       try {
         await this.model?.close();
       } catch {

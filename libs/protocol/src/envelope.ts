@@ -7,7 +7,7 @@ import { isMessageType, MESSAGE_SCHEMAS, SCHEMA_VERSION, type MessageBody, type 
 export const HEADER_SITE = 'x-sitesync-site';
 export const HEADER_SCHEMA = 'x-sitesync-schema';
 export const HEADER_CHECKSUM = 'x-sitesync-checksum';
-/** Set on a dead letter: why it was rejected (one of REJECT_REASONS, or `delivery-limit` from the broker). */
+/** Set on a dead letter by sitesync: why it was rejected (one of REJECT_REASONS). Broker dead letters carry `x-death` instead. */
 export const HEADER_REASON = 'x-sitesync-reason';
 /** Set on a dead letter: human-readable detail of the rejection. */
 export const HEADER_ERROR = 'x-sitesync-error';
@@ -143,6 +143,13 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
   }
   const siteId = headerNumber(headers[HEADER_SITE]);
   if (siteId === undefined) throw new MessageRejectedError('bad-envelope', `header ${HEADER_SITE} missing`, ctx);
+  const routedSite = raw.fields?.routingKey?.split('.')[0];
+  if (routedSite !== undefined && routedSite !== String(siteId)) {
+    throw new MessageRejectedError('forged-site', `routing key names site ${routedSite} but header says ${siteId}`, {
+      ...ctx,
+      siteId,
+    });
+  }
   const schemaVersion = headerNumber(headers[HEADER_SCHEMA]);
   if (schemaVersion !== SCHEMA_VERSION) {
     throw new MessageRejectedError(

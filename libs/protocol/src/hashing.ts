@@ -61,6 +61,9 @@ export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: r
   return h.digest('hex');
 }
 
+/** Longest encoded header key the side table and the ledger hold (varchar(400); 255 on MySQL). */
+export const MAX_HEADER_KEY_LENGTH = 255;
+
 /** Canonical text form of a key (list of key values), used as the ledger/side-table key. */
 export function encodeKey(values: readonly WireValue[]): string {
   return JSON.stringify(values);

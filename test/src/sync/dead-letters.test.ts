@@ -298,4 +298,28 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
     expect(await centralView(db, 101), 'version 7 wins').toEqual({ headers: ['1:C'], details: ['100/1:C', '103/1:C'] });
     expect(Number((await siteState(db, 101)).last_version)).toBe(7);
   });
+
+  it('within one session version, a deletion wins over an upsert of the same header in either order', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    const db = central.database!;
+    await world.registerSite(db, 101);
+    const ch = await world.rawChannel();
+    const acksIn = await siteQueueCollector(world, ch, 101);
+    const sessionId = randomUUID();
+    const upsert = (orderId: number) =>
+      encode('batch', labBatch(101, [{ orderId }], { version: 9, sessionId }), { siteId: 101 });
+    const remove = (orderId: number) =>
+      encode(
+        'batch',
+        {
+          ...labBatch(101, [{ orderId }], { version: 9, sessionId, seq: 1 }),
+          changes: [{ op: 'delete', key: [orderId] }],
+        },
+        { siteId: 101 },
+      );
+    // Order 1: upsert then delete (the usual order). Order 2: the delete overtakes the upsert.
+    for (const m of [upsert(1), remove(1), remove(2), upsert(2)]) await publishRaw(ch, world.topology.up, m);
+    await acksIn.waitForCount(4, 20_000);
+    expect(await centralView(db, 101)).toEqual({ headers: [], details: [] });
+  });
 });

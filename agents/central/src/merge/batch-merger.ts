@@ -1,4 +1,5 @@
 import {
+  MAX_HEADER_KEY_LENGTH,
   MessageRejectedError,
   encodeKey,
   hashHeader,
@@ -43,6 +44,13 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): void {
   const detailCols = batch.pipeline.detail?.columns.map((c) => c.name) ?? [];
   for (const c of batch.changes) {
     const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
+    if (encodeKey(c.key).length > MAX_HEADER_KEY_LENGTH) {
+      throw new MessageRejectedError(
+        'bad-content',
+        `key ${JSON.stringify(c.key).slice(0, 80)} is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
+        ctx,
+      );
+    }
     if (c.key.length !== batch.pipeline.header.key.length) {
       throw new MessageRejectedError(
         'bad-content',
@@ -85,9 +93,8 @@ export class BatchMerger {
 
   async merge(m: DecodedMessage<'batch'>): Promise<MergeResult> {
     const batch = m.body;
-    verifyHashes(batch, m.messageId);
     const pipeline = batch.pipeline.name;
-    // Checks that need no transaction first: unknown or forged site, target tables.
+    // Checks that need no transaction first: unknown or forged site, content, target tables.
     const row = await findSiteRow(this.db, batch.siteId, pipeline);
     if (!row) {
       throw new MessageRejectedError(
@@ -97,7 +104,13 @@ export class BatchMerger {
       );
     }
     checkSender(m, row);
-    await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+    try {
+      verifyHashes(batch, m.messageId);
+      await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+    } catch (err) {
+      if (err instanceof MessageRejectedError) err.senderVerified = true;
+      throw err;
+    }
 
     return this.db.transaction(async (tx) => {
       const counts = countChanges(batch.changes);
@@ -108,6 +121,8 @@ export class BatchMerger {
       await this.replaceRows(tx, batch, row.tabla_encabezado, row.tabla_detalle, won);
       const applied = countChanges(won);
       await recordProgress(tx, batch, counts);
+      // A replayed dead letter no longer counts against its session.
+      await tx.execute(`DELETE FROM sync_rejected WHERE message_id = ?`, [m.messageId]);
       return { status: 'applied', ...applied, stale: batch.changes.length - won.length };
     });
   }
@@ -136,13 +151,16 @@ export class BatchMerger {
     const sel = d.chunkSize(1, 10, 1000);
     for (let i = 0; i < keys.length; i += sel) {
       const part = keys.slice(i, i + sel);
-      const rows = await tx.query<{ header_key: string }>(
-        `SELECT header_key FROM ${d.quote(LEDGER_TABLE)} WHERE id_efector = ? AND pipeline = ? AND version = ? AND header_key IN (${part
+      const rows = await tx.query<{ header_key: string; deleted: unknown }>(
+        `SELECT header_key, deleted FROM ${d.quote(LEDGER_TABLE)} WHERE id_efector = ? AND pipeline = ? AND version = ? AND header_key IN (${part
           .map(() => '?')
           .join(', ')})`,
         [batch.siteId, batch.pipeline.name, batch.version, ...part],
       );
-      for (const r of rows) winners.add(r.header_key);
+      // The ledger holds this batch's version AND its operation: a same-version deletion beats an upsert.
+      for (const r of rows) {
+        if (Boolean(Number(r.deleted)) === (byKey.get(r.header_key)!.op === 'delete')) winners.add(r.header_key);
+      }
     }
     return winners;
   }

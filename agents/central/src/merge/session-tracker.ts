@@ -10,6 +10,7 @@ import { checkSender, claimInbox, INBOX_TABLE } from './batch-merger';
 import { findSiteRows, SITE_TABLE, type SiteRow } from './site-registry';
 
 export const SESSION_TABLE = 'sync_session';
+export const REJECTED_TABLE = 'sync_rejected';
 
 interface SessionRow {
   session_id: string;
@@ -20,7 +21,6 @@ interface SessionRow {
   expected_headers: number | null;
   expected_details: number | null;
   expected_deletions: number | null;
-  rejected_batches: number;
   status: string;
   acked_at: unknown;
 }
@@ -122,13 +122,21 @@ export class SessionTracker {
     });
   }
 
-  /** Counts a dead-lettered batch against its session, so the session can still be closed (as incomplete). */
-  async batchRejected(sessionId: string, siteId: number, version: number): Promise<void> {
+  /**
+   * Counts a dead-lettered batch against its session, so the session can still be closed (as
+   * incomplete). Idempotent per message id; a successful replay removes the mark.
+   */
+  async batchRejected(m: DecodedMessage<'batch'>, reason: string): Promise<void> {
+    const b = m.body;
     await this.db.transaction(async (tx) => {
-      await ensureSession(tx, sessionId, siteId, version);
-      await tx.execute(`UPDATE ${SESSION_TABLE} SET rejected_batches = rejected_batches + 1 WHERE session_id = ?`, [
-        sessionId,
-      ]);
+      await ensureSession(tx, b.sessionId, b.siteId, b.version);
+      await tx.run(
+        tx.dialect.insertIgnore(
+          REJECTED_TABLE,
+          ['message_id', 'session_id', 'id_efector', 'reason', 'rejected_at'],
+          [m.messageId, b.sessionId, b.siteId, reason, tx.dialect.now()],
+        ),
+      );
     });
   }
 
@@ -167,7 +175,11 @@ export class SessionTracker {
         details: s.expected_details ?? 0,
         deletions: s.expected_deletions ?? 0,
       };
-      const rejected = Number(s.rejected_batches);
+      const rej = await tx.query<{ n: number | string }>(
+        `SELECT COUNT(*) AS n FROM ${REJECTED_TABLE} WHERE session_id = ?`,
+        [sessionId],
+      );
+      const rejected = Number(rej[0]?.n ?? 0);
       if (received.batches + rejected < expected.batches) return undefined;
       const complete =
         rejected === 0 &&
@@ -198,11 +210,12 @@ export class SessionTracker {
 }
 
 async function ensureSession(tx: Queryable, sessionId: string, siteId: number, version: number): Promise<void> {
-  const rows = await tx.query(`SELECT session_id FROM ${SESSION_TABLE} WHERE session_id = ?`, [sessionId]);
-  if (rows.length > 0) return;
-  await tx.execute(
-    `INSERT INTO ${SESSION_TABLE} (session_id, id_efector, version, status, rejected_batches, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-    [sessionId, siteId, version, 'open', 0, tx.dialect.now()],
+  await tx.run(
+    tx.dialect.insertIgnore(
+      SESSION_TABLE,
+      ['session_id', 'id_efector', 'version', 'status', 'created_at'],
+      [sessionId, siteId, version, 'open', tx.dialect.now()],
+    ),
   );
 }
 

@@ -63,7 +63,7 @@ export async function registerSite(q: Queryable, r: SiteRegistration): Promise<R
     }
   }
   const t = q.dialect.quote(SITE_TABLE);
-  const exists = await q.query(`SELECT id FROM ${t} WHERE id_efector = ? AND pipeline = ?`, [
+  const exists = await q.query(`SELECT id_efector FROM ${t} WHERE id_efector = ? AND pipeline = ?`, [
     full.siteId,
     full.pipeline,
   ]);

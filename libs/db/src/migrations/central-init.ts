@@ -1,5 +1,5 @@
 import { Table, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
-import { columns, dialectOf } from './column-types';
+import { columns, createOrExtendTable, dialectOf } from './column-types';
 
 /**
  * Central tables: `EstadoSyncGeneral` (legacy names kept; new columns in English), the inbox of
@@ -10,7 +10,8 @@ export class CentralInit1732500000000 implements MigrationInterface {
 
   async up(qr: QueryRunner): Promise<void> {
     const c = columns(dialectOf(qr));
-    await qr.createTable(
+    await createOrExtendTable(
+      qr,
       new Table({
         name: 'EstadoSyncGeneral',
         columns: [
@@ -81,16 +82,33 @@ export class CentralInit1732500000000 implements MigrationInterface {
           c.int('expected_headers', true),
           c.int('expected_details', true),
           c.int('expected_deletions', true),
-          c.int('rejected_batches', false, 0),
           c.text('status', 20),
           c.ts('acked_at'),
           c.ts('created_at', false),
         ],
       }),
     );
+    // Batches dead-lettered by the central: they count against their session until replayed.
+    await qr.createTable(
+      new Table({
+        name: 'sync_rejected',
+        columns: [
+          { ...c.text('message_id', 36), isPrimary: true },
+          c.text('session_id', 36, true),
+          c.int('id_efector'),
+          c.text('reason', 40),
+          c.ts('rejected_at', false),
+        ],
+      }),
+    );
+    await qr.createIndex(
+      'sync_rejected',
+      new TableIndex({ name: 'IX_sync_rejected_session', columnNames: ['session_id'] }),
+    );
   }
 
   async down(qr: QueryRunner): Promise<void> {
-    for (const t of ['sync_session', 'sync_ledger', 'sync_inbox', 'EstadoSyncGeneral']) await qr.dropTable(t, true);
+    for (const t of ['sync_rejected', 'sync_session', 'sync_ledger', 'sync_inbox', 'EstadoSyncGeneral'])
+      await qr.dropTable(t, true);
   }
 }

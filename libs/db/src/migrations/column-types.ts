@@ -1,4 +1,4 @@
-import type { QueryRunner, TableColumnOptions } from 'typeorm';
+import type { QueryRunner, Table, TableColumnOptions } from 'typeorm';
 import { dialectFor, type Dialect, type DialectName } from '../dialect';
 
 export function dialectOf(qr: QueryRunner): Dialect {
@@ -57,4 +57,30 @@ export function columns(d: Dialect) {
       generationStrategy: 'increment',
     }),
   };
+}
+
+/**
+ * Creates `table`, or, where a legacy table of that name already exists (EstadoSyncGeneral at a
+ * production central, LAB_SyncStatus at a site), adds only the columns it lacks, as nullable,
+ * leaving its existing columns and rows alone.
+ */
+export async function createOrExtendTable(qr: QueryRunner, table: Table): Promise<'created' | 'extended'> {
+  const existing = await qr.getTable(table.name);
+  if (!existing) {
+    await qr.createTable(table);
+    return 'created';
+  }
+  const have = new Set(existing.columns.map((c) => c.name.toLowerCase()));
+  for (const col of table.columns) {
+    if (have.has(col.name.toLowerCase()) || col.isGenerated) continue;
+    const added = col.clone();
+    added.isNullable = true;
+    added.isPrimary = false;
+    await qr.addColumn(existing, added);
+  }
+  for (const u of table.uniques) {
+    // Legacy data may violate a new unique constraint; the table still works without it.
+    await qr.createUniqueConstraint(table.name, u).catch(() => undefined);
+  }
+  return 'extended';
 }

@@ -1,5 +1,5 @@
 import { Table, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
-import { columns, dialectOf } from './column-types';
+import { columns, createOrExtendTable, dialectOf } from './column-types';
 
 /**
  * Site tables: the `LAB_SyncStatus` run log, the side table holding SourceHash/TargetHash/IsSync per
@@ -10,7 +10,8 @@ export class SiteInit1732500000000 implements MigrationInterface {
 
   async up(qr: QueryRunner): Promise<void> {
     const c = columns(dialectOf(qr));
-    await qr.createTable(
+    await createOrExtendTable(
+      qr,
       new Table({
         name: 'LAB_SyncStatus',
         columns: [

@@ -151,8 +151,18 @@ for (const backend of BACKENDS) {
 
       it('the same version again does not overwrite (a redelivered batch changes nothing)', async () => {
         await upsert([[2, 'main', '[1]', 5, 'first', false]]);
-        await upsert([[2, 'main', '[1]', 5, 'second', true]]);
+        await upsert([[2, 'main', '[1]', 5, 'second', false]]);
         expect(await ledger(2, '[1]')).toEqual({ version: 5, row_hash: 'first', deleted: false });
+      });
+
+      it('within one version a deletion beats an upsert, in either arrival order', async () => {
+        // A row deleted while its session scanned is sent as an upsert and then as a deletion.
+        await upsert([[2, 'main', '[2]', 6, 'upsert', false]]);
+        await upsert([[2, 'main', '[2]', 6, null, true]]);
+        expect(await ledger(2, '[2]')).toEqual({ version: 6, row_hash: null, deleted: true });
+        await upsert([[2, 'main', '[3]', 6, null, true]]);
+        await upsert([[2, 'main', '[3]', 6, 'upsert', false]]);
+        expect(await ledger(2, '[3]')).toEqual({ version: 6, row_hash: null, deleted: true });
       });
 
       it('one statement mixes inserts, newer and older rows, each decided on its own', async () => {

@@ -176,7 +176,9 @@ describe('SQL Server statements (no server needed)', () => {
     expect(sql).toContain('WITH (HOLDLOCK)');
     expect(sql).toContain(`AS s (${LEDGER_COLUMNS.join(', ')})`);
     expect(sql).toContain('ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key');
-    expect(sql).toContain('WHEN MATCHED AND t.version < s.version THEN UPDATE SET');
+    expect(sql).toContain(
+      'WHEN MATCHED AND (t.version < s.version OR (t.version = s.version AND s.deleted = 1 AND t.deleted = 0)) THEN UPDATE SET',
+    );
     expect(sql).toMatch(/UPDATE SET [^]*version = s\.version/);
     expect(sql).toContain(
       `WHEN NOT MATCHED THEN INSERT (${LEDGER_COLUMNS.join(', ')}) VALUES (${LEDGER_COLUMNS.map((c) => `s.${c}`).join(', ')})`,
@@ -245,7 +247,9 @@ describe('PostgreSQL statements', () => {
     expect(stmt.sql).toMatch(/^INSERT INTO "sync_ledger" \(/);
     expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
     expect(stmt.sql).toContain('version = excluded.version');
-    expect(stmt.sql).toMatch(/WHERE "sync_ledger"\.version < excluded\.version$/);
+    expect(stmt.sql).toMatch(
+      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\)$/,
+    );
     expect(stmt.params[5]).toBe(true); // real booleans
     expect(d.render(stmt.sql)).toContain('$14)');
     expect(d.render(stmt.sql)).not.toContain('$15');
@@ -273,7 +277,9 @@ describe('SQLite statements', () => {
   it('upserts the ledger with ON CONFLICT ... WHERE older version', () => {
     const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(1) });
     expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
-    expect(stmt.sql).toMatch(/WHERE "sync_ledger"\.version < excluded\.version$/);
+    expect(stmt.sql).toMatch(
+      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\)$/,
+    );
   });
 
   it("stays under SQLite's default limit of 32,766 bound parameters", () => {
@@ -301,7 +307,11 @@ describe('MySQL / MariaDB statements', () => {
     // would compare against the new version and never copy the other columns.
     const assignments = update.split(/,\s*(?=[a-z_]+ = )/).map((a) => a.trim());
     expect(assignments.map((a) => a.split(' = ')[0])).toEqual(['row_hash', 'deleted', 'updated_at', 'version']);
-    for (const a of assignments) expect(a).toMatch(/^([a-z_]+) = IF\(version < VALUES\(version\), VALUES\(\1\), \1\)$/);
+    for (const a of assignments) {
+      expect(a).toMatch(
+        /^([a-z_]+) = IF\(\(version < VALUES\(version\) OR \(version = VALUES\(version\) AND VALUES\(deleted\) = 1 AND deleted = 0\)\), VALUES\(\1\), \1\)$/,
+      );
+    }
     expect(stmt.params[5]).toBe(1);
   });
 });
@@ -345,5 +355,25 @@ describe('driver column types -> wire column types', () => {
     ['INTEGER', 'integer'],
   ])('%s -> %s', (db, wire) => {
     expect(wireColumnType(db)).toBe(wire);
+  });
+});
+
+describe('binding wire values', () => {
+  it('binary values travel as base64 and are bound as bytes; booleans follow the dialect', () => {
+    for (const name of ['sqlite', 'postgres', 'mssql', 'mysql'] as const) {
+      const d = dialectFor(name);
+      const bound = d.bindValue('base64:AAEC/w==', 'binary');
+      expect(Buffer.isBuffer(bound)).toBe(true);
+      expect([...(bound as Buffer)]).toEqual([0, 1, 2, 255]);
+      expect(d.bindValue('plain text', 'text')).toBe('plain text');
+    }
+    expect(dialectFor('sqlite').bindValue(true, 'boolean')).toBe(1);
+    expect(dialectFor('postgres').bindValue(true, 'boolean')).toBe(true);
+  });
+
+  it('SQL Server rowversion (timestamp) is binary, not a point in time; interval is not an integer', () => {
+    expect(wireColumnType('timestamp', 'mssql')).toBe('binary');
+    expect(wireColumnType('timestamp', 'postgres')).toBe('timestamp');
+    expect(wireColumnType('interval', 'postgres')).toBe('text');
   });
 });

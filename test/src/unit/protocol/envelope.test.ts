@@ -317,3 +317,18 @@ describe('a message that cannot be used is rejected with its reason', () => {
     expect(err.context).toMatchObject({ messageId: id, type: 'batch', siteId: SITE_ID });
   });
 });
+
+describe('routing key and claimed site', () => {
+  it('a message routed under another site than its header claims is rejected as forged', () => {
+    const m = encodeMessage('batch', batch(SITE_ID), { siteId: SITE_ID, appId: 'test' });
+    const raw = delivered(m);
+    expect(decodeMessage(raw).siteId).toBe(SITE_ID);
+    const rerouted = { ...raw, fields: { routingKey: routingKeyFor(SITE_ID + 1, 'batch') } };
+    expect(() => decodeMessage(rerouted)).toThrow(MessageRejectedError);
+    try {
+      decodeMessage(rerouted);
+    } catch (err) {
+      expect((err as MessageRejectedError).reason).toBe('forged-site');
+    }
+  });
+});
