@@ -8,9 +8,9 @@ import { Database } from '@sitesync/db';
 import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
 import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
 import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
-import { postgresUrl } from './services.js';
+import { mysqlUrl, postgresUrl } from './services.js';
 
-export type DbKind = 'sqlite' | 'postgres';
+export type DbKind = 'sqlite' | 'postgres' | 'mysql';
 
 /** Logs of agents under test: silent unless SITESYNC_TEST_LOG names a level. */
 export function testLogger(name: string): Logger {
@@ -28,6 +28,8 @@ export class TestWorld {
   readonly dir = mkdtempSync(join(tmpdir(), 'sitesync-test-'));
   private readonly closers: Array<() => Promise<void>> = [];
   private readonly schemas: string[] = [];
+  private readonly mysqlDatabases: string[] = [];
+  private mysqlCreated = 0;
   private readonly siteIds = new Set<number>();
 
   constructor(readonly amqpUrl: string) {}
@@ -35,6 +37,13 @@ export class TestWorld {
   /** A fresh database URL of `kind` named `name` within this world. */
   dbUrl(kind: DbKind, name: string): string {
     if (kind === 'sqlite') return `sqlite:${join(this.dir, `${name}.db`)}`;
+    if (kind === 'mysql') {
+      const my = mysqlUrl();
+      if (!my) throw new Error('MariaDB not available');
+      const database = `t${this.id}_${name}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+      this.mysqlDatabases.push(database);
+      return my.replace(/\/[^/?]*(\?|$)/, `/${database}$1`);
+    }
     const pg = postgresUrl();
     if (!pg) throw new Error('PostgreSQL not available');
     const schema = `t${this.id}_${name}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
@@ -46,7 +55,22 @@ export class TestWorld {
     this.closers.push(fn);
   }
 
+  /** MariaDB databases named by dbUrl() are created on first use. */
+  private async ensureDatabases(): Promise<void> {
+    const my = mysqlUrl();
+    if (!my || this.mysqlCreated === this.mysqlDatabases.length) return;
+    const admin = await Database.open(my, { role: 'central', migrate: false });
+    try {
+      for (const d of this.mysqlDatabases.slice(this.mysqlCreated))
+        await admin.query(`CREATE DATABASE IF NOT EXISTS \`${d}\``);
+      this.mysqlCreated = this.mysqlDatabases.length;
+    } finally {
+      await admin.close();
+    }
+  }
+
   async startCentral(dbUrl: string, overrides: Record<string, unknown> = {}): Promise<CentralAgent> {
+    await this.ensureDatabases();
     const agent = new CentralAgent(
       parseCentralConfig({ amqp: { url: this.amqpUrl, prefix: this.prefix }, db: { url: dbUrl }, ...overrides }),
       testLogger('central'),
@@ -73,6 +97,7 @@ export class TestWorld {
 
   /** Creates and seeds a site's lab tables, then returns its (not yet started) config input. */
   async prepareSite(siteId: number, dbUrl: string, seed?: SeedOptions): Promise<PeripheralConfigInput> {
+    await this.ensureDatabases();
     const db = await Database.open(dbUrl, { role: 'site' });
     try {
       await createLabTables(db);
@@ -105,6 +130,7 @@ export class TestWorld {
 
   /** Opens a database for assertions (closed at teardown). */
   async open(dbUrl: string, role: 'central' | 'site'): Promise<Database> {
+    await this.ensureDatabases();
     const db = await Database.open(dbUrl, { role });
     this.onTeardown(() => db.close());
     return db;
@@ -138,6 +164,12 @@ export class TestWorld {
     if (pg && this.schemas.length) {
       const db = await Database.open(pg, { role: 'central', migrate: false });
       for (const s of this.schemas) await db.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => undefined);
+      await db.close();
+    }
+    const my = mysqlUrl();
+    if (my && this.mysqlDatabases.length) {
+      const db = await Database.open(my, { role: 'central', migrate: false });
+      for (const d of this.mysqlDatabases) await db.query(`DROP DATABASE IF EXISTS \`${d}\``).catch(() => undefined);
       await db.close();
     }
     rmSync(this.dir, { recursive: true, force: true });

@@ -1,10 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 
 const broker = amqpUrl();
-const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+const kinds: DbKind[] = [
+  'sqlite',
+  ...(postgresUrl() ? (['postgres'] as const) : []),
+  ...(mysqlUrl() ? (['mysql'] as const) : []),
+];
 if (!broker) console.log('[sitesync tests] skipping convergence: no RabbitMQ available');
 
 describe.skipIf(!broker).each(kinds)('header/detail sync on %s', (kind) => {

@@ -1,11 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeOrder, changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
 
 const broker = amqpUrl();
-const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+const kinds: DbKind[] = [
+  'sqlite',
+  ...(postgresUrl() ? (['postgres'] as const) : []),
+  ...(mysqlUrl() ? (['mysql'] as const) : []),
+];
 if (!broker) console.log('[sitesync tests] skipping incremental sync: no RabbitMQ available');
 
 describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
@@ -100,14 +104,19 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     await world.registerSite(central.database!, 101);
     const input = await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 30 });
     const sdb = await world.open(input.db.url, 'site');
+    const q = (c: string) => sdb.dialect.quote(c);
     const bool = kind === 'postgres' ? 'BOOLEAN' : 'INTEGER';
-    for (const col of ['"SourceHash" VARCHAR(64)', '"TargetHash" VARCHAR(64)', `"IsSync" ${bool}`]) {
-      await sdb.query(`ALTER TABLE lab_orders ADD COLUMN ${col}`);
+    for (const [col, type] of [
+      ['SourceHash', 'VARCHAR(64)'],
+      ['TargetHash', 'VARCHAR(64)'],
+      ['IsSync', bool],
+    ]) {
+      await sdb.query(`ALTER TABLE lab_orders ADD COLUMN ${q(col!)} ${type!}`);
     }
     const site = await world.startSite(input);
     expect((await site.runSession()).status).toBe('ok');
     const rows = await sdb.query<{ SourceHash: string; TargetHash: string; IsSync: unknown }>(
-      `SELECT "SourceHash", "TargetHash", "IsSync" FROM lab_orders ORDER BY order_id`,
+      `SELECT ${q('SourceHash')}, ${q('TargetHash')}, ${q('IsSync')} FROM lab_orders ORDER BY order_id`,
     );
     expect(rows).toHaveLength(30);
     for (const r of rows) {
@@ -120,7 +129,7 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     await changeResult(sdb, 4, 'new');
     expect((await site.runSession()).totals.headers).toBe(1);
     const four = await sdb.query<{ SourceHash: string; TargetHash: string }>(
-      `SELECT "SourceHash", "TargetHash" FROM lab_orders WHERE order_id = 4`,
+      `SELECT ${q('SourceHash')}, ${q('TargetHash')} FROM lab_orders WHERE order_id = 4`,
     );
     expect(four[0]!.TargetHash).toBe(four[0]!.SourceHash);
     expect(four[0]!.SourceHash).not.toBe(rows[3]!.SourceHash);
