@@ -12,6 +12,8 @@ export interface TopologyOptions {
 
 /** Routing-key patterns (site id first) that the central sync queue consumes from `sync.up`. */
 export const CENTRAL_SYNC_BINDINGS = ['*.session.started', '*.session.completed', '*.batch'] as const;
+/** Routing-key patterns of the central's procedure/intervention queue. */
+export const CENTRAL_INTERVENTION_BINDINGS = ['*.procedure.*', '*.intervention.*'] as const;
 
 /** All broker names, derived from one prefix. */
 export class Topology {
@@ -25,6 +27,8 @@ export class Topology {
   readonly dlx: string;
   /** the central's header/detail work queue */
   readonly centralSyncQueue: string;
+  /** the central's procedure and intervention queue (kept apart so a bulk load never delays a transfer) */
+  readonly centralInterventionQueue: string;
 
   constructor(opts: TopologyOptions = {}) {
     this.prefix = opts.prefix ?? '';
@@ -33,6 +37,7 @@ export class Topology {
     this.down = `${this.prefix}sync.down`;
     this.dlx = `${this.prefix}sync.dlx`;
     this.centralSyncQueue = `${this.prefix}central.sync`;
+    this.centralInterventionQueue = `${this.prefix}central.interventions`;
   }
 
   siteQueue(siteId: number): string {
@@ -76,6 +81,8 @@ export class Topology {
     await this.declareExchanges(ch);
     await this.declareWorkQueue(ch, this.centralSyncQueue);
     for (const key of CENTRAL_SYNC_BINDINGS) await ch.bindQueue(this.centralSyncQueue, this.up, key);
+    await this.declareWorkQueue(ch, this.centralInterventionQueue);
+    for (const key of CENTRAL_INTERVENTION_BINDINGS) await ch.bindQueue(this.centralInterventionQueue, this.up, key);
   }
 
   /** Declares one site's queue (acks and orders from the central). Idempotent. */

@@ -161,9 +161,16 @@ describe('decoding what was encoded', () => {
     'session.completed': sessionCompleted(),
     'batch.ack': batchAck(),
     'session.ack': sessionAck(),
+    'procedure.published': { siteId: SITE_ID, code: 'A', version: 2, name: 'Procedure A', definition: '{"steps":[]}' },
+    'intervention.transfer': {
+      siteId: SITE_ID,
+      transferId: randomUUID(),
+      localId: 12,
+      intervention: { guid: randomUUID(), procedure: { code: 'A', version: 2 }, finished: false, payload: '{}' },
+    },
   } as const;
 
-  it.each(Object.keys(bodies) as MessageType[])('%s comes back unchanged, with its envelope', (type) => {
+  it.each(Object.keys(bodies) as Array<keyof typeof bodies>)('%s comes back unchanged, with its envelope', (type) => {
     const body = bodies[type];
     const m = encodeMessage(type, body as never, { siteId: SITE_ID, appId: 'app', userId: 'site-7' });
     const d = decodeMessage(delivered(m));

@@ -24,10 +24,19 @@ function paths(
 }
 
 describe('message types', () => {
-  it('are the five of the protocol, each with a direction', () => {
+  it('are those of the protocol, each with a direction', () => {
     expect([...MESSAGE_TYPES].sort()).toEqual([
       'batch',
       'batch.ack',
+      'intervention.accepted',
+      'intervention.deliver',
+      'intervention.received',
+      'intervention.rejected',
+      'intervention.source-conflict',
+      'intervention.source-deleted',
+      'intervention.transfer',
+      'procedure.catalogue',
+      'procedure.published',
       'session.ack',
       'session.completed',
       'session.started',
@@ -35,6 +44,11 @@ describe('message types', () => {
     expect(Object.keys(MESSAGE_DIRECTION).sort()).toEqual([...MESSAGE_TYPES].sort());
     expect(MESSAGE_TYPES.filter((t) => MESSAGE_DIRECTION[t] === 'up').sort()).toEqual([
       'batch',
+      'intervention.received',
+      'intervention.source-conflict',
+      'intervention.source-deleted',
+      'intervention.transfer',
+      'procedure.catalogue',
       'session.completed',
       'session.started',
     ]);

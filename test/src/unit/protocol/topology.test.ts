@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BrokerConnection,
+  CENTRAL_INTERVENTION_BINDINGS,
   CENTRAL_SYNC_BINDINGS,
   DEFAULT_DELIVERY_LIMIT,
   MESSAGE_DIRECTION,
@@ -90,12 +91,17 @@ describe('routing', () => {
     expect(routingKeyFor(42, 'session.started')).toBe('42.session.started');
   });
 
-  it('the central consumes exactly the site->central message types', () => {
-    const up = Object.entries(MESSAGE_DIRECTION)
-      .filter(([, d]) => d === 'up')
-      .map(([t]) => `*.${t}`)
-      .sort();
-    expect([...CENTRAL_SYNC_BINDINGS].sort()).toEqual(up);
+  it('every site->central message type reaches exactly one central queue', () => {
+    const matches = (pattern: string, key: string) =>
+      new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+')}$`).test(key);
+    const up = Object.entries(MESSAGE_DIRECTION).filter(([, d]) => d === 'up');
+    for (const [t] of up) {
+      const key = routingKeyFor(7, t);
+      const queues = [CENTRAL_SYNC_BINDINGS, CENTRAL_INTERVENTION_BINDINGS].filter((b) =>
+        b.some((p) => matches(p, key)),
+      );
+      expect(queues, t).toHaveLength(1);
+    }
   });
 });
 
