@@ -19,6 +19,10 @@ import { BatchMerger } from './merge/batch-merger';
 import { SessionTracker } from './merge/session-tracker';
 import { TargetTables } from './merge/target-tables';
 import { CentralMetrics } from './metrics';
+import { CentralInterventions } from './interventions/central-interventions';
+import type { Outgoing } from './interventions/outgoing';
+import { checkSender } from './merge/batch-merger';
+import { findSiteRows } from './merge/site-registry';
 
 export const APP_ID = 'sitesync-central';
 /** In-process attempts of a handler before the message is requeued (the broker's delivery limit then applies). */
@@ -38,6 +42,9 @@ export class CentralAgent {
   private broker: BrokerConnection | undefined;
   private merger: BatchMerger | undefined;
   private sessions: SessionTracker | undefined;
+  private interventions: CentralInterventions | undefined;
+  private dispatchTimer: NodeJS.Timeout | undefined;
+  private dispatching: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -61,6 +68,7 @@ export class CentralAgent {
       this.db = await Database.open(this.config.db.url, { role: 'central' });
       this.merger = new BatchMerger(this.db, new TargetTables(this.db));
       this.sessions = new SessionTracker(this.db);
+      this.interventions = new CentralInterventions(this.db, this.config.resendAfterSeconds * 1000);
       const a = this.config.amqp;
       this.broker = new BrokerConnection({
         url: a.url,
@@ -76,8 +84,15 @@ export class CentralAgent {
         prefetch: this.config.prefetch,
         handler: (d) => this.onMessage(d),
       });
+      await this.broker.consume({
+        queue: this.topology.centralInterventionQueue,
+        prefetch: this.config.prefetch,
+        handler: (d) => this.onInterventionMessage(d),
+      });
       await this.broker.connectWithRetry();
       this.state = 'RUNNING';
+      this.dispatchTimer = setInterval(() => void this.dispatchNow(), this.config.dispatchIntervalMs);
+      this.dispatchTimer.unref();
       this.log.info({ queue: this.topology.centralSyncQueue }, 'central agent consuming');
     } catch (err) {
       this.state = 'FAILED';
@@ -196,6 +211,87 @@ export class CentralAgent {
     }
   }
 
+  /** The central's procedure/intervention service (operator actions go through it too). */
+  get interventionService(): CentralInterventions | undefined {
+    return this.interventions;
+  }
+
+  private async onInterventionMessage(d: Delivery): Promise<void> {
+    const queue = this.topology.centralInterventionQueue;
+    let m: DecodedMessage | undefined;
+    try {
+      m = decodeMessage(d.msg, [
+        'procedure.catalogue',
+        'intervention.transfer',
+        'intervention.source-deleted',
+        'intervention.source-conflict',
+        'intervention.received',
+      ]);
+      const rows = await findSiteRows(this.db!, m.siteId);
+      for (const r of rows) checkSender(m, r);
+      if (rows.length === 0 && m.type !== 'intervention.transfer') {
+        throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
+          messageId: m.messageId,
+          siteId: m.siteId,
+          type: m.type,
+        });
+      }
+      const svc = this.interventions!;
+      let out: Outgoing[];
+      switch (m.type) {
+        case 'procedure.catalogue':
+          out = await svc.onCatalogue(m as DecodedMessage<'procedure.catalogue'>);
+          break;
+        case 'intervention.transfer':
+          out = await svc.onTransferUp(m as DecodedMessage<'intervention.transfer'>, rows.length > 0);
+          break;
+        case 'intervention.source-deleted':
+          out = await svc.onSourceDeleted(m as DecodedMessage<'intervention.source-deleted'>);
+          break;
+        case 'intervention.source-conflict':
+          out = await svc.onSourceConflict(m as DecodedMessage<'intervention.source-conflict'>);
+          break;
+        default:
+          out = await svc.onReceived(m as DecodedMessage<'intervention.received'>);
+      }
+      await this.publishAll(out);
+      d.settle('ack');
+    } catch (err) {
+      if (err instanceof MessageRejectedError) {
+        await this.deadLetter(d, queue, err, undefined);
+        return;
+      }
+      this.log.warn(
+        { err: errorInfo(err), messageId: d.msg.properties.messageId },
+        'intervention message failed; requeueing',
+      );
+      await new Promise((r) => setTimeout(r, isTransientError(err) ? 200 : 1000));
+      d.settle('requeue');
+    }
+  }
+
+  /** Runs the transfer/procedure dispatcher once (also on a timer); never two at once. */
+  dispatchNow(): Promise<void> {
+    if (!this.interventions || this.state !== 'RUNNING') return Promise.resolve();
+    this.dispatching ??= this.interventions
+      .dispatch()
+      .then((out) => this.publishAll(out))
+      .catch((err: unknown) => this.log.warn({ err: errorInfo(err) }, 'dispatch failed; will retry'))
+      .finally(() => {
+        this.dispatching = undefined;
+      });
+    return this.dispatching;
+  }
+
+  private async publishAll(out: Outgoing[]): Promise<void> {
+    for (const o of out) {
+      await this.broker!.publish(
+        this.topology.down,
+        encodeMessage(o.type, o.body as never, { siteId: o.siteId, appId: APP_ID }),
+      );
+    }
+  }
+
   private async completeSession(sessionId: string, siteId: number, resend: boolean): Promise<void> {
     const ack = await this.sessions!.tryComplete(sessionId, resend);
     if (ack) await this.publishDown(siteId, 'session.ack', ack, sessionId);
@@ -215,6 +311,8 @@ export class CentralAgent {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.state !== 'FAILED') this.state = 'STOPPING';
+      if (this.dispatchTimer) clearInterval(this.dispatchTimer);
+      await this.dispatching;
       try {
         await this.broker?.close();
       } catch (err) {

@@ -24,6 +24,10 @@ export const CentralConfigSchema = z
     db: z.object({ url: z.string().min(1) }).strict(),
     /** Unacknowledged deliveries per consumer. @default 16 */
     prefetch: z.number().int().positive().default(DEFAULT_PREFETCH),
+    /** How often the central moves pending transfers and procedure versions forward. @default 1000 */
+    dispatchIntervalMs: z.number().int().positive().default(1000),
+    /** Re-deliver an unanswered transfer (or procedure it waits on) after this long. @default 30 */
+    resendAfterSeconds: z.number().positive().default(30),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
     httpPort: z.number().int().min(0).max(65535).default(0),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -6,3 +6,5 @@ export * from './merge/session-tracker';
 export * from './merge/site-registry';
 export * from './merge/target-tables';
 export * from './cli/table';
+export * from './interventions/central-interventions';
+export * from './interventions/outgoing';

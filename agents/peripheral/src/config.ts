@@ -66,6 +66,8 @@ export const PeripheralConfigSchema = z
     ackTimeoutSeconds: z.number().positive().default(DEFAULT_ACK_TIMEOUT_SECONDS),
     /** The session lock expires this long after its last renewal, so a crashed agent blocks the next session at most this long. @default 60 */
     lockTtlSeconds: z.number().positive().default(60),
+    /** How often interventions marked for transfer are looked for. @default 2 */
+    transferPollSeconds: z.number().positive().default(2),
     /** HTTP port for /metrics and /healthz; 0 = off. @default 0 */
     httpPort: z.number().int().min(0).max(65535).default(0),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -6,3 +6,4 @@ export * from './row-state';
 export * from './run-log';
 export * from './metrics';
 export * from './ack-tracker';
+export * from './interventions/site-interventions';

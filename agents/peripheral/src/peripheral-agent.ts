@@ -4,10 +4,12 @@ import {
   MessageRejectedError,
   Topology,
   decodeMessage,
+  encodeMessage,
   errorInfo,
   isTransientError,
   publishDeadLetter,
   tlsSocketOptions,
+  type DecodedMessage,
   type Delivery,
   type Logger,
   type SessionAck,
@@ -16,9 +18,10 @@ import { Database, resolvePipeline, type ResolvedPipeline } from '@sitesync/db';
 import type { PeripheralConfig } from './config';
 import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
-import { SyncSession, type SessionResult } from './sync-session';
+import { APP_ID, SyncSession, type SessionResult } from './sync-session';
 import { PeripheralMetrics } from './metrics';
 import { AckTracker } from './ack-tracker';
+import { SiteInterventions } from './interventions/site-interventions';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -37,6 +40,8 @@ export class PeripheralAgent {
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<SessionResult> | undefined;
   private readonly acks = new AckTracker();
+  private siteInterventions: SiteInterventions | undefined;
+  private transferTimer: NodeJS.Timeout | undefined;
   /** Pipelines as resolved at start (sessions re-resolve: staging tables may be recreated). */
   private readonly pipelines = new Map<string, ResolvedPipeline>();
   private closing: Promise<void> | undefined;
@@ -71,6 +76,16 @@ export class PeripheralAgent {
         this.pipelines.set(resolved.name, resolved);
       }
       this.runLog = new RunLog(this.db);
+      this.siteInterventions = new SiteInterventions(this.db, this.config.siteId, (type, body) =>
+        this.broker!.publish(
+          this.topology.up,
+          encodeMessage(type, body, {
+            siteId: this.config.siteId,
+            appId: APP_ID,
+            ...(this.userId ? { userId: this.userId } : {}),
+          }),
+        ),
+      );
       this.broker = new BrokerConnection({
         url: this.config.amqp.url,
         name: `sitesync-peripheral-${this.config.siteId}${this.config.amqp.prefix ? ` (${this.config.amqp.prefix})` : ''}`,
@@ -80,6 +95,8 @@ export class PeripheralAgent {
         setup: (ch) => this.topology.declareSite(ch, this.config.siteId),
       });
       this.broker.on('disconnected', () => this.metrics.reconnects.inc());
+      // On every (re)connect: tell the central what procedures this site holds, and resume transfers.
+      this.broker.on('connected', () => void this.resumeInterventions());
       await this.broker.consume({
         queue: this.topology.siteQueue(this.config.siteId),
         prefetch: 32,
@@ -88,6 +105,14 @@ export class PeripheralAgent {
       if (opts.requireBroker === false) void this.broker.connectWithRetry().catch(() => undefined);
       else await this.broker.connect();
       this.state = 'RUNNING';
+      this.transferTimer = setInterval(() => {
+        if (this.broker?.connected) {
+          this.siteInterventions!.publishTransfers().catch((err: unknown) =>
+            this.log.warn({ err: errorInfo(err) }, 'sending transfers'),
+          );
+        }
+      }, this.config.transferPollSeconds * 1000);
+      this.transferTimer.unref();
     } catch (err) {
       this.state = 'FAILED';
       await this.close();
@@ -95,12 +120,33 @@ export class PeripheralAgent {
     }
   }
 
+  private async resumeInterventions(): Promise<void> {
+    try {
+      await this.siteInterventions!.sendCatalogue();
+      await this.siteInterventions!.publishTransfers({ resendOpen: true });
+    } catch (err) {
+      this.log.warn({ err: errorInfo(err) }, 'sending catalogue and transfers after connect');
+    }
+  }
+
+  /** Procedures and interventions of this site (also for `sync-peripheral transfer` and tests). */
+  get interventions(): SiteInterventions | undefined {
+    return this.siteInterventions;
+  }
+
   /** Acks and session results from the central. */
   private async onSiteMessage(d: Delivery): Promise<void> {
     const queue = this.topology.siteQueue(this.config.siteId);
     let m;
     try {
-      m = decodeMessage(d.msg, ['batch.ack', 'session.ack']);
+      m = decodeMessage(d.msg, [
+        'batch.ack',
+        'session.ack',
+        'procedure.published',
+        'intervention.accepted',
+        'intervention.rejected',
+        'intervention.deliver',
+      ]);
     } catch (err) {
       if (!(err instanceof MessageRejectedError)) throw err;
       this.log.warn({ reason: err.reason, err: err.message, messageId: d.msg.properties.messageId }, 'dead-lettering');
@@ -122,6 +168,14 @@ export class PeripheralAgent {
         if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
         this.acks.batchAckApplied(body.sessionId, body.batchMessageId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
+      } else if (m.type === 'procedure.published') {
+        await this.siteInterventions!.onProcedurePublished(m as DecodedMessage<'procedure.published'>);
+      } else if (m.type === 'intervention.accepted') {
+        await this.siteInterventions!.onAccepted(m as DecodedMessage<'intervention.accepted'>);
+      } else if (m.type === 'intervention.rejected') {
+        await this.siteInterventions!.onRejected(m as DecodedMessage<'intervention.rejected'>);
+      } else if (m.type === 'intervention.deliver') {
+        await this.siteInterventions!.onDeliver(m as DecodedMessage<'intervention.deliver'>);
       } else {
         const ack = m.body as SessionAck;
         if (!this.acks.sessionAck(ack)) {
@@ -139,6 +193,12 @@ export class PeripheralAgent {
   /** Runs one session now. Concurrent calls share the running session. */
   runSession(): Promise<SessionResult> {
     if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
+    if (!this.current && this.broker.connected) {
+      // Each cycle also re-sends unanswered transfers (the central answers a repeat the same way).
+      this.siteInterventions!.publishTransfers({ resendOpen: true }).catch((err: unknown) =>
+        this.log.warn({ err: errorInfo(err) }, 'sending transfers'),
+      );
+    }
     this.current ??= new SyncSession({
       config: this.config,
       db: this.db,
@@ -192,6 +252,7 @@ export class PeripheralAgent {
       if (this.state !== 'FAILED') this.state = 'STOPPING';
       this.cron?.stop();
       if (this.timer) clearTimeout(this.timer);
+      if (this.transferTimer) clearInterval(this.transferTimer);
       try {
         await this.current;
       } catch {

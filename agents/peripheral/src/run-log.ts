@@ -73,7 +73,12 @@ export class RunLog {
   async markAbandoned(): Promise<number> {
     return this.db.execute(
       `UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ?, finished_at = ?, error = ? WHERE status = ?`,
-      ['abandoned', this.db.dialect.now(), 'the agent stopped during this session; its changes are sent again', 'running'],
+      [
+        'abandoned',
+        this.db.dialect.now(),
+        'the agent stopped during this session; its changes are sent again',
+        'running',
+      ],
     );
   }
 

@@ -79,3 +79,15 @@ export function decodeKey(key: string): WireValue[] {
 export function bodyChecksum(body: Buffer): string {
   return createHash('sha256').update(body).digest('hex');
 }
+
+/** Fingerprint of an intervention's content: the source deletes it only if this is unchanged since sent. */
+export function interventionHash(i: {
+  guid: string;
+  procedure: { code: string; version: number };
+  finished: boolean;
+  payload: string;
+}): string {
+  return createHash('sha256')
+    .update(JSON.stringify([i.guid, i.procedure.code, i.procedure.version, i.finished, i.payload]))
+    .digest('hex');
+}

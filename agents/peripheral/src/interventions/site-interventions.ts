@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto';
+import {
+  interventionHash,
+  type DecodedMessage,
+  type InterventionData,
+  type MessageBody,
+  type MessageType,
+  type ProcedureRef,
+} from '@sitesync/protocol';
+import type { Database, Queryable } from '@sitesync/db';
+
+/** Publishes one message to the central (the agent stamps envelope and user). */
+export type PublishUp = <T extends MessageType>(type: T, body: MessageBody<T>) => Promise<void>;
+
+interface InterventionRow {
+  id: number;
+  guid: string;
+  procedure_code: string;
+  procedure_version: number;
+  finished: unknown;
+  payload: string;
+  state: 'active' | 'outbound';
+  transfer_id: string | null;
+}
+
+interface SiteTransferRow {
+  transfer_id: string;
+  guid: string;
+  direction: 'out' | 'in';
+  state: string;
+  local_id: number | null;
+  sent_hash: string | null;
+}
+
+const toData = (r: InterventionRow): InterventionData => ({
+  guid: r.guid,
+  procedure: { code: r.procedure_code, version: Number(r.procedure_version) },
+  finished: Boolean(Number(r.finished)),
+  payload: r.payload,
+});
+
+export interface NewIntervention {
+  guid?: string;
+  procedure: ProcedureRef;
+  finished?: boolean;
+  payload: string;
+}
+
+/**
+ * The site side of DESIGN 3.3: stores procedure versions and reports its catalogue, sends
+ * interventions marked for transfer, deletes them when the central took them, and stores those the
+ * central delivers. Every step is one transaction and is answered the same way when repeated.
+ */
+export class SiteInterventions {
+  constructor(
+    private readonly db: Database,
+    private readonly siteId: number,
+    private readonly publish: PublishUp,
+  ) {}
+
+  async catalogue(): Promise<ProcedureRef[]> {
+    const rows = await this.db.query<{ code: string; version: number }>(
+      `SELECT code, version FROM procedure_version ORDER BY code, version`,
+    );
+    return rows.map((r) => ({ code: r.code, version: Number(r.version) }));
+  }
+
+  async sendCatalogue(): Promise<void> {
+    await this.publish('procedure.catalogue', { siteId: this.siteId, procedures: await this.catalogue() });
+  }
+
+  /** A procedure version from the central: store it (once) and confirm with the full catalogue. */
+  async onProcedurePublished(m: DecodedMessage<'procedure.published'>): Promise<void> {
+    const p = m.body;
+    await this.db.transaction((tx) =>
+      tx.run(
+        tx.dialect.insertIgnore(
+          'procedure_version',
+          ['code', 'version', 'name', 'definition', 'created_at'],
+          [p.code, p.version, p.name, p.definition, tx.dialect.now()],
+        ),
+      ),
+    );
+    await this.sendCatalogue();
+  }
+
+  /** Creates an intervention on a procedure version this site holds (what the site's application does). */
+  async create(n: NewIntervention): Promise<{ id: number; guid: string }> {
+    const guid = n.guid ?? randomUUID();
+    return this.db.transaction(async (tx) => {
+      const p = await tx.query(`SELECT code FROM procedure_version WHERE code = ? AND version = ?`, [
+        n.procedure.code,
+        n.procedure.version,
+      ]);
+      if (!p.length)
+        throw new Error(`procedure ${n.procedure.code} version ${n.procedure.version} is not held by this site`);
+      await insertIntervention(tx, { guid, procedure: n.procedure, finished: n.finished ?? false, payload: n.payload });
+      const id = Number((await tx.query<{ id: number }>(`SELECT id FROM intervention WHERE guid = ?`, [guid]))[0]!.id);
+      return { id, guid };
+    });
+  }
+
+  /** Marks interventions for transfer to the central; returns how many were marked. */
+  async requestTransfer(guids: string[]): Promise<number> {
+    let n = 0;
+    for (const g of guids) {
+      n += await this.db.execute(`UPDATE intervention SET transfer_requested = ? WHERE guid = ? AND state = ?`, [
+        this.db.dialect.bool(true),
+        g,
+        'active',
+      ]);
+    }
+    return n;
+  }
+
+  /**
+   * Sends every intervention marked for transfer (locking it as outbound), and re-sends transfers
+   * still unanswered (after a crash or a lost message: the central answers a repeat the same way).
+   */
+  async publishTransfers(opts: { resendOpen?: boolean } = {}): Promise<number> {
+    const d = this.db.dialect;
+    const marked = await this.db.query<InterventionRow>(
+      `SELECT * FROM intervention WHERE transfer_requested = ? AND state = ?`,
+      [d.bool(true), 'active'],
+    );
+    for (const i of marked) {
+      await this.db.transaction(async (tx) => {
+        const transferId = randomUUID();
+        const n = await tx.execute(
+          `UPDATE intervention SET state = ?, transfer_id = ?, transfer_requested = ?, updated_at = ? WHERE id = ? AND state = ?`,
+          ['outbound', transferId, d.bool(false), d.now(), i.id, 'active'],
+        );
+        if (n === 0) return;
+        await tx.execute(
+          `INSERT INTO intervention_transfer (transfer_id, guid, direction, state, local_id, sent_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          [transferId, i.guid, 'out', 'sent', i.id, interventionHash(toData(i)), d.now(), d.now()],
+        );
+      });
+    }
+    if (marked.length === 0 && !opts.resendOpen) return 0;
+    const open = await this.db.query<InterventionRow>(
+      `SELECT i.* FROM intervention i JOIN intervention_transfer t ON t.transfer_id = i.transfer_id WHERE i.state = ? AND t.state = ?`,
+      ['outbound', 'sent'],
+    );
+    const fresh = new Set(marked.map((i) => i.guid));
+    for (const i of open) {
+      if (!opts.resendOpen && !fresh.has(i.guid)) continue;
+      await this.publish('intervention.transfer', {
+        siteId: this.siteId,
+        transferId: i.transfer_id!,
+        localId: Number(i.id),
+        intervention: toData(i),
+      });
+    }
+    return open.length;
+  }
+
+  /** The central stored it as pending: delete it here, unless it changed since it was sent. */
+  async onAccepted(m: DecodedMessage<'intervention.accepted'>): Promise<void> {
+    const { transferId, guid } = m.body;
+    const reply = await this.db.transaction(async (tx): Promise<'deleted' | 'conflict' | 'none'> => {
+      const t = (
+        await tx.query<SiteTransferRow>(`SELECT * FROM intervention_transfer WHERE transfer_id = ?`, [transferId])
+      )[0];
+      if (!t || t.direction !== 'out') return 'none';
+      if (t.state === 'source-deleted') return 'deleted'; // a repeat: answer again
+      if (t.state === 'conflict') return 'conflict';
+      if (t.state !== 'sent') return 'none';
+      const i = (
+        await tx.query<InterventionRow>(`SELECT * FROM intervention WHERE guid = ? AND transfer_id = ?`, [
+          guid,
+          transferId,
+        ])
+      )[0];
+      const now = tx.dialect.now();
+      if (i && interventionHash(toData(i)) === t.sent_hash) {
+        await tx.execute(`DELETE FROM intervention WHERE id = ?`, [i.id]);
+        await tx.execute(`UPDATE intervention_transfer SET state = ?, updated_at = ? WHERE transfer_id = ?`, [
+          'source-deleted',
+          now,
+          transferId,
+        ]);
+        return 'deleted';
+      }
+      await tx.execute(
+        `UPDATE intervention SET state = ?, transfer_id = NULL, updated_at = ? WHERE guid = ? AND transfer_id = ?`,
+        ['active', now, guid, transferId],
+      );
+      await tx.execute(`UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ?`, [
+        'conflict',
+        i ? 'changed at the site while in transit' : 'no longer at the site',
+        now,
+        transferId,
+      ]);
+      return 'conflict';
+    });
+    if (reply === 'deleted')
+      await this.publish('intervention.source-deleted', { siteId: this.siteId, transferId, guid });
+    if (reply === 'conflict') {
+      await this.publish('intervention.source-conflict', {
+        siteId: this.siteId,
+        transferId,
+        guid,
+        reason: 'changed at the site while in transit',
+      });
+    }
+  }
+
+  /** The central refused it: unlock it here, it stays usable. */
+  async onRejected(m: DecodedMessage<'intervention.rejected'>): Promise<void> {
+    const { transferId, guid, reason, message } = m.body;
+    await this.db.transaction(async (tx) => {
+      const now = tx.dialect.now();
+      const n = await tx.execute(
+        `UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND state = ?`,
+        ['rejected', `${reason}: ${message}`.slice(0, 2000), now, transferId, 'sent'],
+      );
+      if (n > 0) {
+        await tx.execute(
+          `UPDATE intervention SET state = ?, transfer_id = NULL, updated_at = ? WHERE guid = ? AND transfer_id = ?`,
+          ['active', now, guid, transferId],
+        );
+      }
+    });
+  }
+
+  /** The central moves an intervention here: store it with a new local id (once), or refuse it. */
+  async onDeliver(m: DecodedMessage<'intervention.deliver'>): Promise<void> {
+    const { transferId, intervention: iv } = m.body;
+    const answer = await this.db.transaction(async (tx): Promise<MessageBody<'intervention.received'>> => {
+      const base = { siteId: this.siteId, transferId, guid: iv.guid };
+      const t = (
+        await tx.query<SiteTransferRow>(`SELECT * FROM intervention_transfer WHERE transfer_id = ?`, [transferId])
+      )[0];
+      if (t) {
+        return t.state === 'stored'
+          ? { ...base, status: 'stored', localId: Number(t.local_id), reason: null }
+          : { ...base, status: 'refused', localId: null, reason: 'refused before' };
+      }
+      const record = async (state: 'stored' | 'refused', localId: number | null, reason: string | null) =>
+        tx.execute(
+          `INSERT INTO intervention_transfer (transfer_id, guid, direction, state, local_id, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          [transferId, iv.guid, 'in', state, localId, reason, tx.dialect.now(), tx.dialect.now()],
+        );
+      const proc = await tx.query(`SELECT code FROM procedure_version WHERE code = ? AND version = ?`, [
+        iv.procedure.code,
+        iv.procedure.version,
+      ]);
+      let reason: string | null = null;
+      if (!proc.length) reason = `procedure-version-missing: ${iv.procedure.code} version ${iv.procedure.version}`;
+      else if ((await tx.query(`SELECT id FROM intervention WHERE guid = ?`, [iv.guid])).length)
+        reason = 'guid-active-elsewhere: already held here';
+      if (reason) {
+        await record('refused', null, reason);
+        return { ...base, status: 'refused', localId: null, reason };
+      }
+      await insertIntervention(tx, iv);
+      const id = Number(
+        (await tx.query<{ id: number }>(`SELECT id FROM intervention WHERE guid = ?`, [iv.guid]))[0]!.id,
+      );
+      await record('stored', id, null);
+      return { ...base, status: 'stored', localId: id, reason: null };
+    });
+    await this.publish('intervention.received', answer);
+  }
+}
+
+async function insertIntervention(tx: Queryable, i: InterventionData): Promise<void> {
+  const d = tx.dialect;
+  await tx.execute(
+    `INSERT INTO intervention (guid, procedure_code, procedure_version, finished, payload, state, transfer_requested, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    [i.guid, i.procedure.code, i.procedure.version, d.bool(i.finished), i.payload, 'active', d.bool(false), d.now()],
+  );
+}
