@@ -151,8 +151,8 @@ export class CentralAgent {
     );
     await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
     this.metrics.deadLetters.inc({ reason: err.reason });
-    d.settle('ack');
-    // A rejected batch still counts against its session, so the site learns the session is incomplete.
+    // A rejected batch counts against its session (so the site learns the session is incomplete),
+    // recorded before the ack: a crash in between redelivers it, and recording is idempotent.
     // Only once the sender is verified: a forged batch must not touch the victim's session.
     if (m?.type === 'batch' && err.senderVerified) {
       const b = m.body as MessageBody<'batch'>;
@@ -160,9 +160,12 @@ export class CentralAgent {
         await this.sessions!.batchRejected(m as DecodedMessage<'batch'>, err.reason);
         await this.completeSession(b.sessionId, b.siteId, false);
       } catch (e) {
-        this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch');
+        this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch; redelivering');
+        d.settle('requeue');
+        return;
       }
     }
+    d.settle('ack');
   }
 
   private async handle(m: DecodedMessage): Promise<void> {

@@ -5,6 +5,7 @@ interface OpenSession {
   appliedBatches: Set<string>;
   ack?: SessionAck;
   done?: (ack: SessionAck) => void;
+  abort?: () => void;
 }
 
 /**
@@ -55,10 +56,25 @@ export class AckTracker {
       }, timeoutMs);
       s.done = (ack) => {
         clearTimeout(t);
+        s.abort = undefined;
         resolve(ack);
+      };
+      s.abort = () => {
+        clearTimeout(t);
+        resolve(undefined);
       };
       this.check(s);
     });
+  }
+
+  /** Stops every wait now (shutdown): the sessions end as unconfirmed; late acks are still applied. */
+  abortAll(): void {
+    for (const s of this.open.values()) {
+      const done = s.abort;
+      s.done = undefined;
+      s.abort = undefined;
+      done?.();
+    }
   }
 
   private check(s: OpenSession): void {

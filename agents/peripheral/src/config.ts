@@ -85,6 +85,7 @@ const ENV_KEYS: Readonly<Record<string, EnvKey>> = {
   AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
   AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
   AMQP_USER_ID: { path: ['amqp', 'userId'], type: 'string' },
+  AMQP_DELIVERY_LIMIT: { path: ['amqp', 'deliveryLimit'], type: 'number' },
   AMQP_CA_FILE: { path: ['amqp', 'caFile'], type: 'string' },
   AMQP_CERT_FILE: { path: ['amqp', 'certFile'], type: 'string' },
   AMQP_KEY_FILE: { path: ['amqp', 'keyFile'], type: 'string' },

@@ -253,6 +253,8 @@ export class PeripheralAgent {
       this.cron?.stop();
       if (this.timer) clearTimeout(this.timer);
       if (this.transferTimer) clearInterval(this.transferTimer);
+      // A session waiting for acks ends now as unconfirmed; its acks are applied by the next start.
+      this.acks.abortAll();
       try {
         await this.current;
       } catch {

@@ -207,6 +207,13 @@ export class SyncSession {
     };
 
     for await (const change of scanner.scan()) {
+      // A header deleted while this scan ran comes back as a deletion: it replaces its upsert if
+      // that is still in the open batch (a batch never carries one key twice).
+      const twin = change.op === 'delete' ? changes.findIndex((c) => c.headerKey === change.headerKey) : -1;
+      if (twin >= 0) {
+        rows -= changes[twin]!.rows;
+        changes.splice(twin, 1);
+      }
       const size = estimateBytes(change);
       if (changes.length > 0 && (rows + change.rows > maxRows || bytes + size > maxBytes)) await flush();
       changes.push(change);

@@ -1,4 +1,4 @@
-import type { QueryRunner, Table, TableColumnOptions } from 'typeorm';
+import { TableIndex, type QueryRunner, type Table, type TableColumnOptions } from 'typeorm';
 import { dialectFor, type Dialect, type DialectName } from '../dialect';
 
 export function dialectOf(qr: QueryRunner): Dialect {
@@ -78,9 +78,23 @@ export async function createOrExtendTable(qr: QueryRunner, table: Table): Promis
     added.isPrimary = false;
     await qr.addColumn(existing, added);
   }
+  const d = dialectOf(qr);
+  const q = (c: string) => d.quote(c);
+  // Existing rows get the default of each added column (SQL Server leaves them NULL otherwise).
+  for (const col of table.columns) {
+    if (have.has(col.name.toLowerCase()) || col.isGenerated || col.default === undefined) continue;
+    await qr.query(`UPDATE ${q(table.name)} SET ${q(col.name)} = ${String(col.default)} WHERE ${q(col.name)} IS NULL`);
+  }
   for (const u of table.uniques) {
-    // Legacy data may violate a new unique constraint; the table still works without it.
-    await qr.createUniqueConstraint(table.name, u).catch(() => undefined);
+    // Legacy data may violate a new unique constraint: then the table works without it (a failed
+    // ALTER would abort the migration's transaction on PostgreSQL, so check first).
+    const cols = u.columnNames.map(q).join(', ');
+    const dupes = await qr.query(`SELECT ${cols} FROM ${q(table.name)} GROUP BY ${cols} HAVING COUNT(*) > 1`);
+    if (!Array.isArray(dupes) || dupes.length > 0) continue;
+    // MySQL has unique indexes, not unique constraints.
+    if (d.name === 'mysql')
+      await qr.createIndex(table.name, new TableIndex({ name: u.name, columnNames: u.columnNames, isUnique: true }));
+    else await qr.createUniqueConstraint(table.name, u);
   }
   return 'extended';
 }

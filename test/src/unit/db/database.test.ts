@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
 import { Database, dialectFor, type LedgerUpsert } from '@sitesync/db';
+import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from '@sitesync/db';
 import { mysqlUrl, postgresUrl, reportSkip } from '../../support/services.js';
 import {
   backendUrl,
@@ -95,7 +96,7 @@ for (const backend of BACKENDS) {
       it('running the migrations again does nothing', async () => {
         expect(await db.migrate()).toEqual([]);
         const [row] = await db.query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM ${q('sitesync_central_migrations')}`);
-        expect(Number(row!.n)).toBe(1);
+        expect(Number(row!.n)).toBe(CENTRAL_MIGRATIONS.length);
       });
 
       it('opening the same database again (a second agent, a restart) migrates nothing and keeps the data', async () => {
@@ -417,7 +418,7 @@ for (const backend of BACKENDS) {
         const [row] = await db.query<{ n: unknown }>(
           `SELECT COUNT(*) AS n FROM ${db.dialect.quote('sitesync_site_migrations')}`,
         );
-        expect(Number(row!.n)).toBe(1);
+        expect(Number(row!.n)).toBe(SITE_MIGRATIONS.length);
       });
 
       it('the side table defaults IsSync to false', async () => {
@@ -450,7 +451,7 @@ for (const backend of BACKENDS) {
       const { db, scratch } = await openScratch(backend, 'central', false);
       try {
         expect(await db.describeTable('EstadoSyncGeneral')).toBeUndefined();
-        expect(await db.migrate()).toEqual(['CentralInit1732500000000']);
+        expect(await db.migrate()).toEqual(['CentralInit1732500000000', 'CentralInterventions1732600000000']);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
         await db.close();
