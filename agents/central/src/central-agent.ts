@@ -7,11 +7,13 @@ import {
   errorInfo,
   isTransientError,
   publishDeadLetter,
+  runWithRetry,
   tlsSocketOptions,
   type DecodedMessage,
   type Delivery,
   type Logger,
   type MessageBody,
+  type MessageType,
 } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import type { CentralConfig } from './config';
@@ -25,8 +27,6 @@ import { checkSender } from './merge/batch-merger';
 import { findSiteRows } from './merge/site-registry';
 
 export const APP_ID = 'sitesync-central';
-/** In-process attempts of a handler before the message is requeued (the broker's delivery limit then applies). */
-const HANDLER_ATTEMPTS = 4;
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -101,37 +101,53 @@ export class CentralAgent {
     }
   }
 
-  private async onMessage(d: Delivery): Promise<void> {
-    const queue = this.topology.centralSyncQueue;
+  private get stopping(): boolean {
+    return this.state === 'STOPPING' || this.state === 'STOPPED';
+  }
+
+  /**
+   * Decodes, handles with retries, then settles one delivery: ack on success; dead-letter (with a
+   * reason) a bad message or one that cannot be applied; requeue only when shutting down.
+   */
+  private async process(
+    d: Delivery,
+    queue: string,
+    expected: MessageType[],
+    handle: (m: DecodedMessage) => Promise<void>,
+  ): Promise<void> {
     let m: DecodedMessage | undefined;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        m ??= decodeMessage(d.msg, ['session.started', 'batch', 'session.completed']);
-        await this.handle(m);
-        d.settle('ack');
-        return;
-      } catch (err) {
-        if (err instanceof MessageRejectedError) {
-          await this.deadLetter(d, queue, err, m);
-          return;
-        }
-        if (this.state === 'STOPPING' || attempt >= HANDLER_ATTEMPTS) {
-          this.log.warn(
-            { err: errorInfo(err), messageId: d.msg.properties.messageId, attempt },
-            'requeueing after failures',
-          );
-          d.settle('requeue');
-          return;
-        }
-        this.metrics.retries.inc();
-        const delay = (isTransientError(err) ? 100 : 500) * 4 ** (attempt - 1);
-        this.log.warn(
-          { err: errorInfo(err), messageId: d.msg.properties.messageId, attempt, delay },
-          'handler failed; retrying',
-        );
-        await new Promise((r) => setTimeout(r, delay));
+    try {
+      m = decodeMessage(d.msg, expected);
+      const decoded = m;
+      await runWithRetry(() => handle(decoded), {
+        isStopping: () => this.stopping,
+        log: this.log,
+        onRetry: () => this.metrics.retries.inc(),
+        context: { messageId: m.messageId, type: m.type, siteId: m.siteId },
+      });
+      d.settle('ack');
+    } catch (err) {
+      if (err instanceof MessageRejectedError) {
+        await this.deadLetter(d, queue, err, m);
+      } else if (this.stopping || isTransientError(err)) {
+        d.settle('requeue');
+      } else {
+        // Not transient and not going away on retry (a constraint the data violates, a key too long
+        // for the central's column...): park it with the reason instead of looping.
+        this.log.error({ err: errorInfo(err), messageId: m?.messageId, type: m?.type }, 'message cannot be applied');
+        const rejected = new MessageRejectedError('bad-content', `cannot be applied: ${(err as Error).message}`, {
+          ...(m ? { messageId: m.messageId, siteId: m.siteId, type: m.type } : {}),
+        });
+        rejected.senderVerified = m?.type === 'batch';
+        await this.deadLetter(d, queue, rejected, m);
       }
     }
+  }
+
+  private onMessage(d: Delivery): Promise<void> {
+    return this.process(d, this.topology.centralSyncQueue, ['session.started', 'batch', 'session.completed'], (m) =>
+      this.handle(m),
+    );
   }
 
   private async deadLetter(
@@ -219,58 +235,46 @@ export class CentralAgent {
     return this.interventions;
   }
 
-  private async onInterventionMessage(d: Delivery): Promise<void> {
-    const queue = this.topology.centralInterventionQueue;
-    let m: DecodedMessage | undefined;
-    try {
-      m = decodeMessage(d.msg, [
-        'procedure.catalogue',
-        'intervention.transfer',
-        'intervention.source-deleted',
-        'intervention.source-conflict',
-        'intervention.received',
-      ]);
-      const rows = await findSiteRows(this.db!, m.siteId);
-      for (const r of rows) checkSender(m, r);
-      if (rows.length === 0 && m.type !== 'intervention.transfer') {
-        throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
-          messageId: m.messageId,
-          siteId: m.siteId,
-          type: m.type,
-        });
-      }
-      const svc = this.interventions!;
-      let out: Outgoing[];
-      switch (m.type) {
-        case 'procedure.catalogue':
-          out = await svc.onCatalogue(m as DecodedMessage<'procedure.catalogue'>);
-          break;
-        case 'intervention.transfer':
-          out = await svc.onTransferUp(m as DecodedMessage<'intervention.transfer'>, rows.length > 0);
-          break;
-        case 'intervention.source-deleted':
-          out = await svc.onSourceDeleted(m as DecodedMessage<'intervention.source-deleted'>);
-          break;
-        case 'intervention.source-conflict':
-          out = await svc.onSourceConflict(m as DecodedMessage<'intervention.source-conflict'>);
-          break;
-        default:
-          out = await svc.onReceived(m as DecodedMessage<'intervention.received'>);
-      }
-      await this.publishAll(out);
-      d.settle('ack');
-    } catch (err) {
-      if (err instanceof MessageRejectedError) {
-        await this.deadLetter(d, queue, err, undefined);
-        return;
-      }
-      this.log.warn(
-        { err: errorInfo(err), messageId: d.msg.properties.messageId },
-        'intervention message failed; requeueing',
-      );
-      await new Promise((r) => setTimeout(r, isTransientError(err) ? 200 : 1000));
-      d.settle('requeue');
+  private onInterventionMessage(d: Delivery): Promise<void> {
+    const types: MessageType[] = [
+      'procedure.catalogue',
+      'intervention.transfer',
+      'intervention.source-deleted',
+      'intervention.source-conflict',
+      'intervention.received',
+    ];
+    return this.process(d, this.topology.centralInterventionQueue, types, (m) => this.handleIntervention(m));
+  }
+
+  private async handleIntervention(m: DecodedMessage): Promise<void> {
+    const rows = await findSiteRows(this.db!, m.siteId);
+    for (const r of rows) checkSender(m, r);
+    if (rows.length === 0 && m.type !== 'intervention.transfer') {
+      throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
+        messageId: m.messageId,
+        siteId: m.siteId,
+        type: m.type,
+      });
     }
+    const svc = this.interventions!;
+    let out: Outgoing[];
+    switch (m.type) {
+      case 'procedure.catalogue':
+        out = await svc.onCatalogue(m as DecodedMessage<'procedure.catalogue'>);
+        break;
+      case 'intervention.transfer':
+        out = await svc.onTransferUp(m as DecodedMessage<'intervention.transfer'>, rows.length > 0);
+        break;
+      case 'intervention.source-deleted':
+        out = await svc.onSourceDeleted(m as DecodedMessage<'intervention.source-deleted'>);
+        break;
+      case 'intervention.source-conflict':
+        out = await svc.onSourceConflict(m as DecodedMessage<'intervention.source-conflict'>);
+        break;
+      default:
+        out = await svc.onReceived(m as DecodedMessage<'intervention.received'>);
+    }
+    await this.publishAll(out);
   }
 
   /** Runs the transfer/procedure dispatcher once (also on a timer); never two at once. */

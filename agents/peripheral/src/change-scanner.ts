@@ -13,6 +13,13 @@ import { ROW_STATE_TABLE } from './row-state';
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
 export type DirtyHeader = HeaderChange & { headerKey: string; rows: number };
 
+interface RowState {
+  target: string | null;
+  pendingHash: string | null;
+  pendingBatch: string | null;
+  pendingDelete: boolean;
+}
+
 export interface ScanStats {
   scanned: number;
   dirty: number;
@@ -65,7 +72,10 @@ export class ChangeScanner {
         this.stats.scanned++;
         const st = state.get(headerKey);
         if (st !== undefined) seenKnown++;
-        if (st?.target === hash) continue;
+        // Clean only if the central acknowledged this hash AND nothing different is still in flight
+        // (an unacknowledged send of another hash or a deletion may already be merged centrally).
+        if (st && st.target === hash && (st.pendingBatch === null || (!st.pendingDelete && st.pendingHash === hash)))
+          continue;
         this.stats.dirty++;
         yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
       }
@@ -118,19 +128,31 @@ export class ChangeScanner {
     return out;
   }
 
-  private async readState(headerKeys: string[]): Promise<Map<string, { target: string | null }>> {
-    const out = new Map<string, { target: string | null }>();
+  private async readState(headerKeys: string[]): Promise<Map<string, RowState>> {
+    const out = new Map<string, RowState>();
     const d = this.db.dialect;
     const chunk = d.chunkSize(1);
     for (let i = 0; i < headerKeys.length; i += chunk) {
       const part = headerKeys.slice(i, i + chunk);
-      const rows = await this.db.query<{ header_key: string; TargetHash: string | null }>(
-        `SELECT header_key, ${this.q('TargetHash')} FROM ${this.q(ROW_STATE_TABLE)} WHERE pipeline = ? AND header_key IN (${part
-          .map(() => '?')
-          .join(', ')})`,
+      const rows = await this.db.query<{
+        header_key: string;
+        TargetHash: string | null;
+        pending_hash: string | null;
+        pending_batch: string | null;
+        pending_delete: unknown;
+      }>(
+        `SELECT header_key, ${this.q('TargetHash')}, pending_hash, pending_batch, pending_delete FROM ${this.q(ROW_STATE_TABLE)} ` +
+          `WHERE pipeline = ? AND header_key IN (${part.map(() => '?').join(', ')})`,
         [this.p.name, ...part],
       );
-      for (const r of rows) out.set(r.header_key, { target: r.TargetHash });
+      for (const r of rows) {
+        out.set(r.header_key, {
+          target: r.TargetHash,
+          pendingHash: r.pending_hash,
+          pendingBatch: r.pending_batch,
+          pendingDelete: Boolean(Number(r.pending_delete)),
+        });
+      }
     }
     return out;
   }

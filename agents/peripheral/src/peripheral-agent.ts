@@ -8,9 +8,11 @@ import {
   errorInfo,
   isTransientError,
   publishDeadLetter,
+  runWithRetry,
   tlsSocketOptions,
   type DecodedMessage,
   type Delivery,
+  type MessageBody,
   type Logger,
   type SessionAck,
 } from '@sitesync/protocol';
@@ -137,7 +139,7 @@ export class PeripheralAgent {
   /** Acks and session results from the central. */
   private async onSiteMessage(d: Delivery): Promise<void> {
     const queue = this.topology.siteQueue(this.config.siteId);
-    let m;
+    let m: DecodedMessage | undefined;
     try {
       m = decodeMessage(d.msg, [
         'batch.ack',
@@ -147,46 +149,54 @@ export class PeripheralAgent {
         'intervention.rejected',
         'intervention.deliver',
       ]);
-    } catch (err) {
-      if (!(err instanceof MessageRejectedError)) throw err;
-      this.log.warn({ reason: err.reason, err: err.message, messageId: d.msg.properties.messageId }, 'dead-lettering');
-      await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
+      const decoded = m;
+      await runWithRetry(() => this.applyCentralMessage(decoded), {
+        isStopping: () => this.state === 'STOPPING' || this.state === 'STOPPED',
+        log: this.log,
+        context: { messageId: m.messageId, type: m.type },
+      });
       d.settle('ack');
-      return;
+    } catch (err) {
+      if (!(err instanceof MessageRejectedError) && (this.state !== 'RUNNING' || isTransientError(err))) {
+        d.settle('requeue');
+        return;
+      }
+      const reason = err instanceof MessageRejectedError ? err.reason : 'bad-content';
+      const text = err instanceof Error ? err.message : String(err);
+      this.log.warn({ reason, err: text, messageId: d.msg.properties.messageId, type: m?.type }, 'dead-lettering');
+      await publishDeadLetter(this.broker!, this.topology, queue, d.msg, reason, text);
+      d.settle('ack');
     }
-    try {
-      if (m.type === 'batch.ack') {
-        const body = m.body as {
-          batchMessageId: string;
-          sessionId: string;
-          pipeline: string;
-          headers: number;
-          deletions: number;
-        };
+  }
+
+  private async applyCentralMessage(m: DecodedMessage): Promise<void> {
+    switch (m.type) {
+      case 'batch.ack': {
+        const body = m.body as MessageBody<'batch.ack'>;
         const changed = await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline));
         // A redelivered ack finds nothing pending any more: count it once.
         if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
         this.acks.batchAckApplied(body.sessionId, body.batchMessageId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
-      } else if (m.type === 'procedure.published') {
-        await this.siteInterventions!.onProcedurePublished(m as DecodedMessage<'procedure.published'>);
-      } else if (m.type === 'intervention.accepted') {
-        await this.siteInterventions!.onAccepted(m as DecodedMessage<'intervention.accepted'>);
-      } else if (m.type === 'intervention.rejected') {
-        await this.siteInterventions!.onRejected(m as DecodedMessage<'intervention.rejected'>);
-      } else if (m.type === 'intervention.deliver') {
-        await this.siteInterventions!.onDeliver(m as DecodedMessage<'intervention.deliver'>);
-      } else {
+        return;
+      }
+      case 'session.ack': {
         const ack = m.body as SessionAck;
         if (!this.acks.sessionAck(ack)) {
           await this.runLog!.confirmLate(ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
         }
+        return;
       }
-      d.settle('ack');
-    } catch (err) {
-      this.log.warn({ err: errorInfo(err), type: m.type }, 'applying central message failed; will retry');
-      await new Promise((r) => setTimeout(r, isTransientError(err) ? 500 : 2000));
-      d.settle('requeue');
+      case 'procedure.published':
+        return this.siteInterventions!.onProcedurePublished(m as DecodedMessage<'procedure.published'>);
+      case 'intervention.accepted':
+        return this.siteInterventions!.onAccepted(m as DecodedMessage<'intervention.accepted'>);
+      case 'intervention.rejected':
+        return this.siteInterventions!.onRejected(m as DecodedMessage<'intervention.rejected'>);
+      case 'intervention.deliver':
+        return this.siteInterventions!.onDeliver(m as DecodedMessage<'intervention.deliver'>);
+      default:
+        throw new MessageRejectedError('unknown-type', `unexpected message type ${m.type}`, { messageId: m.messageId });
     }
   }
 

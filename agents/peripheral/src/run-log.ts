@@ -111,26 +111,32 @@ export class RunLog {
     error?: string,
   ): Promise<void> {
     const d = this.db.dialect;
+    // 'unconfirmed' never overwrites an outcome another process already recorded from a late ack.
+    const keep = status === 'unconfirmed' ? `CASE WHEN status IN ('ok', 'incomplete') THEN status ELSE ? END` : '?';
     await this.db.execute(
-      `UPDATE ${this.q(RUN_LOG_TABLE)} SET finished_at = ?, status = ?, batches_sent = ?, headers_sent = ?, details_sent = ?, ` +
-        `deletions_sent = ?, error = ? WHERE session_id = ?`,
+      `UPDATE ${this.q(RUN_LOG_TABLE)} SET finished_at = ?, status = ${keep}, batches_sent = ?, headers_sent = ?, ` +
+        `details_sent = ?, deletions_sent = ?, error = ? WHERE session_id = ?`,
       [d.now(), status, c.batches, c.headers, c.details, c.deletions, error ? error.slice(0, 2000) : null, sessionId],
     );
   }
 
-  /** A late `session.ack` for a session that stopped waiting: record the outcome. */
+  /**
+   * A `session.ack` for a session not waiting in this process (it timed out, or it is a `--once`
+   * run beside this agent, which holds the site queue): record the outcome.
+   */
   async confirmLate(sessionId: string, status: 'ok' | 'incomplete'): Promise<void> {
-    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status = ?`, [
+    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status IN (?, ?)`, [
       status,
       sessionId,
       'unconfirmed',
+      'running',
     ]);
   }
 }
 
 export class SessionLockedError extends TransientError {
   override name = 'SessionLockedError';
-  constructor() {
-    super('another session of this site is running', 'SESSION_LOCKED');
+  constructor(message = 'another session of this site is running') {
+    super(message, 'SESSION_LOCKED');
   }
 }

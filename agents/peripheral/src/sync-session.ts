@@ -48,6 +48,13 @@ export interface SessionDeps {
 export class SyncSession {
   readonly sessionId = randomUUID();
   private readonly totals: SessionTotals = { batches: 0, headers: 0, details: 0, deletions: 0 };
+  /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
+  private lockLost = false;
+
+  private assertLockHeld(): void {
+    if (this.lockLost)
+      throw new SessionLockedError('the session lock expired and was taken by another agent; stopping');
+  }
 
   constructor(private readonly deps: SessionDeps) {}
 
@@ -59,7 +66,12 @@ export class SyncSession {
     // Renew the lock while the session runs; if this process dies, it expires after ttlMs.
     const heartbeat = setInterval(
       () => {
-        runLog.acquireLock(ttlMs).catch((err: unknown) => log.warn({ err: errorInfo(err) }, 'renewing session lock'));
+        runLog
+          .acquireLock(ttlMs)
+          .then((held) => {
+            if (!held) this.lockLost = true;
+          })
+          .catch((err: unknown) => log.warn({ err: errorInfo(err) }, 'renewing session lock'));
       },
       Math.max(250, ttlMs / 3),
     );
@@ -93,6 +105,7 @@ export class SyncSession {
           pipelines: pipelines.map((p) => p.shape),
         });
         for (const p of pipelines) await this.sendPipeline(p, version, slog);
+        this.assertLockHeld();
         await this.publish('session.completed', {
           sessionId: this.sessionId,
           siteId: config.siteId,
@@ -177,6 +190,7 @@ export class SyncSession {
       rows = 0;
       bytes = 0;
       const messageId = randomUUID();
+      this.assertLockHeld();
       const pending = batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null }));
       await this.deps.db.transaction(async (tx) => {
         await markPending(tx, p.name, messageId, pending);

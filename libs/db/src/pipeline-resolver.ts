@@ -40,6 +40,12 @@ function fail(key: string, message: string): never {
 }
 
 async function loadTable(db: Database, name: string, key: string): Promise<TableInfo> {
+  if (name.includes('.')) {
+    fail(
+      key,
+      `${JSON.stringify(name)}: schema-qualified names are not supported; name the schema in the database URL (?schema=)`,
+    );
+  }
   const info = await db.describeTable(name);
   if (!info) {
     const all = await db.tableNames().catch(() => []);

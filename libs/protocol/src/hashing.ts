@@ -64,9 +64,13 @@ export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: r
 /** Longest encoded header key the side table and the ledger hold (varchar(400); 255 on MySQL). */
 export const MAX_HEADER_KEY_LENGTH = 255;
 
-/** Canonical text form of a key (list of key values), used as the ledger/side-table key. */
+/**
+ * Canonical text form of a key (list of key values), used as the ledger/side-table key. Numbers
+ * are written as strings, so a driver returning an integer column as a number and a bigint as a
+ * string (pg, tedious), or a column widened from int to bigint, give the same key.
+ */
 export function encodeKey(values: readonly WireValue[]): string {
-  return JSON.stringify(values);
+  return JSON.stringify(values.map((v) => (typeof v === 'number' ? String(v) : v)));
 }
 
 export function decodeKey(key: string): WireValue[] {

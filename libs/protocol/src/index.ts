@@ -10,3 +10,4 @@ export * from './logger';
 export * from './config-support';
 export * from './http-server';
 export * from './agent-process';
+export * from './retry';

@@ -76,7 +76,9 @@ describe.skipIf(!broker)('faults and concurrency', () => {
     const again = await site.runSession();
     expect(again.totals.headers).toBe(0);
     const log = await site.database!.query<{ status: string }>(`SELECT status FROM "LAB_SyncStatus" ORDER BY version`);
-    expect(log[0]!.status).toBe('abandoned'); // the killed session's entry says what happened to it
+    // The killed session's entry says what happened to it: the central's late session.ack may
+    // confirm it (everything had been published), else the next session marks it abandoned.
+    expect(['ok', 'abandoned']).toContain(log[0]!.status);
   });
 
   it('a session with the broker down fails cleanly, says why in LAB_SyncStatus, and the next one sends everything still dirty', async () => {

@@ -120,7 +120,7 @@ export class CentralInterventions {
       const rows = await tx.query<InterventionRow>(`SELECT * FROM intervention WHERE guid = ?`, [guid]);
       const i = rows[0];
       if (!i) throw new TransferRefusedError(`intervention ${guid} is not held by the central`);
-      if (Boolean(Number(i.finished)))
+      if (Number(i.finished))
         throw new TransferRefusedError(`intervention ${guid} is finished; only unfinished interventions move`);
       const transferId = randomUUID();
       const claimed = await tx.execute(

@@ -81,12 +81,18 @@ export class TargetTables {
       if (!info) throw new Error(`table ${table} could not be created`);
     }
     const have = new Set(info.columns.map((c) => c.name));
-    const missing = [SITE_COLUMN, ...columns.map((c) => c.name)].filter((c) => !have.has(c));
-    if (missing.length) {
-      throw new MessageRejectedError(
-        'bad-content',
-        `central table ${table} lacks column(s) ${missing.join(', ')} sent by the site`,
-      );
+    if (!have.has(SITE_COLUMN)) {
+      throw new MessageRejectedError('bad-content', `central table ${table} has no ${SITE_COLUMN} column`);
+    }
+    // A column the site added: add it here too (nullable, so existing rows stay valid).
+    for (const c of columns.filter((x) => !have.has(x.name))) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(c.name)) {
+        throw new MessageRejectedError(
+          'bad-content',
+          `central table ${table} lacks column ${JSON.stringify(c.name)}, which is not a plain name`,
+        );
+      }
+      await this.db.query(`ALTER TABLE ${d.quote(table)} ADD ${d.quote(c.name)} ${d.columnType(c, false)}`);
     }
   }
 }
