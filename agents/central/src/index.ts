@@ -5,6 +5,6 @@ export * from './merge/batch-merger';
 export * from './merge/session-tracker';
 export * from './merge/site-registry';
 export * from './merge/target-tables';
-export * from './cli/table';
 export * from './interventions/central-interventions';
 export * from './interventions/outgoing';
+export { formatTable } from '@sitesync/protocol';

@@ -1,7 +1,9 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
+import { ConfigError, createLogger, errorInfo, formatTable, serveAgentProcess } from '@sitesync/protocol';
 import { loadPeripheralConfig } from './config';
+import { Database } from '@sitesync/db';
 import { PeripheralAgent } from './peripheral-agent';
+import { SiteInterventions } from './interventions/site-interventions';
 
 const SHUTDOWN_GRACE_MS = 60_000;
 
@@ -53,6 +55,40 @@ program
   .option('--once', 'run one session and exit (for existing cron setups)')
   .action(async (opts: { config?: string; once?: boolean }) => {
     process.exitCode = await run(opts);
+  });
+
+program
+  .command('transfer <guid...>')
+  .description('mark interventions for transfer to the central (the running agent sends them)')
+  .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG)')
+  .action(async (guids: string[], opts: { config?: string }) => {
+    const config = loadPeripheralConfig(opts.config);
+    const db = await Database.open(config.db.url, { role: 'site' });
+    try {
+      const n = await new SiteInterventions(db, config.siteId, () => Promise.resolve()).requestTransfer(guids);
+      process.stdout.write(`${n} of ${guids.length} intervention(s) marked for transfer\n`);
+      process.exitCode = n === guids.length ? 0 : 1;
+    } finally {
+      await db.close();
+    }
+  });
+
+program
+  .command('interventions')
+  .description('interventions held by this site, with their transfer state')
+  .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG)')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { config?: string; json?: boolean }) => {
+    const config = loadPeripheralConfig(opts.config);
+    const db = await Database.open(config.db.url, { role: 'site' });
+    try {
+      const rows = await db.query<Record<string, unknown>>(
+        `SELECT id, guid, procedure_code, procedure_version, finished, state, transfer_requested, updated_at FROM intervention ORDER BY id`,
+      );
+      process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatTable(rows)}\n`);
+    } finally {
+      await db.close();
+    }
   });
 
 program.parseAsync().catch((err: unknown) => {

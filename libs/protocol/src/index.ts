@@ -11,3 +11,4 @@ export * from './config-support';
 export * from './http-server';
 export * from './agent-process';
 export * from './retry';
+export * from './format-table';

@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError } from '@sitesync/protocol';
+import { ConfigError, formatTable } from '@sitesync/protocol';
 import { Database, type DatabaseRole } from '@sitesync/db';
 import { loadCentralConfig } from '../config';
 import { registerSite, SITE_TABLE } from '../merge/site-registry';
-import { formatTable } from './table';
+import { CentralInterventions } from '../interventions/central-interventions';
 
 interface GlobalOpts {
   config?: string;
@@ -37,7 +38,7 @@ function identifier(v: string): string {
 }
 
 const program = new Command('syncctl')
-  .description('operate sitesync: status, sites, database')
+  .description('operate sitesync: status, sites, procedures, transfers, database')
   .option('-c, --config <file>', 'central config file (default $SYNC_CONFIG)')
   .option('--db <url>', 'central database URL (overrides the config)');
 
@@ -106,6 +107,89 @@ sites
       process.stdout.write(
         `site ${r.siteId} (pipeline ${r.pipeline}) registered: headers -> ${r.headerTable}` +
           `${r.detailTable ? `, details -> ${r.detailTable}` : ''}, broker user ${r.brokerUser}\n`,
+      );
+    });
+  });
+
+const procedures = program.command('procedures').description('procedure versions (central -> sites)');
+procedures
+  .command('publish <code> <version>')
+  .description('store a procedure version and send it to sites (the running central agent delivers it)')
+  .requiredOption('--definition-file <file>', 'the procedure definition (any text, e.g. JSON)')
+  .option('--name <name>', 'human name', '')
+  .option('--sites <ids>', 'comma-separated site ids (default: every registered site)')
+  .action(async (code: string, version: string, opts: { definitionFile: string; name: string; sites?: string }) => {
+    const v = Number(version);
+    if (!Number.isInteger(v) || v <= 0) throw new InvalidArgumentError('version is a positive integer');
+    const definition = readFileSync(opts.definitionFile, 'utf8');
+    const sites = opts.sites ? opts.sites.split(',').map((x) => siteId(x.trim())) : 'all';
+    await withDb(program, 'central', async (db) => {
+      const to = await new CentralInterventions(db).publishProcedure(
+        { code, version: v, name: opts.name || code, definition },
+        sites,
+      );
+      process.stdout.write(`procedure ${code} version ${v} queued for site(s) ${to.join(', ') || '(none)'}\n`);
+    });
+  });
+procedures
+  .command('list')
+  .description('procedure versions and which sites hold them')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    await withDb(program, 'central', async (db) => {
+      const rows = await db.query<Record<string, unknown>>(
+        `SELECT p.code, p.version, p.name, sp.id_efector AS site, sp.state FROM procedure_version p ` +
+          `LEFT JOIN site_procedure sp ON sp.code = p.code AND sp.version = p.version ORDER BY p.code, p.version, sp.id_efector`,
+      );
+      process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatTable(rows)}\n`);
+    });
+  });
+
+program
+  .command('transfer <guid>')
+  .description('move an unfinished intervention held centrally to a site (its procedure version goes first)')
+  .requiredOption('--to <site>', 'destination site id', siteId)
+  .action(async (guid: string, opts: { to: number }) => {
+    await withDb(program, 'central', async (db) => {
+      const transferId = await new CentralInterventions(db).requestTransferOut(guid, opts.to);
+      process.stdout.write(
+        `transfer ${transferId} requested: ${guid} -> site ${opts.to}; follow it with syncctl transfers --guid ${guid}\n`,
+      );
+    });
+  });
+
+program
+  .command('transfers')
+  .description('the intervention transfer log')
+  .option('--guid <guid>', 'one intervention')
+  .option('--site <id>', 'transfers from or to this site', siteId)
+  .option('--state <state>', 'accepted, completed, rejected, conflict, requested, awaiting-procedure, sent, refused')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { guid?: string; site?: number; state?: string; json?: boolean }) => {
+    await withDb(program, 'central', async (db) => {
+      const rows = await new CentralInterventions(db).listTransfers({
+        ...(opts.guid ? { guid: opts.guid } : {}),
+        ...(opts.site !== undefined ? { site: opts.site } : {}),
+        ...(opts.state ? { state: opts.state } : {}),
+      });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      const where = (s: number | null) => (s === null ? 'central' : `site ${s}`);
+      process.stdout.write(
+        `${formatTable(
+          rows.map((t) => ({
+            guid: t.guid,
+            from: where(t.from_site),
+            to: where(t.to_site),
+            'local ids': `${t.from_local_id ?? '-'} -> ${t.to_local_id ?? '-'}`,
+            procedure: `${t.procedure_code}.${t.procedure_version}`,
+            state: t.state,
+            reason: t.reason,
+            updated: t.updated_at,
+          })),
+        )}\n`,
       );
     });
   });
