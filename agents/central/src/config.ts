@@ -28,6 +28,8 @@ export const CentralConfigSchema = z
     dispatchIntervalMs: z.number().int().positive().default(1000),
     /** Re-deliver an unanswered transfer (or procedure it waits on) after this long. @default 30 */
     resendAfterSeconds: z.number().positive().default(30),
+    /** Bearer token of the HTTP API (`/api/...`); unset = API off. Prefer SYNC_API_TOKEN_FILE. */
+    apiToken: z.string().min(16, 'use at least 16 characters').optional(),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
     httpPort: z.number().int().min(0).max(65535).default(0),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -46,6 +48,9 @@ const ENV_KEYS = {
   DB_URL: { path: ['db', 'url'], type: 'string' },
   PREFETCH: { path: ['prefetch'], type: 'number' },
   HTTP_PORT: { path: ['httpPort'], type: 'number' },
+  API_TOKEN: { path: ['apiToken'], type: 'string' },
+  DISPATCH_INTERVAL_MS: { path: ['dispatchIntervalMs'], type: 'number' },
+  RESEND_AFTER_SECONDS: { path: ['resendAfterSeconds'], type: 'number' },
   LOG_LEVEL: { path: ['logLevel'], type: 'string' },
 } as const;
 

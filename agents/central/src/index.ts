@@ -8,3 +8,4 @@ export * from './merge/target-tables';
 export * from './interventions/central-interventions';
 export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';
+export * from './http/api';

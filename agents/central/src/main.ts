@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
 import { loadCentralConfig } from './config';
 import { CentralAgent } from './central-agent';
+import { centralApi } from './http/api';
 
 const SHUTDOWN_GRACE_MS = 60_000;
 
@@ -25,7 +26,12 @@ async function run(opts: { config?: string }): Promise<number> {
     process.stderr.write(`sync-central: ${(err as Error).message}\n`);
     return err instanceof ConfigError ? 2 : 1;
   }
-  await serveAgentProcess(agent, { httpPort: config.httpPort, log, graceMs: SHUTDOWN_GRACE_MS });
+  await serveAgentProcess(agent, {
+    httpPort: config.httpPort,
+    log,
+    graceMs: SHUTDOWN_GRACE_MS,
+    routes: centralApi(() => agent.interventionService, config.apiToken),
+  });
   return new Promise<number>(() => undefined); // runs until a signal
 }
 

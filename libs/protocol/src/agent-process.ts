@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Logger } from './logger';
-import { startHttpServer, type MetricsSource } from './http-server';
+import { startHttpServer, type MetricsSource, type RouteHandler } from './http-server';
 
 /** What the process wrapper needs of an agent (both agents satisfy it). */
 export interface ServableAgent {
@@ -25,15 +25,20 @@ export interface AgentProcess {
  */
 export async function serveAgentProcess(
   agent: ServableAgent,
-  opts: { httpPort: number; log: Logger; graceMs?: number },
+  opts: { httpPort: number; log: Logger; graceMs?: number; routes?: RouteHandler },
 ): Promise<AgentProcess> {
   const server =
     opts.httpPort > 0
-      ? await startHttpServer(opts.httpPort, agent.metrics.registry, async () => {
-          const db = (await agent.database?.ping()) ?? false;
-          const broker = agent.brokerConnection?.connected ?? false;
-          return { ok: db && broker, detail: { db, broker, state: agent.state } };
-        })
+      ? await startHttpServer(
+          opts.httpPort,
+          agent.metrics.registry,
+          async () => {
+            const db = (await agent.database?.ping()) ?? false;
+            const broker = agent.brokerConnection?.connected ?? false;
+            return { ok: db && broker, detail: { db, broker, state: agent.state } };
+          },
+          opts.routes,
+        )
       : undefined;
   const stop = async (signal: string) => {
     opts.log.info({ signal }, 'stopping: finishing open work');

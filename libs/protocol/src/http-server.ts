@@ -1,4 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+/** Extra routes: returns true when it answered the request. */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 /** What `/metrics` needs of a prom-client Registry. */
 export interface MetricsSource {
   contentType: string;
@@ -10,6 +13,7 @@ export function startHttpServer(
   port: number,
   registry: MetricsSource,
   healthy: () => Promise<{ ok: boolean; detail: object }>,
+  routes?: RouteHandler,
 ): Promise<Server> {
   const server = createServer((req, res) => {
     void (async () => {
@@ -21,7 +25,7 @@ export function startHttpServer(
           const h = await healthy();
           res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ ok: h.ok, ...h.detail }));
-        } else {
+        } else if (!(routes && (await routes(req, res)))) {
           res.writeHead(404).end();
         }
       } catch (err) {

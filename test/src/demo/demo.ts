@@ -3,7 +3,9 @@
  *
  * Seeds two SQLite site databases with lab orders, runs an initial load on both sites at once,
  * changes a few rows, runs a second (incremental) session, and checks that the central holds
- * exactly what each site holds. Everything it writes lives in `.demo/` at the repository root.
+ * exactly what each site holds. Then it moves one unfinished intervention from site 102 through the
+ * central to site 101, which first gets the procedure version it is based on (DESIGN 3.3).
+ * Everything it writes lives in `.demo/` at the repository root.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -31,6 +33,10 @@ const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const HEADER_TABLE = 'lab_orders_central';
 const DETAIL_TABLE = 'lab_results_central';
 const DETAILS_PER_ORDER = 5;
+/** A lab procedure in two versions: every site gets HEMO.1, only site 102 gets HEMO.2. */
+const HEMO = { code: 'HEMO', name: 'Hemograma completo' };
+const HEMO_1 = { ...HEMO, version: 1, definition: '{"steps":["extracción","recuento"]}' };
+const HEMO_2 = { ...HEMO, version: 2, definition: '{"steps":["extracción","recuento","frotis"]}' };
 
 interface DemoSite {
   id: number;
@@ -103,7 +109,7 @@ async function findBroker(): Promise<{ url: string; conn: amqp.ChannelModel; whe
 
 /** Deletes the demo's queues and exchanges, so a rerun starts from an empty broker state. */
 async function resetTopology(conn: amqp.ChannelModel, t: Topology): Promise<void> {
-  const queues = [t.centralSyncQueue, ...SITES.map((s) => t.siteQueue(s.id))];
+  const queues = [t.centralSyncQueue, t.centralInterventionQueue, ...SITES.map((s) => t.siteQueue(s.id))];
   for (const q of [...queues, ...queues.map((q) => t.deadLetterQueue(q))]) {
     // A failed delete closes the channel: use one per call.
     const ch = await conn.createChannel();
@@ -179,10 +185,127 @@ async function sessionOnAllSites(
   }
 }
 
+function toDate(v: unknown): Date {
+  return v instanceof Date ? v : new Date(String(v).replace(' ', 'T') + (/[zZ+]/.test(String(v)) ? '' : 'Z'));
+}
+
 function hhmmss(v: unknown): string {
   if (v === null || v === undefined) return '';
-  const d = v instanceof Date ? v : new Date(String(v).replace(' ', 'T') + (/[zZ+]/.test(String(v)) ? '' : 'Z'));
+  const d = toDate(v);
   return Number.isNaN(d.getTime()) ? String(v) : d.toTimeString().slice(0, 8);
+}
+
+/** Polls `fn` until it returns something truthy; throws after `timeoutMs`. */
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function holds(db: Database, code: string, version: number): Promise<boolean> {
+  return (
+    (await db.query(`SELECT code FROM procedure_version WHERE code = ? AND version = ?`, [code, version])).length === 1
+  );
+}
+
+/**
+ * The W1/W2 scenario of the seed documents: HEMO.2 reaches site 102 only; an unfinished intervention
+ * made there on HEMO.2 goes to the central, then to site 101, which must get HEMO.2 first.
+ */
+async function moveIntervention(central: CentralAgent, agents: Map<number, PeripheralAgent>): Promise<boolean> {
+  const svc = central.interventionService!;
+  const cdb = central.database!;
+  const [db101, db102] = [agents.get(101)!.database!, agents.get(102)!.database!];
+  say();
+  say('Interventions: procedure HEMO version 1 published to both sites, version 2 to site 102 only');
+  await svc.publishProcedure(HEMO_1, 'all');
+  await svc.publishProcedure(HEMO_2, [102]);
+  await until(
+    'the sites to hold their HEMO versions',
+    async () => (await holds(db101, 'HEMO', 1)) && holds(db102, 'HEMO', 2),
+  );
+  // Each site's own work first, so the local ids differ from system to system.
+  for (const [site, count] of [
+    [101, 2],
+    [102, 1],
+  ] as const) {
+    for (let k = 0; k < count; k++) {
+      await agents
+        .get(site)!
+        .interventions!.create({ procedure: { code: 'HEMO', version: 1 }, finished: true, payload: '{}' });
+    }
+  }
+  const s2 = await agents.get(102)!.interventions!.create({
+    procedure: { code: 'HEMO', version: 2 },
+    payload: '{"hematocrito":"41%","frotis":null}',
+  });
+  say(`  site 102: unfinished intervention ${s2.guid} (local id ${s2.id}) on HEMO.2, sent to the central`);
+  await agents.get(102)!.interventions!.requestTransfer([s2.guid]);
+  const up = await until('the transfer to the central', async () =>
+    (await svc.listTransfers({ guid: s2.guid })).find((t) => t.to_site === null && t.state !== 'accepted'),
+  );
+  if (up.state !== 'completed') {
+    say(`  the central did not take it: ${up.state} ${up.reason ?? ''}`);
+    return false;
+  }
+  const missing = !(await holds(db101, 'HEMO', 2));
+  say(`  central: holds it as local id ${up.to_local_id}; site 101 ${missing ? 'lacks' : 'already holds'} HEMO.2`);
+  say('  operator: move it to site 101');
+  const transferId = await svc.requestTransferOut(s2.guid, 101);
+  const out = await until('the transfer to site 101', async () => {
+    const t = (await svc.listTransfers({ guid: s2.guid })).find((x) => x.transfer_id === transferId);
+    return t && ['completed', 'refused'].includes(t.state) && t;
+  });
+
+  say();
+  say('intervention_transfer at the central:');
+  const log = await svc.listTransfers({ guid: s2.guid });
+  const where = (site: unknown) => (site === null ? 'central' : `site ${site}`);
+  say(
+    formatTable(
+      log.map((t) => ({
+        from: where(t.from_site),
+        to: where(t.to_site),
+        from_local_id: t.from_local_id,
+        to_local_id: t.to_local_id,
+        procedure: `${t.procedure_code}.${t.procedure_version}`,
+        state: t.state,
+        reason: t.reason ?? '',
+        created: hhmmss(t.created_at),
+        updated: hhmmss(t.updated_at),
+      })),
+    ),
+  );
+  say();
+
+  // HEMO.2 was stored at site 101 before the intervention arrived there.
+  const proc = await db101.query<{ created_at: unknown }>(
+    `SELECT created_at FROM procedure_version WHERE code = 'HEMO' AND version = 2`,
+  );
+  const at101 = await db101.query<{ id: number; state: string; updated_at: unknown }>(
+    `SELECT id, state, updated_at FROM intervention WHERE guid = ?`,
+    [s2.guid],
+  );
+  const procFirst =
+    missing && proc.length === 1 && at101.length === 1 && toDate(proc[0]!.created_at) <= toDate(at101[0]!.updated_at);
+  say(`HEMO.2 reached site 101 before the intervention: ${procFirst ? 'yes' : 'NO'}`);
+
+  const elsewhere =
+    (await cdb.query(`SELECT id FROM intervention WHERE guid = ?`, [s2.guid])).length +
+    (await db102.query(`SELECT id FROM intervention WHERE guid = ?`, [s2.guid])).length;
+  const onlyAt101 =
+    out.state === 'completed' &&
+    at101.length === 1 &&
+    at101[0]!.state === 'active' &&
+    Number(out.to_local_id) === Number(at101[0]!.id) &&
+    elsewhere === 0;
+  const localId = at101[0] ? ` (local id ${at101[0].id})` : '';
+  say(`intervention ${s2.guid} is now only at site 101${localId}: ${onlyAt101 ? 'yes' : 'NO'}`);
+  return procFirst && onlyAt101;
 }
 
 async function main(): Promise<number> {
@@ -227,7 +350,11 @@ async function main(): Promise<number> {
   const log: Logger = createLogger('demo', 'warn');
   const started = Date.now();
   const central = new CentralAgent(
-    parseCentralConfig({ amqp: { url: broker.url, prefix: DEMO_PREFIX }, db: { url: dbUrl('central') } }),
+    parseCentralConfig({
+      amqp: { url: broker.url, prefix: DEMO_PREFIX },
+      db: { url: dbUrl('central') },
+      dispatchIntervalMs: 100,
+    }),
     log.child({ agent: 'central' }),
   );
   closers.push(() => central.close());
@@ -253,6 +380,7 @@ async function main(): Promise<number> {
         db: { url: dbUrl(`site-${s.id}`) },
         pipelines: [labPipeline()],
         ackTimeoutSeconds: 60,
+        transferPollSeconds: 0.2,
       }),
       log.child({ agent: `site-${s.id}` }),
     );
@@ -346,6 +474,9 @@ async function main(): Promise<number> {
         `${same ? '' : `; central has ${n(c.headers.length)} / ${n(c.details.length)}`})`,
     );
   }
+  const moved = await moveIntervention(central, agents);
+  converged &&= moved;
+
   say();
   say(
     `${converged ? 'Done' : 'FAILED'} in ${secs(process.uptime() * 1000)}. The databases stay in .demo/; try ` +
