@@ -4,3 +4,4 @@ export * from './database';
 export * from './schema-types';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 export * from './pipeline-resolver';
+export * from './interventions';

@@ -229,21 +229,13 @@ async function moveIntervention(central: CentralAgent, agents: Map<number, Perip
   say('Interventions: procedure HEMO version 1 published to both sites, version 2 to site 102 only');
   await svc.publishProcedure(HEMO_1, 'all');
   await svc.publishProcedure(HEMO_2, [102]);
-  await until(
-    'the sites to hold their HEMO versions',
-    async () => (await holds(db101, 'HEMO', 1)) && holds(db102, 'HEMO', 2),
-  );
-  // Each site's own work first, so the local ids differ from system to system.
-  for (const [site, count] of [
-    [101, 2],
-    [102, 1],
-  ] as const) {
-    for (let k = 0; k < count; k++) {
-      await agents
-        .get(site)!
-        .interventions!.create({ procedure: { code: 'HEMO', version: 1 }, finished: true, payload: '{}' });
-    }
-  }
+  await until('the sites to hold their HEMO versions', async () => {
+    const [a, b] = [await holds(db101, 'HEMO', 1), await holds(db102, 'HEMO', 2)];
+    return a && b;
+  });
+  // Some finished work of each site's own first, so local ids differ from system to system.
+  const finished = { procedure: { code: 'HEMO', version: 1 }, finished: true, payload: '{}' };
+  for (const site of [101, 101, 102]) await agents.get(site)!.interventions!.create(finished);
   const s2 = await agents.get(102)!.interventions!.create({
     procedure: { code: 'HEMO', version: 2 },
     payload: '{"hematocrito":"41%","frotis":null}',
@@ -261,10 +253,18 @@ async function moveIntervention(central: CentralAgent, agents: Map<number, Perip
   say(`  central: holds it as local id ${up.to_local_id}; site 101 ${missing ? 'lacks' : 'already holds'} HEMO.2`);
   say('  operator: move it to site 101');
   const transferId = await svc.requestTransferOut(s2.guid, 101);
-  const out = await until('the transfer to site 101', async () => {
-    const t = (await svc.listTransfers({ guid: s2.guid })).find((x) => x.transfer_id === transferId);
-    return t && ['completed', 'refused'].includes(t.state) && t;
-  });
+  const seen: string[] = [];
+  const out = await until(
+    'the transfer to site 101',
+    async () => {
+      const t = (await svc.listTransfers({ guid: s2.guid })).find((x) => x.transfer_id === transferId);
+      if (t && seen.at(-1) !== t.state) seen.push(t.state);
+      return t && ['completed', 'refused'].includes(t.state) && t;
+    },
+    30_000,
+    5,
+  );
+  say(`  transfer to site 101, states seen: ${seen.join(' -> ')}`);
 
   say();
   say('intervention_transfer at the central:');

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { SyncError, type DecodedMessage, type InterventionData, type MessageBody } from '@sitesync/protocol';
-import type { Database, Queryable } from '@sitesync/db';
+import { SyncError, type DecodedMessage, type MessageBody } from '@sitesync/protocol';
+import {
+  insertIntervention,
+  interventionFromRow,
+  type Database,
+  type InterventionRow,
+  type Queryable,
+} from '@sitesync/db';
 import { outgoing, type Outgoing } from './outgoing';
 
 /** States of a transfer in the log (`intervention_transfer.state`). */
@@ -29,17 +35,6 @@ export interface TransferRow {
   updated_at: unknown;
 }
 
-interface InterventionRow {
-  id: number;
-  guid: string;
-  procedure_code: string;
-  procedure_version: number;
-  finished: unknown;
-  payload: string;
-  state: 'active' | 'pending' | 'outbound';
-  transfer_id: string | null;
-}
-
 /** An operator request the central refuses (the reason is for the operator). */
 export class TransferRefusedError extends SyncError {
   override name = 'TransferRefusedError';
@@ -57,13 +52,6 @@ export interface ProcedureInput {
 
 /** Re-deliver an unanswered transfer or procedure after this long. */
 export const DEFAULT_RESEND_AFTER_MS = 30_000;
-
-const toData = (r: InterventionRow): InterventionData => ({
-  guid: r.guid,
-  procedure: { code: r.procedure_code, version: Number(r.procedure_version) },
-  finished: Boolean(Number(r.finished)),
-  payload: r.payload,
-});
 
 /**
  * The central side of DESIGN 3.3: procedure versions flow to sites, interventions move between
@@ -257,25 +245,7 @@ export class CentralInterventions {
       if (last.length && livesAt !== null && Number(livesAt) !== siteId) {
         return refuse('guid-active-elsewhere', `intervention ${iv.guid} was moved to site ${livesAt}`);
       }
-      const now = tx.dialect.now();
-      await tx.execute(
-        `INSERT INTO intervention (guid, procedure_code, procedure_version, finished, payload, state, transfer_id, transfer_requested, updated_at) ` +
-          `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [
-          iv.guid,
-          iv.procedure.code,
-          iv.procedure.version,
-          tx.dialect.bool(iv.finished),
-          iv.payload,
-          'pending',
-          transferId,
-          tx.dialect.bool(false),
-          now,
-        ],
-      );
-      const centralId = Number(
-        (await tx.query<{ id: number }>(`SELECT id FROM intervention WHERE guid = ?`, [iv.guid]))[0]!.id,
-      );
+      const centralId = await insertIntervention(tx, iv, 'pending', transferId);
       await insertTransfer(tx, { ...base, to_local_id: centralId, state: 'accepted', reason: null });
       return [outgoing(siteId, 'intervention.accepted', { siteId, transferId, guid: iv.guid, centralId })];
     });
@@ -402,7 +372,7 @@ export class CentralInterventions {
           outgoing(site, 'intervention.deliver', {
             siteId: site,
             transferId: t.transfer_id,
-            intervention: toData(rows[0]!),
+            intervention: interventionFromRow(rows[0]!),
           }),
         );
       }

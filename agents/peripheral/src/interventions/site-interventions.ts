@@ -2,26 +2,14 @@ import { randomUUID } from 'node:crypto';
 import {
   interventionHash,
   type DecodedMessage,
-  type InterventionData,
   type MessageBody,
   type MessageType,
   type ProcedureRef,
 } from '@sitesync/protocol';
-import type { Database, Queryable } from '@sitesync/db';
+import { insertIntervention, interventionFromRow, type Database, type InterventionRow } from '@sitesync/db';
 
 /** Publishes one message to the central (the agent stamps envelope and user). */
 export type PublishUp = <T extends MessageType>(type: T, body: MessageBody<T>) => Promise<void>;
-
-interface InterventionRow {
-  id: number;
-  guid: string;
-  procedure_code: string;
-  procedure_version: number;
-  finished: unknown;
-  payload: string;
-  state: 'active' | 'outbound';
-  transfer_id: string | null;
-}
 
 interface SiteTransferRow {
   transfer_id: string;
@@ -31,13 +19,6 @@ interface SiteTransferRow {
   local_id: number | null;
   sent_hash: string | null;
 }
-
-const toData = (r: InterventionRow): InterventionData => ({
-  guid: r.guid,
-  procedure: { code: r.procedure_code, version: Number(r.procedure_version) },
-  finished: Boolean(Number(r.finished)),
-  payload: r.payload,
-});
 
 export interface NewIntervention {
   guid?: string;
@@ -94,8 +75,12 @@ export class SiteInterventions {
       ]);
       if (!p.length)
         throw new Error(`procedure ${n.procedure.code} version ${n.procedure.version} is not held by this site`);
-      await insertIntervention(tx, { guid, procedure: n.procedure, finished: n.finished ?? false, payload: n.payload });
-      const id = Number((await tx.query<{ id: number }>(`SELECT id FROM intervention WHERE guid = ?`, [guid]))[0]!.id);
+      const id = await insertIntervention(tx, {
+        guid,
+        procedure: n.procedure,
+        finished: n.finished ?? false,
+        payload: n.payload,
+      });
       return { id, guid };
     });
   }
@@ -133,7 +118,7 @@ export class SiteInterventions {
         if (n === 0) return;
         await tx.execute(
           `INSERT INTO intervention_transfer (transfer_id, guid, direction, state, local_id, sent_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          [transferId, i.guid, 'out', 'sent', i.id, interventionHash(toData(i)), d.now(), d.now()],
+          [transferId, i.guid, 'out', 'sent', i.id, interventionHash(interventionFromRow(i)), d.now(), d.now()],
         );
       });
     }
@@ -149,7 +134,7 @@ export class SiteInterventions {
         siteId: this.siteId,
         transferId: i.transfer_id!,
         localId: Number(i.id),
-        intervention: toData(i),
+        intervention: interventionFromRow(i),
       });
     }
     return open.length;
@@ -173,7 +158,7 @@ export class SiteInterventions {
         ])
       )[0];
       const now = tx.dialect.now();
-      if (i && interventionHash(toData(i)) === t.sent_hash) {
+      if (i && interventionHash(interventionFromRow(i)) === t.sent_hash) {
         await tx.execute(`DELETE FROM intervention WHERE id = ?`, [i.id]);
         await tx.execute(`UPDATE intervention_transfer SET state = ?, updated_at = ? WHERE transfer_id = ?`, [
           'source-deleted',
@@ -263,12 +248,4 @@ export class SiteInterventions {
     });
     await this.publish('intervention.received', answer);
   }
-}
-
-async function insertIntervention(tx: Queryable, i: InterventionData): Promise<void> {
-  const d = tx.dialect;
-  await tx.execute(
-    `INSERT INTO intervention (guid, procedure_code, procedure_version, finished, payload, state, transfer_requested, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    [i.guid, i.procedure.code, i.procedure.version, d.bool(i.finished), i.payload, 'active', d.bool(false), d.now()],
-  );
 }
