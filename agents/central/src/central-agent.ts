@@ -54,6 +54,15 @@ export class CentralAgent {
     this.topology = new Topology({ prefix: config.amqp.prefix, deliveryLimit: config.amqp.deliveryLimit });
   }
 
+  /** The central's own broker user (from its AMQP URL). */
+  get ownUser(): string {
+    try {
+      return decodeURIComponent(new URL(this.config.amqp.url).username) || 'guest';
+    } catch {
+      return 'guest';
+    }
+  }
+
   get database(): Database | undefined {
     return this.db;
   }
@@ -118,6 +127,8 @@ export class CentralAgent {
     let m: DecodedMessage | undefined;
     try {
       m = decodeMessage(d.msg, expected);
+      // A dead letter replayed by an operator with the central's credentials speaks for its original sender.
+      if (m.replayedFor !== undefined && m.userId === this.ownUser) m = { ...m, userId: m.replayedFor };
       const decoded = m;
       await runWithRetry(() => handle(decoded), {
         isStopping: () => this.stopping,

@@ -9,3 +9,4 @@ export * from './interventions/central-interventions';
 export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';
 export * from './http/api';
+export * from './dlq/dead-letters';

@@ -3,6 +3,7 @@ import type { BrokerConnection } from './broker-connection';
 import {
   HEADER_ERROR,
   HEADER_ORIGINAL_EXCHANGE,
+  HEADER_ORIGINAL_USER,
   HEADER_ORIGINAL_QUEUE,
   HEADER_ORIGINAL_ROUTING_KEY,
   HEADER_REASON,
@@ -46,6 +47,6 @@ export async function publishDeadLetter(
       headers,
     },
   };
-  if (typeof p.userId === 'string') copy.options.headers['x-sitesync-original-user'] = p.userId;
+  if (typeof p.userId === 'string') copy.options.headers[HEADER_ORIGINAL_USER] = p.userId;
   await broker.publish(topology.dlx, copy);
 }

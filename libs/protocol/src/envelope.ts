@@ -15,6 +15,10 @@ export const HEADER_ERROR = 'x-sitesync-error';
 export const HEADER_ORIGINAL_EXCHANGE = 'x-sitesync-original-exchange';
 export const HEADER_ORIGINAL_ROUTING_KEY = 'x-sitesync-original-routing-key';
 export const HEADER_ORIGINAL_QUEUE = 'x-sitesync-original-queue';
+/** Set on a dead letter: the broker user that first published it (a replay cannot keep `user_id`). */
+export const HEADER_ORIGINAL_USER = 'x-sitesync-original-user';
+/** Set on a replayed dead letter: how many times it was replayed. */
+export const HEADER_REPLAYS = 'x-sitesync-replays';
 
 export const CONTENT_TYPE = 'application/json';
 /** Bodies at least this large are gzipped. */
@@ -118,6 +122,11 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   userId: string | undefined;
   appId: string | undefined;
   timestamp: number | undefined;
+  /**
+   * On a replayed dead letter: the user that first published it. Only to be trusted when `userId`
+   * is the central's own broker user (the broker guarantees `userId` is the publisher's).
+   */
+  replayedFor: string | undefined;
   body: MessageBody<T>;
 }
 
@@ -197,6 +206,10 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
     userId: typeof p.userId === 'string' ? p.userId : undefined,
     appId: typeof p.appId === 'string' ? p.appId : undefined,
     timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
+    replayedFor:
+      headers[HEADER_REPLAYS] !== undefined && typeof headers[HEADER_ORIGINAL_USER] === 'string'
+        ? headers[HEADER_ORIGINAL_USER]
+        : undefined,
     body: parsed.data as MessageBody<typeof type>,
   };
 }

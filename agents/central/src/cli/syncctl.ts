@@ -1,10 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, formatTable } from '@sitesync/protocol';
+import { BrokerConnection, ConfigError, Topology, createLogger, formatTable } from '@sitesync/protocol';
 import { Database, type DatabaseRole } from '@sitesync/db';
 import { loadCentralConfig } from '../config';
 import { registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
+import {
+  DEFAULT_MAX_REPLAYS,
+  bodyText,
+  deadLetterQueues,
+  purgeDeadLetters,
+  replayDeadLetters,
+  scanQueue,
+  type DeadLetterFilter,
+} from '../dlq/dead-letters';
 
 interface GlobalOpts {
   config?: string;
@@ -38,7 +47,7 @@ function identifier(v: string): string {
 }
 
 const program = new Command('syncctl')
-  .description('operate sitesync: status, sites, procedures, transfers, database')
+  .description('operate sitesync: status, sites, procedures, transfers, dead letters, database')
   .option('-c, --config <file>', 'central config file (default $SYNC_CONFIG)')
   .option('--db <url>', 'central database URL (overrides the config)');
 
@@ -193,6 +202,179 @@ program
       );
     });
   });
+
+interface BrokerOpts {
+  amqp?: string;
+  prefix?: string;
+}
+
+/** Opens the broker (and the central database for the site list) for the dlq commands. */
+async function withDeadLetters<T>(
+  fn: (broker: BrokerConnection, queues: string[], userId: string) => Promise<T>,
+): Promise<T> {
+  const o = program.opts<GlobalOpts>();
+  const b = dlq.opts<BrokerOpts>();
+  let url = b.amqp;
+  let prefix = b.prefix;
+  if (!url || prefix === undefined) {
+    const cfg = loadCentralConfig(o.config);
+    url ??= cfg.amqp.url;
+    prefix ??= cfg.amqp.prefix;
+  }
+  const topology = new Topology({ prefix });
+  const siteIds = await withDb(program, 'central', async (db) =>
+    (await db.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${db.dialect.quote(SITE_TABLE)}`)).map(
+      (r) => Number(r.id_efector),
+    ),
+  );
+  const log = createLogger('syncctl', 'warn', false);
+  const broker = new BrokerConnection({ url, name: 'syncctl', log });
+  await broker.connect();
+  try {
+    const queues: string[] = [];
+    for (const q of deadLetterQueues(topology, siteIds)) {
+      const exists = await broker
+        .withChannel((ch) => ch.checkQueue(q))
+        .then(
+          () => true,
+          () => false,
+        );
+      if (exists) queues.push(q);
+    }
+    return await fn(broker, queues, decodeURIComponent(new URL(url).username) || 'guest');
+  } finally {
+    await broker.close();
+  }
+}
+
+function filterFrom(opts: { id?: string; site?: number; type?: string; reason?: string }): DeadLetterFilter {
+  return {
+    ...(opts.id ? { messageId: opts.id } : {}),
+    ...(opts.site !== undefined ? { siteId: opts.site } : {}),
+    ...(opts.type ? { type: opts.type } : {}),
+    ...(opts.reason ? { reason: opts.reason } : {}),
+  };
+}
+
+const dlq = program
+  .command('dlq')
+  .description('dead letters: list, show, replay, purge')
+  .option('--amqp <url>', 'broker URL (default: the central config)')
+  .option('--prefix <prefix>', 'topology prefix (default: the central config)');
+dlq
+  .command('list')
+  .description('dead letters grouped by queue, site, type and reason, with counts and ages')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    await withDeadLetters(async (broker, queues) => {
+      const groups = new Map<
+        string,
+        { queue: string; site: string; type: string; reason: string; count: number; oldest: number; newest: number }
+      >();
+      for (const q of queues) {
+        for (const d of await scanQueue(broker, q)) {
+          const key = [q, d.siteId, d.type, d.reason].join('|');
+          const g = groups.get(key) ?? {
+            queue: q,
+            site: String(d.siteId ?? '?'),
+            type: d.type,
+            reason: d.reason,
+            count: 0,
+            oldest: 0,
+            newest: Infinity,
+          };
+          g.count++;
+          g.oldest = Math.max(g.oldest, d.ageSeconds ?? 0);
+          g.newest = Math.min(g.newest, d.ageSeconds ?? 0);
+          groups.set(key, g);
+        }
+      }
+      const rows = [...groups.values()].map((g) => ({ ...g, oldest: age(g.oldest), newest: age(g.newest) }));
+      process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatTable(rows)}\n`);
+    });
+  });
+dlq
+  .command('show <messageId>')
+  .description('one dead letter: headers, reason, x-death history, body (patient fields masked)')
+  .option('--raw', 'show the body unmasked')
+  .action(async (id: string, opts: { raw?: boolean }) => {
+    await withDeadLetters(async (broker, queues) => {
+      for (const q of queues) {
+        const d = (await scanQueue(broker, q)).find((x) => x.messageId === id);
+        if (!d) continue;
+        const { content: _c, headers, xDeath, ...summary } = d;
+        process.stdout.write(
+          `${JSON.stringify({ ...summary, headers: { ...headers, 'x-death': undefined }, xDeath }, null, 2)}\n--- body ---\n${bodyText(d, opts.raw)}\n`,
+        );
+        return;
+      }
+      throw new ConfigError(`no dead letter with message id ${id}`, 'messageId');
+    });
+  });
+dlq
+  .command('replay')
+  .description('publish dead letters back where they first came from (confirmed before removal)')
+  .option('--id <messageId>', 'one message')
+  .option('--site <id>', 'messages of one site', siteId)
+  .option('--type <type>', 'messages of one type')
+  .option('--reason <reason>', 'messages dead-lettered for one reason')
+  .option('--all', 'every dead letter (required when no filter is given)')
+  .option('--dry-run', 'list what would be replayed')
+  .option('--force', `replay even messages already replayed ${DEFAULT_MAX_REPLAYS} times`)
+  .action(
+    async (opts: {
+      id?: string;
+      site?: number;
+      type?: string;
+      reason?: string;
+      all?: boolean;
+      dryRun?: boolean;
+      force?: boolean;
+    }) => {
+      const filter = filterFrom(opts);
+      if (Object.keys(filter).length === 0 && !opts.all)
+        throw new InvalidArgumentError('give --id, --site, --type, --reason or --all');
+      await withDeadLetters(async (broker, queues, userId) => {
+        const r = await replayDeadLetters(broker, queues, filter, { dryRun: opts.dryRun, force: opts.force, userId });
+        const verb = opts.dryRun ? 'would replay' : 'replayed';
+        for (const d of r.replayed)
+          process.stdout.write(
+            `${verb} ${d.messageId} (${d.type}, site ${d.siteId ?? '?'}, ${d.reason}) -> ${d.originalExchange} ${d.originalRoutingKey}\n`,
+          );
+        for (const x of r.refused) process.stdout.write(`refused ${x.letter.messageId}: ${x.why}\n`);
+        process.stdout.write(`${r.replayed.length} ${verb}, ${r.refused.length} refused\n`);
+        if (r.refused.length) process.exitCode = 1;
+      });
+    },
+  );
+dlq
+  .command('purge')
+  .description('delete dead letters for good')
+  .option('--queue <name>', 'one dead-letter queue (default: all)')
+  .option('--yes', 'confirm: without it nothing is deleted')
+  .action(async (opts: { queue?: string; yes?: boolean }) => {
+    await withDeadLetters(async (broker, queues) => {
+      const targets = opts.queue ? queues.filter((q) => q === opts.queue) : queues;
+      if (opts.queue && targets.length === 0) throw new ConfigError(`no dead-letter queue ${opts.queue}`, 'queue');
+      if (!opts.yes) {
+        const counts = await Promise.all(targets.map((q) => broker.withChannel((ch) => ch.checkQueue(q))));
+        const n = counts.reduce((a, c) => a + c.messageCount, 0);
+        process.stdout.write(`would delete ${n} dead letter(s) from ${targets.join(', ')}; add --yes to do it\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const purged = await purgeDeadLetters(broker, targets);
+      for (const [q, n] of Object.entries(purged)) process.stdout.write(`${q}: ${n} deleted\n`);
+    });
+  });
+
+function age(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '-';
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86400)}d`;
+}
 
 const dbCmd = program.command('db').description('database maintenance');
 dbCmd

@@ -1,0 +1,129 @@
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeMessage, HEADER_REASON } from '@sitesync/protocol';
+import { registerSite } from '@sitesync/central';
+import { TestWorld } from '../support/harness.js';
+import { amqpUrl } from '../support/services.js';
+import { labBatch, publishRaw } from '../support/messages.js';
+
+const broker = amqpUrl();
+if (!broker) console.log('[sitesync tests] skipping syncctl dlq: no RabbitMQ available');
+const SYNCCTL = join(resolve(fileURLToPath(import.meta.url), '../../../..'), 'agents/central/bin/syncctl.js');
+
+function syncctl(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [SYNCCTL, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
+    });
+  });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.skipIf(!broker)('syncctl dlq', () => {
+  let world: TestWorld;
+  beforeEach(() => {
+    world = new TestWorld(broker!);
+  });
+  afterEach(async () => {
+    await world.teardown();
+  });
+
+  it('lists, shows (masked), replays once the cause is fixed, refuses endless replays, and purges on confirmation', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl);
+    const cdb = central.database!;
+    // Site 101 is known, but not its pipeline "lab": its batch is dead-lettered as unknown-site.
+    await registerSite(cdb, { siteId: 101, pipeline: 'other', headerTable: 'x_orders', brokerUser: 'guest' });
+    const ch = await world.rawChannel();
+    await world.topology.declareSite(ch, 101);
+    const batch = encodeMessage('batch', labBatch(101, [{ orderId: 1, value: 'Pérez, Ana' }]), {
+      siteId: 101,
+      appId: 'test',
+      userId: 'guest',
+    });
+    await publishRaw(ch, world.topology.up, batch);
+    const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
+    await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
+    const base = ['--db', centralUrl, 'dlq', '--amqp', broker!, '--prefix', world.prefix];
+
+    const list = await syncctl([...base, 'list', '--json']);
+    expect(list.code).toBe(0);
+    const groups = JSON.parse(list.out) as Array<{
+      queue: string;
+      site: string;
+      type: string;
+      reason: string;
+      count: number;
+    }>;
+    expect(groups).toEqual([
+      expect.objectContaining({ queue: dlq, site: '101', type: 'batch', reason: 'unknown-site', count: 1 }),
+    ]);
+
+    const shown = await syncctl([...base, 'show', batch.options.messageId]);
+    expect(shown.code).toBe(0);
+    expect(shown.out).toContain('unknown-site');
+    expect(shown.out).toContain('"patient_name": "***"');
+    expect(shown.out).toContain('"patient_id": "***"');
+    expect(shown.out).not.toContain('DNI1');
+    expect((await syncctl([...base, 'show', batch.options.messageId, '--raw'])).out).toContain('"patient_name":"Pérez, Ana"');
+    // Looking does not remove anything.
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(1);
+
+    const dry = await syncctl([...base, 'replay', '--site', '101', '--dry-run']);
+    expect(dry.out).toContain('1 would replay');
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(1);
+
+    // The operator fixes the cause, then replays: the batch is merged, the dead letter is gone.
+    await registerSite(cdb, {
+      siteId: 101,
+      pipeline: 'lab',
+      headerTable: 'central_orders',
+      detailTable: 'central_results',
+      brokerUser: 'guest',
+    });
+    const replay = await syncctl([...base, 'replay', '--reason', 'unknown-site']);
+    expect(replay.code).toBe(0);
+    expect(replay.out).toContain('1 replayed');
+    await until('the replayed batch to be merged', async () => {
+      const r = await cdb.query(`SELECT order_id FROM central_orders WHERE id_efector = 101`).catch(() => []);
+      return r.length === 1;
+    });
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(0);
+
+    // A message already replayed 3 times is refused unless forced.
+    const tired = encodeMessage('batch', labBatch(101, [{ orderId: 2 }]), {
+      siteId: 101,
+      appId: 'test',
+      userId: 'guest',
+    });
+    tired.options.headers['x-sitesync-replays'] = 3;
+    tired.options.headers[HEADER_REASON] = 'schema';
+    tired.options.headers['x-sitesync-original-exchange'] = world.topology.up;
+    tired.options.headers['x-sitesync-original-routing-key'] = '101.batch';
+    await new Promise<void>((res, rej) =>
+      ch.sendToQueue(dlq, tired.content, { ...tired.options, userId: 'guest' }, (err) => (err ? rej(err) : res())),
+    );
+    const refused = await syncctl([...base, 'replay', '--id', tired.options.messageId]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/already replayed 3 times/);
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(1);
+
+    const noConfirm = await syncctl([...base, 'purge']);
+    expect(noConfirm.code).toBe(1);
+    expect(noConfirm.out).toMatch(/would delete 1 dead letter/);
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(1);
+    expect((await syncctl([...base, 'purge', '--yes'])).code).toBe(0);
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(0);
+  });
+});
