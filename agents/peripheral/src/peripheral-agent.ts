@@ -204,10 +204,9 @@ export class PeripheralAgent {
   runSession(): Promise<SessionResult> {
     if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
     if (!this.current && this.broker.connected) {
-      // Each cycle also re-sends unanswered transfers (the central answers a repeat the same way).
-      this.siteInterventions!.publishTransfers({ resendOpen: true }).catch((err: unknown) =>
-        this.log.warn({ err: errorInfo(err) }, 'sending transfers'),
-      );
+      // Each cycle also reports the procedure catalogue (the central re-sends what the site lacks)
+      // and re-sends unanswered transfers (the central answers a repeat the same way).
+      void this.resumeInterventions();
     }
     this.current ??= new SyncSession({
       config: this.config,

@@ -8,7 +8,12 @@ import { waitFor } from '../support/messages.js';
 
 /** Shared helpers of the intervention suites (rejections, replays, crashes). */
 
-export const A1 = { code: 'A', version: 1, name: 'Hemograma completo', definition: '{"steps":["extracción","conteo"]}' };
+export const A1 = {
+  code: 'A',
+  version: 1,
+  name: 'Hemograma completo',
+  definition: '{"steps":["extracción","conteo"]}',
+};
 
 export interface InterventionRow {
   id: number;
@@ -74,13 +79,10 @@ export async function insertProcedure(
   db: Database,
   p: { code: string; version: number; name: string; definition: string },
 ): Promise<void> {
-  await db.execute(`INSERT INTO procedure_version (code, version, name, definition, created_at) VALUES (?, ?, ?, ?, ?)`, [
-    p.code,
-    p.version,
-    p.name,
-    p.definition,
-    db.dialect.now(),
-  ]);
+  await db.execute(
+    `INSERT INTO procedure_version (code, version, name, definition, created_at) VALUES (?, ?, ?, ?, ?)`,
+    [p.code, p.version, p.name, p.definition, db.dialect.now()],
+  );
 }
 
 /**
@@ -139,11 +141,10 @@ export async function startWorld(
     await central.interventionService!.publishProcedure(A1, 'all');
     await waitFor('every registered site to hold A.1 and the central to know it', async () => {
       for (const s of registered) if (!(await holds(sites.get(s)!.database!, 'A', 1))) return false;
-      const held = await cdb.query(`SELECT id_efector FROM site_procedure WHERE code = ? AND version = ? AND state = ?`, [
-        'A',
-        1,
-        'held',
-      ]);
+      const held = await cdb.query(
+        `SELECT id_efector FROM site_procedure WHERE code = ? AND version = ? AND state = ?`,
+        ['A', 1, 'held'],
+      );
       return held.length === registered.length;
     });
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { BrokerConnection, ConfigError, Topology, createLogger, formatTable } from '@sitesync/protocol';
 import { Database, type DatabaseRole } from '@sitesync/db';
@@ -160,10 +161,24 @@ program
   .requiredOption('--to <site>', 'destination site id', siteId)
   .action(async (guid: string, opts: { to: number }) => {
     await withDb(program, 'central', async (db) => {
-      const transferId = await new CentralInterventions(db).requestTransferOut(guid, opts.to);
+      const transferId = await new CentralInterventions(db).requestTransferOut(
+        guid,
+        opts.to,
+        `${userInfo().username} (syncctl)`,
+      );
       process.stdout.write(
         `transfer ${transferId} requested: ${guid} -> site ${opts.to}; follow it with syncctl transfers --guid ${guid}\n`,
       );
+    });
+  });
+
+program
+  .command('transfer-cancel <transferId>')
+  .description('withdraw a transfer out that has not been delivered yet (the central copy is unlocked)')
+  .action(async (transferId: string) => {
+    await withDb(program, 'central', async (db) => {
+      await new CentralInterventions(db).cancelTransferOut(transferId, `${userInfo().username} (syncctl)`);
+      process.stdout.write(`transfer ${transferId} cancelled\n`);
     });
   });
 
@@ -172,7 +187,10 @@ program
   .description('the intervention transfer log')
   .option('--guid <guid>', 'one intervention')
   .option('--site <id>', 'transfers from or to this site', siteId)
-  .option('--state <state>', 'accepted, completed, rejected, conflict, requested, awaiting-procedure, sent, refused')
+  .option(
+    '--state <state>',
+    'accepted, completed, rejected, conflict, requested, awaiting-procedure, sent, refused, cancelled',
+  )
   .option('--json', 'machine-readable output')
   .action(async (opts: { guid?: string; site?: number; state?: string; json?: boolean }) => {
     await withDb(program, 'central', async (db) => {
@@ -196,6 +214,7 @@ program
             procedure: `${t.procedure_code}.${t.procedure_version}`,
             state: t.state,
             reason: t.reason,
+            by: t.requested_by,
             updated: t.updated_at,
           })),
         )}\n`,

@@ -56,7 +56,7 @@ export function centralApi(
         return send(res, 400, { error: 'body must be {"guid": "<uuid>", "to": <site id>}' });
       }
       try {
-        const transferId = await svc.requestTransferOut(body.guid, body.to);
+        const transferId = await svc.requestTransferOut(body.guid, body.to, 'api');
         return send(res, 202, { transferId });
       } catch (err) {
         if (err instanceof TransferRefusedError) return send(res, 409, { error: err.message });

@@ -18,7 +18,8 @@ export type TransferState =
   | 'requested' // out: operator asked
   | 'awaiting-procedure' // out: the destination first gets the procedure version
   | 'sent' // out: delivered, waiting for the destination's answer
-  | 'refused'; // out: the destination refused it
+  | 'refused' // out: the destination refused it
+  | 'cancelled'; // out: the operator withdrew it before delivery
 
 export interface TransferRow {
   transfer_id: string;
@@ -31,6 +32,8 @@ export interface TransferRow {
   procedure_version: number;
   state: TransferState;
   reason: string | null;
+  /** Who asked: the operator (OS or API user) for a transfer out, `site <id>` for a transfer up. */
+  requested_by: string | null;
   created_at: unknown;
   updated_at: unknown;
 }
@@ -98,7 +101,7 @@ export class CentralInterventions {
   }
 
   /** Asks to move an unfinished intervention held centrally to `toSite`. Exactly one of concurrent requests wins. */
-  async requestTransferOut(guid: string, toSite: number): Promise<string> {
+  async requestTransferOut(guid: string, toSite: number, requestedBy = 'operator'): Promise<string> {
     return this.db.transaction(async (tx) => {
       const site = await tx.query(
         `SELECT id_efector FROM ${tx.dialect.quote('EstadoSyncGeneral')} WHERE id_efector = ?`,
@@ -131,8 +134,38 @@ export class CentralInterventions {
         procedure_version: Number(i.procedure_version),
         state: 'requested',
         reason: null,
+        requested_by: requestedBy,
       });
       return transferId;
+    });
+  }
+
+  /**
+   * Cancels a transfer out that has not been delivered yet (requested, or waiting for the
+   * destination to get the procedure version): the central copy is unlocked. A delivered transfer
+   * cannot be cancelled: the destination may already hold it.
+   */
+  async cancelTransferOut(transferId: string, by = 'operator'): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const now = tx.dialect.now();
+      const n = await tx.execute(
+        `UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND to_site IS NOT NULL AND state IN (?, ?)`,
+        ['cancelled', `cancelled by ${by}`, now, transferId, 'requested', 'awaiting-procedure'],
+      );
+      if (n === 0) {
+        const t = (
+          await tx.query<TransferRow>(`SELECT state FROM intervention_transfer WHERE transfer_id = ?`, [transferId])
+        )[0];
+        throw new TransferRefusedError(
+          t
+            ? `transfer ${transferId} is ${t.state}; only requested or awaiting-procedure transfers can be cancelled`
+            : `no transfer ${transferId}`,
+        );
+      }
+      await tx.execute(
+        `UPDATE intervention SET state = ?, transfer_id = NULL, updated_at = ? WHERE transfer_id = ? AND state = ?`,
+        ['active', now, transferId, 'outbound'],
+      );
     });
   }
 
@@ -153,8 +186,10 @@ export class CentralInterventions {
       where.push('state = ?');
       params.push(filter.state);
     }
-    const body = `* FROM intervention_transfer${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, transfer_id`;
-    return this.db.query<TransferRow>(this.db.dialect.selectLimit(body, filter.limit ?? 1000), params);
+    // The newest `limit` entries, oldest first.
+    const body = `* FROM intervention_transfer${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, transfer_id DESC`;
+    const rows = await this.db.query<TransferRow>(this.db.dialect.selectLimit(body, filter.limit ?? 1000), params);
+    return rows.reverse();
   }
 
   // ---- messages from sites ----
@@ -184,9 +219,10 @@ export class CentralInterventions {
           );
         }
       }
-      // The site lost something it had, or never got it: send it again.
+      // The site lost something it had, or never got it (its queue did not exist yet, or the
+      // central stopped between commit and publish): send it again.
       for (const k of known) {
-        if (k.state === 'held' && !held.has(`${k.code}\u0000${k.version}`)) {
+        if (k.state !== 'queued' && !held.has(`${k.code}\u0000${k.version}`)) {
           await tx.execute(
             `UPDATE site_procedure SET state = ?, updated_at = ? WHERE id_efector = ? AND code = ? AND version = ?`,
             ['queued', now, siteId, k.code, k.version],
@@ -216,6 +252,7 @@ export class CentralInterventions {
         from_local_id: localId,
         procedure_code: iv.procedure.code,
         procedure_version: iv.procedure.version,
+        requested_by: `site ${siteId}`,
       };
       const refuse = async (reason: MessageBody<'intervention.rejected'>['reason'], message: string) => {
         await insertTransfer(tx, { ...base, to_local_id: null, state: 'rejected', reason: `${reason}: ${message}` });
@@ -440,8 +477,8 @@ async function queueProcedure(tx: Queryable, siteId: number, code: string, versi
 async function insertTransfer(tx: Queryable, t: Omit<TransferRow, 'created_at' | 'updated_at'>): Promise<void> {
   const now = tx.dialect.now();
   await tx.execute(
-    `INSERT INTO intervention_transfer (transfer_id, guid, from_site, to_site, from_local_id, to_local_id, procedure_code, procedure_version, state, reason, created_at, updated_at) ` +
-      `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO intervention_transfer (transfer_id, guid, from_site, to_site, from_local_id, to_local_id, procedure_code, procedure_version, state, reason, requested_by, created_at, updated_at) ` +
+      `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     [
       t.transfer_id,
       t.guid,
@@ -453,6 +490,7 @@ async function insertTransfer(tx: Queryable, t: Omit<TransferRow, 'created_at' |
       t.procedure_version,
       t.state,
       t.reason,
+      t.requested_by,
       now,
       now,
     ],

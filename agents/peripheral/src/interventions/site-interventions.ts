@@ -18,6 +18,7 @@ interface SiteTransferRow {
   state: string;
   local_id: number | null;
   sent_hash: string | null;
+  reason: string | null;
 }
 
 export interface NewIntervention {
@@ -143,13 +144,13 @@ export class SiteInterventions {
   /** The central stored it as pending: delete it here, unless it changed since it was sent. */
   async onAccepted(m: DecodedMessage<'intervention.accepted'>): Promise<void> {
     const { transferId, guid } = m.body;
-    const reply = await this.db.transaction(async (tx): Promise<'deleted' | 'conflict' | 'none'> => {
+    const reply = await this.db.transaction(async (tx): Promise<'deleted' | 'none' | { conflict: string }> => {
       const t = (
         await tx.query<SiteTransferRow>(`SELECT * FROM intervention_transfer WHERE transfer_id = ?`, [transferId])
       )[0];
       if (!t || t.direction !== 'out') return 'none';
       if (t.state === 'source-deleted') return 'deleted'; // a repeat: answer again
-      if (t.state === 'conflict') return 'conflict';
+      if (t.state === 'conflict') return { conflict: t.reason ?? 'changed at the site while in transit' };
       if (t.state !== 'sent') return 'none';
       const i = (
         await tx.query<InterventionRow>(`SELECT * FROM intervention WHERE guid = ? AND transfer_id = ?`, [
@@ -171,22 +172,23 @@ export class SiteInterventions {
         `UPDATE intervention SET state = ?, transfer_id = NULL, updated_at = ? WHERE guid = ? AND transfer_id = ?`,
         ['active', now, guid, transferId],
       );
+      const reason = i ? 'changed at the site while in transit' : 'deleted at the site while in transit';
       await tx.execute(`UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ?`, [
         'conflict',
-        i ? 'changed at the site while in transit' : 'no longer at the site',
+        reason,
         now,
         transferId,
       ]);
-      return 'conflict';
+      return { conflict: reason };
     });
     if (reply === 'deleted')
       await this.publish('intervention.source-deleted', { siteId: this.siteId, transferId, guid });
-    if (reply === 'conflict') {
+    if (typeof reply === 'object') {
       await this.publish('intervention.source-conflict', {
         siteId: this.siteId,
         transferId,
         guid,
-        reason: 'changed at the site while in transit',
+        reason: reply.conflict,
       });
     }
   }

@@ -73,10 +73,15 @@ export class CentralInterventions1732600000000 implements MigrationInterface {
           c.int('procedure_version'),
           c.text('state', 30),
           c.text('reason', 2000, true),
+          c.text('requested_by', 128, true),
           c.ts('created_at', false),
           c.ts('updated_at', false),
         ],
       }),
+    );
+    await qr.createIndex(
+      'intervention_transfer',
+      new TableIndex({ name: 'IX_intervention_transfer_state', columnNames: ['state'] }),
     );
     await qr.createIndex(
       'intervention_transfer',
