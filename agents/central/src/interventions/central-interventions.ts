@@ -119,6 +119,9 @@ export class CentralInterventions {
         ['outbound', transferId, tx.dialect.now(), guid, 'active'],
       );
       if (claimed === 0) {
+        // Re-read: a concurrent request may have claimed it since the first read.
+        const current = (await tx.query<InterventionRow>(`SELECT state FROM intervention WHERE guid = ?`, [guid]))[0];
+        if (current) i.state = current.state;
         throw new TransferRefusedError(
           `intervention ${guid} is ${i.state === 'outbound' ? 'already being transferred' : `not active (${i.state})`}`,
         );
@@ -238,7 +241,6 @@ export class CentralInterventions {
     const { siteId, transferId, localId, intervention: iv } = m.body;
     const reject = (reason: MessageBody<'intervention.rejected'>['reason'], message: string) =>
       outgoing(siteId, 'intervention.rejected', { siteId, transferId, guid: iv.guid, reason, message });
-    if (!siteKnown) return [reject('unknown-site', `site ${siteId} is not registered at the central`)];
     return this.db.transaction(async (tx) => {
       const seen = await tx.query<TransferRow>(`SELECT * FROM intervention_transfer WHERE transfer_id = ?`, [
         transferId,
@@ -258,6 +260,7 @@ export class CentralInterventions {
         await insertTransfer(tx, { ...base, to_local_id: null, state: 'rejected', reason: `${reason}: ${message}` });
         return [reject(reason, message)];
       };
+      if (!siteKnown) return refuse('unknown-site', `site ${siteId} is not registered at the central`);
       const proc = await tx.query(`SELECT code FROM procedure_version WHERE code = ? AND version = ?`, [
         iv.procedure.code,
         iv.procedure.version,
