@@ -1,0 +1,295 @@
+import { join } from 'node:path';
+import type { CentralAgent } from '@sitesync/central';
+import type { PeripheralAgent } from '@sitesync/peripheral';
+import { prepareSiteDb, register, siteConfig, startSite, type BenchContext } from '../agents.js';
+import type { CpuByGroup } from '../cpu.js';
+import { changeSome } from '../lab-data.js';
+import type { Measurement, Sizes } from '../options.js';
+import { profiled, type ProfileSummary } from '../profile.js';
+import type { Progress } from '../progress.js';
+import type { RawDb, RawPg } from '../raw-db.js';
+import { median, percentile, sleep, since } from '../stats.js';
+import { legacyCycle, type LegacyCycle } from './legacy.js';
+import { rawCopy, rawUpsert } from './raw-load.js';
+import { timeSession } from './session-timer.js';
+
+export const MAIN_SITE = 1;
+const TABLES = { header: 'central_orders', detail: 'central_results' };
+
+export interface InitialLoadResult {
+  headers: number;
+  rows: number;
+  seconds: number;
+  rowsPerSecond: number;
+  batches: number;
+  /** Message body bytes published (gzip). */
+  bytes: number;
+  meanBatchBytes: number;
+  rawUpsertRowsPerSecond: number;
+  /** The fastest raw method, and rows/s of every method tried. */
+  rawUpsertMethod: string;
+  rawUpsertMethods: Record<string, number>;
+  /** The raw upsert's write side alone (site reads excluded), where the method separates them. */
+  rawUpsertWriteOnlyRowsPerSecond?: number;
+  rawCopyRowsPerSecond?: number;
+  fractionOfRaw: number;
+  cpuSeconds: CpuByGroup;
+  profile?: ProfileSummary;
+}
+
+export interface LegacyResult {
+  /** Median of the timed cycles (each after 1% of the headers changed). */
+  seconds: number;
+  uploadSeconds: number;
+  mergeSeconds: number;
+  bytes: number;
+  headers: number;
+  details: number;
+  /** The first cycle, into empty final tables (not timed against sitesync). */
+  firstCycleSeconds: number;
+  cycles: number[];
+}
+
+export interface IncrementalResult {
+  headers: number;
+  changedHeaders: number;
+  /** Median sitesync session, start to session.ack. */
+  seconds: number;
+  /** Median `sitesync_bytes_sent_total` of the session. */
+  bytes: number;
+  speedup: number;
+  bytesRatio: number;
+  rounds: Array<{ legacySeconds: number; seconds: number; bytes: number; headersSent: number; detailsSent: number }>;
+  cpuSeconds: CpuByGroup;
+  profile?: ProfileSummary;
+}
+
+export interface LatencyResult {
+  changes: number;
+  /** Seconds from the change committed at the site to the row readable centrally. */
+  p50: number;
+  p95: number;
+  max: number;
+  scheduleSeconds: number;
+}
+
+export interface MainSiteResults {
+  initialLoad?: InitialLoadResult;
+  legacy?: LegacyResult;
+  incremental?: IncrementalResult;
+  latency?: LatencyResult;
+}
+
+/**
+ * The main site of a dialect: first full sync (initial load) against the raw upsert and COPY
+ * baselines, then rounds of 1% changes timed through the legacy cycle and one sitesync session,
+ * then change-to-central latency on a 1-second schedule.
+ */
+export async function benchMainSite(
+  ctx: BenchContext,
+  central: CentralAgent,
+  sizes: Sizes,
+  only: Set<Measurement>,
+  progress: Progress,
+  profileDir: string | undefined,
+): Promise<MainSiteResults> {
+  const out: MainSiteResults = {};
+  const N = sizes.headers;
+  const totalRows = N * (1 + sizes.detailsPerHeader);
+  progress.phase(`${ctx.dialect} · seeding the main site (${N.toLocaleString('en-US')} headers)`);
+  const siteUrl = await prepareSiteDb(ctx, 'site1', N, (n) => progress.update(n, N, 'headers'));
+  await register(central.database!, MAIN_SITE, TABLES);
+  await register(central.database!, MAIN_SITE, { header: 'legacy_orders', detail: 'legacy_results', pipeline: 'legacy' });
+  const site = await startSite(ctx, siteConfig(ctx, MAIN_SITE, siteUrl, { schedule: { intervalSeconds: 1 } }));
+  const siteRaw = await ctx.world.raw(ctx.dialect, 'site1');
+  const centralRaw = await ctx.world.raw(ctx.dialect, 'central');
+  try {
+    // Initial load: always run (the other measurements start from a synced site).
+    progress.phase(`${ctx.dialect} · initial load through the agents`);
+    const [first, initialProfile] = await profiled(
+      profileDir && join(profileDir, `${ctx.dialect}-initial-load.cpuprofile`),
+      () => timeSession(site, central, totalRows, progress),
+    );
+    const loaded = first.result.totals.headers + first.result.totals.details;
+    if (loaded !== totalRows) throw new Error(`initial load sent ${loaded} rows, expected ${totalRows}`);
+    const rowsPerSecond = totalRows / first.seconds;
+    progress.result(`initial load: ${fmt(rowsPerSecond)} rows/s (${first.seconds.toFixed(1)} s)`);
+
+    if (only.has('initialLoad')) {
+      progress.phase(`${ctx.dialect} · raw upsert baseline`);
+      const raw = await rawUpsert(siteRaw, centralRaw, MAIN_SITE, TABLES, (n, m) => {
+        progress.update(n, totalRows, `rows (${m})`);
+      });
+      progress.result(
+        `raw upsert: ${Object.entries(raw.methods)
+          .map(([m, r]) => `${m} ${fmt(r)} rows/s`)
+          .join(', ')}`,
+      );
+      let copy: Awaited<ReturnType<typeof rawCopy>> | undefined;
+      if (ctx.dialect === 'postgres') {
+        progress.phase(`${ctx.dialect} · raw COPY baseline`);
+        copy = await rawCopy(siteRaw as RawPg, centralRaw as RawPg, MAIN_SITE, TABLES);
+        progress.result(`raw COPY: ${fmt(copy.rowsPerSecond)} rows/s`);
+      }
+      out.initialLoad = {
+        headers: N,
+        rows: totalRows,
+        seconds: first.seconds,
+        rowsPerSecond,
+        batches: first.result.totals.batches,
+        bytes: first.bytes,
+        meanBatchBytes: first.bytes / Math.max(1, first.result.totals.batches),
+        rawUpsertRowsPerSecond: raw.rowsPerSecond,
+        rawUpsertMethod: raw.method,
+        rawUpsertMethods: raw.methods,
+        ...(raw.writeOnlyRowsPerSecond ? { rawUpsertWriteOnlyRowsPerSecond: raw.writeOnlyRowsPerSecond } : {}),
+        ...(copy ? { rawCopyRowsPerSecond: copy.rowsPerSecond } : {}),
+        fractionOfRaw: rowsPerSecond / raw.rowsPerSecond,
+        cpuSeconds: first.cpuSeconds,
+        ...(initialProfile ? { profile: initialProfile } : {}),
+      };
+    }
+
+    if (only.has('legacy') || only.has('incremental')) {
+      const r = await incrementalRounds(ctx, site, central, siteRaw, centralRaw, sizes, progress, profileDir);
+      out.legacy = r.legacy;
+      out.incremental = r.incremental;
+    }
+
+    if (only.has('latency')) out.latency = await latency(ctx, site, siteRaw, centralRaw, sizes, progress);
+  } finally {
+    await site.close();
+    await siteRaw.close();
+    await centralRaw.close();
+  }
+  return out;
+}
+
+async function incrementalRounds(
+  ctx: BenchContext,
+  site: PeripheralAgent,
+  central: CentralAgent,
+  siteRaw: RawDb,
+  centralRaw: RawDb,
+  sizes: Sizes,
+  progress: Progress,
+  profileDir: string | undefined,
+): Promise<{ legacy: LegacyResult; incremental: IncrementalResult }> {
+  const N = sizes.headers;
+  const changed = Math.round(N * sizes.changedFraction);
+  progress.phase(`${ctx.dialect} · legacy first cycle (fills its final tables)`);
+  const firstLegacy = await legacyCycle(siteRaw, centralRaw, MAIN_SITE);
+  progress.result(`legacy first cycle: ${firstLegacy.seconds.toFixed(2)} s`);
+  const legacyCycles: LegacyCycle[] = [];
+  const rounds: IncrementalResult['rounds'] = [];
+  let cpuSeconds: CpuByGroup = {};
+  let profile: ProfileSummary | undefined;
+  for (let round = 1; round <= sizes.incrementalRounds; round++) {
+    const label = `round ${round}/${sizes.incrementalRounds}`;
+    progress.phase(`${ctx.dialect} · incremental ${label}: change ${changed} headers, legacy cycle`);
+    await changeSome(siteRaw, N, changed, round);
+    const legacy = await legacyCycle(siteRaw, centralRaw, MAIN_SITE);
+    legacyCycles.push(legacy);
+    progress.phase(`${ctx.dialect} · incremental ${label}: sitesync session`);
+    const expectedRows = changed * (1 + sizes.detailsPerHeader);
+    const [s, prof] = await profiled(
+      round === 1 && profileDir ? join(profileDir, `${ctx.dialect}-incremental.cpuprofile`) : undefined,
+      () => timeSession(site, central, expectedRows, progress),
+    );
+    if (prof) profile = prof;
+    if (round === 1) cpuSeconds = s.cpuSeconds;
+    if (s.result.totals.headers !== changed) {
+      throw new Error(`incremental session sent ${s.result.totals.headers} headers, expected ${changed}`);
+    }
+    rounds.push({
+      legacySeconds: legacy.seconds,
+      seconds: s.seconds,
+      bytes: s.bytes,
+      headersSent: s.result.totals.headers,
+      detailsSent: s.result.totals.details,
+    });
+    progress.result(
+      `${label}: legacy ${legacy.seconds.toFixed(2)} s / ${mb(legacy.bytes)}, sitesync ${s.seconds.toFixed(2)} s / ${mb(s.bytes)}`,
+    );
+  }
+  const legacySeconds = median(legacyCycles.map((c) => c.seconds));
+  const legacyBytes = median(legacyCycles.map((c) => c.bytes));
+  const seconds = median(rounds.map((r) => r.seconds));
+  const bytes = median(rounds.map((r) => r.bytes));
+  const mid = legacyCycles[Math.floor(legacyCycles.length / 2)]!;
+  return {
+    legacy: {
+      seconds: legacySeconds,
+      uploadSeconds: median(legacyCycles.map((c) => c.uploadSeconds)),
+      mergeSeconds: median(legacyCycles.map((c) => c.mergeSeconds)),
+      bytes: legacyBytes,
+      headers: mid.headers,
+      details: mid.details,
+      firstCycleSeconds: firstLegacy.seconds,
+      cycles: legacyCycles.map((c) => c.seconds),
+    },
+    incremental: {
+      headers: N,
+      changedHeaders: changed,
+      seconds,
+      bytes,
+      speedup: legacySeconds / seconds,
+      bytesRatio: legacyBytes / bytes,
+      rounds,
+      cpuSeconds,
+      ...(profile ? { profile } : {}),
+    },
+  };
+}
+
+/** One changed row at a time, the site on a 1-second schedule: time until it is readable centrally. */
+async function latency(
+  ctx: BenchContext,
+  site: PeripheralAgent,
+  siteRaw: RawDb,
+  centralRaw: RawDb,
+  sizes: Sizes,
+  progress: Progress,
+): Promise<LatencyResult> {
+  progress.phase(`${ctx.dialect} · latency: ${sizes.latencyChanges} single-row changes, 1 s schedule`);
+  site.schedule();
+  const samples: number[] = [];
+  const N = sizes.headers;
+  for (let i = 1; i <= sizes.latencyChanges; i++) {
+    progress.update(i - 1, sizes.latencyChanges, 'changes');
+    // A random phase against the schedule.
+    await sleep(Math.random() * 1000);
+    const orderId = 1 + ((i * 7919) % N);
+    const marker = `latency probe ${i} ${Date.now()}`;
+    const t0 = performance.now();
+    await siteRaw.run(`UPDATE lab_orders SET notes = ? WHERE order_id = ?`, [marker, orderId]);
+    for (;;) {
+      const r = await centralRaw.all<{ notes: string }>(
+        `SELECT notes FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+        [MAIN_SITE, orderId],
+      );
+      if (r[0]?.notes === marker) break;
+      if (since(t0) > 300) throw new Error(`latency probe ${i}: not merged after 300 s`);
+      await sleep(10);
+    }
+    samples.push(since(t0));
+  }
+  progress.update(sizes.latencyChanges, sizes.latencyChanges, 'changes');
+  const res = {
+    changes: samples.length,
+    p50: percentile(samples, 50),
+    p95: percentile(samples, 95),
+    max: Math.max(...samples),
+    scheduleSeconds: 1,
+  };
+  progress.result(`latency: p50 ${res.p50.toFixed(2)} s, p95 ${res.p95.toFixed(2)} s`);
+  return res;
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(2)} MB`;
+}

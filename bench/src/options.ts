@@ -1,0 +1,121 @@
+import { parseArgs } from 'node:util';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+export const MEASUREMENTS = [
+  'initialLoad',
+  'legacy',
+  'incremental',
+  'latency',
+  'memory',
+  'concurrentSites',
+  'rawBroker',
+] as const;
+export type Measurement = (typeof MEASUREMENTS)[number];
+
+/** Data sizes of one run (quick or full). */
+export interface Sizes {
+  /** Headers of the main site (initial load, legacy, incremental, latency). */
+  headers: number;
+  detailsPerHeader: number;
+  /** Share of headers changed before each incremental round. */
+  changedFraction: number;
+  /** Incremental rounds (each: change 1%, time legacy, time one sitesync session); medians are reported. */
+  incrementalRounds: number;
+  /** Headers of the small and the large site of the memory measurement. */
+  memorySmallHeaders: number;
+  memoryLargeHeaders: number;
+  concurrentSites: number;
+  headersPerConcurrentSite: number;
+  latencyChanges: number;
+  rawBrokerMessages: number;
+}
+
+export const QUICK_SIZES: Sizes = {
+  headers: 20_000,
+  detailsPerHeader: 5,
+  changedFraction: 0.01,
+  incrementalRounds: 3,
+  memorySmallHeaders: 10_000,
+  memoryLargeHeaders: 200_000,
+  concurrentSites: 20,
+  headersPerConcurrentSite: 1_000,
+  latencyChanges: 10,
+  rawBrokerMessages: 3_000,
+};
+
+export const FULL_SIZES: Sizes = {
+  headers: 100_000,
+  detailsPerHeader: 5,
+  changedFraction: 0.01,
+  incrementalRounds: 3,
+  memorySmallHeaders: 10_000,
+  memoryLargeHeaders: 1_000_000,
+  concurrentSites: 20,
+  headersPerConcurrentSite: 5_000,
+  latencyChanges: 50,
+  rawBrokerMessages: 20_000,
+};
+
+export interface BenchOptions {
+  quick: boolean;
+  sizes: Sizes;
+  /** Dialects asked for; PostgreSQL is used only when it answers. */
+  dialects: DialectName[];
+  only: Set<Measurement>;
+  amqpUrl: string;
+  pgUrl: string;
+  /** Capture CPU profiles of the timed initial-load and incremental sessions. */
+  profile: boolean;
+  /** Rewrite docs/benchmarks.md (default: yes). */
+  writeDocs: boolean;
+  /** Log level of the in-process agents. */
+  agentLogLevel: string;
+  /** The command line, as recorded in the results. */
+  command: string;
+}
+
+const USAGE = `usage: npm run bench [-- --quick] [--dialect sqlite|postgres] [--only m1,m2] [--profile] [--no-docs]
+  measurements: ${MEASUREMENTS.join(', ')}
+  environment: SITESYNC_BENCH_AMQP_URL, SITESYNC_BENCH_PG_URL, SITESYNC_BENCH_LOG (agent log level)`;
+
+/** Parses the command line and the environment: the only place the bench reads either. */
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      dialect: { type: 'string', multiple: true },
+      only: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      'no-docs': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const dialects = (values.dialect ?? ['sqlite', 'postgres']).flatMap((d) => d.split(','));
+  for (const d of dialects) {
+    if (d !== 'sqlite' && d !== 'postgres') throw new Error(`--dialect ${d}: expected sqlite or postgres\n${USAGE}`);
+  }
+  const only = new Set<Measurement>();
+  for (const m of values.only ? values.only.split(',') : MEASUREMENTS) {
+    if (!(MEASUREMENTS as readonly string[]).includes(m)) throw new Error(`--only ${m}: unknown measurement\n${USAGE}`);
+    only.add(m as Measurement);
+  }
+  return {
+    quick: values.quick,
+    sizes: values.quick ? QUICK_SIZES : FULL_SIZES,
+    dialects: dialects as DialectName[],
+    only,
+    amqpUrl: env.SITESYNC_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+    pgUrl: env.SITESYNC_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    profile: values.profile,
+    writeDocs: !values['no-docs'],
+    agentLogLevel: env.SITESYNC_BENCH_LOG ?? 'silent',
+    command: ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' '),
+  };
+}

@@ -1,0 +1,195 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { DialectName } from './options.js';
+import type { ConcurrentResult } from './measure/concurrent.js';
+import type { IncrementalResult, InitialLoadResult, LatencyResult, LegacyResult } from './measure/main-site.js';
+import type { MemoryResult } from './measure/memory.js';
+import type { RawBrokerResult } from './measure/raw-broker.js';
+
+/** Everything measured on one dialect, under the keys the benchmark issue names. */
+export interface DialectResults {
+  legacy?: LegacyResult;
+  incremental?: IncrementalResult;
+  initialLoad?: InitialLoadResult;
+  memory?: MemoryResult;
+  concurrentSites?: ConcurrentResult;
+  latency?: LatencyResult;
+  /** Set when a measurement failed: the run goes on and reports it. */
+  errors?: Record<string, string>;
+}
+
+export interface Target {
+  key: string;
+  what: string;
+  op: '>=' | '<=';
+  value: number;
+}
+
+/** The targets of DESIGN section 8 / the benchmark issue. */
+export const TARGETS: Target[] = [
+  { key: 'incremental.speedup', what: 'incremental cycle, legacy s / sitesync s', op: '>=', value: 10 },
+  { key: 'incremental.bytesRatio', what: 'bytes site -> central, legacy / sitesync', op: '>=', value: 50 },
+  { key: 'initialLoad.fractionOfRaw', what: 'initial load rows/s / raw upsert rows/s', op: '>=', value: 0.5 },
+  { key: 'memory.growth', what: 'peripheral peak RSS, large / small site', op: '<=', value: 1.2 },
+  { key: 'concurrentSites.fractionOfSingle', what: '20 sites aggregate rows/s / one site rows/s', op: '>=', value: 0.8 },
+];
+
+export interface TargetResult {
+  key: string;
+  dialect: DialectName;
+  target: string;
+  value: number | null;
+  pass: boolean | null;
+}
+
+export function get(obj: unknown, path: string): number | undefined {
+  let cur: unknown = obj;
+  for (const p of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return typeof cur === 'number' ? cur : undefined;
+}
+
+export function evaluate(dialect: DialectName, r: DialectResults): TargetResult[] {
+  return TARGETS.map((t) => {
+    const v = get(r, t.key);
+    return {
+      key: t.key,
+      dialect,
+      target: `${t.op} ${t.value}`,
+      value: v ?? null,
+      pass: v === undefined ? null : t.op === '>=' ? v >= t.value : v <= t.value,
+    };
+  });
+}
+
+export interface BenchReport {
+  mode: 'quick' | 'full';
+  command: string;
+  startedAt: string;
+  durationSeconds: number;
+  machine: Record<string, unknown>;
+  /** The dialect whose figures are at the top level: PostgreSQL (the server-grade database) when measured. */
+  dialect: DialectName;
+  dialects: DialectName[];
+  skipped: Record<string, string>;
+  sizes: Record<string, number>;
+  legacy?: LegacyResult;
+  incremental?: IncrementalResult;
+  initialLoad?: InitialLoadResult;
+  memory?: MemoryResult;
+  concurrentSites?: ConcurrentResult;
+  latency?: LatencyResult;
+  rawBroker?: RawBrokerResult;
+  targets: TargetResult[];
+  byDialect: Partial<Record<DialectName, DialectResults>>;
+}
+
+/** Rounds every number of the report for readability (ratios to 3 significant digits). */
+export function tidy<T>(value: T): T {
+  return JSON.parse(
+    JSON.stringify(value, (_k, v: unknown) => {
+      if (typeof v !== 'number' || Number.isInteger(v)) return v;
+      return Math.abs(v) >= 100 ? Math.round(v) : Number(v.toPrecision(3));
+    }),
+  ) as T;
+}
+
+export function writeJson(file: string, report: BenchReport): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+const n0 = (x: number | undefined) => (x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+const n2 = (x: number | undefined) => (x === undefined ? '–' : x < 10 ? x.toFixed(2) : x.toFixed(1));
+const mb = (x: number | undefined) => (x === undefined ? '–' : `${(x / 1e6).toFixed(2)} MB`);
+const mib = (x: number | undefined) => (x === undefined ? '–' : `${(x / 2 ** 20).toFixed(0)} MiB`);
+
+/** The results table (markdown) of one run. */
+export function resultsMarkdown(r: BenchReport): string {
+  const ds = r.dialects;
+  const head = `| measurement | target | ${ds.join(' | ')} |\n|---|---|${ds.map(() => '---|').join('')}`;
+  const targetRows = TARGETS.map((t) => {
+    const cells = ds.map((d) => {
+      const tr = r.targets.find((x) => x.key === t.key && x.dialect === d);
+      if (!tr || tr.value === null) return 'not measured';
+      return `${n2(tr.value)} **${tr.pass ? 'pass' : 'FAIL'}**`;
+    });
+    return `| \`${t.key}\` (${t.what}) | ${t.op === '>=' ? '≥' : '≤'} ${t.value} | ${cells.join(' | ')} |`;
+  });
+  const ctx = (label: string, f: (x: DialectResults) => string) =>
+    `| ${label} | | ${ds.map((d) => f(pick(r, d))).join(' | ')} |`;
+  const contextRows = [
+    ctx('legacy cycle (s) / bytes', (x) => `${n2(x.legacy?.seconds)} s / ${mb(x.legacy?.bytes)}`),
+    ctx('sitesync incremental session (s) / bytes', (x) => `${n2(x.incremental?.seconds)} s / ${mb(x.incremental?.bytes)}`),
+    ctx('initial load, rows/s (s)', (x) => `${n0(x.initialLoad?.rowsPerSecond)} (${n2(x.initialLoad?.seconds)} s)`),
+    ctx('raw upsert, rows/s (fastest method)', (x) =>
+      x.initialLoad ? `${n0(x.initialLoad.rawUpsertRowsPerSecond)} (${x.initialLoad.rawUpsertMethod})` : '–',
+    ),
+    ctx('raw COPY into an empty table, rows/s', (x) => n0(x.initialLoad?.rawCopyRowsPerSecond)),
+    ctx('peripheral peak RSS, small / large site', (x) =>
+      x.memory
+        ? `${mib(x.memory.small.peakRssBytes)} / ${mib(x.memory.large.peakRssBytes)} (${n0(x.memory.small.headers)} / ${n0(x.memory.large.headers)} headers)`
+        : '–',
+    ),
+    ctx('one site / 20 sites, rows/s (1 consumer)', (x) =>
+      x.concurrentSites
+        ? `${n0(x.concurrentSites.singleSiteRowsPerSecond)} / ${n0(x.concurrentSites.aggregateRowsPerSecond)}`
+        : '–',
+    ),
+    ctx('2 consumers: one site / 20 sites, rows/s (fraction)', (x) =>
+      x.concurrentSites
+        ? `${n0(x.concurrentSites.twoConsumers.singleSiteRowsPerSecond)} / ${n0(x.concurrentSites.twoConsumers.aggregateRowsPerSecond)} (${n2(x.concurrentSites.twoConsumers.fractionOfSingle)})`
+        : '–',
+    ),
+    ctx('latency p50 / p95 (s), 1 s schedule', (x) => (x.latency ? `${n2(x.latency.p50)} / ${n2(x.latency.p95)}` : '–')),
+  ];
+  const b = r.rawBroker;
+  const broker = b
+    ? `Raw broker (context, same for both dialects): ${n0(b.messagesPerSecond)} msg/s, ${b.mbPerSecond.toFixed(1)} MB/s ` +
+      `for ${n0(b.messages)} messages of ${n0(b.messageBytes)} bytes (publish alone ${n0(b.publishMessagesPerSecond)} msg/s).`
+    : '';
+  const m = r.machine;
+  const errors = ds
+    .flatMap((d) => Object.entries(r.byDialect[d]?.errors ?? {}).map(([k, e]) => `- ${d} ${k}: ${e.split('\n')[0]}`))
+    .join('\n');
+  const s = r.sizes;
+  return [
+    `Run: **${r.mode}** — \`${r.command}\`, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${(r.durationSeconds / 60).toFixed(1)} min.`,
+    `Machine: ${String(m.cpuModel)}, ${String(m.cores)} cores, ${String(m.memoryGiB)} GiB, Node ${String(m.node)}, ` +
+      `RabbitMQ ${String(m.rabbitmq ?? '?')}${m.postgres ? `, PostgreSQL ${String(m.postgres)}` : ''}; broker, databases and agents share the cores.`,
+    `Sizes: ${n0(s.headers)} headers × ${s.detailsPerHeader} details, ${(s.changedFraction! * 100).toFixed(0)}% changed per round ` +
+      `(${s.incrementalRounds} rounds, medians); memory ${n0(s.memorySmallHeaders)} / ${n0(s.memoryLargeHeaders)} headers; ` +
+      `${s.concurrentSites} sites × ${n0(s.headersPerConcurrentSite)} headers; ${s.latencyChanges} latency probes.` +
+      (Object.keys(r.skipped).length
+        ? ` Not measured: ${Object.entries(r.skipped)
+            .map(([k, v]) => `${k} (${v})`)
+            .join(', ')}.`
+        : ''),
+    '',
+    head,
+    ...targetRows,
+    ...contextRows,
+    '',
+    broker,
+    ...(errors ? ['', 'Errors:', errors] : []),
+  ].join('\n');
+}
+
+function pick(r: BenchReport, d: DialectName): DialectResults {
+  return r.byDialect[d] ?? {};
+}
+
+/** Replaces the text between `<!-- results:<mode>:start -->` and `<!-- results:<mode>:end -->`. */
+export function rewriteDocs(file: string, mode: 'quick' | 'full', markdown: string): void {
+  const start = `<!-- results:${mode}:start -->`;
+  const end = `<!-- results:${mode}:end -->`;
+  const block = `${start}\n\n${markdown}\n\n${end}`;
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
+  else text = `${text.trimEnd()}\n\n## Results (${mode})\n\n${block}\n`;
+  writeFileSync(file, text);
+}

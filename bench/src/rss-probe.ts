@@ -1,0 +1,28 @@
+/**
+ * Preloaded (`node --import`) into a peripheral agent process by the memory measurement. It samples
+ * `process.memoryUsage()` every 250 ms and, at exit, writes to the file named by
+ * SITESYNC_BENCH_RSS_OUT: the peak resident set size (`process.resourceUsage().maxRSS`, kB), the
+ * peaks of the V8 heap and of external/ArrayBuffer memory, and the heap after a full GC (when the
+ * process runs with --expose-gc), which tells live data from garbage not yet collected.
+ */
+import { writeFileSync } from 'node:fs';
+
+const out = process.env.SITESYNC_BENCH_RSS_OUT;
+if (out) {
+  const peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+  const sample = () => {
+    const m = process.memoryUsage();
+    for (const k of Object.keys(peak) as Array<keyof typeof peak>) peak[k] = Math.max(peak[k], m[k]);
+  };
+  setInterval(sample, 250).unref();
+  process.on('exit', () => {
+    sample();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    let afterGc: NodeJS.MemoryUsage | undefined;
+    if (gc) {
+      gc();
+      afterGc = process.memoryUsage();
+    }
+    writeFileSync(out, JSON.stringify({ maxRssKb: process.resourceUsage().maxRSS, peak, afterGc }));
+  });
+}
