@@ -16,6 +16,8 @@ export interface DialectResults {
   latency?: LatencyResult;
   /** Set when a measurement failed: the run goes on and reports it. */
   errors?: Record<string, string>;
+  /** Measurements left out on purpose, with the reason. */
+  notMeasured?: Record<string, string>;
 }
 
 export interface Target {
@@ -72,6 +74,8 @@ export interface BenchReport {
   machine: Record<string, unknown>;
   /** The dialect whose figures are at the top level: PostgreSQL (the server-grade database) when measured. */
   dialect: DialectName;
+  /** Which dialect each top-level measurement comes from. */
+  measuredOn: Record<string, DialectName>;
   dialects: DialectName[];
   skipped: Record<string, string>;
   sizes: Record<string, number>;
@@ -113,7 +117,7 @@ export function resultsMarkdown(r: BenchReport): string {
   const targetRows = TARGETS.map((t) => {
     const cells = ds.map((d) => {
       const tr = r.targets.find((x) => x.key === t.key && x.dialect === d);
-      if (!tr || tr.value === null) return 'not measured';
+      if (!tr || tr.value === null) return r.byDialect[d]?.notMeasured?.[t.key.split('.')[0]!] ? 'quick: SQLite only' : 'not measured';
       return `${n2(tr.value)} **${tr.pass ? 'pass' : 'FAIL'}**`;
     });
     return `| \`${t.key}\` (${t.what}) | ${t.op === '>=' ? '≥' : '≤'} ${t.value} | ${cells.join(' | ')} |`;

@@ -1,7 +1,9 @@
 /**
- * One site of the concurrent-sites measurement, in its own process (as a site is its own machine):
- * prepares and seeds its database, starts a PeripheralAgent, reports `ready`, runs one session on
- * `go`, reports the result and exits. Driven over IPC by measure/concurrent.ts.
+ * Sites of the concurrent-sites measurement, in a process of their own (a site is its own machine;
+ * a few sites share a process here so that 20 of them start quickly on two cores): prepares and
+ * seeds each site's database, starts one PeripheralAgent per site, reports `ready`, and on `go`
+ * runs one session of every site at once and reports when each got its `session.ack`.
+ * Driven over IPC by measure/concurrent.ts.
  */
 import { createLogger } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
@@ -10,50 +12,78 @@ import { createAndSeed } from './lab-data.js';
 import type { DialectName } from './options.js';
 import { RawDb } from './raw-db.js';
 
-export interface WorkerSetup {
+export interface WorkerSite {
   config: PeripheralConfigInput;
-  dialect: DialectName;
   raw: { path?: string; pgUrl?: string; schema?: string };
+}
+
+export interface WorkerSetup {
+  dialect: DialectName;
   headers: number;
+  sites: WorkerSite[];
+}
+
+export interface SiteOutcome {
+  siteId: number;
+  finishedAt: number;
+  status: string;
+  rows: number;
+  error?: string;
 }
 
 export type WorkerMessage =
   | { type: 'ready' }
-  | { type: 'done'; finishedAt: number; startedAt: number; status: string; rows: number; error?: string }
+  | { type: 'done'; sites: SiteOutcome[] }
   | { type: 'failed'; error: string };
+
+/** Orders from the parent: run one session per site, forget what was sent (the next session re-sends everything), or stop. */
+export type WorkerOrder = { type: 'go' } | { type: 'reset' } | { type: 'exit' };
 
 function send(m: WorkerMessage): Promise<void> {
   return new Promise((resolve) => process.send!(m, () => resolve()));
 }
 
-async function main(setup: WorkerSetup): Promise<void> {
-  const db = await Database.open(setup.config.db.url, { role: 'site' });
+async function prepare(dialect: DialectName, headers: number, site: WorkerSite): Promise<PeripheralAgent> {
+  const db = await Database.open(site.config.db.url, { role: 'site' });
   await db.close();
-  const raw = await RawDb.open(setup.dialect, setup.raw);
-  await createAndSeed(raw, { orders: setup.headers });
+  const raw = await RawDb.open(dialect, site.raw);
+  await createAndSeed(raw, { orders: headers });
   await raw.close();
   const agent = new PeripheralAgent(
-    parsePeripheralConfig(setup.config),
-    createLogger(`site-${setup.config.siteId}`, setup.config.logLevel ?? 'warn', false),
+    parsePeripheralConfig(site.config),
+    createLogger(`site-${site.config.siteId}`, site.config.logLevel ?? 'warn', false),
   );
   await agent.start();
-  process.once('message', (m: { type: string }) => {
-    if (m.type !== 'go') return;
-    const startedAt = Date.now();
-    agent
-      .runSession()
-      .then(async (r) => {
-        await send({
-          type: 'done',
-          startedAt,
-          finishedAt: Date.now(),
-          status: r.status,
-          rows: r.totals.headers + r.totals.details,
-          ...(r.error ? { error: r.error } : {}),
-        });
-      })
-      .catch((err: unknown) => send({ type: 'failed', error: String(err) }))
-      .finally(() => void agent.close().finally(() => process.exit(0)));
+  return agent;
+}
+
+async function main(setup: WorkerSetup): Promise<void> {
+  const agents = await Promise.all(setup.sites.map((site) => prepare(setup.dialect, setup.headers, site)));
+  const handle = async (m: WorkerOrder): Promise<void> => {
+    if (m.type === 'go') {
+      const sites = await Promise.all(
+        agents.map(async (agent): Promise<SiteOutcome> => {
+          const r = await agent.runSession();
+          return {
+            siteId: agent.config.siteId,
+            finishedAt: Date.now(),
+            status: r.status,
+            rows: r.totals.headers + r.totals.details,
+            ...(r.error ? { error: r.error } : {}),
+          };
+        }),
+      );
+      await send({ type: 'done', sites });
+    } else if (m.type === 'reset') {
+      for (const agent of agents) await agent.database!.query(`DELETE FROM sync_row_state`);
+      await send({ type: 'ready' });
+    } else {
+      await Promise.all(agents.map((a) => a.close()));
+      process.exit(0);
+    }
+  };
+  process.on('message', (m: WorkerOrder) => {
+    handle(m).catch((err: unknown) => send({ type: 'failed', error: (err as Error).stack ?? String(err) }));
   });
   await send({ type: 'ready' });
 }

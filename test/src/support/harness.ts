@@ -153,7 +153,7 @@ export class TestWorld {
       const ch = await conn.createChannel();
       ch.on('error', () => undefined);
       const t = this.topology;
-      const queues = [t.centralSyncQueue, ...[...this.siteIds].map((s) => t.siteQueue(s))];
+      const queues = [t.centralSyncQueue, t.centralInterventionQueue, ...[...this.siteIds].map((s) => t.siteQueue(s))];
       for (const q of queues) {
         for (const name of [q, t.deadLetterQueue(q)]) await ch.deleteQueue(name).catch(() => undefined);
       }

@@ -120,7 +120,11 @@ export class CentralInterventions {
       );
       if (claimed === 0) {
         // Re-read: a concurrent request may have claimed it since the first read.
-        const current = (await tx.query<InterventionRow>(`SELECT state FROM intervention WHERE guid = ?`, [guid]))[0];
+        // FOR UPDATE reads the latest committed row even under REPEATABLE READ (MySQL's default).
+        const lock = tx.dialect.name === 'mysql' || tx.dialect.name === 'postgres' ? ' FOR UPDATE' : '';
+        const current = (
+          await tx.query<InterventionRow>(`SELECT state FROM intervention WHERE guid = ?${lock}`, [guid])
+        )[0];
         if (current) i.state = current.state;
         throw new TransferRefusedError(
           `intervention ${guid} is ${i.state === 'outbound' ? 'already being transferred' : `not active (${i.state})`}`,
