@@ -84,7 +84,10 @@ export function siteConfig(
 }
 
 export async function startSite(ctx: BenchContext, input: PeripheralConfigInput): Promise<PeripheralAgent> {
-  const agent = new PeripheralAgent(parsePeripheralConfig(input), createLogger(`site-${input.siteId}`, ctx.logLevel, false));
+  const agent = new PeripheralAgent(
+    parsePeripheralConfig(input),
+    createLogger(`site-${input.siteId}`, ctx.logLevel, false),
+  );
   await agent.start();
   return agent;
 }

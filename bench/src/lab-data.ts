@@ -211,8 +211,10 @@ export async function changeSome(db: RawDb, total: number, count: number, round:
       await db.run(`UPDATE ${ORDERS_TABLE} SET status = ? WHERE order_id = ANY(?::int[])`, [status, headerIds]);
       await db.run(`UPDATE ${RESULTS_TABLE} SET value = ? WHERE result_id = ANY(?::int[])`, [value, detailIds]);
     } else {
-      for (const id of headerIds) await db.run(`UPDATE ${ORDERS_TABLE} SET status = ? WHERE order_id = ?`, [status, id]);
-      for (const id of detailIds) await db.run(`UPDATE ${RESULTS_TABLE} SET value = ? WHERE result_id = ?`, [value, id]);
+      for (const id of headerIds)
+        await db.run(`UPDATE ${ORDERS_TABLE} SET status = ? WHERE order_id = ?`, [status, id]);
+      for (const id of detailIds)
+        await db.run(`UPDATE ${RESULTS_TABLE} SET value = ? WHERE result_id = ?`, [value, id]);
     }
   });
   return ids;

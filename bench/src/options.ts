@@ -28,6 +28,8 @@ export interface Sizes {
   concurrentSites: number;
   headersPerConcurrentSite: number;
   latencyChanges: number;
+  /** Headers of the site the latency probes run on (every session still scans all of them). */
+  latencySiteHeaders: number;
   rawBrokerMessages: number;
 }
 
@@ -41,7 +43,8 @@ export const QUICK_SIZES: Sizes = {
   concurrentSites: 20,
   headersPerConcurrentSite: 1_000,
   latencyChanges: 10,
-  rawBrokerMessages: 3_000,
+  latencySiteHeaders: 5_000,
+  rawBrokerMessages: 2_000,
 };
 
 export const FULL_SIZES: Sizes = {
@@ -54,6 +57,7 @@ export const FULL_SIZES: Sizes = {
   concurrentSites: 20,
   headersPerConcurrentSite: 5_000,
   latencyChanges: 50,
+  latencySiteHeaders: 20_000,
   rawBrokerMessages: 20_000,
 };
 

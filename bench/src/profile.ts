@@ -60,7 +60,12 @@ export function areaOf(url: string, fn: string): string {
   if (nm) return nm[1]!;
   const own = /\/(libs\/(?:protocol|db)|agents\/(?:peripheral|central)|bench)\/(?:dist|src)\/(.*?)\.[jt]s$/.exec(url);
   if (own) return `${own[1]}/${own[2]}`;
-  if (url.startsWith('node:')) return url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/');
+  if (url.startsWith('node:'))
+    return url
+      .replace(/^node:(internal\/)?/, 'node:')
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   return url;
 }
 
@@ -80,7 +85,8 @@ export function summarize(file: string, p: CpuProfile): ProfileSummary {
     if (functionName === '(idle)') continue;
     const area = areaOf(url, functionName);
     areas.set(area, (areas.get(area) ?? 0) + us);
-    const key = `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*\/(node_modules|libs|agents|bench)\//, '$1/')}:${lineNumber + 1}` : ''}`.trim();
+    const key =
+      `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*\/(node_modules|libs|agents|bench)\//, '$1/')}:${lineNumber + 1}` : ''}`.trim();
     const f = fns.get(key) ?? { area, us: 0 };
     f.us += us;
     fns.set(key, f);

@@ -57,7 +57,11 @@ export class RawSqlite extends RawDb {
     return Promise.resolve(this.prepare(sql).all(...params) as T[]);
   }
   rows(sql: string, params: readonly unknown[] = []): Promise<unknown[][]> {
-    return Promise.resolve(this.prepare(sql).raw(true).all(...params) as unknown[][]);
+    return Promise.resolve(
+      this.prepare(sql)
+        .raw(true)
+        .all(...params) as unknown[][],
+    );
   }
   run(sql: string, params: readonly unknown[] = []): Promise<number> {
     return Promise.resolve(this.prepare(sql).run(...params).changes);
@@ -149,7 +153,11 @@ export class RawPg extends RawDb {
         cb(null, chunk);
       },
     });
-    await pipeline(from.client.query(copyTo(`COPY (${selectSql}) TO STDOUT`)), count, this.client.query(copyFrom(intoSql)));
+    await pipeline(
+      from.client.query(copyTo(`COPY (${selectSql}) TO STDOUT`)),
+      count,
+      this.client.query(copyFrom(intoSql)),
+    );
     return bytes;
   }
 }
@@ -158,7 +166,9 @@ export class RawPg extends RawDb {
 export function copyField(v: unknown): string {
   if (v === null || v === undefined) return '\\N';
   const s = String(v);
-  return /[\\\t\n\r]/.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!) : s;
+  return /[\\\t\n\r]/.test(s)
+    ? s.replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!)
+    : s;
 }
 
 /** Bytes a row's values take as driver parameters: UTF-8 text, 8 per number, 0 for NULL. */

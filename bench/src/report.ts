@@ -33,7 +33,12 @@ export const TARGETS: Target[] = [
   { key: 'incremental.bytesRatio', what: 'bytes site -> central, legacy / sitesync', op: '>=', value: 50 },
   { key: 'initialLoad.fractionOfRaw', what: 'initial load rows/s / raw upsert rows/s', op: '>=', value: 0.5 },
   { key: 'memory.growth', what: 'peripheral peak RSS, large / small site', op: '<=', value: 1.2 },
-  { key: 'concurrentSites.fractionOfSingle', what: '20 sites aggregate rows/s / one site rows/s', op: '>=', value: 0.8 },
+  {
+    key: 'concurrentSites.fractionOfSingle',
+    what: '20 sites aggregate rows/s / one site rows/s',
+    op: '>=',
+    value: 0.8,
+  },
 ];
 
 export interface TargetResult {
@@ -117,7 +122,8 @@ export function resultsMarkdown(r: BenchReport): string {
   const targetRows = TARGETS.map((t) => {
     const cells = ds.map((d) => {
       const tr = r.targets.find((x) => x.key === t.key && x.dialect === d);
-      if (!tr || tr.value === null) return r.byDialect[d]?.notMeasured?.[t.key.split('.')[0]!] ? 'quick: SQLite only' : 'not measured';
+      if (!tr || tr.value === null)
+        return r.byDialect[d]?.notMeasured?.[t.key.split('.')[0]!] ? 'quick: SQLite only' : 'not measured';
       return `${n2(tr.value)} **${tr.pass ? 'pass' : 'FAIL'}**`;
     });
     return `| \`${t.key}\` (${t.what}) | ${t.op === '>=' ? '≥' : '≤'} ${t.value} | ${cells.join(' | ')} |`;
@@ -126,7 +132,10 @@ export function resultsMarkdown(r: BenchReport): string {
     `| ${label} | | ${ds.map((d) => f(pick(r, d))).join(' | ')} |`;
   const contextRows = [
     ctx('legacy cycle (s) / bytes', (x) => `${n2(x.legacy?.seconds)} s / ${mb(x.legacy?.bytes)}`),
-    ctx('sitesync incremental session (s) / bytes', (x) => `${n2(x.incremental?.seconds)} s / ${mb(x.incremental?.bytes)}`),
+    ctx(
+      'sitesync incremental session (s) / bytes',
+      (x) => `${n2(x.incremental?.seconds)} s / ${mb(x.incremental?.bytes)}`,
+    ),
     ctx('initial load, rows/s (s)', (x) => `${n0(x.initialLoad?.rowsPerSecond)} (${n2(x.initialLoad?.seconds)} s)`),
     ctx('raw upsert, rows/s (fastest method)', (x) =>
       x.initialLoad ? `${n0(x.initialLoad.rawUpsertRowsPerSecond)} (${x.initialLoad.rawUpsertMethod})` : '–',
@@ -147,7 +156,9 @@ export function resultsMarkdown(r: BenchReport): string {
         ? `${n0(x.concurrentSites.twoConsumers.singleSiteRowsPerSecond)} / ${n0(x.concurrentSites.twoConsumers.aggregateRowsPerSecond)} (${n2(x.concurrentSites.twoConsumers.fractionOfSingle)})`
         : '–',
     ),
-    ctx('latency p50 / p95 (s), 1 s schedule', (x) => (x.latency ? `${n2(x.latency.p50)} / ${n2(x.latency.p95)}` : '–')),
+    ctx('latency p50 / p95 (s), 1 s schedule', (x) =>
+      x.latency ? `${n2(x.latency.p50)} / ${n2(x.latency.p95)}` : '–',
+    ),
   ];
   const b = r.rawBroker;
   const broker = b
@@ -165,7 +176,7 @@ export function resultsMarkdown(r: BenchReport): string {
       `RabbitMQ ${String(m.rabbitmq ?? '?')}${m.postgres ? `, PostgreSQL ${String(m.postgres)}` : ''}; broker, databases and agents share the cores.`,
     `Sizes: ${n0(s.headers)} headers × ${s.detailsPerHeader} details, ${(s.changedFraction! * 100).toFixed(0)}% changed per round ` +
       `(${s.incrementalRounds} rounds, medians); memory ${n0(s.memorySmallHeaders)} / ${n0(s.memoryLargeHeaders)} headers; ` +
-      `${s.concurrentSites} sites × ${n0(s.headersPerConcurrentSite)} headers; ${s.latencyChanges} latency probes.` +
+      `${s.concurrentSites} sites × ${n0(s.headersPerConcurrentSite)} headers; ${s.latencyChanges} latency probes on a ${n0(s.latencySiteHeaders)}-header site.` +
       (Object.keys(r.skipped).length
         ? ` Not measured: ${Object.entries(r.skipped)
             .map(([k, v]) => `${k} (${v})`)

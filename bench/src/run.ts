@@ -83,7 +83,12 @@ async function benchDialect(
   dialect: DialectName,
   progress: Progress,
 ): Promise<DialectResults> {
-  const ctx: BenchContext = { world, dialect, logLevel: opts.agentLogLevel, centralUrl: world.dbUrl(dialect, 'central') };
+  const ctx: BenchContext = {
+    world,
+    dialect,
+    logLevel: opts.agentLogLevel,
+    centralUrl: world.dbUrl(dialect, 'central'),
+  };
   const out: DialectResults = {};
   const errors: Record<string, string> = {};
   const attempt = async (name: string, fn: () => Promise<void>) => {
@@ -212,9 +217,7 @@ async function main(): Promise<number> {
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
       rabbitmq: await brokerVersion(opts.amqpUrl).catch(() => undefined),
-      ...(dialects.includes('postgres')
-        ? { postgres: await postgresVersion(opts.pgUrl).catch(() => undefined) }
-        : {}),
+      ...(dialects.includes('postgres') ? { postgres: await postgresVersion(opts.pgUrl).catch(() => undefined) } : {}),
     },
     dialect: primary,
     measuredOn,

@@ -32,9 +32,7 @@ export interface SiteOutcome {
 }
 
 export type WorkerMessage =
-  | { type: 'ready' }
-  | { type: 'done'; sites: SiteOutcome[] }
-  | { type: 'failed'; error: string };
+  { type: 'ready' } | { type: 'done'; sites: SiteOutcome[] } | { type: 'failed'; error: string };
 
 /** Orders from the parent: run one session per site, forget what was sent (the next session re-sends everything), or stop. */
 export type WorkerOrder = { type: 'go' } | { type: 'reset' } | { type: 'exit' };

@@ -70,7 +70,13 @@ export async function benchConcurrent(
         for (let c = 0; c < consumers; c++) centrals.push(startCentralProcess(ctx, repoRoot, c));
         await waitForConsumers(ctx, consumers, centrals);
         const one = await runSites(ctx, sizes, workers.slice(0, 1), progress, `1 site, ${consumers} consumer(s)`);
-        const all = await runSites(ctx, sizes, workers.slice(1), progress, `${many.length} sites, ${consumers} consumer(s)`);
+        const all = await runSites(
+          ctx,
+          sizes,
+          workers.slice(1),
+          progress,
+          `${many.length} sites, ${consumers} consumer(s)`,
+        );
         const run: ConcurrentRun = {
           consumers,
           singleSiteRowsPerSecond: one.rowsPerSecond,
@@ -186,14 +192,19 @@ function startCentralProcess(ctx: BenchContext, repoRoot: string, n: number): Ch
     db: { url: ctx.centralUrl },
     logLevel: 'warn',
   });
-  const child = spawn(process.execPath, [join(repoRoot, 'agents/central/bin/sync-central.js'), 'run', '--config', config], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(repoRoot, 'agents/central/bin/sync-central.js'), 'run', '--config', config],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   child.on('exit', (code, signal) => {
-    if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`\nsync-central ${n} exited ${code ?? signal}: ${err}\n`);
+    if (code !== 0 && signal !== 'SIGTERM')
+      process.stderr.write(`\nsync-central ${n} exited ${code ?? signal}: ${err}\n`);
   });
   return child;
 }

@@ -42,7 +42,12 @@ export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): 
   const where = `WHERE id_efector = ? AND pipeline = ?`;
 
   // 1. Upload (the site's script).
-  await central.run(`${esg} ultimo_update_efector_inicio = ?, status = ? ${where}`, [now(), 'uploading', siteId, PIPELINE]);
+  await central.run(`${esg} ultimo_update_efector_inicio = ?, status = ? ${where}`, [
+    now(),
+    'uploading',
+    siteId,
+    PIPELINE,
+  ]);
   await central.exec(`DROP TABLE IF EXISTS "${stageD}"`);
   await central.exec(`DROP TABLE IF EXISTS "${stageH}"`);
   for (const ddl of labTablesDdl(central.dialect, stageH, stageD)) await central.exec(ddl);
@@ -82,7 +87,9 @@ function uploadSqlite(site: RawSqlite, central: RawSqlite, stageH: string, stage
     [RESULTS_TABLE, stageD, RESULT_COLUMNS],
   ] as const) {
     const read = site.db.prepare(`SELECT ${cols.join(', ')} FROM "${from}"`).raw(true);
-    const ins = central.db.prepare(`INSERT INTO "${to}" (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+    const ins = central.db.prepare(
+      `INSERT INTO "${to}" (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+    );
     central.db.exec('BEGIN');
     for (const r of read.iterate() as IterableIterator<unknown[]>) {
       bytes += paramBytes(r);
@@ -140,7 +147,13 @@ async function upsertAll(
   );
 }
 
-async function deleteVanished(central: RawDb, final: string, stage: string, key: string, siteId: number): Promise<void> {
+async function deleteVanished(
+  central: RawDb,
+  final: string,
+  stage: string,
+  key: string,
+  siteId: number,
+): Promise<void> {
   await central.run(
     `DELETE FROM "${final}" WHERE id_efector = ? AND NOT EXISTS (SELECT 1 FROM "${stage}" s WHERE s.${key} = "${final}".${key})`,
     [siteId],

@@ -14,6 +14,7 @@ import { rawCopy, rawUpsert } from './raw-load.js';
 import { timeSession } from './session-timer.js';
 
 export const MAIN_SITE = 1;
+const LATENCY_SITE = 2;
 const TABLES = { header: 'central_orders', detail: 'central_results' };
 
 export interface InitialLoadResult {
@@ -66,6 +67,8 @@ export interface IncrementalResult {
 
 export interface LatencyResult {
   changes: number;
+  /** Headers of the site (each session re-reads all of them). */
+  siteHeaders: number;
   /** Seconds from the change committed at the site to the row readable centrally. */
   p50: number;
   p95: number;
@@ -99,8 +102,12 @@ export async function benchMainSite(
   progress.phase(`${ctx.dialect} · seeding the main site (${N.toLocaleString('en-US')} headers)`);
   const siteUrl = await prepareSiteDb(ctx, 'site1', N, (n) => progress.update(n, N, 'headers'));
   await register(central.database!, MAIN_SITE, TABLES);
-  await register(central.database!, MAIN_SITE, { header: 'legacy_orders', detail: 'legacy_results', pipeline: 'legacy' });
-  const site = await startSite(ctx, siteConfig(ctx, MAIN_SITE, siteUrl, { schedule: { intervalSeconds: 1 } }));
+  await register(central.database!, MAIN_SITE, {
+    header: 'legacy_orders',
+    detail: 'legacy_results',
+    pipeline: 'legacy',
+  });
+  const site = await startSite(ctx, siteConfig(ctx, MAIN_SITE, siteUrl));
   const siteRaw = await ctx.world.raw(ctx.dialect, 'site1');
   const centralRaw = await ctx.world.raw(ctx.dialect, 'central');
   try {
@@ -155,11 +162,13 @@ export async function benchMainSite(
       out.legacy = r.legacy;
       out.incremental = r.incremental;
     }
-
-    if (only.has('latency')) out.latency = await latency(ctx, site, siteRaw, centralRaw, sizes, progress);
   } finally {
     await site.close();
     await siteRaw.close();
+  }
+  try {
+    if (only.has('latency')) out.latency = await latency(ctx, central, centralRaw, sizes, progress);
+  } finally {
     await centralRaw.close();
   }
   return out;
@@ -242,19 +251,43 @@ async function incrementalRounds(
   };
 }
 
-/** One changed row at a time, the site on a 1-second schedule: time until it is readable centrally. */
+/**
+ * A site on a 1-second schedule (first synced, untimed); one changed row at a time: time from the
+ * change until it is readable centrally.
+ */
 async function latency(
   ctx: BenchContext,
-  site: PeripheralAgent,
+  central: CentralAgent,
+  centralRaw: RawDb,
+  sizes: Sizes,
+  progress: Progress,
+): Promise<LatencyResult> {
+  const N = sizes.latencySiteHeaders;
+  progress.phase(`${ctx.dialect} · latency: preparing a site of ${N.toLocaleString('en-US')} headers`);
+  const url = await prepareSiteDb(ctx, 'latency', N);
+  await register(central.database!, LATENCY_SITE, { header: 'lat_orders', detail: 'lat_results' });
+  const site = await startSite(ctx, siteConfig(ctx, LATENCY_SITE, url, { schedule: { intervalSeconds: 1 } }));
+  const siteRaw = await ctx.world.raw(ctx.dialect, 'latency');
+  try {
+    await timeSession(site, central, N * (1 + sizes.detailsPerHeader), progress);
+    progress.phase(`${ctx.dialect} · latency: ${sizes.latencyChanges} single-row changes, 1 s schedule`);
+    site.schedule();
+    return await probeLatency(ctx, siteRaw, centralRaw, sizes, progress);
+  } finally {
+    await site.close();
+    await siteRaw.close();
+  }
+}
+
+async function probeLatency(
+  ctx: BenchContext,
   siteRaw: RawDb,
   centralRaw: RawDb,
   sizes: Sizes,
   progress: Progress,
 ): Promise<LatencyResult> {
-  progress.phase(`${ctx.dialect} · latency: ${sizes.latencyChanges} single-row changes, 1 s schedule`);
-  site.schedule();
   const samples: number[] = [];
-  const N = sizes.headers;
+  const N = sizes.latencySiteHeaders;
   for (let i = 1; i <= sizes.latencyChanges; i++) {
     progress.update(i - 1, sizes.latencyChanges, 'changes');
     // A random phase against the schedule.
@@ -265,8 +298,8 @@ async function latency(
     await siteRaw.run(`UPDATE lab_orders SET notes = ? WHERE order_id = ?`, [marker, orderId]);
     for (;;) {
       const r = await centralRaw.all<{ notes: string }>(
-        `SELECT notes FROM central_orders WHERE id_efector = ? AND order_id = ?`,
-        [MAIN_SITE, orderId],
+        `SELECT notes FROM lat_orders WHERE id_efector = ? AND order_id = ?`,
+        [LATENCY_SITE, orderId],
       );
       if (r[0]?.notes === marker) break;
       if (since(t0) > 300) throw new Error(`latency probe ${i}: not merged after 300 s`);
@@ -277,6 +310,7 @@ async function latency(
   progress.update(sizes.latencyChanges, sizes.latencyChanges, 'changes');
   const res = {
     changes: samples.length,
+    siteHeaders: N,
     p50: percentile(samples, 50),
     p95: percentile(samples, 95),
     max: Math.max(...samples),

@@ -80,7 +80,8 @@ export async function benchMemory(
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     clearInterval(timer);
     const seconds = since(t0);
-    if (code !== 0) throw new Error(`sync-peripheral (memory, ${label} headers) exited ${code}:\n${output.slice(-2000)}`);
+    if (code !== 0)
+      throw new Error(`sync-peripheral (memory, ${label} headers) exited ${code}:\n${output.slice(-2000)}`);
     const probe = existsSync(rssOut)
       ? (JSON.parse(readFileSync(rssOut, 'utf8')) as {
           maxRssKb: number;

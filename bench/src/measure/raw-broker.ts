@@ -28,7 +28,9 @@ export async function benchRawBroker(
   messageBytes: number,
   progress: Progress,
 ): Promise<RawBrokerResult> {
-  progress.phase(`broker · raw publish/consume of ${messages.toLocaleString('en-US')} x ${(messageBytes / 1024).toFixed(0)} KiB`);
+  progress.phase(
+    `broker · raw publish/consume of ${messages.toLocaleString('en-US')} x ${(messageBytes / 1024).toFixed(0)} KiB`,
+  );
   const queue = world.queue(`${world.prefix}bench.raw-broker`);
   const pubConn = await amqp.connect(world.amqpUrl, { noDelay: true });
   const subConn = await amqp.connect(world.amqpUrl, { noDelay: true });

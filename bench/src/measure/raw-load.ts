@@ -92,7 +92,8 @@ export async function rawUpsert(
             ? await upsertPg(site as RawPg, central as RawPg, siteId, clone, report)
             : await copyStagePg(site as RawPg, central as RawPg, siteId, clone);
       rows += r.rows;
-      writeSeconds = r.writeSeconds === undefined || writeSeconds === undefined ? undefined : writeSeconds + r.writeSeconds;
+      writeSeconds =
+        r.writeSeconds === undefined || writeSeconds === undefined ? undefined : writeSeconds + r.writeSeconds;
     }
     results.push({ method, rows, seconds: since(t0), ...(writeSeconds !== undefined ? { writeSeconds } : {}) });
     for (const t of targets) await central.exec(`DROP TABLE IF EXISTS "raw_${t.name}"`);
