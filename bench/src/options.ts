@@ -77,6 +77,8 @@ export interface BenchOptions {
   agentLogLevel: string;
   /** The command line, as recorded in the results. */
   command: string;
+  /** --only or --dialect narrowed the run: results go to partial.json, never to latest.json or the docs. */
+  partial: boolean;
 }
 
 const USAGE = `usage: npm run bench [-- --quick] [--dialect sqlite|postgres] [--only m1,m2] [--profile] [--no-docs]
@@ -121,5 +123,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     writeDocs: !values['no-docs'],
     agentLogLevel: env.SITESYNC_BENCH_LOG ?? 'silent',
     command: ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' '),
+    partial: values.dialect !== undefined || only.size < MEASUREMENTS.length,
   };
 }

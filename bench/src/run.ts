@@ -234,9 +234,14 @@ async function main(): Promise<number> {
     targets: dialects.flatMap((d) => evaluate(d, byDialect[d] ?? {})),
     byDialect,
   });
-  writeJson(join(REPO_ROOT, 'bench/results/latest.json'), report);
-  writeJson(join(REPO_ROOT, `bench/results/${report.mode}.json`), report);
-  if (opts.writeDocs) rewriteDocs(join(REPO_ROOT, 'docs/benchmarks.md'), report.mode, resultsMarkdown(report));
+  const written = opts.partial
+    ? ['bench/results/partial.json']
+    : ['bench/results/latest.json', `bench/results/${report.mode}.json`];
+  for (const f of written) writeJson(join(REPO_ROOT, f), report);
+  if (opts.writeDocs && !opts.partial) {
+    rewriteDocs(join(REPO_ROOT, 'docs/benchmarks.md'), report.mode, resultsMarkdown(report));
+    written.push('docs/benchmarks.md');
+  }
 
   process.stderr.write(`\n${resultsMarkdown(report)}\n\n`);
   for (const t of report.targets) {
@@ -244,9 +249,7 @@ async function main(): Promise<number> {
       `target ${t.dialect} ${t.key} ${t.target}: ${t.value ?? 'not measured'} ${t.pass === null ? '' : t.pass ? 'pass' : 'MISSED'}\n`,
     );
   }
-  process.stderr.write(
-    `bench: done in ${(report.durationSeconds / 60).toFixed(1)} min; wrote bench/results/latest.json${opts.writeDocs ? ' and docs/benchmarks.md' : ''}\n`,
-  );
+  process.stderr.write(`bench: done in ${(report.durationSeconds / 60).toFixed(1)} min; wrote ${written.join(', ')}\n`);
   return failed ? 1 : 0;
 }
 
