@@ -6,12 +6,16 @@ const amqp = require('amqplib');
 
 const STALE = /^(t[0-9a-f]{8}[._]|unit-|bench)/;
 
+// Queues are listed with their consumer count: a queue someone still consumes (a benchmark or
+// demo running right now) is not stale, whatever its name.
 function list(kind) {
+  const cols = kind === 'queues' ? ['name', 'consumers'] : ['name'];
   try {
-    return execFileSync('rabbitmqctl', ['-q', `list_${kind}`, 'name'], { encoding: 'utf8', timeout: 60_000 })
+    return execFileSync('rabbitmqctl', ['-q', `list_${kind}`, ...cols], { encoding: 'utf8', timeout: 60_000 })
       .split('\n')
-      .map((l) => l.trim())
-      .filter((n) => n && n !== 'name' && STALE.test(n));
+      .map((l) => l.trim().split('\t'))
+      .filter(([n, consumers]) => n && n !== 'name' && STALE.test(n) && (consumers === undefined || consumers === '0'))
+      .map(([n]) => n);
   } catch (err) {
     console.log(`[ci] cannot list ${kind}: ${err.message.split('\n')[0]}`);
     return [];
