@@ -16,6 +16,11 @@ export const CentralConfigSchema = z
         confirmWindow: z.number().int().positive().default(256),
         /** Delivery attempts before the broker dead-letters a message. @default 5 */
         deliveryLimit: z.number().int().positive().default(5),
+        /**
+         * RabbitMQ management API (queue depths for status and metrics, broker users for `syncctl
+         * sites add`). @default http://<amqp host>:15672 with the AMQP URL's credentials
+         */
+        managementUrl: z.string().url().optional(),
         caFile: z.string().optional(),
         certFile: z.string().optional(),
         keyFile: z.string().optional(),
@@ -30,6 +35,8 @@ export const CentralConfigSchema = z
     resendAfterSeconds: z.number().positive().default(30),
     /** Bearer token of the HTTP API (`/api/...`); unset = API off. Prefer SYNC_API_TOKEN_FILE. */
     apiToken: z.string().min(16, 'use at least 16 characters').optional(),
+    /** A site with no completed session for this long is `stale` in status, metrics and the page. @default 3600 */
+    staleAfterSeconds: z.number().int().positive().default(3600),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
     httpPort: z.number().int().min(0).max(65535).default(0),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -42,6 +49,7 @@ const ENV_KEYS = {
   AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
   AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
   AMQP_DELIVERY_LIMIT: { path: ['amqp', 'deliveryLimit'], type: 'number' },
+  AMQP_MANAGEMENT_URL: { path: ['amqp', 'managementUrl'], type: 'string' },
   AMQP_CA_FILE: { path: ['amqp', 'caFile'], type: 'string' },
   AMQP_CERT_FILE: { path: ['amqp', 'certFile'], type: 'string' },
   AMQP_KEY_FILE: { path: ['amqp', 'keyFile'], type: 'string' },
@@ -51,6 +59,7 @@ const ENV_KEYS = {
   API_TOKEN: { path: ['apiToken'], type: 'string' },
   DISPATCH_INTERVAL_MS: { path: ['dispatchIntervalMs'], type: 'number' },
   RESEND_AFTER_SECONDS: { path: ['resendAfterSeconds'], type: 'number' },
+  STALE_AFTER_SECONDS: { path: ['staleAfterSeconds'], type: 'number' },
   LOG_LEVEL: { path: ['logLevel'], type: 'string' },
 } as const;
 

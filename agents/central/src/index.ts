@@ -10,3 +10,6 @@ export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';
 export * from './http/api';
 export * from './dlq/dead-letters';
+export * from './ops/management-api';
+export * from './ops/site-status';
+export * from './ops/provision-site';

@@ -94,7 +94,9 @@ export class PeripheralAgent {
         log: this.log,
         confirmWindow: this.config.amqp.confirmWindow,
         socketOptions: tlsSocketOptions(this.config.amqp),
-        setup: (ch) => this.topology.declareSite(ch, this.config.siteId),
+        setup: async (_ch, open) => {
+          await this.topology.ensureSite(open, this.config.siteId);
+        },
       });
       this.broker.on('disconnected', () => this.metrics.reconnects.inc());
       // On every (re)connect: tell the central what procedures this site holds, and resume transfers.

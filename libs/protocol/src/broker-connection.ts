@@ -20,7 +20,7 @@ export interface BrokerConnectionOptions {
   /** Confirms outstanding at once per connection. @default 256 */
   confirmWindow?: number;
   /** Runs on every (re)connect before consumers start: declare topology here. */
-  setup?: (ch: Channel) => Promise<void>;
+  setup?: (ch: Channel, open: () => Promise<Channel>) => Promise<void>;
   /** Reconnect backoff bounds. @default 250 / 15000 ms */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -141,7 +141,7 @@ export class BrokerConnection extends EventEmitter {
           void model.close().catch(() => undefined);
       });
       pub.on('drain', () => this.emit('drain'));
-      if (this.opts.setup) await this.opts.setup(pub);
+      if (this.opts.setup) await this.opts.setup(pub, () => model.createChannel());
       this.model = model;
       this.pubChannel = pub;
       this.consumerChannels = [];

@@ -12,3 +12,4 @@ export * from './http-server';
 export * from './agent-process';
 export * from './retry';
 export * from './format-table';
+export * from './broker-definitions';

@@ -15,6 +15,23 @@ export const CENTRAL_SYNC_BINDINGS = ['*.session.started', '*.session.completed'
 /** Routing-key patterns of the central's procedure/intervention queue. */
 export const CENTRAL_INTERVENTION_BINDINGS = ['*.procedure.*', '*.intervention.*'] as const;
 
+/** Opens a short-lived channel on the current connection. */
+export type ChannelOpener = () => Promise<Channel>;
+
+/** Whether an exchange or queue exists (a passive declare; it needs no permission). */
+export async function brokerEntityExists(open: ChannelOpener, kind: 'queue' | 'exchange', name: string): Promise<boolean> {
+  const ch = await open();
+  ch.on('error', () => undefined); // a 404 closes the channel: expected here
+  try {
+    if (kind === 'queue') await ch.checkQueue(name);
+    else await ch.checkExchange(name);
+    await ch.close().catch(() => undefined);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** All broker names, derived from one prefix. */
 export class Topology {
   readonly prefix: string;
@@ -69,11 +86,36 @@ export class Topology {
     await ch.assertExchange(this.dlx, 'direct', { durable: true });
   }
 
+  /**
+   * Arguments of a dead-letter queue: a durable classic queue. Not quorum: a quorum queue counts
+   * every return of a message towards a delivery limit (RabbitMQ 4.x defaults it to 20), so
+   * browsing dead letters with `syncctl dlq list` would in the end drop them.
+   */
+  deadLetterQueueArguments(): Record<string, unknown> {
+    return { 'x-queue-type': 'classic' };
+  }
+
   private async declareWorkQueue(ch: Channel, queue: string, extra: Record<string, unknown> = {}): Promise<void> {
     const dlq = this.deadLetterQueue(queue);
-    await ch.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await ch.assertQueue(dlq, { durable: true, arguments: this.deadLetterQueueArguments() });
     await ch.bindQueue(dlq, this.dlx, queue);
     await ch.assertQueue(queue, { durable: true, arguments: this.workQueueArguments(queue, extra) });
+  }
+
+  /** One peripheral process applies a site's messages at a time. */
+  siteQueueExtraArguments(): Record<string, unknown> {
+    return { 'x-single-active-consumer': true };
+  }
+
+  /** What binds a site's queue to the down exchange: every routing key that starts with its id. */
+  siteRoutingPattern(siteId: number): string {
+    return `${siteId}.#`;
+  }
+
+  /** Every queue of one site: its work queue and its dead-letter queue. */
+  siteQueues(siteId: number): string[] {
+    const q = this.siteQueue(siteId);
+    return [q, this.deadLetterQueue(q)];
   }
 
   /** Declares everything the central consumes. Idempotent. */
@@ -85,12 +127,32 @@ export class Topology {
     for (const key of CENTRAL_INTERVENTION_BINDINGS) await ch.bindQueue(this.centralInterventionQueue, this.up, key);
   }
 
+  /**
+   * Makes sure a site's exchanges and queues exist, declaring them only when one is missing: a site
+   * whose broker user may not configure anything (see `deploy/rabbitmq/definitions.json`) finds
+   * them provisioned by the central and only checks. Each check runs on its own short-lived channel
+   * (a failed passive check closes its channel).
+   */
+  async ensureSite(open: ChannelOpener, siteId: number): Promise<'present' | 'declared'> {
+    const exchanges = [this.up, this.down, this.dlx];
+    const present =
+      (await Promise.all(exchanges.map((e) => brokerEntityExists(open, 'exchange', e)))).every(Boolean) &&
+      (await Promise.all(this.siteQueues(siteId).map((q) => brokerEntityExists(open, 'queue', q)))).every(Boolean);
+    if (present) return 'present';
+    const ch = await open();
+    try {
+      await this.declareSite(ch, siteId);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+    return 'declared';
+  }
+
   /** Declares one site's queue (acks and orders from the central). Idempotent. */
   async declareSite(ch: Channel, siteId: number): Promise<void> {
     await this.declareExchanges(ch);
     const q = this.siteQueue(siteId);
-    // One peripheral process applies a site's messages at a time.
-    await this.declareWorkQueue(ch, q, { 'x-single-active-consumer': true });
-    await ch.bindQueue(q, this.down, `${siteId}.#`);
+    await this.declareWorkQueue(ch, q, this.siteQueueExtraArguments());
+    await ch.bindQueue(q, this.down, this.siteRoutingPattern(siteId));
   }
 }

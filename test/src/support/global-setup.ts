@@ -27,6 +27,9 @@ export default async function setup(project: TestProject): Promise<void> {
     SITESYNC_TEST_MYSQL_URL:
       env.SITESYNC_TEST_MYSQL_URL ??
       ((await answers('127.0.0.1', 3306)) ? 'mysql://root@127.0.0.1:3306/test' : undefined),
+    SITESYNC_TEST_MGMT_URL:
+      env.SITESYNC_TEST_MGMT_URL ??
+      ((await answers('127.0.0.1', 15672)) ? 'http://guest:guest@127.0.0.1:15672' : undefined),
   };
   for (const [k, v] of Object.entries(found)) {
     if (v) project.provide(k as never, v as never);

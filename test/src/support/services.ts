@@ -5,6 +5,7 @@ declare module 'vitest' {
     SITESYNC_TEST_AMQP_URL?: string;
     SITESYNC_TEST_PG_URL?: string;
     SITESYNC_TEST_MYSQL_URL?: string;
+    SITESYNC_TEST_MGMT_URL?: string;
   }
 }
 
@@ -17,6 +18,11 @@ export function postgresUrl(): string | undefined {
 }
 export function mysqlUrl(): string | undefined {
   return inject('SITESYNC_TEST_MYSQL_URL');
+}
+
+/** The RabbitMQ management API (with credentials), or undefined when the plugin is off. */
+export function managementUrl(): string | undefined {
+  return inject('SITESYNC_TEST_MGMT_URL');
 }
 
 /** Prints why a suite does not run; use with `describe.skipIf(!url)`. */

@@ -1,14 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { BrokerConnection, ConfigError, Topology, createLogger, formatTable } from '@sitesync/protocol';
+import {
+  BrokerConnection,
+  ConfigError,
+  Topology,
+  brokerDefinitions,
+  createLogger,
+  formatTable,
+  rabbitPasswordHash,
+  siteUserName,
+  tlsSocketOptions,
+} from '@sitesync/protocol';
 import { Database, type DatabaseRole } from '@sitesync/db';
-import { loadCentralConfig } from '../config';
+import { loadCentralConfig, type CentralConfig } from '../config';
+import { ManagementApi } from '../ops/management-api';
+import { provisionSite } from '../ops/provision-site';
+import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
 import { registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
 import {
   DEFAULT_MAX_REPLAYS,
   bodyText,
+  centralDeadLettersBySite,
   deadLetterQueues,
   purgeDeadLetters,
   replayDeadLetters,
@@ -54,36 +68,78 @@ const program = new Command('syncctl')
 
 program
   .command('status')
-  .description('one line per site and pipeline from EstadoSyncGeneral')
+  .description('one line per site: sessions, merges, rows, lag, state, queued messages and dead letters')
+  .option('--stale-after <seconds>', 'a site with no completed session for this long is stale (default: config, 3600)')
+  .option('--no-broker', 'only what the database knows (no queue depths, no dead letters)')
   .option('--json', 'machine-readable output')
-  .action(async (opts: { json?: boolean }) => {
-    await withDb(program, 'central', async (db) => {
-      const rows = await db.query<Record<string, unknown>>(
-        `SELECT id_efector, pipeline, status, ultimo_update_efector_inicio, ultimo_update_efector_fin, ultimo_sync_fecha_inicio, ` +
-          `ultimo_sync_fecha_fin, ultimo_sync_registros, header_count, detail_count, deletion_count, last_seen, last_error ` +
-          `FROM ${db.dialect.quote(SITE_TABLE)} ORDER BY id_efector, pipeline`,
-      );
-      if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-      else
-        process.stdout.write(
-          `${formatTable(
-            rows.map((r) => ({
-              site: r.id_efector,
-              pipeline: r.pipeline,
-              state: r.status,
-              'site session end': r.ultimo_update_efector_fin,
-              'last merge end': r.ultimo_sync_fecha_fin,
-              rows: r.ultimo_sync_registros,
-              headers: r.header_count,
-              details: r.detail_count,
-              deletions: r.deletion_count,
-              'last seen': r.last_seen,
-              error: r.last_error,
-            })),
-          )}\n`,
-        );
-    });
+  .action(async (opts: { staleAfter?: string; broker: boolean; json?: boolean }) => {
+    const cfg = opts.broker || !opts.staleAfter ? tryLoadConfig() : undefined;
+    const staleAfterSeconds = opts.staleAfter ? positiveInt(opts.staleAfter, '--stale-after') : cfg?.staleAfterSeconds;
+    let rows = await withDb(program, 'central', (db) =>
+      readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {}),
+    );
+    if (opts.broker && cfg) rows = await addBrokerFigures(rows, cfg);
+    else if (opts.broker) process.stderr.write('syncctl: no central config (--config or SYNC_CONFIG): no queue depths\n');
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      `${formatTable(
+        rows.map((r) => ({
+          site: r.site,
+          pipeline: r.pipeline,
+          state: r.state,
+          lag: formatAge(r.lagSeconds),
+          'site session end': r.lastSiteSession ?? '-',
+          'last merge end': r.lastMerge ?? '-',
+          rows: r.rows ?? '-',
+          queued: r.queued ?? '-',
+          'dead letters': r.deadLetters ?? '-',
+          error: r.lastError ?? '',
+        })),
+      )}\n`,
+    );
   });
+
+function tryLoadConfig(): CentralConfig | undefined {
+  const o = program.opts<GlobalOpts>();
+  if (!o.config && !process.env.SYNC_CONFIG && !process.env.SYNC_AMQP_URL) return undefined;
+  return loadCentralConfig(o.config);
+}
+
+function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} is a positive integer`);
+  return n;
+}
+
+/** Queue depths (management API) and dead letters per site (AMQP); a broker that does not answer is reported, not fatal. */
+async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig): Promise<SiteStatus[]> {
+  const topology = new Topology({ prefix: cfg.amqp.prefix });
+  let queues;
+  try {
+    queues = await ManagementApi.fromAmqpUrl(cfg.amqp.url, cfg.amqp.managementUrl).queues();
+  } catch (err) {
+    process.stderr.write(`syncctl: no queue depths: ${(err as Error).message}\n`);
+  }
+  let central;
+  const broker = new BrokerConnection({
+    url: cfg.amqp.url,
+    name: 'syncctl status',
+    log: createLogger('syncctl', 'silent', false),
+    socketOptions: tlsSocketOptions(cfg.amqp),
+  });
+  try {
+    await broker.connect();
+    central = await centralDeadLettersBySite(broker, topology);
+  } catch (err) {
+    process.stderr.write(`syncctl: no dead-letter counts: ${(err as Error).message}\n`);
+  } finally {
+    await broker.close();
+  }
+  return withBrokerFigures(rows, topology, queues, central);
+}
 
 const sites = program.command('sites').description('sites known to the central');
 sites
@@ -99,27 +155,107 @@ sites
   });
 sites
   .command('add <siteId>')
-  .description('register a site (its EstadoSyncGeneral row) with its target tables')
+  .description('onboard a site: its EstadoSyncGeneral row, its broker user and permissions, its queues; prints the peripheral config')
   .requiredOption('--header-table <name>', 'central table for the headers (tabla_encabezado)', identifier)
   .option('--detail-table <name>', 'central table for the details (tabla_detalle)', identifier)
   .option('--pipeline <name>', 'pipeline name', 'main')
   .option('--user <brokerUser>', 'broker user that publishes for this site (default site-<id>)')
-  .action(async (id: string, opts: { headerTable: string; detailTable?: string; pipeline: string; user?: string }) => {
-    const site = siteId(id);
-    await withDb(program, 'central', async (db) => {
-      const r = await registerSite(db, {
-        siteId: site,
+  .option('--password-file <file>', "the site user's broker password (default: a generated one)")
+  .option('--no-broker', 'only the EstadoSyncGeneral row (the broker user exists already)')
+  .action(
+    async (
+      id: string,
+      opts: {
+        headerTable: string;
+        detailTable?: string;
+        pipeline: string;
+        user?: string;
+        passwordFile?: string;
+        broker: boolean;
+      },
+    ) => {
+      const reg = {
+        siteId: siteId(id),
         pipeline: opts.pipeline,
         headerTable: opts.headerTable,
         detailTable: opts.detailTable ?? null,
         ...(opts.user ? { brokerUser: opts.user } : {}),
+      };
+      await withDb(program, 'central', async (db) => {
+        if (!opts.broker) {
+          const r = await registerSite(db, reg);
+          process.stdout.write(
+            `site ${r.siteId} (pipeline ${r.pipeline}) registered: headers -> ${r.headerTable}` +
+              `${r.detailTable ? `, details -> ${r.detailTable}` : ''}, broker user ${r.brokerUser}\n`,
+          );
+          return;
+        }
+        const cfg = loadCentralConfig(program.opts<GlobalOpts>().config);
+        const password = opts.passwordFile ? readFileSync(opts.passwordFile, 'utf8').trim() : undefined;
+        const p = await provisionSite(
+          db,
+          reg,
+          {
+            amqpUrl: cfg.amqp.url,
+            prefix: cfg.amqp.prefix,
+            deliveryLimit: cfg.amqp.deliveryLimit,
+            ...(cfg.amqp.managementUrl ? { managementUrl: cfg.amqp.managementUrl } : {}),
+            socketOptions: tlsSocketOptions(cfg.amqp),
+          },
+          { ...(password ? { password } : {}), log: createLogger('syncctl', 'warn', false) },
+        );
+        const r = p.registration;
+        process.stderr.write(
+          `site ${r.siteId} (pipeline ${r.pipeline}) onboarded: headers -> ${r.headerTable}` +
+            `${r.detailTable ? `, details -> ${r.detailTable}` : ''}; broker user ${p.brokerUser} may publish ` +
+            `only ${r.siteId}.* and read only its own queue. Its peripheral config (keep the password secret; ` +
+            `SYNC_AMQP_URL_FILE keeps it out of the file):\n`,
+        );
+        process.stdout.write(`${JSON.stringify(p.peripheralConfig, null, 2)}\n`);
       });
-      process.stdout.write(
-        `site ${r.siteId} (pipeline ${r.pipeline}) registered: headers -> ${r.headerTable}` +
-          `${r.detailTable ? `, details -> ${r.detailTable}` : ''}, broker user ${r.brokerUser}\n`,
+    },
+  );
+
+const broker = program.command('broker').description('RabbitMQ setup');
+broker
+  .command('definitions')
+  .description('print RabbitMQ definitions (vhost, exchanges, queues, policies, users, permissions) for load_definitions')
+  .requiredOption('--sites <ids>', 'comma-separated site ids')
+  .option('--vhost <name>', 'virtual host', 'sitesync')
+  .option('--prefix <prefix>', 'topology prefix', '')
+  .option('--delivery-limit <n>', 'delivery attempts before dead-lettering', '5')
+  .option('--central-user <name>', "the central agent's user", 'sitesync-central')
+  .option('--admin-user <name>', 'operators\' user (management UI, syncctl sites add)', 'sitesync-admin')
+  .requiredOption('--passwords-file <file>', 'JSON {"<user>": "<password>", ...} for every user (stored hashed)')
+  .action(
+    (opts: {
+      sites: string;
+      vhost: string;
+      prefix: string;
+      deliveryLimit: string;
+      centralUser: string;
+      adminUser: string;
+      passwordsFile: string;
+    }) => {
+      const passwords = JSON.parse(readFileSync(opts.passwordsFile, 'utf8')) as Record<string, unknown>;
+      const user = (name: string) => {
+        const pw = passwords[name];
+        if (typeof pw !== 'string' || !pw) throw new ConfigError(`${opts.passwordsFile}: no password for ${name}`, name);
+        return { name, passwordHash: rabbitPasswordHash(pw) };
+      };
+      const ids = opts.sites.split(',').map((x) => siteId(x.trim()));
+      const defs = brokerDefinitions(
+        new Topology({ prefix: opts.prefix, deliveryLimit: positiveInt(opts.deliveryLimit, '--delivery-limit') }),
+        {
+          vhost: opts.vhost,
+          central: user(opts.centralUser),
+          admin: user(opts.adminUser),
+          sites: ids.map((id) => ({ siteId: id, user: user(siteUserName(id)) })),
+        },
       );
-    });
-  });
+      process.stdout.write(`${JSON.stringify(defs, null, 2)}\n`);
+    },
+  );
 
 const procedures = program.command('procedures').description('procedure versions (central -> sites)');
 procedures
@@ -308,7 +444,7 @@ dlq
           groups.set(key, g);
         }
       }
-      const rows = [...groups.values()].map((g) => ({ ...g, oldest: age(g.oldest), newest: age(g.newest) }));
+      const rows = [...groups.values()].map((g) => ({ ...g, oldest: formatAge(g.oldest), newest: formatAge(g.newest) }));
       process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatTable(rows)}\n`);
     });
   });
@@ -387,13 +523,6 @@ dlq
     });
   });
 
-function age(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '-';
-  if (seconds < 120) return `${seconds}s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
-  if (seconds < 172800) return `${Math.round(seconds / 3600)}h`;
-  return `${Math.round(seconds / 86400)}d`;
-}
 
 const dbCmd = program.command('db').description('database maintenance');
 dbCmd

@@ -231,3 +231,14 @@ export async function purgeDeadLetters(broker: BrokerConnection, queues: string[
   });
   return out;
 }
+
+/** Dead letters in the central's own dead-letter queues, counted by the site that sent them. */
+export async function centralDeadLettersBySite(broker: BrokerConnection, t: Topology): Promise<Map<number, number>> {
+  const bySite = new Map<number, number>();
+  for (const q of deadLetterQueues(t, [])) {
+    for (const d of await scanQueue(broker, q)) {
+      if (d.siteId !== undefined) bySite.set(d.siteId, (bySite.get(d.siteId) ?? 0) + 1);
+    }
+  }
+  return bySite;
+}
