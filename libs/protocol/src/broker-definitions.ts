@@ -13,7 +13,9 @@ export function siteUserName(siteId: number): string {
 
 /** `rabbit_password_hashing_sha256`: base64(salt(4) ++ sha256(salt ++ utf8(password))). */
 export function rabbitPasswordHash(password: string, salt: Buffer = randomBytes(4)): string {
-  const digest = createHash('sha256').update(Buffer.concat([salt, Buffer.from(password, 'utf8')])).digest();
+  const digest = createHash('sha256')
+    .update(Buffer.concat([salt, Buffer.from(password, 'utf8')]))
+    .digest();
   return Buffer.concat([salt, digest]).toString('base64');
 }
 
@@ -159,7 +161,13 @@ export function brokerDefinitions(t: Topology, o: DefinitionsOptions): BrokerDef
     d.bindings.push({ source, vhost, destination, destination_type: 'queue', routing_key: key, arguments: {} });
   const workQueue = (queue: string, extra: Record<string, unknown> = {}) => {
     const dlq = t.deadLetterQueue(queue);
-    d.queues.push({ name: queue, vhost, durable: true, auto_delete: false, arguments: t.workQueueArguments(queue, extra) });
+    d.queues.push({
+      name: queue,
+      vhost,
+      durable: true,
+      auto_delete: false,
+      arguments: t.workQueueArguments(queue, extra),
+    });
     d.queues.push({ name: dlq, vhost, durable: true, auto_delete: false, arguments: t.deadLetterQueueArguments() });
     bind(t.dlx, dlq, queue);
   };

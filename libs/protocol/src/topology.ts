@@ -19,7 +19,11 @@ export const CENTRAL_INTERVENTION_BINDINGS = ['*.procedure.*', '*.intervention.*
 export type ChannelOpener = () => Promise<Channel>;
 
 /** Whether an exchange or queue exists (a passive declare; it needs no permission). */
-export async function brokerEntityExists(open: ChannelOpener, kind: 'queue' | 'exchange', name: string): Promise<boolean> {
+export async function brokerEntityExists(
+  open: ChannelOpener,
+  kind: 'queue' | 'exchange',
+  name: string,
+): Promise<boolean> {
   const ch = await open();
   ch.on('error', () => undefined); // a 404 closes the channel: expected here
   try {

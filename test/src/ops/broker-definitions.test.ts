@@ -23,7 +23,10 @@ const DEMO_PASSWORDS = JSON.parse(readFileSync(join(REPO, 'deploy/rabbitmq/demo-
 function verifies(hash: string, password: string): boolean {
   const raw = Buffer.from(hash, 'base64');
   const salt = raw.subarray(0, 4);
-  return createHash('sha256').update(Buffer.concat([salt, Buffer.from(password)])).digest().equals(raw.subarray(4));
+  return createHash('sha256')
+    .update(Buffer.concat([salt, Buffer.from(password)]))
+    .digest()
+    .equals(raw.subarray(4));
 }
 
 function withoutHashes(d: BrokerDefinitions): unknown {
@@ -87,8 +90,16 @@ describe.skipIf(!mgmt || !broker)('per-site broker users (definitions loaded int
     try {
       const ch = await conn.createConfirmChannel();
       const closed = new Promise<string>((r) => ch.once('error', (e: Error) => r(e.message)));
-      const outcome = await Promise.race([fn(ch).then(() => 'ok', (e: Error) => e.message), closed]);
-      return outcome === 'ok' ? await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('ok'), 300))]) : outcome;
+      const outcome = await Promise.race([
+        fn(ch).then(
+          () => 'ok',
+          (e: Error) => e.message,
+        ),
+        closed,
+      ]);
+      return outcome === 'ok'
+        ? await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('ok'), 300))])
+        : outcome;
     } finally {
       await conn.close().catch(() => undefined);
     }

@@ -79,7 +79,8 @@ program
       readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {}),
     );
     if (opts.broker && cfg) rows = await addBrokerFigures(rows, cfg);
-    else if (opts.broker) process.stderr.write('syncctl: no central config (--config or SYNC_CONFIG): no queue depths\n');
+    else if (opts.broker)
+      process.stderr.write('syncctl: no central config (--config or SYNC_CONFIG): no queue depths\n');
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       return;
@@ -155,7 +156,9 @@ sites
   });
 sites
   .command('add <siteId>')
-  .description('onboard a site: its EstadoSyncGeneral row, its broker user and permissions, its queues; prints the peripheral config')
+  .description(
+    'onboard a site: its EstadoSyncGeneral row, its broker user and permissions, its queues; prints the peripheral config',
+  )
   .requiredOption('--header-table <name>', 'central table for the headers (tabla_encabezado)', identifier)
   .option('--detail-table <name>', 'central table for the details (tabla_detalle)', identifier)
   .option('--pipeline <name>', 'pipeline name', 'main')
@@ -219,13 +222,15 @@ sites
 const broker = program.command('broker').description('RabbitMQ setup');
 broker
   .command('definitions')
-  .description('print RabbitMQ definitions (vhost, exchanges, queues, policies, users, permissions) for load_definitions')
+  .description(
+    'print RabbitMQ definitions (vhost, exchanges, queues, policies, users, permissions) for load_definitions',
+  )
   .requiredOption('--sites <ids>', 'comma-separated site ids')
   .option('--vhost <name>', 'virtual host', 'sitesync')
   .option('--prefix <prefix>', 'topology prefix', '')
   .option('--delivery-limit <n>', 'delivery attempts before dead-lettering', '5')
   .option('--central-user <name>', "the central agent's user", 'sitesync-central')
-  .option('--admin-user <name>', 'operators\' user (management UI, syncctl sites add)', 'sitesync-admin')
+  .option('--admin-user <name>', "operators' user (management UI, syncctl sites add)", 'sitesync-admin')
   .requiredOption('--passwords-file <file>', 'JSON {"<user>": "<password>", ...} for every user (stored hashed)')
   .action(
     (opts: {
@@ -240,7 +245,8 @@ broker
       const passwords = JSON.parse(readFileSync(opts.passwordsFile, 'utf8')) as Record<string, unknown>;
       const user = (name: string) => {
         const pw = passwords[name];
-        if (typeof pw !== 'string' || !pw) throw new ConfigError(`${opts.passwordsFile}: no password for ${name}`, name);
+        if (typeof pw !== 'string' || !pw)
+          throw new ConfigError(`${opts.passwordsFile}: no password for ${name}`, name);
         return { name, passwordHash: rabbitPasswordHash(pw) };
       };
       const ids = opts.sites.split(',').map((x) => siteId(x.trim()));
@@ -444,7 +450,11 @@ dlq
           groups.set(key, g);
         }
       }
-      const rows = [...groups.values()].map((g) => ({ ...g, oldest: formatAge(g.oldest), newest: formatAge(g.newest) }));
+      const rows = [...groups.values()].map((g) => ({
+        ...g,
+        oldest: formatAge(g.oldest),
+        newest: formatAge(g.newest),
+      }));
       process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatTable(rows)}\n`);
     });
   });
@@ -522,7 +532,6 @@ dlq
       for (const [q, n] of Object.entries(purged)) process.stdout.write(`${q}: ${n} deleted\n`);
     });
   });
-
 
 const dbCmd = program.command('db').description('database maintenance');
 dbCmd

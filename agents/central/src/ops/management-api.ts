@@ -1,4 +1,10 @@
-import { ConfigError, TransientError, type BrokerDefinitions, type Permissions, type TopicPermission } from '@sitesync/protocol';
+import {
+  ConfigError,
+  TransientError,
+  type BrokerDefinitions,
+  type Permissions,
+  type TopicPermission,
+} from '@sitesync/protocol';
 
 /** Default port of the RabbitMQ management plugin. */
 export const MANAGEMENT_PORT = 15672;

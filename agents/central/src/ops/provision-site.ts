@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Database } from '@sitesync/db';
-import { BrokerConnection, ConfigError, Topology, sitePermissions, siteUserName, type Logger } from '@sitesync/protocol';
+import {
+  BrokerConnection,
+  ConfigError,
+  Topology,
+  sitePermissions,
+  siteUserName,
+  type Logger,
+} from '@sitesync/protocol';
 import { registerSite, SITE_TABLE, type SiteRegistration } from '../merge/site-registry';
 import { ManagementApi } from './management-api';
 
@@ -34,10 +41,10 @@ export async function provisionSite(
   opts: { password?: string; log: Logger },
 ): Promise<ProvisionedSite> {
   const pipeline = reg.pipeline ?? 'main';
-  const taken = await db.query(`SELECT id_efector FROM ${db.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`, [
-    reg.siteId,
-    pipeline,
-  ]);
+  const taken = await db.query(
+    `SELECT id_efector FROM ${db.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
+    [reg.siteId, pipeline],
+  );
   if (taken.length) throw new ConfigError(`site ${reg.siteId} pipeline ${pipeline} already exists`, 'siteId');
 
   const user = reg.brokerUser ?? siteUserName(reg.siteId);

@@ -85,7 +85,10 @@ export async function readSiteStatus(
       state,
       lastSiteSession: isoOrNull(r.ultimo_update_efector_fin),
       lastMerge: isoOrNull(r.ultimo_sync_fecha_fin),
-      rows: r.ultimo_sync_registros === null || r.ultimo_sync_registros === undefined ? null : Number(r.ultimo_sync_registros),
+      rows:
+        r.ultimo_sync_registros === null || r.ultimo_sync_registros === undefined
+          ? null
+          : Number(r.ultimo_sync_registros),
       headers: Number(r.header_count ?? 0),
       details: Number(r.detail_count ?? 0),
       deletions: Number(r.deletion_count ?? 0),
