@@ -24,7 +24,8 @@ import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import type { Outgoing } from './interventions/outgoing';
 import { checkSender } from './merge/batch-merger';
-import { findSiteRows } from './merge/site-registry';
+import { findSiteRows, SITE_TABLE } from './merge/site-registry';
+import { readSiteStatus } from './ops/site-status';
 
 export const APP_ID = 'sitesync-central';
 
@@ -100,6 +101,10 @@ export class CentralAgent {
       });
       await this.broker.connectWithRetry();
       this.state = 'RUNNING';
+      this.metrics.source = {
+        siteStatus: () => readSiteStatus(this.db!, { staleAfterSeconds: this.config.staleAfterSeconds }),
+        queueDepths: () => this.queueDepths(),
+      };
       this.dispatchTimer = setInterval(() => void this.dispatchNow(), this.config.dispatchIntervalMs);
       this.dispatchTimer.unref();
       this.log.info({ queue: this.topology.centralSyncQueue }, 'central agent consuming');
@@ -108,6 +113,29 @@ export class CentralAgent {
       await this.close();
       throw err;
     }
+  }
+
+  /** Ready messages in the central's queues and in each registered site's queues (dead-letter queues too). */
+  async queueDepths(): Promise<Map<string, number>> {
+    const t = this.topology;
+    const sites = await this.db!.query<{ id_efector: number }>(
+      `SELECT DISTINCT id_efector FROM ${this.db!.dialect.quote(SITE_TABLE)}`,
+    );
+    const work = [
+      t.centralSyncQueue,
+      t.centralInterventionQueue,
+      ...sites.map((s) => t.siteQueue(Number(s.id_efector))),
+    ];
+    const depths = new Map<string, number>();
+    for (const q of work.flatMap((w) => [w, t.deadLetterQueue(w)])) {
+      // A site registered but not provisioned has no queue yet: leave it out.
+      const n = await this.broker!.withChannel((ch) => ch.checkQueue(q)).then(
+        (r) => r.messageCount,
+        () => undefined,
+      );
+      if (n !== undefined) depths.set(q, n);
+    }
+    return depths;
   }
 
   private get stopping(): boolean {

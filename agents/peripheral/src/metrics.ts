@@ -44,6 +44,22 @@ export class PeripheralMetrics {
     help: 'Unix time of the last session the central confirmed complete',
     registers: [this.registry],
   });
+  readonly deadLetters = new Counter({
+    name: 'sitesync_dead_letters_total',
+    help: 'Messages from the central this site could not apply and dead-lettered, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  /** Start of the last session the central confirmed complete: changes older than that are central. */
+  lastCompleteStart: Date | undefined;
+  readonly lag = new Gauge({
+    name: 'sitesync_lag_seconds',
+    help: 'Age bound of the oldest change not yet central: seconds since the start of the last complete session',
+    registers: [this.registry],
+    collect: () => {
+      if (this.lastCompleteStart) this.lag.set((Date.now() - this.lastCompleteStart.getTime()) / 1000);
+    },
+  });
   readonly reconnects = new Counter({
     name: 'sitesync_broker_reconnects_total',
     help: 'Broker connections lost and re-established',
@@ -59,6 +75,9 @@ export class PeripheralMetrics {
   sessionFinished(r: SessionResult): void {
     this.sessions.inc({ status: r.status });
     this.sessionDuration.observe(r.durationMs / 1000);
-    if (r.status === 'ok') this.lastSuccess.setToCurrentTime();
+    if (r.status === 'ok') {
+      this.lastSuccess.setToCurrentTime();
+      this.lastCompleteStart = new Date(Date.now() - r.durationMs);
+    }
   }
 }

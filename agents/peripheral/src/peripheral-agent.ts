@@ -78,6 +78,7 @@ export class PeripheralAgent {
         this.pipelines.set(resolved.name, resolved);
       }
       this.runLog = new RunLog(this.db);
+      this.metrics.lastCompleteStart = await this.runLog.lastCompleteStart();
       this.siteInterventions = new SiteInterventions(this.db, this.config.siteId, (type, body) =>
         this.broker!.publish(
           this.topology.up,
@@ -167,6 +168,7 @@ export class PeripheralAgent {
       const text = err instanceof Error ? err.message : String(err);
       this.log.warn({ reason, err: text, messageId: d.msg.properties.messageId, type: m?.type }, 'dead-lettering');
       await publishDeadLetter(this.broker!, this.topology, queue, d.msg, reason, text);
+      this.metrics.deadLetters.inc({ reason });
       d.settle('ack');
     }
   }

@@ -27,6 +27,17 @@ export class RunLog {
   }
 
   /** The next monotonic version of this site (survives restarts: kept in the site database). */
+  /** When the last session the central confirmed complete started (everything older is central). */
+  async lastCompleteStart(): Promise<Date | undefined> {
+    const rows = await this.db.query<{ started: unknown }>(
+      `SELECT MAX(started_at) AS started FROM ${this.db.dialect.quote('LAB_SyncStatus')} WHERE status = 'ok'`,
+    );
+    const v = rows[0]?.started;
+    if (v === null || v === undefined) return undefined;
+    const d = v instanceof Date ? v : new Date(String(v));
+    return Number.isNaN(d.getTime()) ? undefined : d;
+  }
+
   async nextVersion(): Promise<number> {
     return this.db.transaction(async (tx) => {
       const n = await tx.execute(`UPDATE sync_counter SET value = value + 1 WHERE name = ?`, [VERSION_COUNTER]);
