@@ -86,7 +86,7 @@ export class CentralAgent {
         log: this.log,
         confirmWindow: a.confirmWindow,
         socketOptions: tlsSocketOptions(a),
-        setup: (ch) => this.topology.declareCentral(ch),
+        setup: (ch, open) => this.topology.declareCentral(ch, open),
       });
       this.broker.on('disconnected', () => this.metrics.reconnects.inc());
       await this.broker.consume({

@@ -99,11 +99,23 @@ export class Topology {
     return { 'x-queue-type': 'classic' };
   }
 
-  private async declareWorkQueue(ch: Channel, queue: string, extra: Record<string, unknown> = {}): Promise<void> {
+  /**
+   * Declares a work queue and its dead-letter queue. With `open`, a queue that exists already is left
+   * as it is (checked on a scratch channel): one declared earlier with other arguments (say, a
+   * quorum dead-letter queue of an older release) keeps working instead of failing the connection.
+   */
+  private async declareWorkQueue(
+    ch: Channel,
+    queue: string,
+    extra: Record<string, unknown> = {},
+    open?: ChannelOpener,
+  ): Promise<void> {
+    const missing = async (q: string) => !open || !(await brokerEntityExists(open, 'queue', q));
     const dlq = this.deadLetterQueue(queue);
-    await ch.assertQueue(dlq, { durable: true, arguments: this.deadLetterQueueArguments() });
+    if (await missing(dlq)) await ch.assertQueue(dlq, { durable: true, arguments: this.deadLetterQueueArguments() });
     await ch.bindQueue(dlq, this.dlx, queue);
-    await ch.assertQueue(queue, { durable: true, arguments: this.workQueueArguments(queue, extra) });
+    if (await missing(queue))
+      await ch.assertQueue(queue, { durable: true, arguments: this.workQueueArguments(queue, extra) });
   }
 
   /** One peripheral process applies a site's messages at a time. */
@@ -123,11 +135,11 @@ export class Topology {
   }
 
   /** Declares everything the central consumes. Idempotent. */
-  async declareCentral(ch: Channel): Promise<void> {
+  async declareCentral(ch: Channel, open?: ChannelOpener): Promise<void> {
     await this.declareExchanges(ch);
-    await this.declareWorkQueue(ch, this.centralSyncQueue);
+    await this.declareWorkQueue(ch, this.centralSyncQueue, {}, open);
     for (const key of CENTRAL_SYNC_BINDINGS) await ch.bindQueue(this.centralSyncQueue, this.up, key);
-    await this.declareWorkQueue(ch, this.centralInterventionQueue);
+    await this.declareWorkQueue(ch, this.centralInterventionQueue, {}, open);
     for (const key of CENTRAL_INTERVENTION_BINDINGS) await ch.bindQueue(this.centralInterventionQueue, this.up, key);
   }
 
@@ -145,7 +157,7 @@ export class Topology {
     if (present) return 'present';
     const ch = await open();
     try {
-      await this.declareSite(ch, siteId);
+      await this.declareSite(ch, siteId, open);
     } finally {
       await ch.close().catch(() => undefined);
     }
@@ -153,10 +165,10 @@ export class Topology {
   }
 
   /** Declares one site's queue (acks and orders from the central). Idempotent. */
-  async declareSite(ch: Channel, siteId: number): Promise<void> {
+  async declareSite(ch: Channel, siteId: number, open?: ChannelOpener): Promise<void> {
     await this.declareExchanges(ch);
     const q = this.siteQueue(siteId);
-    await this.declareWorkQueue(ch, q, this.siteQueueExtraArguments());
+    await this.declareWorkQueue(ch, q, this.siteQueueExtraArguments(), open);
     await ch.bindQueue(q, this.down, this.siteRoutingPattern(siteId));
   }
 }

@@ -151,3 +151,23 @@ describe.skipIf(!mgmt || !broker)('per-site broker users (definitions loaded int
     expect(await attempt(names.s101, (ch) => ch.deleteQueue(topology.siteQueue(102)))).toMatch(/ACCESS_REFUSED/);
   });
 });
+
+describe.skipIf(!broker)('declaring the topology over an older one', () => {
+  it('leaves queues that exist with other arguments alone (a quorum dead-letter queue of an older release) and starts', async () => {
+    const { TestWorld } = await import('../support/harness.js');
+    const world = new TestWorld(broker!);
+    try {
+      const ch = await world.rawChannel();
+      const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
+      await ch.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      const central = await world.startCentral(world.dbUrl('sqlite', 'central'));
+      expect(central.state).toBe('RUNNING');
+      // A plain declare with today's arguments is what would have failed.
+      const strict = await world.rawChannel();
+      strict.on('error', () => undefined);
+      await expect(world.topology.declareCentral(strict)).rejects.toThrow(/PRECONDITION_FAILED/);
+    } finally {
+      await world.teardown();
+    }
+  });
+});
