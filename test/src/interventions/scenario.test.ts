@@ -4,19 +4,10 @@ import type { CentralAgent } from '@sitesync/central';
 import type { PeripheralAgent, PeripheralConfigInput } from '@sitesync/peripheral';
 import { TestWorld } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
+import { until } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping intervention scenario: no RabbitMQ available');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const A1 = { code: 'A', version: 1, name: 'Hemograma completo', definition: '{"steps":["extracción","conteo"]}' };
 const A2 = {

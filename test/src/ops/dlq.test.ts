@@ -7,6 +7,7 @@ import { registerSite } from '@sitesync/central';
 import { TestWorld } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { labBatch, publishRaw } from '../support/messages.js';
+import { until } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping syncctl dlq: no RabbitMQ available');
@@ -18,16 +19,6 @@ function syncctl(args: string[]): Promise<{ code: number; out: string }> {
       res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
     });
   });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe.skipIf(!broker)('syncctl dlq', () => {

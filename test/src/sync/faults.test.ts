@@ -8,21 +8,12 @@ import { TestWorld } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeResult, deleteOrder, seedLabData } from '../support/lab-data.js';
+import { until } from '../support/wait.js';
 
 const broker = amqpUrl();
 const REPO = resolve(fileURLToPath(import.meta.url), '../../../..');
 const PERIPHERAL_BIN = join(REPO, 'agents/peripheral/bin/sync-peripheral.js');
 if (!broker) console.log('[sitesync tests] skipping fault tests: no RabbitMQ available');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(!broker)('faults and concurrency', () => {
   let world: TestWorld;
