@@ -2,8 +2,25 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, applyEnvOverrides, configErrorFrom } from '@sitesync/protocol';
+import { ROLES, isPasswordHash } from './http/auth';
 
 export const DEFAULT_PREFETCH = 16;
+
+/** A user of the supervision page and HTTP API (see docs/supervision.md). */
+const HttpUserSchema = z
+  .object({
+    /** Basic-auth user name (no ":"). */
+    name: z
+      .string()
+      .min(1)
+      .regex(/^[^:\s]+$/, 'no spaces or ":"'),
+    /** From `syncctl users hash-password`; never the password itself. */
+    passwordHash: z
+      .string()
+      .refine(isPasswordHash, 'not a hash from `syncctl users hash-password` (scrypt$N$r$p$salt$hash)'),
+    role: z.enum(ROLES),
+  })
+  .strict();
 
 export const CentralConfigSchema = z
   .object({
@@ -35,6 +52,11 @@ export const CentralConfigSchema = z
     resendAfterSeconds: z.number().positive().default(30),
     /** Bearer token of the HTTP API (`/api/...`); unset = API off. Prefer SYNC_API_TOKEN_FILE. */
     apiToken: z.string().min(16, 'use at least 16 characters').optional(),
+    /** Users of the supervision page and API; with none (and no apiToken) both are off. @default [] */
+    users: z
+      .array(HttpUserSchema)
+      .default([])
+      .refine((us) => new Set(us.map((u) => u.name)).size === us.length, 'user names must be unique'),
     /** A site with no completed session for this long is `stale` in status, metrics and the page. @default 3600 */
     staleAfterSeconds: z.number().int().positive().default(3600),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
@@ -57,6 +79,8 @@ const ENV_KEYS = {
   PREFETCH: { path: ['prefetch'], type: 'number' },
   HTTP_PORT: { path: ['httpPort'], type: 'number' },
   API_TOKEN: { path: ['apiToken'], type: 'string' },
+  // A JSON array of users (SYNC_USERS_FILE: a file holding it); parsed in loadCentralConfig.
+  USERS: { path: ['users'], type: 'string' },
   DISPATCH_INTERVAL_MS: { path: ['dispatchIntervalMs'], type: 'number' },
   RESEND_AFTER_SECONDS: { path: ['resendAfterSeconds'], type: 'number' },
   STALE_AFTER_SECONDS: { path: ['staleAfterSeconds'], type: 'number' },
@@ -80,5 +104,14 @@ export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessE
       throw new ConfigError(`config file ${path}: ${(cause as Error).message}`, 'config', { cause });
     }
   }
-  return parseCentralConfig(applyEnvOverrides(raw, env, ENV_KEYS));
+  const merged = applyEnvOverrides(raw, env, ENV_KEYS);
+  if ((env.SYNC_USERS !== undefined || env.SYNC_USERS_FILE) && typeof merged.users === 'string') {
+    try {
+      merged.users = JSON.parse(merged.users) as unknown;
+    } catch (cause) {
+      const from = env.SYNC_USERS !== undefined ? 'SYNC_USERS' : `SYNC_USERS_FILE (${env.SYNC_USERS_FILE})`;
+      throw new ConfigError(`${from}: not a JSON array of users: ${(cause as Error).message}`, 'users', { cause });
+    }
+  }
+  return parseCentralConfig(merged);
 }

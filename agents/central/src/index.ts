@@ -9,6 +9,8 @@ export * from './interventions/central-interventions';
 export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';
 export * from './http/api';
+export * from './http/auth';
+export * from './http/supervision';
 export * from './dlq/dead-letters';
 export * from './ops/management-api';
 export * from './ops/site-status';

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
 import { loadCentralConfig } from './config';
 import { CentralAgent } from './central-agent';
-import { centralApi } from './http/api';
+import { supervisionRoutes } from './http/supervision';
 
 const SHUTDOWN_GRACE_MS = 60_000;
 
@@ -30,7 +30,7 @@ async function run(opts: { config?: string }): Promise<number> {
     httpPort: config.httpPort,
     log,
     graceMs: SHUTDOWN_GRACE_MS,
-    routes: centralApi(() => agent.interventionService, config.apiToken),
+    routes: supervisionRoutes(agent, { log }),
   });
   return new Promise<number>(() => undefined); // runs until a signal
 }

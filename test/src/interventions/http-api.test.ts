@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpServer } from '@sitesync/protocol';
-import { centralApi } from '@sitesync/central';
+import { supervisionRoutes } from '@sitesync/central';
 import { TestWorld } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 
@@ -20,7 +20,10 @@ describe.skipIf(!broker)('central HTTP API for transfers', () => {
   });
 
   it('moves an intervention on an authenticated request and refuses bad ones clearly', async () => {
-    const central = await world.startCentral(world.dbUrl('sqlite', 'central'), { dispatchIntervalMs: 100 });
+    const central = await world.startCentral(world.dbUrl('sqlite', 'central'), {
+      dispatchIntervalMs: 100,
+      apiToken: TOKEN,
+    });
     const cdb = central.database!;
     await world.registerSite(cdb, 101);
     const site = await world.startSite({
@@ -37,7 +40,7 @@ describe.skipIf(!broker)('central HTTP API for transfers', () => {
       0,
       central.metrics.registry,
       async () => ({ ok: true, detail: {} }),
-      centralApi(() => central.interventionService, TOKEN),
+      supervisionRoutes(central),
     );
     world.onTeardown(() => new Promise((r) => server.close(() => r())));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -17,7 +17,7 @@ import { loadCentralConfig, type CentralConfig } from '../config';
 import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
 import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
-import { registerSite, SITE_TABLE } from '../merge/site-registry';
+import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
 import {
   DEFAULT_MAX_REPLAYS,
@@ -165,6 +165,10 @@ sites
   .option('--user <brokerUser>', 'broker user that publishes for this site (default site-<id>)')
   .option('--password-file <file>', "the site user's broker password (default: a generated one)")
   .option('--no-broker', 'only the EstadoSyncGeneral row (the broker user exists already)')
+  .option(
+    '--if-missing',
+    'succeed without changing anything when the site is registered already (for provisioning scripts)',
+  )
   .action(
     async (
       id: string,
@@ -175,6 +179,7 @@ sites
         user?: string;
         passwordFile?: string;
         broker: boolean;
+        ifMissing?: boolean;
       },
     ) => {
       const reg = {
@@ -185,6 +190,12 @@ sites
         ...(opts.user ? { brokerUser: opts.user } : {}),
       };
       await withDb(program, 'central', async (db) => {
+        if (opts.ifMissing && (await findSiteRows(db, reg.siteId)).some((r) => r.pipeline === reg.pipeline)) {
+          process.stderr.write(
+            `site ${reg.siteId} (pipeline ${reg.pipeline}) is registered already: nothing changed\n`,
+          );
+          return;
+        }
         if (!opts.broker) {
           const r = await registerSite(db, reg);
           process.stdout.write(
@@ -547,6 +558,58 @@ dbCmd
     } finally {
       await db.close();
     }
+  });
+
+/** The password from stdin: typed without echo on a terminal, or piped (one trailing newline dropped). */
+async function readPassword(): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks)
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
+  }
+  process.stderr.write('password: ');
+  stdin.setRawMode(true);
+  stdin.setEncoding('utf8');
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let typed = '';
+      const onData = (s: string) => {
+        for (const ch of s) {
+          if (ch === '\r' || ch === '\n') {
+            stdin.off('data', onData);
+            process.stderr.write('\n');
+            resolve(typed);
+            return;
+          }
+          if (ch === '\u0003') {
+            stdin.off('data', onData);
+            reject(new Error('cancelled'));
+            return;
+          }
+          typed = ch === '\u007f' || ch === '\b' ? typed.slice(0, -1) : typed + ch;
+        }
+      };
+      stdin.on('data', onData);
+    });
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+  }
+}
+
+const users = program.command('users').description('users of the supervision page and HTTP API');
+users
+  .command('hash-password')
+  .description('read a password from stdin and print its scrypt hash, for "passwordHash" in the "users" config')
+  .action(async () => {
+    // Loaded here so that the other commands do not pay for it.
+    const { hashPassword } = await import('../http/auth.js');
+    const password = await readPassword();
+    if (password.length < 8) throw new InvalidArgumentError('use a password of at least 8 characters');
+    process.stdout.write(`${await hashPassword(password)}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {
