@@ -143,5 +143,11 @@ export function loadPeripheralConfig(file: string | undefined, env: NodeJS.Proce
       throw new ConfigError(`config file ${file}: ${(cause as Error).message}`, 'config', { cause });
     }
   }
-  return parsePeripheralConfig(applyEnvOverrides(raw, env, ENV_KEYS), file ? dirname(resolve(file)) : process.cwd());
+  const merged = applyEnvOverrides(raw, env, ENV_KEYS);
+  // SYNC_PIPELINE_FILES=/config/lab.json,/config/pharmacy.json: the pipelines, for a container configured by environment only.
+  const files = env.SYNC_PIPELINE_FILES?.split(',')
+    .map((f) => f.trim())
+    .filter(Boolean);
+  if (files?.length) merged.pipelines = files.map((f) => ({ file: resolve(f) }));
+  return parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd());
 }
