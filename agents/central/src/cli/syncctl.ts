@@ -23,7 +23,7 @@ import {
   DEFAULT_MAX_REPLAYS,
   bodyText,
   centralDeadLettersBySite,
-  deadLetterQueues,
+  existingDeadLetterQueues,
   purgeDeadLetters,
   replayDeadLetters,
   scanQueue,
@@ -403,16 +403,7 @@ async function withDeadLetters<T>(
   const broker = new BrokerConnection({ url, name: 'syncctl', log });
   await broker.connect();
   try {
-    const queues: string[] = [];
-    for (const q of deadLetterQueues(topology, siteIds)) {
-      const exists = await broker
-        .withChannel((ch) => ch.checkQueue(q))
-        .then(
-          () => true,
-          () => false,
-        );
-      if (exists) queues.push(q);
-    }
+    const queues = await existingDeadLetterQueues(broker, topology, siteIds);
     return await fn(broker, queues, decodeURIComponent(new URL(url).username) || 'guest');
   } finally {
     await broker.close();

@@ -150,6 +150,25 @@ export function deadLetterQueues(t: Topology, siteIds: number[]): string[] {
   );
 }
 
+/** The dead-letter queues of `deadLetterQueues` that exist (a site's appears once its queues are declared). */
+export async function existingDeadLetterQueues(
+  broker: BrokerConnection,
+  t: Topology,
+  siteIds: number[],
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const q of deadLetterQueues(t, siteIds)) {
+    const exists = await broker
+      .withChannel((ch) => ch.checkQueue(q))
+      .then(
+        () => true,
+        () => false,
+      );
+    if (exists) out.push(q);
+  }
+  return out;
+}
+
 export interface ReplayResult {
   replayed: DeadLetter[];
   refused: Array<{ letter: DeadLetter; why: string }>;

@@ -2,7 +2,13 @@ import type { Database } from '@sitesync/db';
 import type { BrokerConnection, Topology } from '@sitesync/protocol';
 import type { CentralConfig } from '../config';
 import type { CentralInterventions } from '../interventions/central-interventions';
-import { deadLetterQueues, replayDeadLetters, scanQueue, type DeadLetter } from '../dlq/dead-letters';
+import {
+  deadLetterQueues,
+  existingDeadLetterQueues,
+  replayDeadLetters,
+  scanQueue,
+  type DeadLetter,
+} from '../dlq/dead-letters';
 import { SITE_TABLE } from '../merge/site-registry';
 import { SESSION_TABLE } from '../merge/session-tracker';
 import { ManagementApi, type QueueInfo } from '../ops/management-api';
@@ -113,20 +119,11 @@ export class DeadLetterBoard {
     const sites = await db.query<{ id_efector: unknown }>(
       `SELECT DISTINCT id_efector FROM ${db.dialect.quote(SITE_TABLE)}`,
     );
-    const out: string[] = [];
-    for (const q of deadLetterQueues(
+    return existingDeadLetterQueues(
+      broker,
       this.central.topology,
       sites.map((r) => Number(r.id_efector)),
-    )) {
-      const exists = await broker
-        .withChannel((ch) => ch.checkQueue(q))
-        .then(
-          () => true,
-          () => false,
-        );
-      if (exists) out.push(q);
-    }
-    return out;
+    );
   }
 
   /** Every dead letter (cached for 2 s), and the queues that could not be read. */
