@@ -15,7 +15,30 @@ function answers(host: string, port: number, timeoutMs = 1500): Promise<boolean>
   });
 }
 
-export default async function setup(project: TestProject): Promise<void> {
+/** Stops what the setup started (vitest calls the returned function after the run). */
+type Teardown = () => Promise<void>;
+
+/**
+ * SQL Server for the integration suites: SITESYNC_TEST_MSSQL_URL when given, else a container
+ * started through testcontainers when a Docker engine answers, else none (the suites say so).
+ */
+async function sqlServer(): Promise<{ url?: string; teardown?: Teardown; why?: string }> {
+  if (process.env.SITESYNC_TEST_MSSQL_URL) return { url: process.env.SITESYNC_TEST_MSSQL_URL };
+  const { getContainerRuntimeClient } = await import('testcontainers');
+  try {
+    await getContainerRuntimeClient();
+  } catch (err) {
+    return { why: `no Docker engine for testcontainers (${(err as Error).message})` };
+  }
+  const { MSSQLServerContainer } = await import('@testcontainers/mssqlserver');
+  const container = await new MSSQLServerContainer('mcr.microsoft.com/mssql/server:2022-latest')
+    .acceptLicense()
+    .start();
+  const url = `mssql://${container.getUsername()}:${encodeURIComponent(container.getPassword())}@${container.getHost()}:${container.getFirstMappedPort()}/master?encrypt=false`;
+  return { url, teardown: async () => void (await container.stop()) };
+}
+
+export default async function setup(project: TestProject): Promise<Teardown | undefined> {
   const env = process.env;
   const found: Record<string, string | undefined> = {
     SITESYNC_TEST_AMQP_URL:
@@ -35,4 +58,11 @@ export default async function setup(project: TestProject): Promise<void> {
     if (v) project.provide(k as never, v as never);
     else console.log(`[sitesync tests] ${k} not set and no local server answers: suites that need it are skipped`);
   }
+  const mssql = await sqlServer();
+  if (mssql.url) project.provide('SITESYNC_TEST_MSSQL_URL', mssql.url);
+  else
+    console.log(
+      `[sitesync tests] SQL Server suites skipped: ${mssql.why}; set SITESYNC_TEST_MSSQL_URL to use a server`,
+    );
+  return mssql.teardown;
 }

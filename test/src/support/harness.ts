@@ -8,9 +8,10 @@ import { Database } from '@sitesync/db';
 import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
 import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
 import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
-import { mysqlUrl, postgresUrl } from './services.js';
+import { mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
+import { createSqlServerDatabase, dropSqlServerDatabase, sqlServerDatabaseUrl } from './sqlserver.js';
 
-export type DbKind = 'sqlite' | 'postgres' | 'mysql';
+export type DbKind = 'sqlite' | 'postgres' | 'mysql' | 'mssql';
 
 /** Logs of agents under test: silent unless SITESYNC_TEST_LOG names a level. */
 export function testLogger(name: string): Logger {
@@ -30,6 +31,8 @@ export class TestWorld {
   private readonly schemas: string[] = [];
   private readonly mysqlDatabases: string[] = [];
   private mysqlCreated = 0;
+  private readonly sqlServerDatabases: string[] = [];
+  private sqlServerCreated = 0;
   private readonly siteIds = new Set<number>();
 
   constructor(readonly amqpUrl: string) {}
@@ -37,6 +40,13 @@ export class TestWorld {
   /** A fresh database URL of `kind` named `name` within this world. */
   dbUrl(kind: DbKind, name: string): string {
     if (kind === 'sqlite') return `sqlite:${join(this.dir, `${name}.db`)}`;
+    if (kind === 'mssql') {
+      const ms = mssqlUrl();
+      if (!ms) throw new Error('SQL Server not available');
+      const database = `t${this.id}_${name}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+      this.sqlServerDatabases.push(database);
+      return sqlServerDatabaseUrl(ms, database);
+    }
     if (kind === 'mysql') {
       const my = mysqlUrl();
       if (!my) throw new Error('MariaDB not available');
@@ -57,6 +67,11 @@ export class TestWorld {
 
   /** MariaDB databases named by dbUrl() are created on first use. */
   private async ensureDatabases(): Promise<void> {
+    const ms = mssqlUrl();
+    if (ms) {
+      for (const d of this.sqlServerDatabases.slice(this.sqlServerCreated)) await createSqlServerDatabase(ms, d);
+      this.sqlServerCreated = this.sqlServerDatabases.length;
+    }
     const my = mysqlUrl();
     if (!my || this.mysqlCreated === this.mysqlDatabases.length) return;
     const admin = await Database.open(my, { role: 'central', migrate: false });
@@ -172,6 +187,8 @@ export class TestWorld {
       for (const d of this.mysqlDatabases) await db.query(`DROP DATABASE IF EXISTS \`${d}\``).catch(() => undefined);
       await db.close();
     }
+    const ms = mssqlUrl();
+    if (ms) for (const d of this.sqlServerDatabases) await dropSqlServerDatabase(ms, d).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -6,6 +6,7 @@ declare module 'vitest' {
     SITESYNC_TEST_PG_URL?: string;
     SITESYNC_TEST_MYSQL_URL?: string;
     SITESYNC_TEST_MGMT_URL?: string;
+    SITESYNC_TEST_MSSQL_URL?: string;
   }
 }
 
@@ -18,6 +19,11 @@ export function postgresUrl(): string | undefined {
 }
 export function mysqlUrl(): string | undefined {
   return inject('SITESYNC_TEST_MYSQL_URL');
+}
+
+/** A SQL Server (master database, sa) for this run: a testcontainer where Docker runs, else undefined. */
+export function mssqlUrl(): string | undefined {
+  return inject('SITESYNC_TEST_MSSQL_URL');
 }
 
 /** The RabbitMQ management API (with credentials), or undefined when the plugin is off. */

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 
 const broker = amqpUrl();
@@ -8,7 +8,9 @@ const kinds: DbKind[] = [
   'sqlite',
   ...(postgresUrl() ? (['postgres'] as const) : []),
   ...(mysqlUrl() ? (['mysql'] as const) : []),
+  ...(mssqlUrl() ? (['mssql'] as const) : []),
 ];
+if (!mssqlUrl()) console.log('[sitesync tests] header/detail sync on SQL Server skipped: no SQL Server for this run');
 if (!broker) console.log('[sitesync tests] skipping convergence: no RabbitMQ available');
 
 describe.skipIf(!broker).each(kinds)('header/detail sync on %s', (kind) => {

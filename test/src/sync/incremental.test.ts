@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeOrder, changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
 
@@ -9,7 +9,9 @@ const kinds: DbKind[] = [
   'sqlite',
   ...(postgresUrl() ? (['postgres'] as const) : []),
   ...(mysqlUrl() ? (['mysql'] as const) : []),
+  ...(mssqlUrl() ? (['mssql'] as const) : []),
 ];
+if (!mssqlUrl()) console.log(`[sitesync tests] incremental sync on SQL Server skipped: no SQL Server for this run`);
 if (!broker) console.log('[sitesync tests] skipping incremental sync: no RabbitMQ available');
 
 describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {

@@ -12,7 +12,7 @@ import {
   type Scratch,
 } from './scratch-databases.js';
 
-const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql'];
+const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql', 'mssql'];
 
 const LEGACY_COLUMNS = [
   'id_efector',

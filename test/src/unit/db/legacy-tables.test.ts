@@ -4,7 +4,7 @@ import { registerSite } from '@sitesync/central';
 import { backendUrl, createScratch, type BackendName, type Scratch } from './scratch-databases.js';
 import { reportSkip } from '../../support/services.js';
 
-const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql'];
+const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql', 'mssql'];
 
 describe.each(BACKENDS)('legacy tables already present on %s', (backend) => {
   const url = backendUrl(backend);

@@ -4,7 +4,7 @@ import { resolvePipeline, type Database } from '@sitesync/db';
 import { reportSkip } from '../../support/services.js';
 import { backendUrl, openScratch, type BackendName, type Scratch } from './scratch-databases.js';
 
-const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql'];
+const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql', 'mssql'];
 
 async function createTables(db: Database): Promise<void> {
   const d = db.dialect;

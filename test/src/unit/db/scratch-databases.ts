@@ -3,10 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Database, type DatabaseRole } from '@sitesync/db';
-import { mysqlUrl, postgresUrl } from '../../support/services.js';
+import { mssqlUrl, mysqlUrl, postgresUrl } from '../../support/services.js';
+import { createSqlServerDatabase, dropSqlServerDatabase, sqlServerDatabaseUrl } from '../../support/sqlserver.js';
 
 /** The database servers a suite can run against; `url` is undefined when that server is not reachable. */
-export type BackendName = 'sqlite' | 'postgres' | 'mysql';
+export type BackendName = 'sqlite' | 'postgres' | 'mysql' | 'mssql';
 
 export interface Scratch {
   /** A URL naming a fresh, empty place (file, schema or database) that belongs to this test only. */
@@ -28,6 +29,8 @@ export function backendUrl(name: BackendName): string | undefined {
       return postgresUrl();
     case 'mysql':
       return mysqlUrl();
+    case 'mssql':
+      return mssqlUrl();
   }
 }
 
@@ -68,6 +71,13 @@ export async function createScratch(name: BackendName): Promise<Scratch> {
         drop: () =>
           withAdmin(base, async (db) => void (await db.query(`DROP DATABASE IF EXISTS ${db.dialect.quote(database)}`))),
       };
+    }
+    case 'mssql': {
+      const base = mssqlUrl();
+      if (!base) throw new Error('no SQL Server for this run');
+      const database = uniqueName();
+      await createSqlServerDatabase(base, database);
+      return { url: sqlServerDatabaseUrl(base, database), drop: () => dropSqlServerDatabase(base, database) };
     }
   }
 }
