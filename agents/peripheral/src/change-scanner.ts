@@ -4,10 +4,9 @@ import {
   hashHeader,
   toWireRow,
   type HeaderChange,
-  type WireRow,
   type WireValue,
 } from '@sitesync/protocol';
-import type { Database, ResolvedPipeline } from '@sitesync/db';
+import { readHeaderPages, type Database, type ResolvedPipeline } from '@sitesync/db';
 import { ROW_STATE_TABLE } from './row-state';
 
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
@@ -50,24 +49,19 @@ export class ChangeScanner {
     );
     const knownBefore = Number(known[0]?.n ?? 0);
     let seenKnown = 0;
-    let after: WireValue[] | undefined;
-    for (;;) {
-      const page = await this.readPage(after);
-      if (page.length === 0) break;
-      const keys = page.map((r) => this.p.header.key.map((k) => r[k]!));
-      after = keys[keys.length - 1];
-      const details = await this.readDetails(keys);
-      const state = await this.readState(keys.map((k) => encodeKey(k)));
-      for (let i = 0; i < page.length; i++) {
-        const header = page[i]!;
-        const key = keys[i]!;
-        const headerKey = encodeKey(key);
+    const source = {
+      header: this.p.header,
+      detail: this.p.detail,
+      ...(this.p.config.filter ? { headerFilter: this.p.config.filter } : {}),
+    };
+    for await (const page of readHeaderPages(this.db, source, this.pageSize)) {
+      const state = await this.readState(page.map((h) => h.headerKey));
+      for (const { key, headerKey, header, details: rows } of page) {
         if (headerKey.length > MAX_HEADER_KEY_LENGTH) {
           throw new Error(
             `pipeline ${this.p.name}: header key ${headerKey.slice(0, 60)}... is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
           );
         }
-        const rows = details.get(headerKey) ?? [];
         const hash = hashHeader(this.p.config.algorithm, header, rows);
         this.stats.scanned++;
         const st = state.get(headerKey);
@@ -79,53 +73,10 @@ export class ChangeScanner {
         this.stats.dirty++;
         yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
       }
-      if (page.length < this.pageSize) break;
     }
     // Every header the side table knows was seen again: nothing was deleted, skip the existence pass.
     if (seenKnown === knownBefore) return;
     yield* this.scanDeletions();
-  }
-
-  private async readPage(after: WireValue[] | undefined): Promise<WireRow[]> {
-    const d = this.db.dialect;
-    const h = this.p.header;
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (this.p.config.filter) where.push(`(${this.p.config.filter})`);
-    if (after) {
-      const a = d.afterKey(h.key, after);
-      where.push(a.sql);
-      params.push(...a.params);
-    }
-    const body =
-      `${h.columns.map(this.q).join(', ')} FROM ${this.q(h.table)}` +
-      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
-      ` ORDER BY ${h.key.map(this.q).join(', ')}`;
-    const rows = await this.db.query<Record<string, unknown>>(d.selectLimit(body, this.pageSize), params);
-    return rows.map((r) => toWireRow(r, h.columns));
-  }
-
-  private async readDetails(keys: WireValue[][]): Promise<Map<string, WireRow[]>> {
-    const out = new Map<string, WireRow[]>();
-    const det = this.p.detail;
-    if (!det || keys.length === 0) return out;
-    const d = this.db.dialect;
-    const chunk = d.chunkSize(det.joinColumns.length);
-    for (let i = 0; i < keys.length; i += chunk) {
-      const pred = d.keyPredicate(det.joinColumns, keys.slice(i, i + chunk));
-      const rows = await this.db.query<Record<string, unknown>>(
-        `SELECT ${det.columns.map(this.q).join(', ')} FROM ${this.q(det.table)} WHERE ${pred.sql}`,
-        pred.params,
-      );
-      for (const r of rows) {
-        const wire = toWireRow(r, det.columns);
-        const k = encodeKey(det.joinColumns.map((c) => wire[c]!));
-        let list = out.get(k);
-        if (!list) out.set(k, (list = []));
-        list.push(wire);
-      }
-    }
-    return out;
   }
 
   private async readState(headerKeys: string[]): Promise<Map<string, RowState>> {

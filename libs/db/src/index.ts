@@ -5,3 +5,4 @@ export * from './schema-types';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';
+export * from './header-reader';
