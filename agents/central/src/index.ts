@@ -15,3 +15,4 @@ export * from './dlq/dead-letters';
 export * from './ops/management-api';
 export * from './ops/site-status';
 export * from './ops/provision-site';
+export * from './ops/verify';

@@ -4,18 +4,21 @@ import { Command, InvalidArgumentError } from 'commander';
 import {
   BrokerConnection,
   ConfigError,
+  HashingFileSchema,
   Topology,
   brokerDefinitions,
+  configErrorFrom,
   createLogger,
   formatTable,
   rabbitPasswordHash,
   siteUserName,
   tlsSocketOptions,
 } from '@sitesync/protocol';
-import { Database, type DatabaseRole } from '@sitesync/db';
+import { Database, resolvePipeline, type DatabaseRole, type ResolvedPipeline } from '@sitesync/db';
 import { loadCentralConfig, type CentralConfig } from '../config';
 import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
+import { verifySite } from '../ops/verify';
 import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
 import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
@@ -533,6 +536,66 @@ dlq
       const purged = await purgeDeadLetters(broker, targets);
       for (const [q, n] of Object.entries(purged)) process.stdout.write(`${q}: ${n} deleted\n`);
     });
+  });
+
+program
+  .command('verify')
+  .description(
+    'reconcile a site with the central: per pipeline, counts and a digest at both ends, and the keys that differ',
+  )
+  .requiredOption('--site <id>', 'the site (efector id)', siteId)
+  .requiredOption('--site-db <url>', "the site's database URL")
+  .requiredOption('--pipeline-file <file...>', "the site's hashing file(s), as in its peripheral config")
+  .option('--max-keys <n>', 'keys listed per kind of difference', '50')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { site: number; siteDb: string; pipelineFile: string[]; maxKeys: string; json?: boolean }) => {
+    const siteDb = await Database.open(opts.siteDb, { role: 'site', migrate: false });
+    try {
+      const pipelines: ResolvedPipeline[] = [];
+      for (const [i, file] of opts.pipelineFile.entries()) {
+        let json: unknown;
+        try {
+          json = JSON.parse(readFileSync(file, 'utf8'));
+        } catch (cause) {
+          throw new ConfigError(`--pipeline-file ${file}: ${(cause as Error).message}`, 'pipeline-file', { cause });
+        }
+        const parsed = HashingFileSchema.safeParse(json);
+        if (!parsed.success) throw configErrorFrom(parsed.error, `${file}: `);
+        pipelines.push(await resolvePipeline(siteDb, parsed.data, `pipelines.${i}`));
+      }
+      const report = await withDb(program, 'central', (central) =>
+        verifySite(siteDb, central, opts.site, pipelines, { maxKeys: positiveInt(opts.maxKeys, '--max-keys') }),
+      );
+      const differences = report.reduce((n, r) => n + r.differences, 0);
+      if (differences) process.exitCode = 1;
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        `${formatTable(
+          report.flatMap((r) => [
+            { pipeline: r.pipeline, side: 'site', ...r.site },
+            { pipeline: r.pipeline, side: 'central', ...r.central },
+          ]),
+        )}\n`,
+      );
+      for (const r of report) {
+        for (const [what, keys] of [
+          ['missing centrally', r.missingCentrally],
+          ['only centrally', r.extraCentrally],
+          ['different', r.different],
+        ] as const)
+          if (keys.length) process.stdout.write(`${r.pipeline}: ${what}: ${keys.join(' ')}\n`);
+      }
+      process.stdout.write(
+        differences
+          ? `site ${opts.site}: ${differences} header(s) differ\n`
+          : `site ${opts.site}: identical at the site and centrally\n`,
+      );
+    } finally {
+      await siteDb.close();
+    }
   });
 
 const dbCmd = program.command('db').description('database maintenance');

@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto';
+import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline } from '@sitesync/db';
+import { ConfigError, hashHeader, type ColumnSpec, type WireRow, type WireValue } from '@sitesync/protocol';
+import { findSiteRows } from '../merge/site-registry';
+import { SITE_COLUMN } from '../merge/target-tables';
+
+/** One side of a pipeline: how many headers and details, and a digest of every (key, hash). */
+export interface SideSummary {
+  headers: number;
+  details: number;
+  /** sha256 over the sorted lines `<header key> <row hash>`: equal digests mean equal data. */
+  digest: string;
+}
+
+export interface PipelineVerification {
+  pipeline: string;
+  site: SideSummary;
+  central: SideSummary;
+  /** Header keys the site has and the central lacks. */
+  missingCentrally: string[];
+  /** Header keys the central has for this site and the site no longer has. */
+  extraCentrally: string[];
+  /** Header keys on both sides whose header or details differ. */
+  different: string[];
+  /** missingCentrally + extraCentrally + different, before `maxKeys` cut the lists. */
+  differences: number;
+}
+
+export interface VerifyOptions {
+  /** Keys listed per kind of difference (the counts are always complete). @default 50 */
+  maxKeys?: number;
+  /** @default 1000 */
+  pageSize?: number;
+}
+
+function digestOf(hashes: Map<string, string>): string {
+  const h = createHash('sha256');
+  for (const key of [...hashes.keys()].sort()) h.update(`${key} ${hashes.get(key)}\n`);
+  return h.digest('hex');
+}
+
+/**
+ * A value as its column type means it, whatever the driver returned: the central may store a
+ * site's INT as BIGINT (read back as a string) or a DECIMAL as NUMERIC, and both sides must compare
+ * equal when the data is.
+ */
+function canonicalValue(v: WireValue, type: ColumnSpec['type'] | undefined): WireValue {
+  if (v === null) return null;
+  switch (type) {
+    case 'integer':
+    case 'number': {
+      const n = typeof v === 'number' ? v : Number(v);
+      return typeof v !== 'boolean' && v !== '' && Number.isFinite(n) && (type === 'number' || Number.isSafeInteger(n))
+        ? n
+        : v;
+    }
+    case 'boolean':
+      return v === true || v === 1 || v === '1' || v === 'true';
+    case 'timestamp': {
+      const d = new Date(String(v));
+      return Number.isNaN(d.getTime()) ? v : d.toISOString();
+    }
+    default:
+      return v;
+  }
+}
+
+function canonicalRow(row: WireRow, types: Map<string, ColumnSpec['type']>): WireRow {
+  const out: WireRow = {};
+  for (const [k, v] of Object.entries(row)) out[k] = canonicalValue(v, types.get(k));
+  return out;
+}
+
+async function hashAll(
+  db: Database,
+  src: HeaderSource,
+  p: ResolvedPipeline,
+  pageSize: number,
+): Promise<{ hashes: Map<string, string>; details: number }> {
+  const hashes = new Map<string, string>();
+  const headerTypes = new Map(p.header.specs.map((c) => [c.name, c.type]));
+  const detailTypes = new Map((p.detail?.specs ?? []).map((c) => [c.name, c.type]));
+  let details = 0;
+  for await (const page of readHeaderPages(db, src, pageSize)) {
+    for (const h of page) {
+      const header = canonicalRow(h.header, headerTypes);
+      const lines = h.details.map((d) => canonicalRow(d, detailTypes));
+      hashes.set(h.headerKey, hashHeader(p.config.algorithm, header, lines));
+      details += h.details.length;
+    }
+  }
+  return { hashes, details };
+}
+
+/**
+ * Reconciles one site with the central, pipeline by pipeline: every header of the site (with its
+ * details, through the pipeline's hashing) against the rows the central holds for that site in the
+ * pipeline's `tabla_encabezado` / `tabla_detalle`, hashed the same way. For the cut-over from the
+ * legacy sync: run both, compare, then switch the legacy job off (docs/deploy.md).
+ */
+export async function verifySite(
+  siteDb: Database,
+  centralDb: Database,
+  siteId: number,
+  pipelines: readonly ResolvedPipeline[],
+  opts: VerifyOptions = {},
+): Promise<PipelineVerification[]> {
+  const maxKeys = opts.maxKeys ?? 50;
+  const pageSize = opts.pageSize ?? 1000;
+  const rows = await findSiteRows(centralDb, siteId);
+  const out: PipelineVerification[] = [];
+  for (const p of pipelines) {
+    const row = rows.find((r) => r.pipeline === p.name);
+    if (!row) {
+      throw new ConfigError(`site ${siteId} has no EstadoSyncGeneral row for pipeline ${p.name}`, 'pipeline');
+    }
+    const site = await hashAll(
+      siteDb,
+      { header: p.header, detail: p.detail, ...(p.config.filter ? { headerFilter: p.config.filter } : {}) },
+      p,
+      pageSize,
+    );
+    const central = await centralSide(centralDb, siteId, p, row.tabla_encabezado, row.tabla_detalle, pageSize);
+    const missingCentrally: string[] = [];
+    const different: string[] = [];
+    for (const [key, hash] of site.hashes) {
+      const c = central.hashes.get(key);
+      if (c === undefined) missingCentrally.push(key);
+      else if (c !== hash) different.push(key);
+    }
+    const extraCentrally = [...central.hashes.keys()].filter((k) => !site.hashes.has(k));
+    out.push({
+      pipeline: p.name,
+      site: { headers: site.hashes.size, details: site.details, digest: digestOf(site.hashes) },
+      central: { headers: central.hashes.size, details: central.details, digest: digestOf(central.hashes) },
+      missingCentrally: missingCentrally.sort().slice(0, maxKeys),
+      extraCentrally: extraCentrally.sort().slice(0, maxKeys),
+      different: different.sort().slice(0, maxKeys),
+      differences: missingCentrally.length + extraCentrally.length + different.length,
+    });
+  }
+  return out;
+}
+
+async function centralSide(
+  db: Database,
+  siteId: number,
+  p: ResolvedPipeline,
+  headerTable: string,
+  detailTable: string | null,
+  pageSize: number,
+): Promise<{ hashes: Map<string, string>; details: number }> {
+  const header = await db.describeTable(headerTable);
+  // Nothing merged yet: the central holds no row of this site.
+  if (!header) return { hashes: new Map(), details: 0 };
+  const lacking = (have: { columns: Array<{ name: string }> }, want: readonly string[]) =>
+    want.filter((c) => !have.columns.some((x) => x.name === c));
+  const missing = lacking(header, p.header.columns);
+  let detail = null;
+  if (p.detail) {
+    if (!detailTable)
+      throw new ConfigError(`EstadoSyncGeneral names no tabla_detalle for pipeline ${p.name}`, 'tabla_detalle');
+    const info = await db.describeTable(detailTable);
+    if (info) {
+      missing.push(...lacking(info, p.detail.columns).map((c) => `${detailTable}.${c}`));
+      detail = { table: detailTable, joinColumns: p.detail.joinColumns, columns: p.detail.columns };
+    }
+  }
+  if (missing.length) {
+    throw new ConfigError(
+      `the central tables lack column(s) ${missing.join(', ')} of pipeline ${p.name}: has this site synced since its pipeline changed?`,
+      'pipeline',
+    );
+  }
+  return hashAll(
+    db,
+    {
+      header: { table: headerTable, key: p.header.key, columns: p.header.columns },
+      detail,
+      scope: { sql: `${db.dialect.quote(SITE_COLUMN)} = ?`, params: [siteId] },
+    },
+    p,
+    pageSize,
+  );
+}

@@ -1,0 +1,106 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeKey } from '@sitesync/protocol';
+import type { PipelineVerification } from '@sitesync/central';
+import { TestWorld, type DbKind } from '../support/harness.js';
+import { amqpUrl, postgresUrl } from '../support/services.js';
+import { changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
+import { runBin } from '../support/wait.js';
+
+const broker = amqpUrl();
+if (!broker) console.log('[sitesync tests] skipping syncctl verify: no RabbitMQ available');
+const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+
+describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) => {
+  let world: TestWorld;
+  beforeEach(() => {
+    world = new TestWorld(broker!);
+  });
+  afterEach(async () => {
+    await world.teardown();
+  });
+
+  it('reports none after a sync, finds planted differences at the site and centrally, and none once synced again', async () => {
+    const centralUrl = world.dbUrl(kind, 'central');
+    const central = await world.startCentral(centralUrl);
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101);
+    await world.registerSite(cdb, 102);
+    const siteUrl = world.dbUrl('sqlite', 'site101');
+    const site = await world.startSite(await world.prepareSite(101, siteUrl, { orders: 60 }));
+    expect((await site.runSession()).status).toBe('ok');
+    // Another site's rows in the same central tables must not count for 101.
+    const other = await world.startSite(
+      await world.prepareSite(102, world.dbUrl('sqlite', 'site102'), { orders: 5, firstOrderId: 9001 }),
+    );
+    expect((await other.runSession()).status).toBe('ok');
+
+    const pipelineFile = join(world.dir, 'lab.json');
+    writeFileSync(pipelineFile, JSON.stringify(labPipeline()));
+    const verify = async () => {
+      const r = await runBin('agents/central/bin/syncctl.js', [
+        '--db',
+        centralUrl,
+        'verify',
+        '--site',
+        '101',
+        '--site-db',
+        siteUrl,
+        '--pipeline-file',
+        pipelineFile,
+        '--json',
+      ]);
+      expect(r.stderr).toBe('');
+      return { code: r.code, report: JSON.parse(r.stdout) as PipelineVerification[] };
+    };
+
+    const clean = await verify();
+    expect(clean.code).toBe(0);
+    expect(clean.report).toHaveLength(1);
+    const [lab] = clean.report;
+    expect(lab!.differences).toBe(0);
+    expect(lab!.site).toEqual(lab!.central);
+    expect(lab!.site).toMatchObject({ headers: 60, details: 300 });
+
+    // Changes at the site not synced yet: one changed, one new, one deleted.
+    const sdb = site.database!;
+    await changeResult(sdb, 7, 'changed at the site');
+    await seedLabData(sdb, { orders: 1, firstOrderId: 500 });
+    await deleteOrder(sdb, 9);
+    const planted = await verify();
+    expect(planted.code).toBe(1);
+    expect(planted.report[0]).toMatchObject({
+      differences: 3,
+      different: [encodeKey([7])],
+      missingCentrally: [encodeKey([500])],
+      extraCentrally: [encodeKey([9])],
+    });
+    expect(planted.report[0]!.site.digest).not.toBe(planted.report[0]!.central.digest);
+
+    expect((await site.runSession()).status).toBe('ok');
+    const synced = await verify();
+    expect(synced.code).toBe(0);
+    expect(synced.report[0]!.differences).toBe(0);
+
+    // Someone edits the central copy by hand: verify notices.
+    await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND result_id = ?`, [101, 1201]);
+    const tampered = await verify();
+    expect(tampered.code).toBe(1);
+    expect(tampered.report[0]).toMatchObject({ differences: 1, different: [encodeKey([12])] });
+
+    const table = await runBin('agents/central/bin/syncctl.js', [
+      '--db',
+      centralUrl,
+      'verify',
+      '--site',
+      '101',
+      '--site-db',
+      siteUrl,
+      '--pipeline-file',
+      pipelineFile,
+    ]);
+    expect(table.stdout).toContain(`lab: different: ${encodeKey([12])}`);
+    expect(table.stdout).toContain('site 101: 1 header(s) differ');
+  });
+});
