@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadCentralConfig } from '@sitesync/central';
+import { loadCentralConfig, verifyPassword } from '@sitesync/central';
 import { loadPeripheralConfig } from '@sitesync/peripheral';
 import type { BrokerDefinitions } from '@sitesync/protocol';
 import { REPO } from '../../support/wait.js';
@@ -146,6 +146,12 @@ describe('deploy/compose.yaml', () => {
       expect(services[name]!.healthcheck, name).toBeDefined();
   });
 
+  /** The repository file a service mounts at `path`, if any. */
+  function mounted(s: Service, path: string): string | undefined {
+    const m = (s.volumes ?? []).find((v) => v.split(':')[1] === path && v.startsWith('.'));
+    return m ? resolve(DEPLOY, m.split(':')[0]!) : undefined;
+  }
+
   /** A service's environment as the agent sees it: secrets (`*_FILE`) resolved from .env.example, mounted files mapped to the repository. */
   function agentEnv(s: Service): NodeJS.ProcessEnv {
     const out: NodeJS.ProcessEnv = {};
@@ -154,6 +160,8 @@ describe('deploy/compose.yaml', () => {
       if (k.endsWith('_FILE') && secret) {
         expect(s.secrets, `${k} needs secret ${secret}`).toContain(secret);
         out[k.slice(0, -'_FILE'.length)] = env[compose.secrets[secret]!.environment];
+      } else if (k.endsWith('_FILE') && mounted(s, v)) {
+        out[k.slice(0, -'_FILE'.length)] = readFileSync(mounted(s, v)!, 'utf8').trim();
       } else if (k === 'SYNC_PIPELINE_FILES') {
         out[k] = v
           .split(',')
@@ -181,7 +189,7 @@ describe('deploy/compose.yaml', () => {
     expect(cfg.httpPort).toBeGreaterThan(0);
   });
 
-  it('central: its environment is a complete, valid central config over TLS, with its API and metrics on', () => {
+  it('central: its environment is a complete, valid central config over TLS, with its API and metrics on', async () => {
     const cfg = loadCentralConfig(undefined, agentEnv(services.central!));
     expect(cfg.amqp.url).toMatch(/^amqps:\/\//);
     expect(cfg.amqp.caFile).toBe('/tls/ca.pem');
@@ -189,6 +197,10 @@ describe('deploy/compose.yaml', () => {
     expect(cfg.httpPort).toBeGreaterThan(0);
     expect(cfg.apiToken).toBeDefined();
     expect(cfg.amqp.managementUrl).toBeDefined();
+    expect(cfg.users.map((u) => `${u.name}:${u.role}`)).toEqual(['operator:operator', 'viewer:viewer']);
+    // The demo passwords docs/deploy.md gives are the ones hashed there.
+    for (const u of cfg.users)
+      expect(await verifyPassword(`${u.name}-demo-password`, u.passwordHash), u.name).toBe(true);
   });
 
   it("the broker users' passwords in .env.example are the ones definitions.json holds", () => {
