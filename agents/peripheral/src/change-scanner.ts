@@ -1,12 +1,20 @@
 import {
   MAX_HEADER_KEY_LENGTH,
+  decodeKey,
   encodeKey,
   hashHeader,
   toWireRow,
   type HeaderChange,
   type WireValue,
 } from '@sitesync/protocol';
-import { readHeaderPages, type Database, type ResolvedPipeline } from '@sitesync/db';
+import {
+  readHeaderPages,
+  readHeadersByKeys,
+  type Database,
+  type HeaderSource,
+  type HeaderWithDetails,
+  type ResolvedPipeline,
+} from '@sitesync/db';
 import { ROW_STATE_TABLE } from './row-state';
 
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
@@ -49,34 +57,70 @@ export class ChangeScanner {
     );
     const knownBefore = Number(known[0]?.n ?? 0);
     let seenKnown = 0;
-    const source = {
-      header: this.p.header,
-      detail: this.p.detail,
-      ...(this.p.config.filter ? { headerFilter: this.p.config.filter } : {}),
-    };
-    for await (const page of readHeaderPages(this.db, source, this.pageSize)) {
+    for await (const page of readHeaderPages(this.db, this.source, this.pageSize)) {
       const state = await this.readState(page.map((h) => h.headerKey));
-      for (const { key, headerKey, header, details: rows } of page) {
-        if (headerKey.length > MAX_HEADER_KEY_LENGTH) {
-          throw new Error(
-            `pipeline ${this.p.name}: header key ${headerKey.slice(0, 60)}... is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
-          );
-        }
-        const hash = hashHeader(this.p.config.algorithm, header, rows);
-        this.stats.scanned++;
-        const st = state.get(headerKey);
-        if (st !== undefined) seenKnown++;
-        // Clean only if the central acknowledged this hash AND nothing different is still in flight
-        // (an unacknowledged send of another hash or a deletion may already be merged centrally).
-        if (st && st.target === hash && (st.pendingBatch === null || (!st.pendingDelete && st.pendingHash === hash)))
-          continue;
-        this.stats.dirty++;
-        yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
-      }
+      seenKnown += page.filter((h) => state.has(h.headerKey)).length;
+      yield* this.dirtyOf(page, state);
     }
     // Every header the side table knows was seen again: nothing was deleted, skip the existence pass.
     if (seenKnown === knownBefore) return;
     yield* this.scanDeletions();
+  }
+
+  /**
+   * Only the headers of `keys` (candidates from change tracking, and rows whose last send is not
+   * acknowledged): changed ones as upserts, vanished ones the central has as deletions.
+   */
+  async *scanKeys(keys: readonly WireValue[][]): AsyncGenerator<DirtyHeader> {
+    const found = new Set<string>();
+    for await (const page of readHeadersByKeys(this.db, this.source, keys)) {
+      for (const h of page) found.add(h.headerKey);
+      yield* this.dirtyOf(page, await this.readState(page.map((h) => h.headerKey)));
+    }
+    const gone = keys.map((key) => ({ key, headerKey: encodeKey(key) })).filter((g) => !found.has(g.headerKey));
+    const known = await this.readState(gone.map((g) => g.headerKey));
+    for (const g of gone) {
+      if (!known.has(g.headerKey)) continue;
+      this.stats.deleted++;
+      yield { op: 'delete', key: g.key, headerKey: g.headerKey, rows: 1 };
+    }
+  }
+
+  /** Keys whose last send the central has not acknowledged yet: a session must look at them again. */
+  async unacknowledgedKeys(): Promise<WireValue[][]> {
+    const rows = await this.db.query<{ header_key: string }>(
+      `SELECT header_key FROM ${this.q(ROW_STATE_TABLE)} WHERE pipeline = ? AND pending_batch IS NOT NULL`,
+      [this.p.name],
+    );
+    return rows.map((r) => decodeKey(r.header_key));
+  }
+
+  private get source(): HeaderSource {
+    return {
+      header: this.p.header,
+      detail: this.p.detail,
+      ...(this.p.config.filter ? { headerFilter: this.p.config.filter } : {}),
+    };
+  }
+
+  /** The headers of a page whose hash is not what the central acknowledged (or that are in flight with another). */
+  private *dirtyOf(page: HeaderWithDetails[], state: Map<string, RowState>): Generator<DirtyHeader> {
+    for (const { key, headerKey, header, details: rows } of page) {
+      if (headerKey.length > MAX_HEADER_KEY_LENGTH) {
+        throw new Error(
+          `pipeline ${this.p.name}: header key ${headerKey.slice(0, 60)}... is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
+        );
+      }
+      const hash = hashHeader(this.p.config.algorithm, header, rows);
+      this.stats.scanned++;
+      const st = state.get(headerKey);
+      // Clean only if the central acknowledged this hash AND nothing different is still in flight
+      // (an unacknowledged send of another hash or a deletion may already be merged centrally).
+      if (st && st.target === hash && (st.pendingBatch === null || (!st.pendingDelete && st.pendingHash === hash)))
+        continue;
+      this.stats.dirty++;
+      yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
+    }
   }
 
   private async readState(headerKeys: string[]): Promise<Map<string, RowState>> {

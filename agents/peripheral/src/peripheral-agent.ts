@@ -16,7 +16,7 @@ import {
   type Logger,
   type SessionAck,
 } from '@sitesync/protocol';
-import { Database, resolvePipeline, type ResolvedPipeline } from '@sitesync/db';
+import { Database, installChangeTracking, resolvePipeline, type ResolvedPipeline } from '@sitesync/db';
 import type { PeripheralConfig } from './config';
 import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
@@ -76,6 +76,9 @@ export class PeripheralAgent {
       for (const [i, p] of this.config.pipelines.entries()) {
         const resolved = await resolvePipeline(this.db, p, `pipelines.${i}`);
         this.pipelines.set(resolved.name, resolved);
+        // (Re)creates the triggers at every start: a DBA may have dropped them; the next session
+        // then runs a full scan if they are new.
+        if (resolved.config.changeTracking === 'triggers') await installChangeTracking(this.db, resolved);
       }
       this.runLog = new RunLog(this.db);
       this.metrics.lastCompleteStart = await this.runLog.lastCompleteStart();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  encodeKey,
   encodeMessage,
   errorInfo,
   type BrokerConnection,
@@ -9,7 +10,15 @@ import {
   type SessionTotals,
   type Topology,
 } from '@sitesync/protocol';
-import { resolvePipeline, type Database, type ResolvedPipeline } from '@sitesync/db';
+import {
+  claimChangedKeys,
+  lastFullScan,
+  recordFullScan,
+  releaseChangedKeys,
+  resolvePipeline,
+  type Database,
+  type ResolvedPipeline,
+} from '@sitesync/db';
 import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending, writeInTableSourceHash } from './row-state';
 import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
@@ -25,6 +34,8 @@ export interface SessionResult {
   version: number;
   status: SessionStatus;
   totals: SessionTotals;
+  /** Per pipeline: how it was read (`full` re-hash, or only the `changes` change tracking queued) and what it found. */
+  scans: Array<{ pipeline: string; mode: 'full' | 'changes'; scanned: number; dirty: number; deleted: number }>;
   ack?: SessionAck;
   error?: string;
   durationMs: number;
@@ -48,6 +59,7 @@ export interface SessionDeps {
 export class SyncSession {
   readonly sessionId = randomUUID();
   private readonly totals: SessionTotals = { batches: 0, headers: 0, details: 0, deletions: 0 };
+  private readonly scans: SessionResult['scans'] = [];
   /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
   private lockLost = false;
 
@@ -132,6 +144,7 @@ export class SyncSession {
         version,
         status,
         totals: { ...this.totals },
+        scans: [...this.scans],
         ...(ack ? { ack } : {}),
         ...(error ? { error } : {}),
         durationMs: Date.now() - started,
@@ -172,10 +185,34 @@ export class SyncSession {
     });
   }
 
+  /**
+   * What a session reads of a pipeline: with change tracking, the keys its triggers queued plus the
+   * keys not acknowledged yet; a full re-hash when tracking is off, was just installed, or the last
+   * full scan is older than `fullScanHours`.
+   */
+  private async scanPlan(
+    p: ResolvedPipeline,
+    scanner: ChangeScanner,
+    version: number,
+  ): Promise<{ changes: AsyncGenerator<DirtyHeader>; tracked: boolean; full: boolean }> {
+    if (p.config.changeTracking !== 'triggers') return { changes: scanner.scan(), tracked: false, full: true };
+    const db = this.deps.db;
+    // Claimed first, so that what changes during a full scan stays queued for the next session.
+    const queued = await claimChangedKeys(db, p, version);
+    const last = await lastFullScan(db, p.name);
+    const hours = p.config.fullScanHours;
+    const full = !last || (hours > 0 && Date.now() - last.getTime() > hours * 3_600_000);
+    if (full) return { changes: scanner.scan(), tracked: true, full };
+    const keys = new Map(queued.map((k) => [encodeKey(k), k]));
+    for (const k of await scanner.unacknowledgedKeys()) keys.set(encodeKey(k), k);
+    return { changes: scanner.scanKeys([...keys.values()]), tracked: true, full };
+  }
+
   /** Streams dirty headers into bounded batches; each batch is marked pending, then published with confirms. */
   private async sendPipeline(p: ResolvedPipeline, version: number, log: Logger): Promise<void> {
     const { maxRows, maxBytes, pageSize } = this.deps.config.batch;
     const scanner = new ChangeScanner(this.deps.db, p, pageSize);
+    const plan = await this.scanPlan(p, scanner, version);
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let changes: DirtyHeader[] = [];
@@ -220,7 +257,7 @@ export class SyncSession {
       if (failure) throw failure;
     };
 
-    for await (const change of scanner.scan()) {
+    for await (const change of plan.changes) {
       // A header deleted while this scan ran comes back as a deletion: it replaces its upsert if
       // that is still in the open batch (a batch never carries one key twice).
       const twin = change.op === 'delete' ? changes.findIndex((c) => c.headerKey === change.headerKey) : -1;
@@ -237,7 +274,16 @@ export class SyncSession {
     await flush();
     await Promise.all(inFlight);
     if (failure) throw failure;
-    log.info({ pipeline: p.name, ...scanner.stats }, 'pipeline scanned');
+    // Everything the queue named is now marked pending (or was clean): its entries can go.
+    if (plan.tracked) {
+      await this.deps.db.transaction(async (tx) => {
+        await releaseChangedKeys(tx, p);
+        if (plan.full) await recordFullScan(tx, p.name);
+      });
+    }
+    const scan = { pipeline: p.name, mode: plan.full ? ('full' as const) : ('changes' as const), ...scanner.stats };
+    this.scans.push(scan);
+    log.info(scan, 'pipeline scanned');
   }
 }
 

@@ -70,9 +70,9 @@ export abstract class Dialect {
     primaryKey: readonly string[],
   ): string {
     const defs = columns.map((c) => `${this.quote(c.name)} ${c.type}${c.nullable ? '' : ' NOT NULL'}`);
-    return `CREATE TABLE IF NOT EXISTS ${this.quote(table)} (${defs.join(', ')}, PRIMARY KEY (${primaryKey
-      .map((c) => this.quote(c))
-      .join(', ')}))`;
+    // No primary key: a heap (the change-tracking queue, where the same key may appear many times).
+    if (primaryKey.length) defs.push(`PRIMARY KEY (${primaryKey.map((c) => this.quote(c)).join(', ')})`);
+    return `CREATE TABLE IF NOT EXISTS ${this.quote(table)} (${defs.join(', ')})`;
   }
 
   createIndexIfMissing(table: string, name: string, columns: readonly string[]): string {

@@ -45,6 +45,38 @@ export async function* readHeaderPages(
   }
 }
 
+/**
+ * The headers of `keys` (those that exist and match the filter), with their details, in chunks
+ * sized for the dialect's parameter limit. A key with no header is simply not returned.
+ */
+export async function* readHeadersByKeys(
+  db: Database,
+  src: HeaderSource,
+  keys: readonly WireValue[][],
+): AsyncGenerator<HeaderWithDetails[]> {
+  const d = db.dialect;
+  const h = src.header;
+  const chunk = d.chunkSize(h.key.length, 10 + (src.scope?.params.length ?? 0));
+  for (let i = 0; i < keys.length; i += chunk) {
+    const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk));
+    const where = [pred.sql];
+    if (src.headerFilter) where.push(`(${src.headerFilter})`);
+    if (src.scope) where.push(src.scope.sql);
+    const rows = await db.query<Record<string, unknown>>(
+      `SELECT ${h.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(h.table)} WHERE ${where.join(' AND ')}`,
+      [...pred.params, ...(src.scope?.params ?? [])],
+    );
+    const page = rows.map((r) => toWireRow(r, h.columns));
+    if (page.length === 0) continue;
+    const found = page.map((r) => h.key.map((k) => r[k]!));
+    const details = await readDetails(db, src, found);
+    yield page.map((header, j) => {
+      const headerKey = encodeKey(found[j]!);
+      return { key: found[j]!, headerKey, header, details: details.get(headerKey) ?? [] };
+    });
+  }
+}
+
 async function readPage(
   db: Database,
   src: HeaderSource,

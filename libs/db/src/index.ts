@@ -6,3 +6,4 @@ export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';
 export * from './header-reader';
+export * from './change-tracking';

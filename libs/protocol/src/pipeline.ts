@@ -46,6 +46,15 @@ export const HashingFileSchema = z
     attributes: z.array(identifier).optional(),
     /** SQL condition on the base table (trusted configuration, like hooks) selecting the rows that take part. */
     filter: z.string().min(1).optional(),
+    /**
+     * `triggers`: triggers on the header and detail tables queue the keys of changed rows, and a
+     * session reads only those (plus a full scan every `fullScanHours`, and once after the triggers
+     * are installed). `none`: every session re-hashes the whole table (staging tables that are
+     * recreated every run cannot carry triggers). @default 'none'
+     */
+    changeTracking: z.enum(['none', 'triggers']).default('none'),
+    /** With change tracking, a full re-hash at most this many hours apart, as a safety net; 0 = never. @default 24 */
+    fullScanHours: z.number().min(0).default(24),
     fieldSourceHash: identifier.default(DEFAULT_FIELD_SOURCE_HASH),
     fieldTargetHash: identifier.default(DEFAULT_FIELD_TARGET_HASH),
     fieldSyncHash: identifier.default(DEFAULT_FIELD_SYNC_HASH),
