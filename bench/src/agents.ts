@@ -75,7 +75,9 @@ export function siteConfig(
     siteId,
     amqp: { url: ctx.world.amqpUrl, prefix: ctx.world.prefix },
     db: { url: dbUrl },
-    pipelines: [labPipeline()],
+    // Trigger-kept change tracking, as recommended for a hospital's own tables: sessions after the
+    // first read only what changed (the first one, and the initial load, are full scans).
+    pipelines: [labPipeline({ changeTracking: 'triggers' })],
     // The central may hold a long backlog behind a big load: the session waits for it.
     ackTimeoutSeconds: 3600,
     logLevel: ctx.logLevel as PeripheralConfigInput['logLevel'],

@@ -27,6 +27,9 @@ import { SiteInterventions } from './interventions/site-interventions';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
+/** A session re-reads the pipelines' table definitions at most this often (and after a failed session). */
+export const PIPELINE_RECHECK_MS = 5 * 60_000;
+
 /**
  * The site agent: owns the site database, the broker connection and the site queue consumer
  * (acks from the central), and runs sync sessions on a schedule or once.
@@ -46,6 +49,8 @@ export class PeripheralAgent {
   private transferTimer: NodeJS.Timeout | undefined;
   /** Pipelines as resolved at start (sessions re-resolve: staging tables may be recreated). */
   private readonly pipelines = new Map<string, ResolvedPipeline>();
+  private pipelinesResolvedAt = 0;
+  private lastSessionStatus = 'ok';
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -80,6 +85,7 @@ export class PeripheralAgent {
         // then runs a full scan if they are new.
         if (resolved.config.changeTracking === 'triggers') await installChangeTracking(this.db, resolved);
       }
+      this.pipelinesResolvedAt = Date.now();
       this.runLog = new RunLog(this.db);
       this.metrics.lastCompleteStart = await this.runLog.lastCompleteStart();
       this.siteInterventions = new SiteInterventions(this.db, this.config.siteId, (type, body) =>
@@ -207,6 +213,22 @@ export class PeripheralAgent {
     }
   }
 
+  /**
+   * The pipelines as resolved against the live schema, re-resolved when the last resolution is
+   * older than PIPELINE_RECHECK_MS or the last session did not end ok (a changed table then gives
+   * its clear configuration error instead of a failing query).
+   */
+  private async resolvedPipelines(): Promise<ResolvedPipeline[]> {
+    if (Date.now() - this.pipelinesResolvedAt > PIPELINE_RECHECK_MS || this.lastSessionStatus !== 'ok') {
+      for (const [i, p] of this.config.pipelines.entries()) {
+        const resolved = await resolvePipeline(this.db!, p, `pipelines.${i}`);
+        this.pipelines.set(resolved.name, resolved);
+      }
+      this.pipelinesResolvedAt = Date.now();
+    }
+    return this.config.pipelines.map((p) => this.pipelines.get(p.name)!);
+  }
+
   /** Runs one session now. Concurrent calls share the running session. */
   runSession(): Promise<SessionResult> {
     if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
@@ -224,10 +246,12 @@ export class PeripheralAgent {
       runLog: this.runLog,
       userId: this.userId,
       acks: this.acks,
+      resolvePipelines: () => this.resolvedPipelines(),
       onBatchSent: (pipeline, headers, rows, bytes) => this.metrics.batchSent(pipeline, headers, rows, bytes),
     })
       .run()
       .then((r) => {
+        this.lastSessionStatus = r.status;
         this.metrics.sessionFinished(r);
         return r;
       })

@@ -51,6 +51,11 @@ export interface SessionDeps {
   userId: string | undefined;
   /** Follows this session's acknowledgements. */
   acks: AckTracker;
+  /**
+   * The pipelines resolved against the live schema. Without it each session resolves them again;
+   * the agent passes its cache (catalog queries cost tens of milliseconds per table).
+   */
+  resolvePipelines?(): Promise<ResolvedPipeline[]>;
   /** Observes sent batches (metrics). */
   onBatchSent?(pipeline: string, headers: number, rows: number, bytes: number): void;
 }
@@ -105,10 +110,9 @@ export class SyncSession {
         await this.deps.broker.connect();
         await this.hook('before');
         await this.hook('legacy');
-        const pipelines: ResolvedPipeline[] = [];
-        for (const [i, p] of config.pipelines.entries()) {
-          pipelines.push(await resolvePipeline(this.deps.db, p, `pipelines.${i}`));
-        }
+        const pipelines = this.deps.resolvePipelines
+          ? await this.deps.resolvePipelines()
+          : await Promise.all(config.pipelines.map((p, i) => resolvePipeline(this.deps.db, p, `pipelines.${i}`)));
         await this.publish('session.started', {
           sessionId: this.sessionId,
           siteId: config.siteId,

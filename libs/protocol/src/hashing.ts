@@ -34,14 +34,31 @@ export function toWireRow(row: Record<string, unknown>, columns: readonly string
   return out;
 }
 
-function canonicalRow(row: WireRow): string {
-  const keys = Object.keys(row).sort();
-  let s = '[';
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i]!;
-    if (i > 0) s += ',';
-    s += JSON.stringify(k) + ':' + JSON.stringify(row[k]);
+/** Per column set (in the row's own key order): the sorted keys and their `"key":` prefixes. */
+const layouts = new Map<string, { keys: string[]; prefixes: string[] }>();
+const MAX_LAYOUTS = 256;
+
+function layoutOf(row: WireRow): { keys: string[]; prefixes: string[] } {
+  const own = Object.keys(row);
+  const signature = own.join('\u0000');
+  let l = layouts.get(signature);
+  if (!l) {
+    const keys = own.sort();
+    l = { keys, prefixes: keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':') };
+    if (layouts.size >= MAX_LAYOUTS) layouts.clear();
+    layouts.set(signature, l);
   }
+  return l;
+}
+
+/**
+ * `[` + `"key":value` pairs in key order, comma-separated, + `]`. Every row of a table has the same
+ * columns, so the sorted keys and their quoted prefixes are computed once per column set.
+ */
+function canonicalRow(row: WireRow): string {
+  const { keys, prefixes } = layoutOf(row);
+  let s = '[';
+  for (let i = 0; i < keys.length; i++) s += prefixes[i]! + JSON.stringify(row[keys[i]!]);
   return s + ']';
 }
 

@@ -218,3 +218,28 @@ describe('keys and checksums', () => {
     expect(bodyChecksum(Buffer.from('{"a":1} '))).not.toBe(bodyChecksum(body));
   });
 });
+
+describe('hashHeader is the documented canonical form (a stored TargetHash must stay valid across releases)', () => {
+  /** The canonical form written out plainly: keys sorted, each key and value JSON-encoded. */
+  function reference(row: Record<string, unknown>): string {
+    return `[${Object.keys(row)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${JSON.stringify(row[k])}`)
+      .join(',')}]`;
+  }
+
+  it('equals md5 over "h" + header + "\\nd" + each detail line in sorted order, for rows of any column order', () => {
+    const header = { z: 'última "nota"', a: 1, m: null, b: true };
+    const details = [
+      { seq: 2, v: 'x\ny' },
+      { v: '10.5', seq: 1 },
+    ];
+    const lines = details.map(reference).sort();
+    const expected = createHash('md5')
+      .update(`h${reference(header)}${lines.map((l) => `\nd${l}`).join('')}`)
+      .digest('hex');
+    expect(hashHeader('md5', header, details)).toBe(expected);
+    // The same rows with their keys in another order hash the same.
+    expect(hashHeader('md5', { b: true, m: null, a: 1, z: 'última "nota"' }, [...details].reverse())).toBe(expected);
+  });
+});
