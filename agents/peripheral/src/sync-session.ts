@@ -179,6 +179,7 @@ export class SyncSession {
       appId: APP_ID,
       ...(this.deps.userId ? { userId: this.deps.userId } : {}),
       ...(messageId ? { messageId } : {}),
+      validate: type !== 'batch',
     });
     return this.deps.broker.publish(this.deps.topology.up, m).then(() => {
       if (type === 'batch') {

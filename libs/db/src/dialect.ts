@@ -152,6 +152,18 @@ export abstract class Dialect {
   }
 }
 
+/**
+ * Replaces each `?` with `<sigil><n>`, numbered from `first`. A split and one pass of string
+ * appends: a merge statement carries tens of thousands of placeholders, and a regex with a
+ * callback per match cost ~9% of the central's CPU in the initial-load profile.
+ */
+function numberPlaceholders(sql: string, sigil: string, first: number): string {
+  const parts = sql.split('?');
+  let out = parts[0]!;
+  for (let i = 1; i < parts.length; i++) out += sigil + (first + i - 1) + parts[i]!;
+  return out;
+}
+
 class SqliteDialect extends Dialect {
   readonly name = 'sqlite';
   readonly maxParams = 32_000;
@@ -204,8 +216,7 @@ class PostgresDialect extends Dialect {
     return `"${id.replace(/"/g, '""')}"`;
   }
   render(sql: string): string {
-    let i = 0;
-    return sql.replace(/\?/g, () => `$${++i}`);
+    return numberPlaceholders(sql, '$', 1);
   }
   override boolLiteral(v: boolean): string {
     return v ? 'TRUE' : 'FALSE';
@@ -267,8 +278,7 @@ class MssqlDialect extends Dialect {
     return `[${id.replace(/]/g, ']]')}]`;
   }
   render(sql: string): string {
-    let i = 0;
-    return sql.replace(/\?/g, () => `@${i++}`);
+    return numberPlaceholders(sql, '@', 0);
   }
   override selectLimit(body: string, limit: number): string {
     return `SELECT TOP (${Math.trunc(limit)}) ${body}`;

@@ -21,6 +21,8 @@ describe('hashing file', () => {
       algorithm: 'md5',
       baseEntity: 'Orders',
       linkEntities: [],
+      changeTracking: 'none',
+      fullScanHours: 24,
       fieldSourceHash: 'SourceHash',
       fieldTargetHash: 'TargetHash',
       fieldSyncHash: 'IsSync',
