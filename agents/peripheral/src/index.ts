@@ -7,3 +7,4 @@ export * from './run-log';
 export * from './metrics';
 export * from './ack-tracker';
 export * from './interventions/site-interventions';
+export * from './runtime';

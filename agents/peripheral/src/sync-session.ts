@@ -27,7 +27,7 @@ import type { AckTracker } from './ack-tracker';
 
 export const APP_ID = 'sitesync-peripheral';
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
-const MAX_BATCHES_IN_FLIGHT = 16;
+const MAX_BATCHES_IN_FLIGHT = 4;
 
 export interface SessionResult {
   sessionId: string;
@@ -181,12 +181,13 @@ export class SyncSession {
       ...(messageId ? { messageId } : {}),
       validate: type !== 'batch',
     });
+    // Counted now, so that nothing keeps the batch's rows alive while the publish waits for its
+    // confirm: only the encoded buffer stays in flight (the rows would be promoted to the old
+    // generation and make the heap grow with the size of the site).
+    // (No closure may name `body`: V8 would keep it in the context the `then` callback shares.)
+    const sent = type === 'batch' ? batchSummary(body as HeaderBatchBody, m.content.length) : undefined;
     return this.deps.broker.publish(this.deps.topology.up, m).then(() => {
-      if (type === 'batch') {
-        const b = body as { pipeline: { name: string }; changes: HeaderChange[] };
-        const rows = b.changes.reduce((n, c) => n + 1 + (c.op === 'upsert' ? c.details.length : 0), 0);
-        this.deps.onBatchSent?.(b.pipeline.name, b.changes.length, rows, m.content.length);
-      }
+      if (sent) this.deps.onBatchSent?.(sent.pipeline, sent.headers, sent.rows, sent.bytes);
     });
   }
 
@@ -290,6 +291,14 @@ export class SyncSession {
     this.scans.push(scan);
     log.info(scan, 'pipeline scanned');
   }
+}
+
+type HeaderBatchBody = { pipeline: { name: string }; changes: HeaderChange[] };
+
+function batchSummary(b: HeaderBatchBody, bytes: number) {
+  let rows = 0;
+  for (const c of b.changes) rows += 1 + (c.op === 'upsert' ? c.details.length : 0);
+  return { pipeline: b.pipeline.name, headers: b.changes.length, rows, bytes };
 }
 
 function stripDirty(c: DirtyHeader): HeaderChange {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { PERIPHERAL_NODE_OPTIONS } from '@sitesync/peripheral';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -57,6 +58,8 @@ export async function benchMemory(
     const child = spawn(
       process.execPath,
       [
+        // As the agent runs in its image (deploy/Dockerfile sets the same NODE_OPTIONS).
+        ...PERIPHERAL_NODE_OPTIONS.split(' '),
         '--expose-gc',
         '--import',
         pathToFileURL(join(repoRoot, 'bench/dist/rss-probe.js')).href,

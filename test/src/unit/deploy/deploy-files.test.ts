@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadCentralConfig, verifyPassword } from '@sitesync/central';
-import { loadPeripheralConfig } from '@sitesync/peripheral';
+import { PERIPHERAL_NODE_OPTIONS, loadPeripheralConfig } from '@sitesync/peripheral';
 import type { BrokerDefinitions } from '@sitesync/protocol';
 import { REPO } from '../../support/wait.js';
 
@@ -85,6 +85,10 @@ describe('deploy/Dockerfile', () => {
       expect(existsSync(join(REPO, bin!)), bin).toBe(true);
     },
   );
+
+  it('runs the site agent with the Node options its memory benchmark measured', () => {
+    expect(instruction(chain(all, 'peripheral'), 'ENV')).toContain(`ENV NODE_OPTIONS=${PERIPHERAL_NODE_OPTIONS}`);
+  });
 
   it('copies only paths that exist in the build context', () => {
     for (const s of all)
