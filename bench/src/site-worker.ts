@@ -73,7 +73,11 @@ async function main(setup: WorkerSetup): Promise<void> {
       );
       await send({ type: 'done', sites });
     } else if (m.type === 'reset') {
-      for (const agent of agents) await agent.database!.query(`DELETE FROM sync_row_state`);
+      for (const agent of agents) {
+        await agent.database!.query(`DELETE FROM sync_row_state`);
+        // With change tracking, the next session must be a full scan again to re-send everything.
+        await agent.database!.query(`UPDATE sync_tracking SET last_full_scan_at = NULL`);
+      }
       await send({ type: 'ready' });
     } else {
       await Promise.all(agents.map((a) => a.close()));
