@@ -105,7 +105,7 @@ async function benchDialect(
     if (['initialLoad', 'legacy', 'incremental', 'latency'].some((m) => only.has(m as never))) {
       const profileDir = opts.profile ? join(REPO_ROOT, 'bench/results/profiles') : undefined;
       await attempt('mainSite', async () => {
-        Object.assign(out, await benchMainSite(ctx, central, opts.sizes, only, progress, profileDir));
+        Object.assign(out, await benchMainSite(ctx, central, opts.sizes, only, progress, profileDir, REPO_ROOT));
       });
     }
     if (only.has('memory') && opts.quick && dialect !== 'sqlite') {

@@ -7,7 +7,13 @@
  */
 import { createLogger } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
-import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
+import {
+  PeripheralAgent,
+  parsePeripheralConfig,
+  type PeripheralConfigInput,
+  type SessionResult,
+} from '@sitesync/peripheral';
+import { counterTotal } from './agents.js';
 import { createAndSeed } from './lab-data.js';
 import type { DialectName } from './options.js';
 import { RawDb } from './raw-db.js';
@@ -21,6 +27,8 @@ export interface WorkerSetup {
   dialect: DialectName;
   headers: number;
   sites: WorkerSite[];
+  /** Seed each site's lab tables first. @default true (the main site arrives seeded). */
+  seed?: boolean;
 }
 
 export interface SiteOutcome {
@@ -29,6 +37,9 @@ export interface SiteOutcome {
   status: string;
   rows: number;
   error?: string;
+  result: SessionResult;
+  /** Body bytes the site published in the session (`sitesync_bytes_sent_total`, after gzip). */
+  bytes: number;
 }
 
 export type WorkerMessage =
@@ -41,12 +52,19 @@ function send(m: WorkerMessage): Promise<void> {
   return new Promise((resolve) => process.send!(m, () => resolve()));
 }
 
-async function prepare(dialect: DialectName, headers: number, site: WorkerSite): Promise<PeripheralAgent> {
-  const db = await Database.open(site.config.db.url, { role: 'site' });
-  await db.close();
-  const raw = await RawDb.open(dialect, site.raw);
-  await createAndSeed(raw, { orders: headers });
-  await raw.close();
+async function prepare(
+  dialect: DialectName,
+  headers: number,
+  site: WorkerSite,
+  seed: boolean,
+): Promise<PeripheralAgent> {
+  if (seed) {
+    const db = await Database.open(site.config.db.url, { role: 'site' });
+    await db.close();
+    const raw = await RawDb.open(dialect, site.raw);
+    await createAndSeed(raw, { orders: headers });
+    await raw.close();
+  }
   const agent = new PeripheralAgent(
     parsePeripheralConfig(site.config),
     createLogger(`site-${site.config.siteId}`, site.config.logLevel ?? 'warn', false),
@@ -56,13 +74,18 @@ async function prepare(dialect: DialectName, headers: number, site: WorkerSite):
 }
 
 async function main(setup: WorkerSetup): Promise<void> {
-  const agents = await Promise.all(setup.sites.map((site) => prepare(setup.dialect, setup.headers, site)));
+  const agents = await Promise.all(
+    setup.sites.map((site) => prepare(setup.dialect, setup.headers, site, setup.seed ?? true)),
+  );
   const handle = async (m: WorkerOrder): Promise<void> => {
     if (m.type === 'go') {
       const sites = await Promise.all(
         agents.map(async (agent): Promise<SiteOutcome> => {
+          const bytes0 = await counterTotal(agent.metrics.bytesSent);
           const r = await agent.runSession();
           return {
+            result: r,
+            bytes: (await counterTotal(agent.metrics.bytesSent)) - bytes0,
             siteId: agent.config.siteId,
             finishedAt: Date.now(),
             status: r.status,

@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { Database } from '@sitesync/db';
@@ -7,7 +7,8 @@ import { cpuMeter, type CpuByGroup } from '../cpu.js';
 import type { Sizes } from '../options.js';
 import type { Progress } from '../progress.js';
 import { sleep } from '../stats.js';
-import type { SiteOutcome, WorkerMessage, WorkerOrder, WorkerSetup } from '../site-worker.js';
+import type { WorkerOrder, WorkerSetup } from '../site-worker.js';
+import { forkSiteWorker, stopProcess, waitFor, type Worker } from '../site-processes.js';
 
 export interface ConcurrentRun {
   consumers: number;
@@ -31,12 +32,6 @@ export interface ConcurrentResult {
 }
 
 /** A site process (one or several sites). */
-interface Worker {
-  child: ChildProcess;
-  siteIds: number[];
-  stderr: string;
-  result?: SiteOutcome[];
-}
 
 /** Sites per process for the concurrent run (the single-site baseline has a process of its own). */
 const SITES_PER_PROCESS = 5;
@@ -139,14 +134,7 @@ async function startWorkers(
         };
       }),
     };
-    const child = fork(join(repoRoot, 'bench/dist/site-worker.js'), [], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    const w: Worker = { child, siteIds, stderr: '' };
-    child.stderr!.on('data', (d: Buffer) => (w.stderr = (w.stderr + d.toString()).slice(-4000)));
-    child.send(setup);
-    return w;
+    return forkSiteWorker(repoRoot, setup);
   });
   try {
     let ready = 0;
@@ -259,39 +247,6 @@ async function runSites(
   if (rows !== expected) throw new Error(`${label}: sites sent ${rows} rows, expected ${expected}`);
   const seconds = (Math.max(...outcomes.map((o) => o.finishedAt)) - go) / 1000;
   return { rowsPerSecond: rows / seconds, seconds, cpuSeconds };
-}
-
-function waitFor<T extends WorkerMessage['type']>(w: Worker, type: T): Promise<Extract<WorkerMessage, { type: T }>> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: WorkerMessage) => {
-      if (m.type === type) {
-        cleanup();
-        resolve(m as Extract<WorkerMessage, { type: T }>);
-      } else if (m.type === 'failed') {
-        cleanup();
-        reject(new Error(`sites ${w.siteIds.join(',')}: ${m.error}`));
-      }
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`sites ${w.siteIds.join(',')}: process exited ${code} before '${type}': ${w.stderr}`));
-    };
-    const cleanup = () => {
-      w.child.off('message', onMessage);
-      w.child.off('exit', onExit);
-    };
-    w.child.on('message', onMessage);
-    w.child.on('exit', onExit);
-  });
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(t);
 }
 
 function fmt(n: number): string {

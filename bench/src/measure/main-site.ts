@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import type { CentralAgent } from '@sitesync/central';
-import type { PeripheralAgent } from '@sitesync/peripheral';
 import { prepareSiteDb, register, siteConfig, startSite, type BenchContext } from '../agents.js';
 import type { CpuByGroup } from '../cpu.js';
 import { changeSome } from '../lab-data.js';
@@ -11,7 +10,8 @@ import type { RawDb, RawPg } from '../raw-db.js';
 import { median, percentile, sleep, since } from '../stats.js';
 import { legacyCycle, type LegacyCycle } from './legacy.js';
 import { rawCopy, rawUpsert } from './raw-load.js';
-import { timeSession } from './session-timer.js';
+import { inProcessSite, timeSession, type TimedSite } from './session-timer.js';
+import { SiteProcess } from '../site-processes.js';
 
 export const MAIN_SITE = 1;
 const LATENCY_SITE = 2;
@@ -95,6 +95,7 @@ export async function benchMainSite(
   only: Set<Measurement>,
   progress: Progress,
   profileDir: string | undefined,
+  repoRoot: string,
 ): Promise<MainSiteResults> {
   const out: MainSiteResults = {};
   const N = sizes.headers;
@@ -107,7 +108,21 @@ export async function benchMainSite(
     detail: 'legacy_results',
     pipeline: 'legacy',
   });
-  const site = await startSite(ctx, siteConfig(ctx, MAIN_SITE, siteUrl));
+  // The site agent runs in a process of its own, as deployed (a site is its own machine), so it
+  // does not queue behind the central on one event loop; with --profile it runs in this process,
+  // where the profiler sees both agents.
+  const config = siteConfig(ctx, MAIN_SITE, siteUrl);
+  const site: TimedSite & { close(): Promise<void> } = profileDir
+    ? await (async () => {
+        const agent = await startSite(ctx, config);
+        return { ...inProcessSite(agent), close: () => agent.close() };
+      })()
+    : await SiteProcess.start(repoRoot, {
+        dialect: ctx.dialect,
+        headers: N,
+        seed: false,
+        sites: [{ config: { ...config, logLevel: 'warn' }, raw: {} }],
+      });
   const siteRaw = await ctx.world.raw(ctx.dialect, 'site1');
   const centralRaw = await ctx.world.raw(ctx.dialect, 'central');
   try {
@@ -176,7 +191,7 @@ export async function benchMainSite(
 
 async function incrementalRounds(
   ctx: BenchContext,
-  site: PeripheralAgent,
+  site: TimedSite,
   central: CentralAgent,
   siteRaw: RawDb,
   centralRaw: RawDb,
@@ -269,7 +284,7 @@ async function latency(
   const site = await startSite(ctx, siteConfig(ctx, LATENCY_SITE, url, { schedule: { intervalSeconds: 1 } }));
   const siteRaw = await ctx.world.raw(ctx.dialect, 'latency');
   try {
-    await timeSession(site, central, N * (1 + sizes.detailsPerHeader), progress);
+    await timeSession(inProcessSite(site), central, N * (1 + sizes.detailsPerHeader), progress);
     progress.phase(`${ctx.dialect} · latency: ${sizes.latencyChanges} single-row changes, 1 s schedule`);
     site.schedule();
     return await probeLatency(ctx, siteRaw, centralRaw, sizes, progress);
