@@ -5,13 +5,15 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Database } from '@sitesync/db';
 import { TestWorld, closeBrokerConnections } from '../support/harness.js';
-import { amqpUrl } from '../support/services.js';
+import { ManagementApi } from '@sitesync/central';
+import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeResult } from '../support/lab-data.js';
 import { PrivatePostgres } from '../support/private-postgres.js';
 import { REPO, runBin, until } from '../support/wait.js';
 
 const broker = amqpUrl();
+const mgmt = managementUrl();
 const noPostgres = PrivatePostgres.unavailable();
 if (!broker) console.log('[sitesync tests] skipping outage tests: no RabbitMQ available');
 if (noPostgres) console.log(`[sitesync tests] skipping the central database outage test: ${noPostgres}`);
@@ -50,18 +52,34 @@ describe.skipIf(!broker)('outages: the central database and the broker connectio
   });
 
   it.skipIf(!!noPostgres)(
-    'the central database stops mid-session: /healthz turns 503, the merge waits, and once it is back the session completes with nothing lost or duplicated',
+    'the central database stops mid-session: /healthz turns 503, the merge waits, and once it is back the session completes with nothing lost or duplicated; a lost broker connection turns /healthz 503 until it reconnects',
     async () => {
       const pg = await PrivatePostgres.create();
       let central: ChildProcess | undefined;
       try {
         const centralUrl = pg.url();
         const port = await freePort();
+        // Its own broker user where the management API is on, so the test can take the broker away from it.
+        const api = mgmt ? ManagementApi.fromAmqpUrl(broker!, mgmt) : undefined;
+        const centralUser = `t${world.id}-central`;
+        const grantCentralUser = async () => {
+          await api!.putUser(centralUser, 'outage-test');
+          await api!.setPermissions(centralUser, { configure: '.*', write: '.*', read: '.*' });
+        };
+        let amqpForCentral = broker!;
+        if (api) {
+          await grantCentralUser();
+          world.onTeardown(() => api.deleteUser(centralUser));
+          const u = new URL(broker!);
+          u.username = centralUser;
+          u.password = 'outage-test';
+          amqpForCentral = u.toString();
+        }
         const cfgFile = join(world.dir, 'central.json');
         writeFileSync(
           cfgFile,
           JSON.stringify({
-            amqp: { url: broker, prefix: world.prefix },
+            amqp: { url: amqpForCentral, prefix: world.prefix },
             db: { url: centralUrl },
             httpPort: port,
             logLevel: 'warn',
@@ -106,6 +124,23 @@ describe.skipIf(!broker)('outages: the central database and the broker connectio
           if (!restarted) await pg.start();
         }
         await until('/healthz to recover', async () => (await get(`${base}/healthz`)).status === 200);
+
+        // The broker lost: the central's broker user is removed and its connection cut, so it cannot
+        // reconnect; /healthz says so until the user is back and the agent reconnected by itself.
+        if (api) {
+          await api.deleteUser(centralUser);
+          await closeBrokerConnections(`sitesync-central (${world.prefix})`);
+          const cut = await until('/healthz to report the lost broker', async () => {
+            const h = await get(`${base}/healthz`);
+            return h.status === 503 && h;
+          });
+          expect(JSON.parse(cut.text)).toMatchObject({ ok: false, db: true, broker: false });
+          await grantCentralUser();
+          await until(
+            '/healthz to recover after the reconnect',
+            async () => (await get(`${base}/healthz`)).status === 200,
+          );
+        }
         const db = await Database.open(centralUrl, { role: 'central' });
         try {
           expect(await centralSnapshot(db, 101)).toEqual(await siteSnapshot(site.database!));
