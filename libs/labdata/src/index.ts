@@ -1,0 +1,122 @@
+import type { HashingFileInput } from '@sitesync/protocol';
+
+/**
+ * Realistic lab data shared by the tests, the demo and the benchmarks: order headers of ~300 bytes
+ * (10 columns; `internal_note` is outside the hashed attributes) with result lines as details,
+ * generated deterministically from a seed.
+ */
+export const ORDERS_TABLE = 'lab_orders';
+export const RESULTS_TABLE = 'lab_results';
+
+export const ORDER_COLUMNS = [
+  'order_id',
+  'patient_id',
+  'patient_name',
+  'ordered_at',
+  'ward',
+  'priority',
+  'status',
+  'physician',
+  'notes',
+  'internal_note',
+] as const;
+export const RESULT_COLUMNS = [
+  'result_id',
+  'order_id',
+  'test_code',
+  'test_name',
+  'value',
+  'unit',
+  'ref_range',
+  'flag',
+] as const;
+
+const TESTS = [
+  ['GLU', 'Glucose', 'mg/dL', '70-110'],
+  ['HB', 'Hemoglobin', 'g/dL', '12-16'],
+  ['WBC', 'White blood cells', '10^3/uL', '4.5-11'],
+  ['PLT', 'Platelets', '10^3/uL', '150-400'],
+  ['CRE', 'Creatinine', 'mg/dL', '0.6-1.2'],
+  ['NA', 'Sodium', 'mmol/L', '135-145'],
+  ['K', 'Potassium', 'mmol/L', '3.5-5.1'],
+] as const;
+const FIRST = ['Ana', 'Juan', 'María', 'Carlos', 'Lucía', 'Pedro', 'Sofía', 'Diego', 'Valentina', 'Martín'];
+const LAST = ['González', 'Rodríguez', 'Gómez', 'Fernández', 'López', 'Díaz', 'Martínez', 'Pérez', 'Sánchez', 'Romero'];
+const WARDS = ['Guardia', 'Clínica Médica', 'Pediatría', 'Terapia Intensiva', 'Maternidad', 'Consultorio Externo'];
+
+/** The pipeline hashing file for the lab tables; `internal_note` is outside `attributes` on purpose. */
+export function labPipeline(overrides: Partial<HashingFileInput> = {}): HashingFileInput {
+  return {
+    name: 'lab',
+    baseEntity: ORDERS_TABLE,
+    linkEntities: [ORDERS_TABLE, { entity: RESULTS_TABLE, join: { order_id: 'order_id' } }],
+    attributes: [
+      'order_id',
+      'patient_id',
+      'patient_name',
+      'ordered_at',
+      'ward',
+      'priority',
+      'status',
+      'physician',
+      'notes',
+      'result_id',
+      'test_code',
+      'test_name',
+      'value',
+      'unit',
+      'ref_range',
+      'flag',
+    ],
+    ...overrides,
+  };
+}
+
+/** Deterministic pseudo-random numbers, so a seed gives the same data every run. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+export interface SeedOptions {
+  orders: number;
+  detailsPerOrder?: number;
+  firstOrderId?: number;
+  seed?: number;
+}
+
+/** The seeded rows, one header with its details at a time (same generator as the tests). */
+export function* labRows(opts: SeedOptions): Generator<{ order: unknown[]; results: unknown[][] }> {
+  const per = opts.detailsPerOrder ?? 5;
+  const first = opts.firstOrderId ?? 1;
+  const rand = rng(opts.seed ?? first);
+  const pick = <T>(a: readonly T[]) => a[Math.floor(rand() * a.length)]!;
+  for (let i = 0; i < opts.orders; i++) {
+    const id = first + i;
+    const when = new Date(Date.UTC(2026, 0, 1) + id * 60_000).toISOString();
+    const order = [
+      id,
+      `DNI${String(20_000_000 + Math.floor(rand() * 30_000_000))}`,
+      `${pick(LAST)}, ${pick(FIRST)}`,
+      when,
+      pick(WARDS),
+      rand() < 0.1 ? 'URGENT' : 'ROUTINE',
+      pick(['REQUESTED', 'IN_PROGRESS', 'VALIDATED']),
+      `Dr. ${pick(LAST)}`,
+      `Muestra recibida en ${pick(WARDS)}; paciente en ayunas: ${rand() < 0.5 ? 'sí' : 'no'}. Observaciones clínicas de rutina.`,
+      'not synced',
+    ];
+    const results: unknown[][] = [];
+    for (let j = 0; j < per; j++) {
+      const t = TESTS[(id + j) % TESTS.length]!;
+      const value = (rand() * 200).toFixed(1);
+      results.push([id * 100 + j, id, t[0], t[1], value, t[2], t[3], rand() < 0.15 ? 'H' : '']);
+    }
+    yield { order, results };
+  }
+}
