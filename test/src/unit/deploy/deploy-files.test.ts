@@ -90,6 +90,15 @@ describe('deploy/Dockerfile', () => {
     expect(instruction(chain(all, 'peripheral'), 'ENV')).toContain(`ENV NODE_OPTIONS=${PERIPHERAL_NODE_OPTIONS}`);
   });
 
+  it('gives npm ci every workspace of the root package.json, in the build and in the runtime dependencies', () => {
+    const workspaces = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { workspaces: string[] })
+      .workspaces;
+    for (const stage of ['build', 'prod-deps']) {
+      const copies = instruction(chain(all, stage), 'COPY').join('\n');
+      for (const w of workspaces) expect(copies, `${stage} copies ${w}/package.json`).toContain(`${w}/package.json`);
+    }
+  });
+
   it('copies only paths that exist in the build context', () => {
     for (const s of all)
       for (const copy of instruction([s], 'COPY').filter((c) => !c.includes('--from='))) {
