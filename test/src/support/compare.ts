@@ -1,19 +1,10 @@
 import type { Database } from '@sitesync/db';
 import { toWireValue } from '@sitesync/protocol';
-import { ORDERS_TABLE, RESULTS_TABLE } from './lab-data.js';
+import { ORDERS_TABLE, ORDER_COLUMNS, RESULTS_TABLE, RESULT_COLUMNS } from '@sitesync/labdata';
 
-const ORDER_ATTRS = [
-  'order_id',
-  'patient_id',
-  'patient_name',
-  'ordered_at',
-  'ward',
-  'priority',
-  'status',
-  'physician',
-  'notes',
-];
-const RESULT_ATTRS = ['result_id', 'order_id', 'test_code', 'test_name', 'value', 'unit', 'ref_range', 'flag'];
+/** The synced columns: every column but `internal_note`, which is outside the hashed attributes. */
+const ORDER_ATTRS = ORDER_COLUMNS.filter((c) => c !== 'internal_note');
+const RESULT_ATTRS = [...RESULT_COLUMNS];
 
 /** Canonical text of a row: driver differences (bigint as string, Date) do not count as differences. */
 function canon(row: Record<string, unknown>, cols: string[]): string {
