@@ -231,15 +231,23 @@ export class Database implements Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.serialized(async () => {
       const qr = this.dataSource.createQueryRunner();
+      // SQLite: BEGIN IMMEDIATE takes the write lock up front, waiting up to busy_timeout for
+      // another process's writer. A deferred transaction that reads and then writes fails at once
+      // with "database is locked" when another process committed in between (it cannot upgrade
+      // its stale snapshot), which busy_timeout does not cover.
+      const immediate = this.dialect.name === 'sqlite';
       try {
         await qr.connect();
-        await qr.startTransaction();
+        if (immediate) await qr.query('BEGIN IMMEDIATE');
+        else await qr.startTransaction();
         try {
           const result = await fn(new QueryRunnerQueryable(this.dialect, qr));
-          await qr.commitTransaction();
+          if (immediate) await qr.query('COMMIT');
+          else await qr.commitTransaction();
           return result;
         } catch (err) {
-          if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
+          if (immediate) await qr.query('ROLLBACK').catch(() => undefined);
+          else if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
           throw err;
         }
       } finally {
