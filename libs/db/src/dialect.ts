@@ -101,21 +101,31 @@ export abstract class Dialect {
   }
 
   /** Multi-row insert-or-replace-columns on `keyColumns` (ON CONFLICT form; SQLite and PostgreSQL). */
+  /**
+   * Multi-row insert that updates the rows whose key exists. `onlyIfChanged`: leave a row alone
+   * (no write, no dirty page) when none of its other columns would change.
+   */
   upsert(
     table: string,
     keyColumns: readonly string[],
     columns: readonly string[],
     rows: ReadonlyArray<readonly unknown[]>,
+    opts: { onlyIfChanged?: boolean } = {},
   ): Statement {
     const ins = this.insertRows(table, columns, rows);
-    const set = columns
-      .filter((c) => !keyColumns.includes(c))
-      .map((c) => `${this.quote(c)} = excluded.${this.quote(c)}`)
-      .join(', ');
-    return {
-      sql: `${ins.sql} ON CONFLICT (${keyColumns.map((c) => this.quote(c)).join(', ')}) DO UPDATE SET ${set}`,
-      params: ins.params,
-    };
+    const others = columns.filter((c) => !keyColumns.includes(c));
+    const conflict = `ON CONFLICT (${keyColumns.map((c) => this.quote(c)).join(', ')})`;
+    if (others.length === 0) return { sql: `${ins.sql} ${conflict} DO NOTHING`, params: ins.params };
+    const set = others.map((c) => `${this.quote(c)} = excluded.${this.quote(c)}`).join(', ');
+    const changed = opts.onlyIfChanged
+      ? ` WHERE ${others.map((c) => this.distinct(`${this.quote(table)}.${this.quote(c)}`, `excluded.${this.quote(c)}`)).join(' OR ')}`
+      : '';
+    return { sql: `${ins.sql} ${conflict} DO UPDATE SET ${set}${changed}`, params: ins.params };
+  }
+
+  /** Null-safe "differs": true when exactly one is NULL or both are set and unequal. */
+  distinct(a: string, b: string): string {
+    return `${a} IS DISTINCT FROM ${b}`;
   }
 
   /** INSERT of one row that does nothing (0 affected) when its primary key exists, even under concurrency. */
@@ -166,6 +176,9 @@ function numberPlaceholders(sql: string, sigil: string, first: number): string {
 
 class SqliteDialect extends Dialect {
   readonly name = 'sqlite';
+  override distinct(a: string, b: string): string {
+    return `${a} IS NOT ${b}`;
+  }
   readonly maxParams = 32_000;
   quote(id: string): string {
     return `"${id.replace(/"/g, '""')}"`;
@@ -316,15 +329,21 @@ class MssqlDialect extends Dialect {
     keyColumns: readonly string[],
     columns: readonly string[],
     rows: ReadonlyArray<readonly unknown[]>,
+    opts: { onlyIfChanged?: boolean } = {},
   ): Statement {
     const q = (c: string) => this.quote(c);
     const tuple = `(${columns.map(() => '?').join(', ')})`;
-    const set = columns.filter((c) => !keyColumns.includes(c)).map((c) => `t.${q(c)} = s.${q(c)}`);
+    const others = columns.filter((c) => !keyColumns.includes(c));
+    const set = others.map((c) => `t.${q(c)} = s.${q(c)}`);
+    // EXCEPT compares NULLs as equal: the row is updated only when a value really differs.
+    const changed = opts.onlyIfChanged
+      ? ` AND EXISTS (SELECT ${others.map((c) => `s.${q(c)}`).join(', ')} EXCEPT SELECT ${others.map((c) => `t.${q(c)}`).join(', ')})`
+      : '';
     return {
       sql:
         `MERGE ${q(table)} WITH (HOLDLOCK) AS t USING (VALUES ${rows.map(() => tuple).join(', ')}) ` +
         `AS s (${columns.map(q).join(', ')}) ON ${keyColumns.map((c) => `t.${q(c)} = s.${q(c)}`).join(' AND ')} ` +
-        (set.length ? `WHEN MATCHED THEN UPDATE SET ${set.join(', ')} ` : '') +
+        (set.length ? `WHEN MATCHED${changed} THEN UPDATE SET ${set.join(', ')} ` : '') +
         `WHEN NOT MATCHED THEN INSERT (${columns.map(q).join(', ')}) VALUES (${columns.map((c) => `s.${q(c)}`).join(', ')});`,
       params: rows.flat(),
     };
@@ -416,6 +435,7 @@ class MysqlDialect extends Dialect {
   override bool(v: boolean): unknown {
     return v ? 1 : 0;
   }
+  /** `onlyIfChanged` needs nothing here: InnoDB does not write a row whose values stay the same. */
   override upsert(
     table: string,
     keyColumns: readonly string[],
@@ -423,8 +443,9 @@ class MysqlDialect extends Dialect {
     rows: ReadonlyArray<readonly unknown[]>,
   ): Statement {
     const ins = this.insertRows(table, columns, rows);
-    const set = columns
-      .filter((c) => !keyColumns.includes(c))
+    const others = columns.filter((c) => !keyColumns.includes(c));
+    // No other column: a no-op assignment keeps the duplicate from failing.
+    const set = (others.length ? others : keyColumns.slice(0, 1))
       .map((c) => `${this.quote(c)} = VALUES(${this.quote(c)})`)
       .join(', ');
     return { sql: `${ins.sql} ON DUPLICATE KEY UPDATE ${set}`, params: ins.params };

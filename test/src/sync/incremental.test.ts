@@ -60,6 +60,27 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(v[0]?.value).toBe('999.9');
   });
 
+  it('detail lines removed, added and moved to another header are merged exactly', async () => {
+    const { site, cdb, sdb } = await setup();
+    const q = (c: string) => sdb.dialect.quote(c);
+    await sdb.execute(`DELETE FROM ${q('lab_results')} WHERE result_id IN (?, ?)`, [1100, 1101]);
+    await sdb.execute(
+      `INSERT INTO ${q('lab_results')} (result_id, order_id, test_code, test_name, value, unit, ref_range, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [1299, 12, 'K', 'Potassium', '4.2', 'mmol/L', '3.5-5.1', ''],
+    );
+    await sdb.execute(`UPDATE ${q('lab_results')} SET order_id = ? WHERE result_id = ?`, [14, 1302]);
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    expect(r.totals).toMatchObject({ headers: 4, details: 3 + 6 + 4 + 6, deletions: 0 });
+    await expectConverged(cdb, sdb);
+    expect(await countRows(cdb, 'central_results', 101)).toBe(599);
+    const moved = await cdb.query<{ order_id: unknown }>(
+      `SELECT order_id FROM central_results WHERE id_efector = ? AND result_id = ?`,
+      [101, 1302],
+    );
+    expect(Number(moved[0]!.order_id)).toBe(14);
+  });
+
   it('a change to a column outside attributes sends nothing', async () => {
     const { site, sdb } = await setup();
     await changeOrder(sdb, 7, 'internal_note', 'edited by the lab, not for the central');

@@ -165,7 +165,13 @@ export class BatchMerger {
     return winners;
   }
 
-  /** Deletes the winners' current rows, then inserts the new header and detail sets. */
+  /**
+   * Writes the winners: deletions remove the header and its details; upserts update the header and
+   * each detail line in place (rows whose values did not change are not written at all), then
+   * delete the lines the site no longer has. Only the pages of rows that really changed get dirty,
+   * which is what an incremental session's commit costs. A legacy target table without the
+   * expected primary key takes delete + insert instead.
+   */
   private async replaceRows(
     tx: Queryable,
     batch: HeaderBatch,
@@ -174,50 +180,145 @@ export class BatchMerger {
     won: HeaderChange[],
   ): Promise<void> {
     if (won.length === 0) return;
-    const d = tx.dialect;
     const shape = batch.pipeline;
-    const keys = won.map((c) => c.key);
-    const site = batch.siteId;
-    const q = d.quote.bind(d);
-    const deleteWhere = async (table: string, columns: string[]) => {
-      const chunk = d.chunkSize(columns.length, 10, 500);
-      for (let i = 0; i < keys.length; i += chunk) {
-        const pred = d.keyPredicate(columns, keys.slice(i, i + chunk));
-        await tx.execute(`DELETE FROM ${q(table)} WHERE ${q(SITE_COLUMN)} = ? AND ${pred.sql}`, [site, ...pred.params]);
-      }
-    };
-    if (shape.detail && detailTable) {
-      const joinCols = shape.header.key.map((hk) => Object.entries(shape.detail!.join).find(([, h]) => h === hk)![0]);
-      await deleteWhere(detailTable, joinCols);
-    }
-    await deleteWhere(headerTable, shape.header.key);
-
+    const detail = shape.detail && detailTable ? { table: detailTable, shape: shape.detail } : undefined;
+    const joinCols = detail
+      ? shape.header.key.map((hk) => Object.entries(detail.shape.join).find(([, h]) => h === hk)![0])
+      : [];
     const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
-    await insertRows(
+    const inPlace =
+      this.targets.keyedBy(headerTable, shape.header.key) &&
+      (!detail || this.targets.keyedBy(detail.table, detail.shape.key));
+    const site = batch.siteId;
+    // Rows to remove first: every row of a deleted header; with delete + insert, every row of every winner.
+    const cleared = (inPlace ? won.filter((c) => c.op === 'delete') : won).map((c) => c.key);
+    if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
+    await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
+    if (!inPlace) {
+      await writeRows(
+        tx,
+        headerTable,
+        site,
+        shape.header.columns,
+        upserts.map((c) => c.header),
+      );
+      if (detail)
+        await writeRows(
+          tx,
+          detail.table,
+          site,
+          detail.shape.columns,
+          upserts.flatMap((c) => c.details),
+        );
+      return;
+    }
+    const headerKey = [SITE_COLUMN, ...shape.header.key];
+    await writeRows(
       tx,
       headerTable,
       site,
       shape.header.columns,
       upserts.map((c) => c.header),
+      headerKey,
     );
-    if (shape.detail && detailTable) {
-      await insertRows(
-        tx,
-        detailTable,
-        site,
-        shape.detail.columns,
-        upserts.flatMap((c) => c.details),
-      );
-    }
+    if (!detail) return;
+    await writeRows(
+      tx,
+      detail.table,
+      site,
+      detail.shape.columns,
+      upserts.flatMap((c) => c.details),
+      [SITE_COLUMN, ...detail.shape.key],
+    );
+    await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape.key, detail.shape.columns, upserts);
   }
 }
 
-async function insertRows(
+/** Deletes the rows of `site` whose `columns` hold one of `keys`. */
+async function deleteByKeys(
+  tx: Queryable,
+  table: string,
+  site: number,
+  columns: readonly string[],
+  keys: ReadonlyArray<readonly unknown[]>,
+): Promise<void> {
+  const d = tx.dialect;
+  const chunk = d.chunkSize(columns.length, 10, 500);
+  for (let i = 0; i < keys.length; i += chunk) {
+    const pred = d.keyPredicate(columns, keys.slice(i, i + chunk));
+    await tx.execute(`DELETE FROM ${d.quote(table)} WHERE ${d.quote(SITE_COLUMN)} = ? AND ${pred.sql}`, [
+      site,
+      ...pred.params,
+    ]);
+  }
+}
+
+/**
+ * Deletes the detail lines of these headers that their new detail set no longer has. Headers are
+ * taken in groups whose parameters fit one statement; each group compares only with its own new
+ * lines (a line that moved to another header was re-pointed by the upsert already).
+ */
+async function deleteVanishedDetails(
+  tx: Queryable,
+  table: string,
+  site: number,
+  joinCols: readonly string[],
+  detailKey: readonly string[],
+  detailSpecs: ColumnSpec[],
+  upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
+): Promise<void> {
+  const d = tx.dialect;
+  const budget = d.chunkSize(1, 20, 2000);
+  const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * detailKey.length;
+  // A header with more lines than one statement can name: its lines are replaced as a whole.
+  const huge = upserts.filter((c) => cost(c) > budget);
+  if (huge.length) {
+    await deleteByKeys(
+      tx,
+      table,
+      site,
+      joinCols,
+      huge.map((c) => c.key),
+    );
+    await writeRows(
+      tx,
+      table,
+      site,
+      detailSpecs,
+      huge.flatMap((c) => c.details),
+    );
+    upserts = upserts.filter((c) => cost(c) <= budget);
+  }
+  let i = 0;
+  while (i < upserts.length) {
+    const headers: Array<readonly unknown[]> = [];
+    const lines: Array<readonly unknown[]> = [];
+    let params = 0;
+    for (; i < upserts.length; i++) {
+      const c = upserts[i]!;
+      if (headers.length > 0 && params + cost(c) > budget) break;
+      headers.push(c.key);
+      for (const line of c.details) lines.push(detailKey.map((k) => line[k]!));
+      params += cost(c);
+    }
+    const own = d.keyPredicate(joinCols, headers);
+    const keep = lines.length ? d.keyPredicate(detailKey, lines) : undefined;
+    await tx.execute(
+      `DELETE FROM ${d.quote(table)} WHERE ${d.quote(SITE_COLUMN)} = ? AND ${own.sql}` +
+        (keep ? ` AND NOT (${keep.sql})` : ''),
+      [site, ...own.params, ...(keep?.params ?? [])],
+    );
+  }
+}
+
+/** Inserts rows of `site`, or upserts them by `upsertKey` (writing only rows whose values changed). */
+async function writeRows(
   tx: Queryable,
   table: string,
   site: number,
   specs: ColumnSpec[],
   rows: WireRow[],
+  upsertKey?: readonly string[],
 ): Promise<void> {
   if (rows.length === 0) return;
   const d = tx.dialect;
@@ -225,7 +326,11 @@ async function insertRows(
   const chunk = Math.min(d.maxRowsPerInsert, d.chunkSize(columns.length, 0, 100_000));
   for (let i = 0; i < rows.length; i += chunk) {
     const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s) => d.bindValue(r[s.name], s.type))]);
-    await tx.run(d.insertRows(table, columns, values));
+    await tx.run(
+      upsertKey
+        ? d.upsert(table, upsertKey, columns, values, { onlyIfChanged: true })
+        : d.insertRows(table, columns, values),
+    );
   }
 }
 

@@ -10,6 +10,7 @@ export const SITE_COLUMN = 'id_efector';
  */
 export class TargetTables {
   private readonly checked = new Map<string, Promise<void>>();
+  private readonly primaryKeys = new Map<string, readonly string[]>();
 
   constructor(private readonly db: Database) {}
 
@@ -27,6 +28,17 @@ export class TargetTables {
   /** Forgets what was checked (after an operator changed tables). */
   reset(): void {
     this.checked.clear();
+    this.primaryKeys.clear();
+  }
+
+  /**
+   * Whether an ensured table's primary key is exactly the site column plus `key`, so rows can be
+   * upserted by it. A legacy table without that key takes delete + insert instead.
+   */
+  keyedBy(table: string, key: readonly string[]): boolean {
+    const pk = this.primaryKeys.get(table);
+    const want = [SITE_COLUMN, ...key];
+    return !!pk && pk.length === want.length && want.every((c) => pk.includes(c));
   }
 
   private async doEnsure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
@@ -80,6 +92,7 @@ export class TargetTables {
       info = await this.db.describeTable(table);
       if (!info) throw new Error(`table ${table} could not be created`);
     }
+    this.primaryKeys.set(table, info.primaryKey);
     const have = new Set(info.columns.map((c) => c.name));
     if (!have.has(SITE_COLUMN)) {
       throw new MessageRejectedError('bad-content', `central table ${table} has no ${SITE_COLUMN} column`);

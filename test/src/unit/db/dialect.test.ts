@@ -377,3 +377,41 @@ describe('binding wire values', () => {
     expect(wireColumnType('interval', 'postgres')).toBe('text');
   });
 });
+
+describe('upsert that writes only changed rows (the central merge)', () => {
+  const rows = [[101, 7, 'a', null]] as const;
+  const cols = ['id_efector', 'result_id', 'value', 'flag'];
+  const key = ['id_efector', 'result_id'];
+
+  it('PostgreSQL: ON CONFLICT ... DO UPDATE ... WHERE a value IS DISTINCT FROM the new one', () => {
+    const s = dialectFor('postgres').upsert('central_results', key, cols, rows, { onlyIfChanged: true });
+    expect(s.sql).toBe(
+      'INSERT INTO "central_results" ("id_efector", "result_id", "value", "flag") VALUES (?, ?, ?, ?) ' +
+        'ON CONFLICT ("id_efector", "result_id") DO UPDATE SET "value" = excluded."value", "flag" = excluded."flag" ' +
+        'WHERE "central_results"."value" IS DISTINCT FROM excluded."value" OR "central_results"."flag" IS DISTINCT FROM excluded."flag"',
+    );
+    expect(s.params).toEqual([101, 7, 'a', null]);
+  });
+
+  it('SQLite: the same with IS NOT (its null-safe inequality)', () => {
+    const s = dialectFor('sqlite').upsert('central_results', key, cols, rows, { onlyIfChanged: true });
+    expect(s.sql).toMatch(
+      /WHERE "central_results"\."value" IS NOT excluded\."value" OR "central_results"\."flag" IS NOT excluded\."flag"$/,
+    );
+  });
+
+  it('SQL Server: WHEN MATCHED only when the new values EXCEPT the stored ones leave a row (NULLs compare equal)', () => {
+    const s = dialectFor('mssql').upsert('central_results', key, cols, rows, { onlyIfChanged: true });
+    expect(s.sql).toContain(
+      'WHEN MATCHED AND EXISTS (SELECT s.[value], s.[flag] EXCEPT SELECT t.[value], t.[flag]) THEN UPDATE SET t.[value] = s.[value], t.[flag] = s.[flag]',
+    );
+    expect(s.sql).toMatch(/^MERGE \[central_results\] WITH \(HOLDLOCK\) AS t USING \(VALUES \(\?, \?, \?, \?\)\)/);
+  });
+
+  it('a table of key columns only does nothing on conflict', () => {
+    expect(dialectFor('postgres').upsert('t', ['a'], ['a'], [[1]]).sql).toMatch(/ON CONFLICT \("a"\) DO NOTHING$/);
+    expect(dialectFor('mysql').upsert('t', ['a'], ['a'], [[1]]).sql).toMatch(
+      /ON DUPLICATE KEY UPDATE `a` = VALUES\(`a`\)$/,
+    );
+  });
+});
