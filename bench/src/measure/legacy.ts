@@ -76,6 +76,9 @@ export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): 
     );
     return { h, d };
   });
+  // The cycle's writes are persisted within its own time: on SQLite, checkpoint the WAL it filled
+  // (else the next writer's commit, i.e. the sitesync session timed after it, pays for it).
+  if (central.dialect === 'sqlite') await central.all('PRAGMA wal_checkpoint(TRUNCATE)');
   const mergeSeconds = since(m0);
   return { seconds: since(t0), uploadSeconds, mergeSeconds, bytes, headers: counts.h, details: counts.d };
 }
