@@ -100,7 +100,6 @@ export abstract class Dialect {
     };
   }
 
-  /** Multi-row insert-or-replace-columns on `keyColumns` (ON CONFLICT form; SQLite and PostgreSQL). */
   /**
    * Multi-row insert that updates the rows whose key exists. `onlyIfChanged`: leave a row alone
    * (no write, no dirty page) when none of its other columns would change.
@@ -121,6 +120,31 @@ export abstract class Dialect {
       ? ` WHERE ${others.map((c) => this.distinct(`${this.quote(table)}.${this.quote(c)}`, `excluded.${this.quote(c)}`)).join(' OR ')}`
       : '';
     return { sql: `${ins.sql} ${conflict} DO UPDATE SET ${set}${changed}`, params: ins.params };
+  }
+
+  /**
+   * Rows per statement for `writeMany` with `columns` columns (the dialect's parameter limit, or
+   * what its bulk form handles well).
+   */
+  writeManyChunk(columns: number): number {
+    return Math.min(this.maxRowsPerInsert, this.chunkSize(columns, 0, 100_000));
+  }
+
+  /**
+   * Many rows inserted, or upserted by `upsertKey` (see `upsert`), in one statement. `sqlTypes`
+   * (one per column) let a dialect bind a column as one typed array (PostgreSQL: `unnest`); the
+   * others build a multi-row VALUES list.
+   */
+  writeMany(
+    table: string,
+    columns: readonly string[],
+    _sqlTypes: readonly string[],
+    rows: ReadonlyArray<readonly unknown[]>,
+    upsertKey?: readonly string[],
+  ): Statement {
+    return upsertKey
+      ? this.upsert(table, upsertKey, columns, rows, { onlyIfChanged: true })
+      : this.insertRows(table, columns, rows);
   }
 
   /** Null-safe "differs": true when exactly one is NULL or both are set and unequal. */
@@ -265,6 +289,42 @@ class PostgresDialect extends Dialect {
   upsertLedger(u: LedgerUpsert): Statement {
     return onConflictLedger(this, u);
   }
+
+  override writeManyChunk(): number {
+    return 10_000;
+  }
+
+  /**
+   * One array parameter per column, `INSERT ... SELECT * FROM unnest(...)`: the statement stays a
+   * few hundred characters whatever the row count, instead of tens of thousands of `$n` to build,
+   * send and parse (the central's initial-load merge).
+   */
+  override writeMany(
+    table: string,
+    columns: readonly string[],
+    sqlTypes: readonly string[],
+    rows: ReadonlyArray<readonly unknown[]>,
+    upsertKey?: readonly string[],
+  ): Statement {
+    const q = (c: string) => this.quote(c);
+    const arrays = columns.map((_, i) => rows.map((r) => r[i]));
+    const list = columns.map(q).join(', ');
+    const ins =
+      `INSERT INTO ${q(table)} (${list}) SELECT * FROM unnest(${sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ')}) ` +
+      `AS u(${list})`;
+    if (!upsertKey) return { sql: ins, params: arrays };
+    const others = columns.filter((c) => !upsertKey.includes(c));
+    const conflict = `ON CONFLICT (${upsertKey.map(q).join(', ')})`;
+    if (others.length === 0) return { sql: `${ins} ${conflict} DO NOTHING`, params: arrays };
+    const set = others.map((c) => `${q(c)} = excluded.${q(c)}`).join(', ');
+    const changed = others.map((c) => this.distinct(`${q(table)}.${q(c)}`, `excluded.${q(c)}`)).join(' OR ');
+    return { sql: `${ins} ${conflict} DO UPDATE SET ${set} WHERE ${changed}`, params: arrays };
+  }
+}
+
+/** `TEXT` -> `text[]`, `VARCHAR(400)` -> `varchar[]`: the array type to cast a column's parameter to. */
+function arrayType(sqlType: string): string {
+  return `${sqlType.replace(/\(.*\)$/, '').toLowerCase()}[]`;
 }
 
 /** SQLite and PostgreSQL: INSERT ... ON CONFLICT DO UPDATE ... WHERE older. */

@@ -323,14 +323,14 @@ async function writeRows(
   if (rows.length === 0) return;
   const d = tx.dialect;
   const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
-  const chunk = Math.min(d.maxRowsPerInsert, d.chunkSize(columns.length, 0, 100_000));
+  const sqlTypes = [
+    d.columnType({ name: SITE_COLUMN, type: 'integer', nullable: false }, true),
+    ...specs.map((s) => d.columnType(s, false)),
+  ];
+  const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {
     const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s) => d.bindValue(r[s.name], s.type))]);
-    await tx.run(
-      upsertKey
-        ? d.upsert(table, upsertKey, columns, values, { onlyIfChanged: true })
-        : d.insertRows(table, columns, values),
-    );
+    await tx.run(d.writeMany(table, columns, sqlTypes, values, upsertKey));
   }
 }
 
