@@ -16,7 +16,14 @@ import {
   type Logger,
   type SessionAck,
 } from '@sitesync/protocol';
-import { Database, installChangeTracking, resolvePipeline, type ResolvedPipeline } from '@sitesync/db';
+import {
+  Database,
+  changeTrackingInstalled,
+  installChangeTracking,
+  uninstallChangeTracking,
+  resolvePipeline,
+  type ResolvedPipeline,
+} from '@sitesync/db';
 import type { PeripheralConfig } from './config';
 import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
@@ -84,6 +91,11 @@ export class PeripheralAgent {
         // (Re)creates the triggers at every start: a DBA may have dropped them; the next session
         // then runs a full scan if they are new.
         if (resolved.config.changeTracking === 'triggers') await installChangeTracking(this.db, resolved);
+        // Tracking turned off: drop the triggers, or they would fill a queue no session empties.
+        else if (await changeTrackingInstalled(this.db, resolved.name)) {
+          await uninstallChangeTracking(this.db, resolved);
+          this.log.info({ pipeline: resolved.name }, 'change tracking removed: sessions re-hash the whole table');
+        }
       }
       this.pipelinesResolvedAt = Date.now();
       this.runLog = new RunLog(this.db);

@@ -81,6 +81,15 @@ export async function installChangeTracking(db: Database, p: ResolvedPipeline): 
   return true;
 }
 
+/** Whether a pipeline's change tracking is installed (its `sync_tracking` row exists). */
+export async function changeTrackingInstalled(db: Database, pipeline: string): Promise<boolean> {
+  if (!(await db.describeTable(TRACKING_TABLE))) return false;
+  const rows = await db.query(`SELECT pipeline FROM ${db.dialect.quote(TRACKING_TABLE)} WHERE pipeline = ?`, [
+    pipeline,
+  ]);
+  return rows.length > 0;
+}
+
 /** Removes a pipeline's triggers and queue (the agent falls back to full scans). */
 export async function uninstallChangeTracking(db: Database, p: ResolvedPipeline): Promise<void> {
   const d = db.dialect;

@@ -64,6 +64,20 @@ describe.skipIf(!broker).each(kinds)('trigger-kept change tracking on %s', (kind
     expect(Number(left[0]!.n)).toBe(0);
   });
 
+  it('turning tracking off removes the triggers and their queue; sessions re-hash again', async () => {
+    const { site, cdb } = await setup();
+    expect((await site.runSession()).status).toBe('ok');
+    const input = { ...site.config, pipelines: [labPipeline()] };
+    await site.close();
+    const plain = await world.startSite({ ...input, amqp: { url: broker!, prefix: world.prefix } });
+    const db = plain.database!;
+    expect(await db.describeTable(dirtyTableName('lab'))).toBeUndefined();
+    await changeResult(db, 8, 'no trigger');
+    const r = await plain.runSession();
+    expect(r.scans[0]).toMatchObject({ mode: 'full', scanned: 150, dirty: 1 });
+    expect(await centralSnapshot(cdb, 101)).toEqual(await siteSnapshot(db));
+  });
+
   it('a session that took queued keys and died leaves them for the next one', async () => {
     const { site, cdb, sdb } = await setup();
     expect((await site.runSession()).status).toBe('ok');
