@@ -34,6 +34,9 @@ import { SiteInterventions } from './interventions/site-interventions';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
+/** Sessions re-send the procedure catalogue and unanswered transfers at most this often (every (re)connect does too). */
+export const RESUME_INTERVAL_MS = 60_000;
+
 /** A session re-reads the pipelines' table definitions at most this often (and after a failed session). */
 export const PIPELINE_RECHECK_MS = 5 * 60_000;
 
@@ -58,6 +61,7 @@ export class PeripheralAgent {
   private readonly pipelines = new Map<string, ResolvedPipeline>();
   private pipelinesResolvedAt = 0;
   private lastSessionStatus = 'ok';
+  private interventionsResumedAt = 0;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -147,6 +151,7 @@ export class PeripheralAgent {
   }
 
   private async resumeInterventions(): Promise<void> {
+    this.interventionsResumedAt = Date.now();
     try {
       await this.siteInterventions!.sendCatalogue();
       await this.siteInterventions!.publishTransfers({ resendOpen: true });
@@ -244,9 +249,10 @@ export class PeripheralAgent {
   /** Runs one session now. Concurrent calls share the running session. */
   runSession(): Promise<SessionResult> {
     if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
-    if (!this.current && this.broker.connected) {
+    if (!this.current && this.broker.connected && Date.now() - this.interventionsResumedAt >= RESUME_INTERVAL_MS) {
       // Each cycle also reports the procedure catalogue (the central re-sends what the site lacks)
-      // and re-sends unanswered transfers (the central answers a repeat the same way).
+      // and re-sends unanswered transfers (the central answers a repeat the same way); at most once
+      // a minute, so that sessions on a short schedule do not repeat it every time.
       void this.resumeInterventions();
     }
     this.current ??= new SyncSession({
