@@ -35,11 +35,8 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
 
-    const add = await runBin(SYNCCTL, [
-      '-c',
-      cfgFile,
-      'sites',
-      'add',
+    const addSite = (...args: string[]) => runBin(SYNCCTL, ['-c', cfgFile, 'sites', 'add', ...args]);
+    const add = await addSite(
       '101',
       '--pipeline',
       'lab',
@@ -49,7 +46,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
       'central_results',
       '--user',
       user,
-    ]);
+    );
     expect(add.stderr).toContain(`broker user ${user} may publish only 101.*`);
     expect(add.code).toBe(0);
     const printed = JSON.parse(add.stdout) as { siteId: number; amqp: { url: string; prefix: string } };
@@ -59,17 +56,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     expect((await api.queues()).get(world.topology.siteQueue(101))).toBeDefined();
 
     // A second add of the same site is refused before anything changes.
-    const again = await runBin(SYNCCTL, [
-      '-c',
-      cfgFile,
-      'sites',
-      'add',
-      '101',
-      '--pipeline',
-      'lab',
-      '--header-table',
-      'x',
-    ]);
+    const again = await addSite('101', '--pipeline', 'lab', '--header-table', 'x');
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('site 101 pipeline lab already exists');
 
@@ -82,18 +69,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     expect(await centralSnapshot(central.database!, 101)).toEqual(await siteSnapshot(site.database!));
 
     // Site 102 is registered but never synced: stale.
-    const add102 = await runBin(SYNCCTL, [
-      '-c',
-      cfgFile,
-      'sites',
-      'add',
-      '102',
-      '--no-broker',
-      '--pipeline',
-      'lab',
-      '--header-table',
-      'central_orders',
-    ]);
+    const add102 = await addSite('102', '--no-broker', '--pipeline', 'lab', '--header-table', 'central_orders');
     expect(add102.code).toBe(0);
 
     // The management API's figures are sampled every few seconds: wait until it has seen the consumer.

@@ -38,19 +38,9 @@ describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) =>
 
     const pipelineFile = join(world.dir, 'lab.json');
     writeFileSync(pipelineFile, JSON.stringify(labPipeline()));
+    const args = ['--db', centralUrl, 'verify', '--site', '101', '--site-db', siteUrl, '--pipeline-file', pipelineFile];
     const verify = async () => {
-      const r = await runBin('agents/central/bin/syncctl.js', [
-        '--db',
-        centralUrl,
-        'verify',
-        '--site',
-        '101',
-        '--site-db',
-        siteUrl,
-        '--pipeline-file',
-        pipelineFile,
-        '--json',
-      ]);
+      const r = await runBin('agents/central/bin/syncctl.js', [...args, '--json']);
       expect(r.stderr).toBe('');
       return { code: r.code, report: JSON.parse(r.stdout) as PipelineVerification[] };
     };
@@ -89,17 +79,7 @@ describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) =>
     expect(tampered.code).toBe(1);
     expect(tampered.report[0]).toMatchObject({ differences: 1, different: [encodeKey([12])] });
 
-    const table = await runBin('agents/central/bin/syncctl.js', [
-      '--db',
-      centralUrl,
-      'verify',
-      '--site',
-      '101',
-      '--site-db',
-      siteUrl,
-      '--pipeline-file',
-      pipelineFile,
-    ]);
+    const table = await runBin('agents/central/bin/syncctl.js', args);
     expect(table.stdout).toContain(`lab: different: ${encodeKey([12])}`);
     expect(table.stdout).toContain('site 101: 1 header(s) differ');
   });

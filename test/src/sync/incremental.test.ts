@@ -81,6 +81,30 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(Number(moved[0]!.order_id)).toBe(14);
   });
 
+  it('a legacy central table without the expected primary key is merged by delete + insert', async () => {
+    const centralUrl = world.dbUrl(kind, 'central');
+    const cdb0 = await world.open(centralUrl, 'central');
+    const q = (c: string) => cdb0.dialect.quote(c);
+    const t = (n: number) => cdb0.dialect.textType(n);
+    await cdb0.query(
+      `CREATE TABLE ${q('central_orders')} (id_efector INT NOT NULL, order_id INT NOT NULL, patient_id ${t(20)}, ` +
+        `patient_name ${t(80)}, ordered_at ${t(30)}, ward ${t(40)}, priority ${t(10)}, status ${t(20)}, physician ${t(80)}, notes ${t(400)})`,
+    );
+    await cdb0.query(
+      `CREATE TABLE ${q('central_results')} (id_efector INT NOT NULL, result_id INT NOT NULL, order_id INT NOT NULL, ` +
+        `test_code ${t(10)}, test_name ${t(60)}, value ${t(20)}, unit ${t(20)}, ref_range ${t(20)}, flag ${t(2)})`,
+    );
+    const central = await world.startCentral(centralUrl);
+    await world.registerSite(central.database!, 101);
+    const site = await world.startSite(await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 30 }));
+    expect((await site.runSession()).status).toBe('ok');
+    await changeResult(site.database!, 3, 'legacy-ok');
+    await changeOrder(site.database!, 4, 'status', 'VALIDATED');
+    expect((await site.runSession()).totals).toMatchObject({ headers: 2, details: 10 });
+    await expectConverged(central.database!, site.database!);
+    expect(await countRows(central.database!, 'central_results', 101)).toBe(150);
+  });
+
   it('a change to a column outside attributes sends nothing', async () => {
     const { site, sdb } = await setup();
     await changeOrder(sdb, 7, 'internal_note', 'edited by the lab, not for the central');

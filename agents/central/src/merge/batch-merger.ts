@@ -194,42 +194,20 @@ export class BatchMerger {
     const cleared = (inPlace ? won.filter((c) => c.op === 'delete') : won).map((c) => c.key);
     if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
     await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
-    if (!inPlace) {
-      await writeRows(
-        tx,
-        headerTable,
-        site,
-        shape.header.columns,
-        upserts.map((c) => c.header),
-      );
-      if (detail)
-        await writeRows(
-          tx,
-          detail.table,
-          site,
-          detail.shape.columns,
-          upserts.flatMap((c) => c.details),
-        );
-      return;
-    }
-    const headerKey = [SITE_COLUMN, ...shape.header.key];
+    // In place: by the site column plus the key (only changed rows are written); else plain inserts.
+    const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
     await writeRows(
       tx,
       headerTable,
       site,
       shape.header.columns,
       upserts.map((c) => c.header),
-      headerKey,
+      by(shape.header.key),
     );
     if (!detail) return;
-    await writeRows(
-      tx,
-      detail.table,
-      site,
-      detail.shape.columns,
-      upserts.flatMap((c) => c.details),
-      [SITE_COLUMN, ...detail.shape.key],
-    );
+    const lines = upserts.flatMap((c) => c.details);
+    await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
+    if (!inPlace) return;
     await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape.key, detail.shape.columns, upserts);
   }
 }
