@@ -81,6 +81,17 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(Number(moved[0]!.order_id)).toBe(14);
   });
 
+  it('a header with more detail lines than one statement can compare is replaced whole, and converges', async () => {
+    const { site, cdb, sdb } = await setup();
+    await seedLabData(sdb, { orders: 1, detailsPerOrder: 2100, firstOrderId: 5000 });
+    expect((await site.runSession()).totals).toMatchObject({ headers: 1, details: 2100 });
+    await changeResult(sdb, 5000, 'big-changed');
+    await sdb.execute(`DELETE FROM ${sdb.dialect.quote('lab_results')} WHERE result_id = ?`, [500001]);
+    expect((await site.runSession()).totals).toMatchObject({ headers: 1, details: 2099 });
+    await expectConverged(cdb, sdb);
+    expect(await countRows(cdb, 'central_results', 101)).toBe(600 + 2099);
+  });
+
   it('a legacy central table without the expected primary key is merged by delete + insert', async () => {
     const centralUrl = world.dbUrl(kind, 'central');
     const cdb0 = await world.open(centralUrl, 'central');

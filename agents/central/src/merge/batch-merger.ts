@@ -116,8 +116,7 @@ export class BatchMerger {
       const counts = countChanges(batch.changes);
       const fresh = await claimInbox(tx, m, pipeline, counts);
       if (!fresh) return { status: 'duplicate', ...counts, stale: 0 };
-      const winners = await this.advanceLedger(tx, batch);
-      const won = batch.changes.filter((c) => winners.has(encodeKey(c.key)));
+      const won = await this.advanceLedger(tx, batch);
       await this.replaceRows(tx, batch, row.tabla_encabezado, row.tabla_detalle, won);
       const applied = countChanges(won);
       await recordProgress(tx, batch, counts);
@@ -127,11 +126,11 @@ export class BatchMerger {
     });
   }
 
-  /** Raises each header's ledger version to this batch's; returns the keys where this batch is (now) the newest. */
-  private async advanceLedger(tx: Queryable, batch: HeaderBatch): Promise<Set<string>> {
+  /** Raises each header's ledger version to this batch's; returns the changes for which this batch is (now) the newest. */
+  private async advanceLedger(tx: Queryable, batch: HeaderBatch): Promise<HeaderChange[]> {
     const d = tx.dialect;
-    const keys = batch.changes.map((c) => encodeKey(c.key)).sort();
     const byKey = new Map(batch.changes.map((c) => [encodeKey(c.key), c]));
+    const keys = [...byKey.keys()].sort();
     const chunk = d.chunkSize(7, 10, 500);
     for (let i = 0; i < keys.length; i += chunk) {
       const rows = keys.slice(i, i + chunk).map((k) => {
@@ -147,7 +146,7 @@ export class BatchMerger {
       });
       await tx.run(d.upsertLedger({ table: LEDGER_TABLE, rows }));
     }
-    const winners = new Set<string>();
+    const winners: HeaderChange[] = [];
     const sel = d.chunkSize(1, 10, 1000);
     for (let i = 0; i < keys.length; i += sel) {
       const part = keys.slice(i, i + sel);
@@ -159,7 +158,8 @@ export class BatchMerger {
       );
       // The ledger holds this batch's version AND its operation: a same-version deletion beats an upsert.
       for (const r of rows) {
-        if (Boolean(Number(r.deleted)) === (byKey.get(r.header_key)!.op === 'delete')) winners.add(r.header_key);
+        const c = byKey.get(r.header_key)!;
+        if (Boolean(Number(r.deleted)) === (c.op === 'delete')) winners.push(c);
       }
     }
     return winners;
@@ -190,8 +190,13 @@ export class BatchMerger {
       this.targets.keyedBy(headerTable, shape.header.key) &&
       (!detail || this.targets.keyedBy(detail.table, detail.shape.key));
     const site = batch.siteId;
-    // Rows to remove first: every row of a deleted header; with delete + insert, every row of every winner.
-    const cleared = (inPlace ? won.filter((c) => c.op === 'delete') : won).map((c) => c.key);
+    // A header whose new lines are too many to name in one "delete the others" statement is
+    // replaced whole, like every header when the tables lack the key for in-place writes.
+    const budget = tx.dialect.chunkSize(1, 20, 2000);
+    const comparable = (c: HeaderChange) =>
+      c.op === 'upsert' && (!detail || joinCols.length + c.details.length * detail.shape.key.length <= budget);
+    // Rows removed first: those of deleted headers, and of every header replaced whole.
+    const cleared = won.filter((c) => !inPlace || !comparable(c)).map((c) => c.key);
     if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
     await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
@@ -207,8 +212,16 @@ export class BatchMerger {
     if (!detail) return;
     const lines = upserts.flatMap((c) => c.details);
     await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
-    if (!inPlace) return;
-    await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape.key, detail.shape.columns, upserts);
+    if (inPlace)
+      await deleteVanishedDetails(
+        tx,
+        detail.table,
+        site,
+        joinCols,
+        detail.shape.key,
+        upserts.filter(comparable),
+        budget,
+      );
   }
 }
 
@@ -242,31 +255,11 @@ async function deleteVanishedDetails(
   site: number,
   joinCols: readonly string[],
   detailKey: readonly string[],
-  detailSpecs: ColumnSpec[],
   upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
+  budget: number,
 ): Promise<void> {
   const d = tx.dialect;
-  const budget = d.chunkSize(1, 20, 2000);
   const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * detailKey.length;
-  // A header with more lines than one statement can name: its lines are replaced as a whole.
-  const huge = upserts.filter((c) => cost(c) > budget);
-  if (huge.length) {
-    await deleteByKeys(
-      tx,
-      table,
-      site,
-      joinCols,
-      huge.map((c) => c.key),
-    );
-    await writeRows(
-      tx,
-      table,
-      site,
-      detailSpecs,
-      huge.flatMap((c) => c.details),
-    );
-    upserts = upserts.filter((c) => cost(c) <= budget);
-  }
   let i = 0;
   while (i < upserts.length) {
     const headers: Array<readonly unknown[]> = [];
