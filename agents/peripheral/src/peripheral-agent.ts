@@ -89,9 +89,7 @@ export class PeripheralAgent {
   async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'site' });
-      for (const [i, p] of this.config.pipelines.entries()) {
-        const resolved = await resolvePipeline(this.db, p, `pipelines.${i}`);
-        this.pipelines.set(resolved.name, resolved);
+      for (const resolved of await this.resolvedPipelines(true)) {
         // (Re)creates the triggers at every start: a DBA may have dropped them; the next session
         // then runs a full scan if they are new.
         if (resolved.config.changeTracking === 'triggers') await installChangeTracking(this.db, resolved);
@@ -101,7 +99,6 @@ export class PeripheralAgent {
           this.log.info({ pipeline: resolved.name }, 'change tracking removed: sessions re-hash the whole table');
         }
       }
-      this.pipelinesResolvedAt = Date.now();
       this.runLog = new RunLog(this.db);
       this.metrics.lastCompleteStart = await this.runLog.lastCompleteStart();
       this.siteInterventions = new SiteInterventions(this.db, this.config.siteId, (type, body) =>
@@ -235,8 +232,8 @@ export class PeripheralAgent {
    * older than PIPELINE_RECHECK_MS or the last session did not end ok (a changed table then gives
    * its clear configuration error instead of a failing query).
    */
-  private async resolvedPipelines(): Promise<ResolvedPipeline[]> {
-    if (Date.now() - this.pipelinesResolvedAt > PIPELINE_RECHECK_MS || this.lastSessionStatus !== 'ok') {
+  private async resolvedPipelines(force = false): Promise<ResolvedPipeline[]> {
+    if (force || Date.now() - this.pipelinesResolvedAt > PIPELINE_RECHECK_MS || this.lastSessionStatus !== 'ok') {
       for (const [i, p] of this.config.pipelines.entries()) {
         const resolved = await resolvePipeline(this.db!, p, `pipelines.${i}`);
         this.pipelines.set(resolved.name, resolved);

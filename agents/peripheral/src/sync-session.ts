@@ -15,7 +15,6 @@ import {
   lastFullScan,
   recordFullScan,
   releaseChangedKeys,
-  resolvePipeline,
   type Database,
   type ResolvedPipeline,
 } from '@sitesync/db';
@@ -51,11 +50,8 @@ export interface SessionDeps {
   userId: string | undefined;
   /** Follows this session's acknowledgements. */
   acks: AckTracker;
-  /**
-   * The pipelines resolved against the live schema. Without it each session resolves them again;
-   * the agent passes its cache (catalog queries cost tens of milliseconds per table).
-   */
-  resolvePipelines?(): Promise<ResolvedPipeline[]>;
+  /** The pipelines resolved against the live schema (the agent caches them: catalog queries cost tens of ms per table). */
+  resolvePipelines(): Promise<ResolvedPipeline[]>;
   /** Observes sent batches (metrics). */
   onBatchSent?(pipeline: string, headers: number, rows: number, bytes: number): void;
 }
@@ -110,9 +106,7 @@ export class SyncSession {
         await this.deps.broker.connect();
         await this.hook('before');
         await this.hook('legacy');
-        const pipelines = this.deps.resolvePipelines
-          ? await this.deps.resolvePipelines()
-          : await Promise.all(config.pipelines.map((p, i) => resolvePipeline(this.deps.db, p, `pipelines.${i}`)));
+        const pipelines = await this.deps.resolvePipelines();
         await this.publish('session.started', {
           sessionId: this.sessionId,
           siteId: config.siteId,

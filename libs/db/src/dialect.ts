@@ -112,14 +112,25 @@ export abstract class Dialect {
     opts: { onlyIfChanged?: boolean } = {},
   ): Statement {
     const ins = this.insertRows(table, columns, rows);
+    return { sql: `${ins.sql} ${this.onConflict(table, keyColumns, columns, opts.onlyIfChanged)}`, params: ins.params };
+  }
+
+  /** The `ON CONFLICT (key) DO UPDATE SET ... [WHERE a value differs]` tail of an upsert (SQLite, PostgreSQL). */
+  protected onConflict(
+    table: string,
+    keyColumns: readonly string[],
+    columns: readonly string[],
+    onlyIfChanged = false,
+  ): string {
+    const q = (c: string) => this.quote(c);
     const others = columns.filter((c) => !keyColumns.includes(c));
-    const conflict = `ON CONFLICT (${keyColumns.map((c) => this.quote(c)).join(', ')})`;
-    if (others.length === 0) return { sql: `${ins.sql} ${conflict} DO NOTHING`, params: ins.params };
-    const set = others.map((c) => `${this.quote(c)} = excluded.${this.quote(c)}`).join(', ');
-    const changed = opts.onlyIfChanged
-      ? ` WHERE ${others.map((c) => this.distinct(`${this.quote(table)}.${this.quote(c)}`, `excluded.${this.quote(c)}`)).join(' OR ')}`
+    const conflict = `ON CONFLICT (${keyColumns.map(q).join(', ')})`;
+    if (others.length === 0) return `${conflict} DO NOTHING`;
+    const set = others.map((c) => `${q(c)} = excluded.${q(c)}`).join(', ');
+    const changed = onlyIfChanged
+      ? ` WHERE ${others.map((c) => this.distinct(`${q(table)}.${q(c)}`, `excluded.${q(c)}`)).join(' OR ')}`
       : '';
-    return { sql: `${ins.sql} ${conflict} DO UPDATE SET ${set}${changed}`, params: ins.params };
+    return `${conflict} DO UPDATE SET ${set}${changed}`;
   }
 
   /**
@@ -312,13 +323,7 @@ class PostgresDialect extends Dialect {
     const ins =
       `INSERT INTO ${q(table)} (${list}) SELECT * FROM unnest(${sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ')}) ` +
       `AS u(${list})`;
-    if (!upsertKey) return { sql: ins, params: arrays };
-    const others = columns.filter((c) => !upsertKey.includes(c));
-    const conflict = `ON CONFLICT (${upsertKey.map(q).join(', ')})`;
-    if (others.length === 0) return { sql: `${ins} ${conflict} DO NOTHING`, params: arrays };
-    const set = others.map((c) => `${q(c)} = excluded.${q(c)}`).join(', ');
-    const changed = others.map((c) => this.distinct(`${q(table)}.${q(c)}`, `excluded.${q(c)}`)).join(' OR ');
-    return { sql: `${ins} ${conflict} DO UPDATE SET ${set} WHERE ${changed}`, params: arrays };
+    return { sql: upsertKey ? `${ins} ${this.onConflict(table, upsertKey, columns, true)}` : ins, params: arrays };
   }
 }
 
