@@ -38,14 +38,8 @@ export interface InitialLoadResult {
   profile?: ProfileSummary;
 }
 
-export interface LegacyResult {
-  /** Median of the timed cycles (each after 1% of the headers changed). */
-  seconds: number;
-  uploadSeconds: number;
-  mergeSeconds: number;
-  bytes: number;
-  headers: number;
-  details: number;
+/** The legacy cycle's figures are medians of the timed cycles (each after 1% of the headers changed). */
+export interface LegacyResult extends LegacyCycle {
   /** The first cycle, into empty final tables (not timed against sitesync). */
   firstCycleSeconds: number;
   cycles: number[];

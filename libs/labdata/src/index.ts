@@ -50,23 +50,11 @@ export function labPipeline(overrides: Partial<HashingFileInput> = {}): HashingF
     name: 'lab',
     baseEntity: ORDERS_TABLE,
     linkEntities: [ORDERS_TABLE, { entity: RESULTS_TABLE, join: { order_id: 'order_id' } }],
+    // Every column but `internal_note` (changes there must not be sent); `order_id` of the results
+    // is the join column, named once.
     attributes: [
-      'order_id',
-      'patient_id',
-      'patient_name',
-      'ordered_at',
-      'ward',
-      'priority',
-      'status',
-      'physician',
-      'notes',
-      'result_id',
-      'test_code',
-      'test_name',
-      'value',
-      'unit',
-      'ref_range',
-      'flag',
+      ...ORDER_COLUMNS.filter((c) => c !== 'internal_note'),
+      ...RESULT_COLUMNS.filter((c) => c !== 'order_id'),
     ],
     ...overrides,
   };

@@ -1,7 +1,7 @@
 import type * as amqp from 'amqplib';
 import { decodeMessage, type DecodedMessage, type MessageBody, type MessageType } from '@sitesync/protocol';
-import type { Database } from '@sitesync/db';
-import type { CentralAgent } from '@sitesync/central';
+import type { Database, InterventionRow as DbInterventionRow } from '@sitesync/db';
+import type { CentralAgent, TransferRow } from '@sitesync/central';
 import type { PeripheralAgent, PeripheralConfigInput } from '@sitesync/peripheral';
 import type { DbKind, TestWorld } from '../support/harness.js';
 import { waitFor } from '../support/messages.js';
@@ -15,17 +15,8 @@ export const A1 = {
   definition: '{"steps":["extracción","conteo"]}',
 };
 
-export interface InterventionRow {
-  id: number;
-  guid: string;
-  procedure_code: string;
-  procedure_version: number;
-  finished: unknown;
-  payload: string;
-  state: string;
-  transfer_id: string | null;
-  transfer_requested: unknown;
-}
+/** A row of `intervention` as `SELECT *` returns it (the site's table also has `transfer_requested`). */
+export type InterventionRow = DbInterventionRow & { transfer_requested: unknown };
 
 export interface SiteTransferRow {
   transfer_id: string;
@@ -36,17 +27,7 @@ export interface SiteTransferRow {
   reason: string | null;
 }
 
-export interface CentralTransferRow {
-  transfer_id: string;
-  guid: string;
-  from_site: number | null;
-  to_site: number | null;
-  from_local_id: number | null;
-  to_local_id: number | null;
-  state: string;
-  reason: string | null;
-  created_at: unknown;
-}
+export type CentralTransferRow = TransferRow;
 
 /** A boolean column as read back from any dialect (true/false, 0/1, '0'/'1'). */
 export const flag = (v: unknown): boolean => Boolean(Number(v));

@@ -76,7 +76,7 @@ program
   .option('--no-broker', 'only what the database knows (no queue depths, no dead letters)')
   .option('--json', 'machine-readable output')
   .action(async (opts: { staleAfter?: string; broker: boolean; json?: boolean }) => {
-    const cfg = opts.broker || !opts.staleAfter ? tryLoadConfig() : undefined;
+    const cfg = tryLoadConfig();
     const staleAfterSeconds = opts.staleAfter ? positiveInt(opts.staleAfter, '--stale-after') : cfg?.staleAfterSeconds;
     let rows = await withDb(program, 'central', (db) =>
       readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {}),
@@ -256,7 +256,14 @@ broker
       adminUser: string;
       passwordsFile: string;
     }) => {
-      const passwords = JSON.parse(readFileSync(opts.passwordsFile, 'utf8')) as Record<string, unknown>;
+      let passwords: Record<string, unknown>;
+      try {
+        passwords = JSON.parse(readFileSync(opts.passwordsFile, 'utf8')) as Record<string, unknown>;
+      } catch (cause) {
+        throw new ConfigError(`--passwords-file ${opts.passwordsFile}: ${(cause as Error).message}`, 'passwords-file', {
+          cause,
+        });
+      }
       const user = (name: string) => {
         const pw = passwords[name];
         if (typeof pw !== 'string' || !pw)
