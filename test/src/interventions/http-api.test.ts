@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startHttpServer } from '@sitesync/protocol';
 import { supervisionRoutes } from '@sitesync/central';
-import { TestWorld } from '../support/harness.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 
 const broker = amqpUrl();
@@ -12,12 +12,7 @@ const TOKEN = 'a-long-enough-test-token';
 
 describe.skipIf(!broker)('central HTTP API for transfers', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('moves an intervention on an authenticated request and refuses bad ones clearly', async () => {
     const central = await world.startCentral(world.dbUrl('sqlite', 'central'), {

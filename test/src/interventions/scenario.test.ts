@@ -1,8 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '@sitesync/db';
 import type { CentralAgent } from '@sitesync/central';
 import type { PeripheralAgent, PeripheralConfigInput } from '@sitesync/peripheral';
-import { TestWorld } from '../support/harness.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { until } from '../support/wait.js';
 
@@ -32,12 +32,7 @@ async function activeCopies(dbs: Database[], guid: string): Promise<number> {
 
 describe.skipIf(!broker)('interventions: the W1/W2 scenario of the source documents', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('S2, made on A.2 at W2, moves through the central to W1, which gets A.2 first; never active twice', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');

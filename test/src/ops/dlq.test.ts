@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeMessage, HEADER_REASON } from '@sitesync/protocol';
 import { registerSite } from '@sitesync/central';
-import { TestWorld } from '../support/harness.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { labBatch, publishRaw } from '../support/messages.js';
 import { until } from '../support/wait.js';
@@ -23,12 +23,7 @@ function syncctl(args: string[]): Promise<{ code: number; out: string }> {
 
 describe.skipIf(!broker)('syncctl dlq', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('lists, shows (masked), replays once the cause is fixed, refuses endless replays, and purges on confirmation', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');

@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Database } from '@sitesync/db';
-import { TestWorld, closeBrokerConnections } from '../support/harness.js';
+import { type TestWorld, worldPerTest, closeBrokerConnections } from '../support/harness.js';
 import { ManagementApi } from '@sitesync/central';
 import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
@@ -44,12 +44,7 @@ function sample(metrics: string, series: string): number | undefined {
 
 describe.skipIf(!broker)('outages: the central database and the broker connections', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it.skipIf(!!noPostgres)(
     'the central database stops mid-session: /healthz turns 503, the merge waits, and once it is back the session completes with nothing lost or duplicated; a lost broker connection turns /healthz 503 until it reconnects',

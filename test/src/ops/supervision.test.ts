@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import { encodeMessage, startHttpServer } from '@sitesync/protocol';
 import {
@@ -15,7 +15,7 @@ import {
   type SupervisedCentral,
   verifyPassword,
 } from '@sitesync/central';
-import { TestWorld } from '../support/harness.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { labBatch, publishRaw } from '../support/messages.js';
 import { REPO, until } from '../support/wait.js';
@@ -127,12 +127,7 @@ describe('syncctl users hash-password', () => {
 
 describe.skipIf(!broker)('supervision page and HTTP API', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('answers 401 to strangers, lets a viewer read but not act, and shows dead letters without patient data', async () => {
     const central = await startCentral(world);

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeKey } from '@sitesync/protocol';
 import type { PipelineVerification } from '@sitesync/central';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
 import { runBin } from '../support/wait.js';
@@ -14,12 +14,7 @@ const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) :
 
 describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('reports none after a sync, finds planted differences at the site and centrally, and none once synced again', async () => {
     const centralUrl = world.dbUrl(kind, 'central');

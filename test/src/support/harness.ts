@@ -1,3 +1,4 @@
+import { afterEach, beforeEach } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -208,4 +209,16 @@ export async function closeBrokerConnections(marker: string): Promise<number> {
     .filter(Boolean);
   for (const pid of pids) await run(['close_connection', pid, 'test: simulated network cut']);
   return pids.length;
+}
+
+/** A fresh TestWorld for each test of the enclosing `describe`, torn down after it (even when it fails). */
+export function worldPerTest(amqpUrl: string | undefined, use: (w: TestWorld) => void): void {
+  let world: TestWorld | undefined;
+  beforeEach(() => {
+    world = new TestWorld(amqpUrl!);
+    use(world);
+  });
+  afterEach(async () => {
+    await world?.teardown();
+  });
 }

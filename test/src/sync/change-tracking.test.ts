@@ -1,7 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { claimChangedKeys, dirtyTableName, resolvePipeline } from '@sitesync/db';
 import { HashingFileSchema } from '@sitesync/protocol';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeOrder, changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
@@ -17,12 +17,7 @@ const kinds: DbKind[] = [
 
 describe.skipIf(!broker).each(kinds)('trigger-kept change tracking on %s', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   async function setup(fullScanHours = 24) {
     const central = await world.startCentral(world.dbUrl('sqlite', 'central'));

@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { describe, expect, it } from 'vitest';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 
@@ -15,12 +15,7 @@ if (!broker) console.log('[sitesync tests] skipping convergence: no RabbitMQ ava
 
 describe.skipIf(!broker).each(kinds)('header/detail sync on %s', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('after a session, the central equals the site row by row', async () => {
     const centralUrl = world.dbUrl(kind, 'central');

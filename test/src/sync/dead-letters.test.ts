@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as amqp from 'amqplib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   HEADER_CHECKSUM,
   HEADER_ERROR,
@@ -18,7 +18,7 @@ import {
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { SITE_TABLE } from '@sitesync/central';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import {
   QueueCollector,
@@ -121,12 +121,7 @@ async function centralView(db: Database, siteId: number): Promise<{ headers: str
 
 describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('every bad message kind ends in the dead-letter queue with its reason, nothing applied, the consumer keeps consuming', async () => {
     const central = await world.startCentral(world.dbUrl(kind, 'central'));

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionLockedError } from '@sitesync/peripheral';
-import { TestWorld } from '../support/harness.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeResult, deleteOrder, seedLabData } from '../support/lab-data.js';
@@ -17,12 +17,7 @@ if (!broker) console.log('[sitesync tests] skipping fault tests: no RabbitMQ ava
 
 describe.skipIf(!broker)('faults and concurrency', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('lost ack: a peripheral killed after publishing and before the ack converges on the next session, with no duplicates', async () => {
     const ch = await world.rawChannel();
@@ -239,12 +234,7 @@ describe.skipIf(!broker)('faults and concurrency', () => {
 
 describe.skipIf(!broker)('broker connection loss', () => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   it('agents reconnect after the broker closes their connections, and the next session converges', async () => {
     const { closeBrokerConnections } = await import('../support/harness.js');

@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { describe, expect, it } from 'vitest';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeOrder, changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
@@ -16,12 +16,7 @@ if (!broker) console.log('[sitesync tests] skipping incremental sync: no RabbitM
 
 describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   async function setup() {
     const central = await world.startCentral(world.dbUrl(kind, 'central'));

@@ -1,6 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '@sitesync/db';
-import { TestWorld, type DbKind } from '../support/harness.js';
+import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, mssqlUrl, postgresUrl } from '../support/services.js';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 
@@ -47,12 +47,7 @@ if (!mssqlUrl()) console.log('[sitesync tests] legacy hooks on SQL Server (EXEC 
 
 describe.skipIf(!broker || kinds.length === 0).each(kinds)('legacy stored procedures as hooks on %s', (kind) => {
   let world: TestWorld;
-  beforeEach(() => {
-    world = new TestWorld(broker!);
-  });
-  afterEach(async () => {
-    await world.teardown();
-  });
+  worldPerTest(broker, (w) => (world = w));
 
   async function phases(db: Database): Promise<string[]> {
     return (await db.query<{ phase: string }>(`SELECT phase FROM hook_log ORDER BY n`)).map((r) => r.phase);
