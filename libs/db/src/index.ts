@@ -7,3 +7,4 @@ export * from './pipeline-resolver';
 export * from './interventions';
 export * from './header-reader';
 export * from './change-tracking';
+export * from './journal';
