@@ -19,6 +19,15 @@ export interface Queryable {
   run(stmt: Statement): Promise<number>;
 }
 
+/** An open transaction: a {@link Queryable} that can also run script text as written. */
+export interface Transaction extends Queryable {
+  /**
+   * Runs SQL exactly as written: no `?` rendering (a `?` in a script's string literal must stay one)
+   * and no parameters. For one statement, or one SQL Server batch, of a script (see `splitSqlScript`).
+   */
+  runVerbatim(sql: string): Promise<void>;
+}
+
 export interface ColumnInfo extends ColumnSpec {
   isPrimary: boolean;
   dbType: string;
@@ -38,7 +47,7 @@ export interface OpenOptions {
   poolSize?: number;
 }
 
-class QueryRunnerQueryable implements Queryable {
+class QueryRunnerQueryable implements Transaction {
   constructor(
     readonly dialect: Dialect,
     private readonly qr: QueryRunner,
@@ -53,6 +62,9 @@ class QueryRunnerQueryable implements Queryable {
   }
   run(stmt: Statement): Promise<number> {
     return this.execute(stmt.sql, stmt.params);
+  }
+  async runVerbatim(sql: string): Promise<void> {
+    await this.qr.query(sql);
   }
 }
 
@@ -228,7 +240,7 @@ export class Database implements Queryable {
   }
 
   /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
     return this.serialized(async () => {
       const qr = this.dataSource.createQueryRunner();
       // SQLite: BEGIN IMMEDIATE takes the write lock up front, waiting up to busy_timeout for

@@ -1,6 +1,7 @@
 export * from './dialect';
 export * from './url';
 export * from './database';
+export * from './sql-script';
 export * from './schema-types';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 export * from './pipeline-resolver';
