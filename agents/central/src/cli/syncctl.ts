@@ -19,6 +19,7 @@ import { loadCentralConfig, type CentralConfig } from '../config';
 import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
 import { verifySite } from '../ops/verify';
+import { registerDbCommands } from './db-commands';
 import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
 import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
@@ -605,21 +606,7 @@ program
     }
   });
 
-const dbCmd = program.command('db').description('database maintenance');
-dbCmd
-  .command('upgrade')
-  .description('apply pending sitesync migrations')
-  .option('--role <role>', 'central or site', 'central')
-  .action(async (opts: { role: string }) => {
-    if (opts.role !== 'central' && opts.role !== 'site') throw new InvalidArgumentError('--role is central or site');
-    const db = await Database.open(dbUrl(program), { role: opts.role, migrate: false });
-    try {
-      const done = await db.migrate();
-      process.stdout.write(done.length ? `applied: ${done.join(', ')}\n` : 'already up to date\n');
-    } finally {
-      await db.close();
-    }
-  });
+registerDbCommands(program);
 
 /** The password from stdin: typed without echo on a terminal, or piped (one trailing newline dropped). */
 async function readPassword(): Promise<string> {
