@@ -23,6 +23,7 @@ import { registerDbCommands } from './db-commands';
 import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
 import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
+import { registerBundleCommands } from './bundle-commands';
 import {
   DEFAULT_MAX_REPLAYS,
   bodyText,
@@ -659,6 +660,8 @@ users
     if (password.length < 8) throw new InvalidArgumentError('use a password of at least 8 characters');
     process.stdout.write(`${await hashPassword(password)}\n`);
   });
+
+registerBundleCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`syncctl: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,188 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { ConfigError } from '@sitesync/protocol';
+import { Database, JOURNAL_TABLE, OperationJournal, type DatabaseRole } from '@sitesync/db';
+import { loadCentralConfig } from '../config';
+import { applyBundle } from '../bundles/bundle-applier';
+import { exportSiteBundle } from '../bundles/bundle-exporter';
+import { readBundle, type BundleContent } from '../bundles/bundle-reader';
+import { describePlan } from '../bundles/bundle-report';
+import { planBundle } from '../bundles/bundle-validator';
+import { writeBundle } from '../bundles/bundle-writer';
+import type { TableOverlay } from '../bundles/schema-model';
+
+interface GlobalOpts {
+  config?: string;
+  db?: string;
+}
+
+interface ApplyOpts {
+  role: string;
+  configDir?: string;
+  dryRun?: boolean;
+}
+
+/** Registers `bundle apply` and `bundle export` on syncctl. */
+export function registerBundleCommands(program: Command): void {
+  const bundle = program
+    .command('bundle')
+    .description('provisioning bundles: numbered SQL scripts, data imports and config files, applied in order');
+
+  bundle
+    .command('apply <bundle>')
+    .description(
+      'check a bundle (folder or .zip) against the database given with --db, then run its entries in numeric order; ' +
+        'a re-run of the same bundle resumes at the entry that failed',
+    )
+    .option(
+      '--role <role>',
+      'what the database is: site or central (its sitesync tables are brought up to date)',
+      'site',
+    )
+    .option('--config-dir <dir>', "the agent's config folder, where NNN.files/ entries are copied")
+    .option('--dry-run', 'check the bundle and print what each entry would do; change nothing')
+    .action(async (source: string, opts: ApplyOpts) => {
+      const role = databaseRole(opts.role);
+      const url =
+        program.opts<GlobalOpts>().db ??
+        (role === 'central' ? loadCentralConfig(program.opts<GlobalOpts>().config).db.url : undefined);
+      if (!url) throw new InvalidArgumentError('give the target database with --db <url>');
+      const content = await readBundle(source);
+      await (opts.dryRun ? dryRun(url, role, content, opts) : apply(url, role, content, opts));
+    });
+
+  bundle
+    .command('export <out>')
+    .description(
+      'write a bundle (folder, or a file ending in .zip) that provisions a new site: the procedure catalogue and the site config',
+    )
+    .requiredOption('--site <id>', 'the site (efector id), registered with syncctl sites add', positiveInt)
+    .requiredOption('--pipeline-file <file...>', "the site's hashing file(s)")
+    .option('--amqp-url <url>', 'the broker as the site reaches it (default: the central config)')
+    .option('--prefix <prefix>', 'topology prefix (default: the central config)')
+    .action(async (out: string, opts: { site: number; pipelineFile: string[]; amqpUrl?: string; prefix?: string }) => {
+      const g = program.opts<GlobalOpts>();
+      // The central config is only needed for what the options do not give.
+      const cfg = !opts.amqpUrl || !g.db ? loadCentralConfig(g.config) : undefined;
+      const amqpUrl = opts.amqpUrl ?? cfg!.amqp.url;
+      const prefix = opts.prefix ?? cfg?.amqp.prefix ?? '';
+      const url = g.db ?? cfg!.db.url;
+      const pipelineFiles = await Promise.all(
+        opts.pipelineFile.map(async (name) => ({ name, text: await readText(name) })),
+      );
+      const central = await Database.open(url, { role: 'central' });
+      try {
+        const files = await exportSiteBundle(central, { siteId: opts.site, pipelineFiles, amqpUrl, prefix });
+        await writeBundle(out, files);
+        process.stdout.write(
+          `bundle for site ${opts.site} written to ${out}:\n${files.map((f) => `  ${f.path}`).join('\n')}\n` +
+            `apply it with: syncctl bundle apply --db <site database URL> --config-dir <config folder> ${out}\n`,
+        );
+      } finally {
+        await central.close();
+      }
+    });
+}
+
+async function apply(url: string, role: DatabaseRole, content: BundleContent, opts: ApplyOpts): Promise<void> {
+  // The sitesync tables come first (like any agent start): the bundle is checked against them.
+  const db = await Database.open(url, { role });
+  try {
+    const journal = await readJournal(db);
+    const plan = await planBundle(db, content, {
+      ...configDir(opts),
+      done: await doneEntries(journal, content),
+    });
+    const outcome = await applyBundle(db, plan, journal ?? (await OperationJournal.open(db, 'bundle')), {
+      progress: (line) => process.stdout.write(`${line}\n`),
+    });
+    const ran = outcome.entries.filter((e) => e.result === 'applied').length;
+    process.stdout.write(
+      `bundle ${content.source} applied (run ${outcome.runId}): ${ran} entr${ran === 1 ? 'y' : 'ies'} run, ` +
+        `${outcome.entries.length - ran} skipped\n`,
+    );
+  } finally {
+    await db.close();
+  }
+}
+
+async function dryRun(url: string, role: DatabaseRole, content: BundleContent, opts: ApplyOpts): Promise<void> {
+  const db = await Database.open(url, { role, migrate: false });
+  try {
+    const journal = await readJournal(db);
+    const overlay = await pendingSitesyncTables(db, role);
+    const plan = await planBundle(db, content, {
+      ...configDir(opts),
+      done: await doneEntries(journal, content),
+      overlay,
+    });
+    const lines = await describePlan(db, plan);
+    if (overlay.length) lines.splice(1, 0, `  (first: sitesync's ${role} tables would be created or upgraded)`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await db.close();
+  }
+}
+
+/** The bundle journal when the database has one; a dry run must not create it. */
+async function readJournal(db: Database): Promise<OperationJournal | undefined> {
+  const names = (await db.tableNames()).map((n) => n.toLowerCase());
+  return names.includes(JOURNAL_TABLE) ? OperationJournal.open(db, 'bundle') : undefined;
+}
+
+/** Entries of this very bundle (same checksum) that an earlier run applied. */
+async function doneEntries(journal: OperationJournal | undefined, content: BundleContent): Promise<Set<string>> {
+  const done = new Set<string>();
+  if (!journal) return done;
+  for (const item of content.items) if (await journal.succeeded(item.name, '', content.checksum)) done.add(item.name);
+  return done;
+}
+
+/**
+ * sitesync's own tables that pending migrations would create, read from a scratch in-memory SQLite
+ * database migrated for `role`: a dry run on a new site can then check imports into them.
+ */
+async function pendingSitesyncTables(db: Database, role: DatabaseRole): Promise<TableOverlay> {
+  if (!(await db.dataSource.showMigrations())) return [];
+  const scratch = await Database.open('sqlite::memory:', { role });
+  try {
+    const live = new Set((await db.tableNames()).map((n) => n.toLowerCase()));
+    const overlay = [];
+    for (const name of await scratch.tableNames()) {
+      if (live.has(name.toLowerCase())) continue;
+      const info = (await scratch.describeTable(name))!;
+      overlay.push({
+        name,
+        columns: info.columns.map((c) => ({ name: c.name, type: c.type, nullable: c.nullable })),
+        primaryKey: info.primaryKey,
+      });
+    }
+    return overlay;
+  } finally {
+    await scratch.close();
+  }
+}
+
+function configDir(opts: ApplyOpts): { configDir?: string } {
+  return opts.configDir ? { configDir: resolve(opts.configDir) } : {};
+}
+
+function databaseRole(v: string): DatabaseRole {
+  if (v !== 'site' && v !== 'central') throw new InvalidArgumentError('--role is site or central');
+  return v;
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('a site id is a positive integer (efector id)');
+  return n;
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`--pipeline-file ${file}: ${(cause as Error).message}`, 'pipeline-file', { cause });
+  }
+}
