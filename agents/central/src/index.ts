@@ -16,3 +16,8 @@ export * from './ops/management-api';
 export * from './ops/site-status';
 export * from './ops/provision-site';
 export * from './ops/verify';
+export * from './ops/db-check';
+export * from './ops/db-upgrade';
+export * from './ops/customisations';
+export * from './ops/upgrade-scripts';
+export * from './ops/upgrade-targets';
