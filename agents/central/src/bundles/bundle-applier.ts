@@ -273,6 +273,7 @@ export function bindImportValue(v: ImportValue, col: ColumnInfo, d: Dialect): un
   switch (col.type) {
     case 'integer':
     case 'number': {
+      if (typeof v === 'boolean') return v ? 1 : 0;
       const n = Number(v);
       // Beyond 2^53 a JS number loses digits: the database parses the text instead.
       return Number.isSafeInteger(n) || col.type === 'number' ? n : String(v).trim();

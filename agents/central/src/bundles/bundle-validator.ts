@@ -344,7 +344,10 @@ export function valueMismatch(v: ImportValue, col: ModelColumn): string | undefi
   const text = String(v).trim();
   switch (col.type) {
     case 'integer':
-      return (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'string' && /^[-+]?\d+$/.test(text))
+      // true/false go into integer flag columns (SQLite has no boolean type) as 1/0.
+      return typeof v === 'boolean' ||
+        (typeof v === 'number' && Number.isInteger(v)) ||
+        (typeof v === 'string' && /^[-+]?\d+$/.test(text))
         ? undefined
         : `${JSON.stringify(v)} is not an integer`;
     case 'number':
