@@ -222,7 +222,12 @@ describe.each(upgradeKinds())('syncctl db check on a site database (%s)', (kind)
     expect(bad.stderr).toContain('--stuck-after "soon"');
     const role = await syncctl(['db', 'check', '--role', 'site']);
     expect(role.code).toBe(2);
-    expect(role.stderr).toContain('--site-config');
+    expect(role.stderr).toContain(
+      '--role site needs --site-config <file> (its pipelines, hooks and db.url) or --db <url>',
+    );
+    const kindOfRole = await syncctl(['db', 'check', '--role', 'hospital']);
+    expect(kindOfRole.code).toBe(2);
+    expect(kindOfRole.stderr).toContain('--role "hospital": expected central or site');
     const folder = await syncctl(siteCheck(config, '--scripts', `${world.dir}/nowhere`));
     expect(folder.code).toBe(2);
     expect(folder.stderr).toContain('not a folder');

@@ -146,6 +146,18 @@ describe.each(upgradeKinds())('syncctl db upgrade on a site database (%s)', (kin
     expect(await snapshot(s.db)).toEqual(before2);
   });
 
+  it("creates sitesync's tables on a site without a config yet (a DBA before the first start), then has nothing to do", async () => {
+    const { url, db } = await labSite(world, kind, 'bare');
+    const first = await syncctl(['--db', url, 'db', 'upgrade', '--role', 'site']);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toContain('no --site-config: the pipelines and hooks are not checked');
+    expect(first.stdout).toContain('applied SiteInit1732500000000, SiteInterventions1732600000000');
+    expect(await db.describeTable('LAB_SyncStatus')).toBeDefined();
+    const second = await syncctl(['--db', url, 'db', 'upgrade', '--role', 'site']);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('already up to date');
+  });
+
   it('keeps the custom index and trigger a rebuilt table lost, and reports the index that no longer applies', async () => {
     const { url, db } = await labSite(world, kind, 'custom');
     await db.migrate();

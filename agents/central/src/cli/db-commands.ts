@@ -108,16 +108,23 @@ function resolveTarget(global: GlobalOptions, opts: DbCommandOptions): ResolvedT
     stuckAfterSeconds: parseAge(opts.stuckAfter),
   };
   if (role === 'site') {
-    if (!opts.siteConfig) {
-      throw new ConfigError('--role site needs --site-config <file> (the pipelines and hooks to check)', 'site-config');
-    }
     if (opts.sites) throw new ConfigError('--sites applies to the central only', 'sites');
-    const site = loadPeripheralConfig(opts.siteConfig);
-    const url = global.db ?? site.db.url;
+    const site = opts.siteConfig ? loadPeripheralConfig(opts.siteConfig) : undefined;
+    const url = global.db ?? site?.db.url;
+    if (!url) {
+      throw new ConfigError(
+        '--role site needs --site-config <file> (its pipelines, hooks and db.url) or --db <url>',
+        'site-config',
+      );
+    }
+    if (!site) {
+      // Before a site's first start (a DBA creating sitesync's tables) there may be no config yet.
+      process.stderr.write('syncctl: no --site-config: the pipelines and hooks are not checked\n');
+    }
     return {
       role,
       url,
-      target: siteUpgradeTarget({ pipelines: site.pipelines, hooks: site.hooks }, checkOptions),
+      target: siteUpgradeTarget({ pipelines: site?.pipelines ?? [], hooks: site?.hooks ?? {} }, checkOptions),
       scripts: readScripts(opts.scripts, url),
       checkOptions,
     };
