@@ -47,4 +47,3 @@ describe.each(kinds)('operation journal (%s)', (kind) => {
     await expect(upgrade.finish(other, 'ok')).rejects.toThrow(/no upgrade entry/);
   });
 });
-
