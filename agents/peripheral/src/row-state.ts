@@ -33,12 +33,15 @@ export async function markPending(
 ): Promise<void> {
   const d = tx.dialect;
   const now = d.now();
-  const chunk = d.chunkSize(STATE_COLUMNS.length);
+  const text = d.textType();
+  const types = [text, text, text, d.booleanType(), text, text, d.booleanType(), d.timestampType()];
+  const chunk = d.writeManyChunk(STATE_COLUMNS.length);
   for (let i = 0; i < rows.length; i += chunk) {
     const values = rows
       .slice(i, i + chunk)
       .map((r) => [pipeline, r.headerKey, r.hash, d.bool(false), r.hash, batchId, d.bool(r.hash === null), now]);
-    await tx.run(d.upsert(ROW_STATE_TABLE, ['pipeline', 'header_key'], STATE_COLUMNS, values));
+    // Every column but the key is rewritten (updated_at changes anyway): no "only if changed" test.
+    await tx.run(d.writeMany(ROW_STATE_TABLE, STATE_COLUMNS, types, values, ['pipeline', 'header_key'], false));
   }
 }
 

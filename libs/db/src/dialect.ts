@@ -21,6 +21,13 @@ export interface LedgerUpsert {
   rows: ReadonlyArray<readonly [number, string, string, number, string | null, boolean]>;
 }
 
+/** Keys over some columns, with the columns' SQL types (for dialects that bind a column as one array). */
+export interface KeySet {
+  columns: readonly string[];
+  sqlTypes: readonly string[];
+  keys: ReadonlyArray<readonly unknown[]>;
+}
+
 /**
  * Everything that differs between SQL dialects. SQL elsewhere is written with `?` placeholders and
  * identifiers passed through {@link Dialect.quote}; the dialect renders placeholders.
@@ -31,6 +38,13 @@ export abstract class Dialect {
   abstract readonly maxParams: number;
   /** Most rows in one multi-row VALUES list. */
   readonly maxRowsPerInsert: number = 1000;
+  /**
+   * True when `upsertLedger`'s statement returns the rows it wrote (`header_key`, `deleted`): the
+   * changes this batch won, without a second query.
+   */
+  readonly ledgerReturnsWinners: boolean = false;
+  /** True when key sets travel as array parameters, so one statement takes any number of keys. */
+  readonly arrayParameters: boolean = false;
 
   /** Quotes an identifier (already checked against the live schema, or one of our own names). */
   abstract quote(identifier: string): string;
@@ -144,7 +158,7 @@ export abstract class Dialect {
   /**
    * Many rows inserted, or upserted by `upsertKey` (see `upsert`), in one statement. `sqlTypes`
    * (one per column) let a dialect bind a column as one typed array (PostgreSQL: `unnest`); the
-   * others build a multi-row VALUES list.
+   * others build a multi-row VALUES list. `onlyIfChanged` as for `upsert` (default: yes).
    */
   writeMany(
     table: string,
@@ -152,10 +166,27 @@ export abstract class Dialect {
     _sqlTypes: readonly string[],
     rows: ReadonlyArray<readonly unknown[]>,
     upsertKey?: readonly string[],
+    onlyIfChanged = true,
   ): Statement {
     return upsertKey
-      ? this.upsert(table, upsertKey, columns, rows, { onlyIfChanged: true })
+      ? this.upsert(table, upsertKey, columns, rows, { onlyIfChanged })
       : this.insertRows(table, columns, rows);
+  }
+
+  /**
+   * DELETE of the rows of `scope` whose `owner` columns hold one of its keys and whose `keep`
+   * columns hold none of its keys: "the lines these headers no longer have". Here every key is a
+   * parameter, so callers keep both sets within `chunkSize` unless `arrayParameters`.
+   */
+  deleteUnlisted(table: string, scope: readonly [string, unknown], owner: KeySet, keep: KeySet): Statement {
+    const own = this.keyPredicate(owner.columns, owner.keys);
+    const kept = keep.keys.length ? this.keyPredicate(keep.columns, keep.keys) : undefined;
+    return {
+      sql:
+        `DELETE FROM ${this.quote(table)} WHERE ${this.quote(scope[0])} = ? AND ${own.sql}` +
+        (kept ? ` AND NOT (${kept.sql})` : ''),
+      params: [scope[1], ...own.params, ...(kept?.params ?? [])],
+    };
   }
 
   /** Null-safe "differs": true when exactly one is NULL or both are set and unequal. */
@@ -211,6 +242,7 @@ function numberPlaceholders(sql: string, sigil: string, first: number): string {
 
 class SqliteDialect extends Dialect {
   readonly name = 'sqlite';
+  override readonly ledgerReturnsWinners = true;
   override distinct(a: string, b: string): string {
     return `${a} IS NOT ${b}`;
   }
@@ -259,6 +291,8 @@ class SqliteDialect extends Dialect {
 
 class PostgresDialect extends Dialect {
   readonly name = 'postgres';
+  override readonly ledgerReturnsWinners = true;
+  override readonly arrayParameters = true;
   readonly maxParams = 65_000;
   quote(id: string): string {
     return `"${id.replace(/"/g, '""')}"`;
@@ -297,8 +331,43 @@ class PostgresDialect extends Dialect {
   bigintType(): string {
     return 'bigint';
   }
+  /** The rows of one site and pipeline as one array per column (`unnest`), whatever their number. */
   upsertLedger(u: LedgerUpsert): Statement {
-    return onConflictLedger(this, u);
+    const first = u.rows[0];
+    if (!first || u.rows.some((r) => r[0] !== first[0] || r[1] !== first[1])) return onConflictLedger(this, u);
+    const cols = LEDGER_COLUMNS.map((c) => this.quote(c)).join(', ');
+    return {
+      sql:
+        `INSERT INTO ${this.quote(u.table)} (${cols}) ` +
+        `SELECT ?::integer, ?::text, k, v, h, d, ?::timestamptz FROM unnest(?::text[], ?::bigint[], ?::text[], ?::boolean[]) AS u(k, v, h, d) ` +
+        ledgerConflict(this, u.table),
+      params: [
+        first[0],
+        first[1],
+        this.now(),
+        u.rows.map((r) => r[2]),
+        u.rows.map((r) => r[3]),
+        u.rows.map((r) => r[4]),
+        u.rows.map((r) => r[5]),
+      ],
+    };
+  }
+
+  /** Both key sets as arrays: an anti-join the planner can hash, in one statement. */
+  override deleteUnlisted(table: string, scope: readonly [string, unknown], owner: KeySet, keep: KeySet): Statement {
+    const q = (c: string) => this.quote(c);
+    const arrays = (k: KeySet) => k.sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ');
+    const values = (k: KeySet) => k.columns.map((_, i) => k.keys.map((r) => r[i]));
+    const ownCols = owner.columns.map((c) => `d.${q(c)}`).join(', ');
+    const keepAlias = keep.columns.map((_, i) => `k${i}`);
+    return {
+      sql:
+        `DELETE FROM ${q(table)} AS d WHERE d.${q(scope[0])} = ? ` +
+        `AND (${ownCols}) IN (SELECT * FROM unnest(${arrays(owner)})) ` +
+        `AND NOT EXISTS (SELECT 1 FROM unnest(${arrays(keep)}) AS k(${keepAlias.join(', ')}) ` +
+        `WHERE ${keep.columns.map((c, i) => `k.${keepAlias[i]} = d.${q(c)}`).join(' AND ')})`,
+      params: [scope[1], ...values(owner), ...values(keep)],
+    };
   }
 
   override writeManyChunk(): number {
@@ -316,6 +385,7 @@ class PostgresDialect extends Dialect {
     sqlTypes: readonly string[],
     rows: ReadonlyArray<readonly unknown[]>,
     upsertKey?: readonly string[],
+    onlyIfChanged = true,
   ): Statement {
     const q = (c: string) => this.quote(c);
     const arrays = columns.map((_, i) => rows.map((r) => r[i]));
@@ -323,7 +393,10 @@ class PostgresDialect extends Dialect {
     const ins =
       `INSERT INTO ${q(table)} (${list}) SELECT * FROM unnest(${sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ')}) ` +
       `AS u(${list})`;
-    return { sql: upsertKey ? `${ins} ${this.onConflict(table, upsertKey, columns, true)}` : ins, params: arrays };
+    return {
+      sql: upsertKey ? `${ins} ${this.onConflict(table, upsertKey, columns, onlyIfChanged)}` : ins,
+      params: arrays,
+    };
   }
 }
 
@@ -332,21 +405,29 @@ function arrayType(sqlType: string): string {
   return `${sqlType.replace(/\(.*\)$/, '').toLowerCase()}[]`;
 }
 
-/** SQLite and PostgreSQL: INSERT ... ON CONFLICT DO UPDATE ... WHERE older. */
+const LEDGER_COLUMNS = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
+
+/**
+ * SQLite and PostgreSQL: `ON CONFLICT DO UPDATE ... WHERE older`, returning the rows written
+ * (inserted, or updated because this version is newer): exactly the changes the batch won.
+ */
+function ledgerConflict(d: Dialect, table: string): string {
+  const t = d.quote(table);
+  return (
+    `ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET ` +
+    `version = excluded.version, row_hash = excluded.row_hash, deleted = excluded.deleted, updated_at = excluded.updated_at ` +
+    `WHERE ${t}.version < excluded.version OR (${t}.version = excluded.version AND excluded.deleted = ${d.boolLiteral(true)} AND ${t}.deleted = ${d.boolLiteral(false)}) ` +
+    `RETURNING header_key, deleted`
+  );
+}
+
 function onConflictLedger(d: Dialect, u: LedgerUpsert): Statement {
-  const t = d.quote(u.table);
   const ins = d.insertRows(
     u.table,
-    ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'],
+    LEDGER_COLUMNS,
     u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], d.bool(r[5]), d.now()]),
   );
-  return {
-    sql:
-      `${ins.sql} ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET ` +
-      `version = excluded.version, row_hash = excluded.row_hash, deleted = excluded.deleted, updated_at = excluded.updated_at ` +
-      `WHERE ${t}.version < excluded.version OR (${t}.version = excluded.version AND excluded.deleted = ${d.boolLiteral(true)} AND ${t}.deleted = ${d.boolLiteral(false)})`,
-    params: ins.params,
-  };
+  return { sql: `${ins.sql} ${ledgerConflict(d, u.table)}`, params: ins.params };
 }
 
 class MssqlDialect extends Dialect {
@@ -446,7 +527,7 @@ class MssqlDialect extends Dialect {
 
   /** MERGE WITH (HOLDLOCK): without it concurrent MERGEs on one key deadlock or hit duplicate keys. */
   upsertLedger(u: LedgerUpsert): Statement {
-    const cols = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
+    const cols = LEDGER_COLUMNS;
     const tuple = `(${cols.map(() => '?').join(', ')})`;
     return {
       sql:
@@ -530,7 +611,7 @@ class MysqlDialect extends Dialect {
   upsertLedger(u: LedgerUpsert): Statement {
     const ins = this.insertRows(
       u.table,
-      ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'],
+      LEDGER_COLUMNS,
       u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], this.bool(r[5]), this.now()]),
     );
     const newer = '(version < VALUES(version) OR (version = VALUES(version) AND VALUES(deleted) = 1 AND deleted = 0))';

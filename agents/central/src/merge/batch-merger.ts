@@ -7,11 +7,14 @@ import {
   type DecodedMessage,
   type HeaderBatch,
   type HeaderChange,
+  type PipelineShape,
   type WireRow,
 } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
 import { SITE_COLUMN, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
+
+type DetailShape = NonNullable<PipelineShape['detail']>;
 
 export const INBOX_TABLE = 'sync_inbox';
 export const LEDGER_TABLE = 'sync_ledger';
@@ -130,8 +133,17 @@ export class BatchMerger {
   private async advanceLedger(tx: Queryable, batch: HeaderBatch): Promise<HeaderChange[]> {
     const d = tx.dialect;
     const byKey = new Map(batch.changes.map((c) => [encodeKey(c.key), c]));
+    // Sorted, so that concurrent batches of one site lock ledger rows in the same order.
     const keys = [...byKey.keys()].sort();
-    const chunk = d.chunkSize(7, 10, 500);
+    const winners: HeaderChange[] = [];
+    // The ledger holds this batch's version AND its operation: a same-version deletion beats an upsert.
+    const take = (rows: ReadonlyArray<{ header_key: string; deleted: unknown }>) => {
+      for (const r of rows) {
+        const c = byKey.get(r.header_key)!;
+        if (Boolean(Number(r.deleted)) === (c.op === 'delete')) winners.push(c);
+      }
+    };
+    const chunk = d.ledgerReturnsWinners ? d.writeManyChunk(7) : d.chunkSize(7, 10, 500);
     for (let i = 0; i < keys.length; i += chunk) {
       const rows = keys.slice(i, i + chunk).map((k) => {
         const c = byKey.get(k)!;
@@ -144,23 +156,22 @@ export class BatchMerger {
           c.op === 'delete',
         ] as const;
       });
-      await tx.run(d.upsertLedger({ table: LEDGER_TABLE, rows }));
+      const stmt = d.upsertLedger({ table: LEDGER_TABLE, rows });
+      if (d.ledgerReturnsWinners) take(await tx.query(stmt.sql, stmt.params));
+      else await tx.run(stmt);
     }
-    const winners: HeaderChange[] = [];
+    if (d.ledgerReturnsWinners) return winners;
     const sel = d.chunkSize(1, 10, 1000);
     for (let i = 0; i < keys.length; i += sel) {
       const part = keys.slice(i, i + sel);
-      const rows = await tx.query<{ header_key: string; deleted: unknown }>(
-        `SELECT header_key, deleted FROM ${d.quote(LEDGER_TABLE)} WHERE id_efector = ? AND pipeline = ? AND version = ? AND header_key IN (${part
-          .map(() => '?')
-          .join(', ')})`,
-        [batch.siteId, batch.pipeline.name, batch.version, ...part],
+      take(
+        await tx.query<{ header_key: string; deleted: unknown }>(
+          `SELECT header_key, deleted FROM ${d.quote(LEDGER_TABLE)} WHERE id_efector = ? AND pipeline = ? AND version = ? AND header_key IN (${part
+            .map(() => '?')
+            .join(', ')})`,
+          [batch.siteId, batch.pipeline.name, batch.version, ...part],
+        ),
       );
-      // The ledger holds this batch's version AND its operation: a same-version deletion beats an upsert.
-      for (const r of rows) {
-        const c = byKey.get(r.header_key)!;
-        if (Boolean(Number(r.deleted)) === (c.op === 'delete')) winners.push(c);
-      }
     }
     return winners;
   }
@@ -192,7 +203,7 @@ export class BatchMerger {
     const site = batch.siteId;
     // A header whose new lines are too many to name in one "delete the others" statement is
     // replaced whole, like every header when the tables lack the key for in-place writes.
-    const budget = tx.dialect.chunkSize(1, 20, 2000);
+    const budget = tx.dialect.arrayParameters ? Infinity : tx.dialect.chunkSize(1, 20, 2000);
     const comparable = (c: HeaderChange) =>
       c.op === 'upsert' && (!detail || joinCols.length + c.details.length * detail.shape.key.length <= budget);
     // Rows removed first: those of deleted headers, and of every header replaced whole.
@@ -213,15 +224,7 @@ export class BatchMerger {
     const lines = upserts.flatMap((c) => c.details);
     await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
     if (inPlace)
-      await deleteVanishedDetails(
-        tx,
-        detail.table,
-        site,
-        joinCols,
-        detail.shape.key,
-        upserts.filter(comparable),
-        budget,
-      );
+      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, upserts.filter(comparable), budget);
   }
 }
 
@@ -246,20 +249,26 @@ async function deleteByKeys(
 
 /**
  * Deletes the detail lines of these headers that their new detail set no longer has. Headers are
- * taken in groups whose parameters fit one statement; each group compares only with its own new
- * lines (a line that moved to another header was re-pointed by the upsert already).
+ * taken in groups whose parameters fit one statement (all at once where key sets are array
+ * parameters); each group compares only with its own new lines (a line that moved to another
+ * header was re-pointed by the upsert already).
  */
 async function deleteVanishedDetails(
   tx: Queryable,
   table: string,
   site: number,
   joinCols: readonly string[],
-  detailKey: readonly string[],
+  shape: DetailShape,
   upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
   budget: number,
 ): Promise<void> {
   const d = tx.dialect;
-  const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * detailKey.length;
+  const typeOf = (c: string) =>
+    d.columnType(
+      shape.columns.find((s) => s.name === c)!,
+      true,
+    );
+  const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * shape.key.length;
   let i = 0;
   while (i < upserts.length) {
     const headers: Array<readonly unknown[]> = [];
@@ -269,15 +278,16 @@ async function deleteVanishedDetails(
       const c = upserts[i]!;
       if (headers.length > 0 && params + cost(c) > budget) break;
       headers.push(c.key);
-      for (const line of c.details) lines.push(detailKey.map((k) => line[k]!));
+      for (const line of c.details) lines.push(shape.key.map((k) => line[k]!));
       params += cost(c);
     }
-    const own = d.keyPredicate(joinCols, headers);
-    const keep = lines.length ? d.keyPredicate(detailKey, lines) : undefined;
-    await tx.execute(
-      `DELETE FROM ${d.quote(table)} WHERE ${d.quote(SITE_COLUMN)} = ? AND ${own.sql}` +
-        (keep ? ` AND NOT (${keep.sql})` : ''),
-      [site, ...own.params, ...(keep?.params ?? [])],
+    await tx.run(
+      d.deleteUnlisted(
+        table,
+        [SITE_COLUMN, site],
+        { columns: joinCols, sqlTypes: joinCols.map(typeOf), keys: headers },
+        { columns: shape.key, sqlTypes: shape.key.map(typeOf), keys: lines },
+      ),
     );
   }
 }

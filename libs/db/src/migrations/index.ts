@@ -1,6 +1,7 @@
 import { CentralInit1732500000000 } from './central-init';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
+import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
 
 export const CENTRAL_MIGRATIONS = [CentralInit1732500000000, CentralInterventions1732600000000];
-export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000];
+export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000, SiteUnackedIndex1733000000000];

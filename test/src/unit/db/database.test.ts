@@ -181,6 +181,78 @@ for (const backend of BACKENDS) {
         expect(await ledger(3, '[3]')).toMatchObject({ version: 1, row_hash: 'c1' });
       });
 
+      it.runIf(dialectFor(backend).ledgerReturnsWinners)(
+        'the ledger upsert returns exactly the rows it wrote: the winners',
+        async () => {
+          const written = async (rows: LedgerUpsert['rows']) => {
+            const stmt = db.dialect.upsertLedger({ table: 'sync_ledger', rows });
+            const got = await db.query<{ header_key: string; deleted: unknown }>(stmt.sql, stmt.params);
+            return got.map((r) => [r.header_key, Boolean(Number(r.deleted))]).sort();
+          };
+          expect(
+            await written([
+              [12, 'main', '[1]', 5, 'a', false],
+              [12, 'main', '[2]', 5, 'b', false],
+            ]),
+          ).toEqual([
+            ['[1]', false],
+            ['[2]', false],
+          ]);
+          expect(
+            await written([
+              [12, 'main', '[1]', 6, 'a6', false], // newer: won
+              [12, 'main', '[2]', 4, 'b4', false], // older: lost
+              [12, 'main', '[3]', 1, null, true], // new: won
+            ]),
+          ).toEqual([
+            ['[1]', false],
+            ['[3]', true],
+          ]);
+          // the same version again loses; a same-version deletion wins over an upsert
+          expect(await written([[12, 'main', '[1]', 6, 'again', false]])).toEqual([]);
+          expect(await written([[12, 'main', '[1]', 6, null, true]])).toEqual([['[1]', true]]);
+        },
+      );
+
+      it('deleteUnlisted removes the lines of the named owners that are not kept, and nothing else', async () => {
+        const t = uniqueName('lines');
+        await db.execute(
+          `CREATE TABLE ${q(t)} (${q('id_efector')} INT NOT NULL, ${q('order_id')} BIGINT NOT NULL, ${q('line')} VARCHAR(20) NOT NULL, PRIMARY KEY (${q('id_efector')}, ${q('order_id')}, ${q('line')}))`,
+        );
+        const rows: Array<[number, number, string]> = [
+          [1, 10, 'a'],
+          [1, 10, 'b'],
+          [1, 11, 'a'],
+          [1, 12, 'a'],
+          [2, 10, 'a'],
+        ];
+        for (const r of rows) await db.execute(`INSERT INTO ${q(t)} VALUES (?, ?, ?)`, r);
+        const d = db.dialect;
+        const types = [d.columnType({ name: 'order_id', type: 'integer', nullable: false }, true)];
+        await db.run(
+          d.deleteUnlisted(
+            t,
+            ['id_efector', 1],
+            { columns: ['order_id'], sqlTypes: types, keys: [[10], [11]] },
+            {
+              columns: ['order_id', 'line'],
+              sqlTypes: [...types, d.columnType({ name: 'line', type: 'text', nullable: false }, true)],
+              keys: [[10, 'b']],
+            },
+          ),
+        );
+        const left = await db.query<{ id_efector: unknown; order_id: unknown; line: string }>(
+          `SELECT ${q('id_efector')}, ${q('order_id')}, ${q('line')} FROM ${q(t)} ORDER BY 1, 2, 3`,
+        );
+        // site 1: order 10 keeps b only, order 11 loses every line, order 12 was not named; site 2 untouched
+        expect(left.map((r) => [Number(r.id_efector), Number(r.order_id), r.line])).toEqual([
+          [1, 10, 'b'],
+          [1, 12, 'a'],
+          [2, 10, 'a'],
+        ]);
+        await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
       it('sites and pipelines with the same header key never touch each other', async () => {
         await upsert([
           [4, 'main', '["A-1"]', 1, 'site4', false],

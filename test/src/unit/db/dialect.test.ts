@@ -25,21 +25,25 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
     expect(dialectFor(name)).not.toBe(d);
   });
 
-  it('renders exactly one placeholder per parameter of the ledger upsert (7 per row)', () => {
+  it('renders exactly one placeholder per parameter of the ledger upsert (7 per row, or 7 arrays)', () => {
     for (const n of [1, 3, 50]) {
       const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(n) });
-      expect(stmt.params).toHaveLength(7 * n);
-      expect(count(stmt.sql, '?')).toBe(7 * n);
+      const perStatement = d.arrayParameters ? 7 : 7 * n;
+      expect(stmt.params).toHaveLength(perStatement);
+      expect(count(stmt.sql, '?')).toBe(perStatement);
     }
   });
 
-  it('binds ledger values in column order: site, pipeline, key, version, hash, deleted, updated_at', () => {
-    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[7, 'main', '[1,"a"]', 42, null, true]] });
-    expect(stmt.params.slice(0, 5)).toEqual([7, 'main', '[1,"a"]', 42, null]);
-    expect(stmt.params[5]).toBe(d.bool(true));
-    expect(stmt.params[6]).toBeDefined();
-    expect(stmt.params[6]).not.toBeNull();
-  });
+  it.runIf(!dialectFor(name).arrayParameters)(
+    'binds ledger values in column order: site, pipeline, key, version, hash, deleted, updated_at',
+    () => {
+      const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [[7, 'main', '[1,"a"]', 42, null, true]] });
+      expect(stmt.params.slice(0, 5)).toEqual([7, 'main', '[1,"a"]', 42, null]);
+      expect(stmt.params[5]).toBe(d.bool(true));
+      expect(stmt.params[6]).toBeDefined();
+      expect(stmt.params[6]).not.toBeNull();
+    },
+  );
 
   it('never merges in place a value: no constant from the rows appears in the SQL text', () => {
     const stmt = d.upsertLedger({
@@ -242,17 +246,55 @@ describe('PostgreSQL statements', () => {
     expect(d.selectLimit('* FROM t', 5)).toBe('SELECT * FROM t LIMIT 5');
   });
 
-  it('upserts the ledger with ON CONFLICT on the ledger key, updating only when the stored version is older', () => {
-    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(2) });
+  it('upserts the ledger of one site and pipeline from arrays, updating only older versions, returning the winners', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(3) });
     expect(stmt.sql).toMatch(/^INSERT INTO "sync_ledger" \(/);
+    expect(stmt.sql).toContain('FROM unnest(?::text[], ?::bigint[], ?::text[], ?::boolean[])');
     expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
     expect(stmt.sql).toContain('version = excluded.version');
     expect(stmt.sql).toMatch(
-      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\)$/,
+      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\) RETURNING header_key, deleted$/,
     );
-    expect(stmt.params[5]).toBe(true); // real booleans
-    expect(d.render(stmt.sql)).toContain('$14)');
-    expect(d.render(stmt.sql)).not.toContain('$15');
+    // site, pipeline, updated_at once; then keys, versions, hashes, deleted flags (real booleans)
+    expect(stmt.params.slice(0, 2)).toEqual([7, 'main']);
+    expect(stmt.params[2]).toBeInstanceOf(Date);
+    expect(stmt.params.slice(3)).toEqual([
+      ['[0]', '[1]', '[2]'],
+      [10, 11, 12],
+      ['hash0', 'hash1', 'hash2'],
+      [true, false, true],
+    ]);
+    expect(d.render(stmt.sql)).toContain('$7::boolean[]');
+    expect(d.render(stmt.sql)).not.toContain('$8');
+  });
+
+  it('falls back to a VALUES list when the rows name more than one site or pipeline', () => {
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows: [...ledgerRows(1, 7), ...ledgerRows(1, 8)] });
+    expect(stmt.sql).not.toContain('unnest');
+    expect(stmt.params).toHaveLength(14);
+    expect(stmt.sql).toMatch(/RETURNING header_key, deleted$/);
+  });
+
+  it('deletes the lines a header no longer has with one anti-join over array parameters', () => {
+    const stmt = d.deleteUnlisted(
+      'central_results',
+      ['id_efector', 7],
+      { columns: ['order_id'], sqlTypes: ['BIGINT'], keys: [[1], [2]] },
+      {
+        columns: ['order_id', 'result_id'],
+        sqlTypes: ['BIGINT', 'VARCHAR(400)'],
+        keys: [
+          [1, 'a'],
+          [2, 'b'],
+          [2, 'c'],
+        ],
+      },
+    );
+    expect(stmt.sql).toBe(
+      'DELETE FROM "central_results" AS d WHERE d."id_efector" = ? AND (d."order_id") IN (SELECT * FROM unnest(?::bigint[])) ' +
+        'AND NOT EXISTS (SELECT 1 FROM unnest(?::bigint[], ?::varchar[]) AS k(k0, k1) WHERE k.k0 = d."order_id" AND k.k1 = d."result_id")',
+    );
+    expect(stmt.params).toEqual([7, [1, 2], [1, 2, 2], ['a', 'b', 'c']]);
   });
 });
 
@@ -274,12 +316,13 @@ describe('SQLite statements', () => {
     expect(typeof stmt.params[6]).toBe('string');
   });
 
-  it('upserts the ledger with ON CONFLICT ... WHERE older version', () => {
+  it('upserts the ledger with ON CONFLICT ... WHERE older version, returning the rows it wrote', () => {
     const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(1) });
     expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
     expect(stmt.sql).toMatch(
-      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\)$/,
+      /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\) RETURNING header_key, deleted$/,
     );
+    expect(d.ledgerReturnsWinners).toBe(true);
   });
 
   it("stays under SQLite's default limit of 32,766 bound parameters", () => {
