@@ -267,7 +267,7 @@ class UpgradeRun {
     const findings = await this.target.check(this.db, addedForeignKeys(this.scripts));
     if (findings.length) {
       throw new StepFailure(
-        `${findings.length} inconsistenc${findings.length === 1 ? 'y' : 'ies'} found (run \`syncctl db check\` for the list)`,
+        `${findings.length} inconsistenc${findings.length === 1 ? 'y' : 'ies'} found (\`syncctl db check\` lists them)`,
         null,
         findings,
       );
