@@ -1,4 +1,4 @@
-import type { Database } from './database';
+import type { Database, Queryable } from './database';
 import type { Dialect, DialectName } from './dialect';
 
 /**
@@ -98,10 +98,19 @@ export class OperationJournal {
     });
   }
 
-  /** Records how the entry `id` ended. */
-  async finish(id: number, result: Exclude<JournalResult, 'running'>, error?: string): Promise<void> {
+  /**
+   * Records how the entry `id` ended. Pass the transaction `tx` that did the entry's work to record
+   * `ok` in it: the work and its journal row then commit (or roll back) together, so a crash between
+   * the two can never leave work done but not on record, to be run a second time on resume.
+   */
+  async finish(
+    id: number,
+    result: Exclude<JournalResult, 'running'>,
+    error?: string,
+    tx: Queryable = this.db,
+  ): Promise<void> {
     const d = this.db.dialect;
-    const changed = await this.db.execute(
+    const changed = await tx.execute(
       `UPDATE ${d.quote(JOURNAL_TABLE)} SET finished_at = ?, result = ?, error = ? WHERE id = ? AND operation = ?`,
       [d.now(), result, error === undefined ? null : error.slice(0, MAX_ERROR_LENGTH), id, this.operation],
     );

@@ -1,18 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { ColumnInfo, Database, Dialect, OperationJournal, Queryable, TableInfo } from '@sitesync/db';
+import type { Database, OperationJournal, Transaction } from '@sitesync/db';
 import { BundleEntryFailedError } from './bundle-errors';
-import type {
-  BundlePlan,
-  EntryPlan,
-  FilesEntryPlan,
-  ImportTablePlan,
-  ImportsEntryPlan,
-  SqlEntryPlan,
-} from './bundle-validator';
-import { valueMismatch } from './bundle-validator';
-import type { ImportRow, ImportValue } from './import-data';
+import type { BundlePlan, EntryPlan, FilesEntryPlan, ImportsEntryPlan, SqlEntryPlan } from './bundle-validator';
+import { addMissingRows, prepareImport } from './table-import';
 
 export interface ApplyOptions {
   /** Groups this run's journal rows. @default a new UUID */
@@ -72,10 +64,22 @@ class EntryRunner {
       await this.journal.finish(await this.journal.begin(this.runId, e.name, WHOLE_ENTRY, this.checksum), 'skipped');
       return { name: e.name, result: 'skipped', detail: 'applied by an earlier run of this bundle' };
     }
-    const detail = await this.journaled(e.name, WHOLE_ENTRY, () => {
-      if (e.kind === 'sql') return this.sql(e);
-      if (e.kind === 'imports') return this.imports(e);
-      return this.files(e);
+    // A transactional SQL entry records itself `ok` in its own transaction; the others are made of
+    // items (imported tables, MySQL statements) journaled that way, or of files copied again whole.
+    const work =
+      e.kind === 'sql' && this.db.dialect.name !== 'mysql'
+        ? this.journaledTransaction(e.name, WHOLE_ENTRY, (tx) => this.sqlInTransaction(e, tx))
+        : this.journaled(e.name, WHOLE_ENTRY, () => {
+            if (e.kind === 'sql') return this.sqlStatementByStatement(e);
+            if (e.kind === 'imports') return this.imports(e);
+            return this.files(e);
+          });
+    const detail = await work.catch((cause: unknown) => {
+      if (cause instanceof BundleEntryFailedError) throw cause;
+      // Not the entry's own statements, rows or files: the journal (or the connection) failed.
+      throw new BundleEntryFailedError(`${e.name} failed: ${errorText(cause)}; ${resumeHint(e.name)}`, e.name, '', {
+        cause,
+      });
     });
     return { name: e.name, result: 'applied', detail };
   }
@@ -93,43 +97,67 @@ class EntryRunner {
     }
   }
 
-  private async sql(e: SqlEntryPlan): Promise<string> {
-    const n = e.statements.length;
-    const summary = `${n} statement${n === 1 ? '' : 's'} run`;
-    if (this.db.dialect.name !== 'mysql') {
-      await this.db.transaction(async (tx) => {
-        for (const [i, stmt] of e.statements.entries()) {
-          await tx.runVerbatim(stmt.text).catch((cause: unknown) => {
-            throw new BundleEntryFailedError(
-              `${e.name} statement ${i + 1} (line ${stmt.line}) failed: ${errorText(cause)}. ` +
-                `Nothing of ${e.name} was applied (rolled back); ${resumeHint(e.name)}`,
-              e.name,
-              `statement ${i + 1}`,
-              { cause },
-            );
-          });
-        }
+  /**
+   * Runs `work` in one transaction that also records the journal row `ok`: the work and its record
+   * commit together, so a crash between them cannot make a resumed run do the work twice.
+   * `prepare` runs first, outside the transaction (SQLite's one connection is the transaction's).
+   */
+  private async journaledTransaction<T, P = undefined>(
+    step: string,
+    item: string,
+    work: (tx: Transaction, prepared: P) => Promise<T>,
+    prepare: () => Promise<P> = () => Promise.resolve(undefined as P),
+  ): Promise<T> {
+    const id = await this.journal.begin(this.runId, step, item, this.checksum);
+    try {
+      const prepared = await prepare();
+      return await this.db.transaction(async (tx) => {
+        const result = await work(tx, prepared);
+        await this.journal.finish(id, 'ok', undefined, tx);
+        return result;
       });
-      return summary;
+    } catch (err) {
+      await this.journal.finish(id, 'failed', errorText(err)).catch(() => undefined);
+      throw err;
     }
-    // MySQL commits each DDL statement on its own: journal statement by statement, so a re-run
-    // starts at the statement that failed instead of repeating the ones that took effect.
+  }
+
+  /** The whole entry in the caller's transaction. */
+  private async sqlInTransaction(e: SqlEntryPlan, tx: Transaction): Promise<string> {
+    for (const [i, stmt] of e.statements.entries()) {
+      await tx.runVerbatim(stmt.text).catch((cause: unknown) => {
+        throw new BundleEntryFailedError(
+          `${e.name} statement ${i + 1} (line ${stmt.line}) failed: ${errorText(cause)}. ` +
+            `Nothing of ${e.name} was applied (rolled back); ${resumeHint(e.name)}`,
+          e.name,
+          `statement ${i + 1}`,
+          { cause },
+        );
+      });
+    }
+    return statementSummary(e);
+  }
+
+  /**
+   * MySQL commits each DDL statement on its own: journal statement by statement (each in its own
+   * transaction with its `ok`), so a re-run starts at the statement that failed instead of
+   * repeating the ones that took effect. A DDL statement still commits before its `ok` does.
+   */
+  private async sqlStatementByStatement(e: SqlEntryPlan): Promise<string> {
     for (const [i, stmt] of e.statements.entries()) {
       const item = `statement ${i + 1}`;
       if (await this.journal.succeeded(e.name, item, this.checksum)) continue;
-      await this.journaled(e.name, item, () => this.db.transaction((tx) => tx.runVerbatim(stmt.text))).catch(
-        (cause: unknown) => {
-          throw new BundleEntryFailedError(
-            `${e.name} statement ${i + 1} (line ${stmt.line}) failed: ${errorText(cause)}. ` +
-              `The statements before it in ${e.name} took effect (MySQL commits DDL at once); ${resumeHint(e.name)}`,
-            e.name,
-            item,
-            { cause },
-          );
-        },
-      );
+      await this.journaledTransaction(e.name, item, (tx) => tx.runVerbatim(stmt.text)).catch((cause: unknown) => {
+        throw new BundleEntryFailedError(
+          `${e.name} statement ${i + 1} (line ${stmt.line}) failed: ${errorText(cause)}. ` +
+            `The statements before it in ${e.name} took effect (MySQL commits DDL at once); ${resumeHint(e.name)}`,
+          e.name,
+          item,
+          { cause },
+        );
+      });
     }
-    return summary;
+    return statementSummary(e);
   }
 
   private async imports(e: ImportsEntryPlan): Promise<string> {
@@ -140,14 +168,16 @@ class EntryRunner {
         added.push(`${t.table} done earlier`);
         continue;
       }
-      const n = await this.journaled(e.name, item, () => importTable(this.db, t)).catch((cause: unknown) => {
-        throw new BundleEntryFailedError(
-          `${e.name}/${item} failed: ${errorText(cause)}. Nothing of ${item} was added (rolled back); ${resumeHint(e.name)}`,
-          e.name,
-          item,
-          { cause },
-        );
-      });
+      const n = await this.journaledTransaction(e.name, item, addMissingRows, () => prepareImport(this.db, t)).catch(
+        (cause: unknown) => {
+          throw new BundleEntryFailedError(
+            `${e.name}/${item} failed: ${errorText(cause)}. Nothing of ${item} was added (rolled back); ${resumeHint(e.name)}`,
+            e.name,
+            item,
+            { cause },
+          );
+        },
+      );
       added.push(`${t.table} +${n} of ${t.data.rows.length} rows`);
     }
     return added.join(', ');
@@ -174,116 +204,15 @@ class EntryRunner {
   }
 }
 
+function statementSummary(e: SqlEntryPlan): string {
+  const n = e.statements.length;
+  return `${n} statement${n === 1 ? '' : 's'} run`;
+}
+
 function resumeHint(entry: string): string {
   return `fix the cause and run the same bundle again: it resumes at ${entry}`;
 }
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** The table as it is when its import runs, checked again (an earlier entry may have created it). */
-async function liveShape(
-  db: Database,
-  t: ImportTablePlan,
-): Promise<{ info: TableInfo; columns: Map<string, ColumnInfo> }> {
-  const info = await db.describeTable(t.table);
-  if (!info) throw new Error(`table ${t.table} does not exist`);
-  const columns = new Map(info.columns.map((c) => [c.name.toLowerCase(), c]));
-  const unknown = t.data.columns.filter((c) => !columns.has(c.toLowerCase()));
-  if (unknown.length) throw new Error(`table ${info.name} has no column ${unknown.join(', ')}`);
-  if (info.primaryKey.length === 0)
-    throw new Error(`table ${info.name} has no primary key: an import cannot tell which rows exist already`);
-  for (const [i, row] of t.data.rows.entries()) {
-    for (const [c, v] of Object.entries(row)) {
-      const why = valueMismatch(v, columns.get(c.toLowerCase())!);
-      if (why) throw new Error(`row ${i + 1}, column ${c}: ${why}`);
-    }
-  }
-  return { info, columns };
-}
-
-/** Adds the rows whose primary key is not in the table yet, in one transaction; returns how many. */
-export async function importTable(db: Database, t: ImportTablePlan): Promise<number> {
-  const { info, columns } = await liveShape(db, t);
-  return db.transaction(async (tx) => {
-    let added = 0;
-    for (const row of t.data.rows) {
-      if (await rowExists(tx, info, columns, row)) continue;
-      const names = Object.keys(row);
-      const cols = names.map((n) => columns.get(n.toLowerCase())!);
-      await tx.run(insertStatement(info.name, cols, row, names, tx.dialect));
-      added++;
-    }
-    return added;
-  });
-}
-
-function insertStatement(
-  table: string,
-  cols: ColumnInfo[],
-  row: ImportRow,
-  names: string[],
-  d: Dialect,
-): { sql: string; params: unknown[] } {
-  return {
-    sql: `INSERT INTO ${quotedTable(table, d)} (${cols.map((c) => d.quote(c.name)).join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
-    params: cols.map((c, i) => bindImportValue(row[names[i]!] ?? null, c, d)),
-  };
-}
-
-/** Rows of `t` whose primary key is not in its table now (for a dry run's plan). */
-export async function countMissingRows(db: Database, t: ImportTablePlan): Promise<number> {
-  const { info, columns } = await liveShape(db, t);
-  let missing = 0;
-  for (const row of t.data.rows) if (!(await rowExists(db, info, columns, row))) missing++;
-  return missing;
-}
-
-/** Compared by the database itself, so its own rules (collation, type conversion) decide what "exists" means. */
-async function rowExists(
-  q: Queryable,
-  info: TableInfo,
-  columns: Map<string, ColumnInfo>,
-  row: ImportRow,
-): Promise<boolean> {
-  const d = q.dialect;
-  const lower = new Map(Object.entries(row).map(([k, v]) => [k.toLowerCase(), v]));
-  const key = info.primaryKey.map((k) => columns.get(k.toLowerCase())!);
-  const found = await q.query(
-    d.selectLimit(
-      `1 AS x FROM ${quotedTable(info.name, d)} WHERE ${key.map((c) => `${d.quote(c.name)} = ?`).join(' AND ')}`,
-      1,
-    ),
-    key.map((c) => bindImportValue(lower.get(c.name.toLowerCase()) ?? null, c, d)),
-  );
-  return found.length > 0;
-}
-
-function quotedTable(name: string, d: Dialect): string {
-  return name
-    .split('.')
-    .map((p) => d.quote(p))
-    .join('.');
-}
-
-/** A value from a data file made bindable for its column: numbers, booleans and zoned times converted. */
-export function bindImportValue(v: ImportValue, col: ColumnInfo, d: Dialect): unknown {
-  if (v === null) return null;
-  switch (col.type) {
-    case 'integer':
-    case 'number': {
-      if (typeof v === 'boolean') return v ? 1 : 0;
-      const n = Number(v);
-      // Beyond 2^53 a JS number loses digits: the database parses the text instead.
-      return Number.isSafeInteger(n) || col.type === 'number' ? n : String(v).trim();
-    }
-    case 'boolean':
-      return d.bool(typeof v === 'boolean' ? v : /^(true|t|1)$/i.test(String(v).trim()));
-    case 'timestamp':
-      // A time with a zone is an instant: the driver writes it in the database's terms. SQLite keeps text.
-      return d.name !== 'sqlite' && /(Z|[+-]\d\d:?\d\d)$/.test(String(v)) ? new Date(String(v)) : v;
-    default:
-      return d.bindValue(typeof v === 'string' ? v : String(v), col.type);
-  }
 }

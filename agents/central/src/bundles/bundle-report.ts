@@ -1,5 +1,5 @@
 import type { Database } from '@sitesync/db';
-import { countMissingRows } from './bundle-applier';
+import { countMissingRows } from './table-import';
 import type { BundlePlan, EntryPlan } from './bundle-validator';
 
 /** One line per entry of what applying the plan would do (`syncctl bundle apply --dry-run`). */

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError } from '@sitesync/protocol';
-import { OperationJournal, type Database, type JournalEntry } from '@sitesync/db';
+import { JOURNAL_TABLE, OperationJournal, type Database, type JournalEntry } from '@sitesync/db';
 import type { Finding } from './db-check';
 import {
   readCustomisations,
@@ -299,7 +299,12 @@ class UpgradeRun {
     this.report(`  applied ${pending.join(', ')}`);
   }
 
-  /** The step's scripts in name order, each in one transaction; one already applied (same checksum) is skipped. */
+  /**
+   * The step's scripts in name order, each in one transaction that also records it `ok`, so a script
+   * is never on record as pending once its work committed (MySQL/MariaDB commit DDL at once: there a
+   * crash right after a DDL statement can still leave it pending). One already applied (same
+   * checksum) is skipped.
+   */
   private async runScripts(step: UpgradeStep): Promise<void> {
     const phase = STEP_SCRIPTS[step];
     if (!phase) return;
@@ -309,20 +314,21 @@ class UpgradeRun {
         continue;
       }
       const id = await this.journal.begin(this.runId, step, script.name, script.checksum);
-      let line = 0;
+      let where = '';
       try {
         await this.db.transaction(async (tx) => {
           for (const st of script.statements) {
-            line = st.line;
+            where = `line ${st.line}`;
             await tx.runVerbatim(st.text);
           }
+          where = `recording it in ${JOURNAL_TABLE} (rolled back with it)`;
+          await this.journal.finish(id, 'ok', undefined, tx);
         });
       } catch (err) {
-        const message = `${script.name} line ${line}: ${(err as Error).message}`;
+        const message = `${script.name} ${where}: ${(err as Error).message}`;
         await this.journal.finish(id, 'failed', message);
         throw new StepFailure(message, script.name);
       }
-      await this.journal.finish(id, 'ok');
       this.report(`  ${script.name}: ok`);
     }
   }
