@@ -9,3 +9,4 @@ export * from './interventions';
 export * from './header-reader';
 export * from './change-tracking';
 export * from './journal';
+export * from './operation-lock';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '@sitesync/protocol';
-import { Database, JOURNAL_TABLE, OperationJournal, type DatabaseRole } from '@sitesync/db';
+import { Database, JOURNAL_TABLE, OperationJournal, OperationLock, type DatabaseRole } from '@sitesync/db';
 import { loadCentralConfig } from '../config';
 import { applyBundle } from '../bundles/bundle-applier';
 import { exportSiteBundle } from '../bundles/bundle-exporter';
@@ -21,6 +21,7 @@ interface ApplyOpts {
   role: string;
   configDir?: string;
   dryRun?: boolean;
+  breakLock?: boolean;
 }
 
 /** Registers `bundle apply` and `bundle export` on syncctl. */
@@ -42,6 +43,7 @@ export function registerBundleCommands(program: Command): void {
     )
     .option('--config-dir <dir>', "the agent's config folder, where NNN.files/ entries are copied")
     .option('--dry-run', 'check the bundle and print what each entry would do; change nothing')
+    .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
     .action(async (source: string, opts: ApplyOpts) => {
       const role = databaseRole(opts.role);
       const url =
@@ -86,9 +88,17 @@ export function registerBundleCommands(program: Command): void {
 }
 
 async function apply(url: string, role: DatabaseRole, content: BundleContent, opts: ApplyOpts): Promise<void> {
-  // The sitesync tables come first (like any agent start): the bundle is checked against them.
-  const db = await Database.open(url, { role });
+  const db = await Database.open(url, { role, migrate: false });
+  let lock: OperationLock | undefined;
   try {
+    // Taken before anything is read or changed: the plan depends on what the journal says is done.
+    lock = await OperationLock.acquire(db, 'bundle', {
+      breakLock: opts.breakLock === true,
+      onBroken: (h) =>
+        process.stdout.write(`removed the lock of ${h.operation} ${h.holder} (since ${h.acquiredAt.toISOString()})\n`),
+    });
+    // The sitesync tables come first (like any agent start): the bundle is checked against them.
+    await db.migrate();
     const journal = await readJournal(db);
     const plan = await planBundle(db, content, {
       ...configDir(opts),
@@ -103,6 +113,7 @@ async function apply(url: string, role: DatabaseRole, content: BundleContent, op
         `${outcome.entries.length - ran} skipped\n`,
     );
   } finally {
+    await lock?.release();
     await db.close();
   }
 }

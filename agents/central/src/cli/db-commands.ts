@@ -81,7 +81,8 @@ export function registerDbCommands(program: Command): void {
     )
     .option('--continue', 'resume the last upgrade at the step that failed, after fixing the cause')
     .option('--step', 'run only the next pending step, then stop')
-    .action(async (opts: DbCommandOptions & { continue?: boolean; step?: boolean }) => {
+    .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
+    .action(async (opts: DbCommandOptions & { continue?: boolean; step?: boolean; breakLock?: boolean }) => {
       const resolved = resolveTarget(program.opts<GlobalOptions>(), opts);
       const database = await Database.open(resolved.url, { role: resolved.role, migrate: false });
       try {
@@ -89,6 +90,7 @@ export function registerDbCommands(program: Command): void {
           scripts: resolved.scripts,
           resume: opts.continue === true,
           step: opts.step === true,
+          breakLock: opts.breakLock === true,
           report: (line) => process.stdout.write(`${line}\n`),
         });
         reportUpgrade(result);

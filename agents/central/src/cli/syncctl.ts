@@ -14,7 +14,13 @@ import {
   siteUserName,
   tlsSocketOptions,
 } from '@sitesync/protocol';
-import { Database, resolvePipeline, type DatabaseRole, type ResolvedPipeline } from '@sitesync/db';
+import {
+  Database,
+  OperationLockedError,
+  resolvePipeline,
+  type DatabaseRole,
+  type ResolvedPipeline,
+} from '@sitesync/db';
 import { loadCentralConfig, type CentralConfig } from '../config';
 import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
@@ -665,5 +671,5 @@ registerBundleCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`syncctl: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+  process.exit(err instanceof ConfigError || err instanceof OperationLockedError ? 2 : 1);
 });

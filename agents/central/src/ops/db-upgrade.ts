@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError } from '@sitesync/protocol';
-import { JOURNAL_TABLE, OperationJournal, type Database, type JournalEntry } from '@sitesync/db';
+import { JOURNAL_TABLE, OperationJournal, OperationLock, type Database, type JournalEntry } from '@sitesync/db';
 import type { Finding } from './db-check';
 import {
   readCustomisations,
@@ -65,6 +65,8 @@ export interface UpgradeOptions {
   step?: boolean;
   /** Progress lines for the operator. @default nothing */
   report?: (line: string) => void;
+  /** Remove another run's lock first (its process is known to be gone). @default false */
+  breakLock?: boolean;
 }
 
 export type UpgradeResult =
@@ -131,13 +133,34 @@ class StepFailure extends Error {
   }
 }
 
-/** Runs (or resumes) an upgrade of `db`. Refusals (nothing to resume, an unfinished run) throw ConfigError. */
+/**
+ * Runs (or resumes) an upgrade of `db`, holding the database's operation lock throughout. Refusals
+ * (nothing to resume, an unfinished run) throw ConfigError; another run holding the lock throws
+ * OperationLockedError.
+ */
 export async function upgradeDatabase(
   db: Database,
   target: UpgradeTarget,
   opts: UpgradeOptions,
 ): Promise<UpgradeResult> {
   const report = opts.report ?? (() => undefined);
+  const lock = await OperationLock.acquire(db, 'upgrade', {
+    breakLock: opts.breakLock === true,
+    onBroken: (h) => report(`removed the lock of ${h.operation} ${h.holder} (since ${h.acquiredAt.toISOString()})`),
+  });
+  try {
+    return await upgradeLocked(db, target, opts, report);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function upgradeLocked(
+  db: Database,
+  target: UpgradeTarget,
+  opts: UpgradeOptions,
+  report: (line: string) => void,
+): Promise<UpgradeResult> {
   const journal = await OperationJournal.open(db, 'upgrade');
   const last = await lastUpgradeState(journal);
   let runId: string;
