@@ -188,6 +188,23 @@ describe.each(upgradeKinds())('syncctl db upgrade on a site database (%s)', (kin
     await db.execute(`UPDATE ${q('lab_orders')} SET status = ? WHERE order_id = ?`, ['CHECKED', 3]);
     expect(await db.query(`SELECT order_id, status FROM lab_audit`)).toEqual([{ order_id: 3, status: 'CHECKED' }]);
   });
+
+  it.skipIf(kind !== 'postgres')(
+    'keeps two triggers of one name on two tables (PostgreSQL names triggers per table)',
+    async () => {
+      const { url, db } = await labSite(world, kind, 'samename', { migrated: true });
+      await db.query(`CREATE FUNCTION lab_touch_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`);
+      for (const t of ['lab_orders', 'lab_results'])
+        await db.query(`CREATE TRIGGER trg_touch BEFORE UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION lab_touch_fn()`);
+      const config = writeSiteConfig(world, url);
+      const scripts = writeScripts(world, 'noop', { post: { '010-noop.sql': 'SELECT 1;' } });
+
+      const r = await syncctl(['db', 'upgrade', '--site-config', config, '--scripts', scripts]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/recorded 3 customisation\(s\): ix_lab_results_order, trg_touch, trg_touch/);
+    },
+  );
 });
 
 /** An audit trigger a site added on its orders table. */

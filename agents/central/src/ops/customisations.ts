@@ -31,6 +31,14 @@ export function isOwnObject(name: string, table: string): boolean {
   return OWN_NAME.test(name) || name === `IX_${table}_header`.slice(0, 120);
 }
 
+/**
+ * Identifies a customisation across catalogue reads. With its table: PostgreSQL names triggers per
+ * table, so two tables may each have a trigger of one name.
+ */
+export function customisationKey(c: Pick<Customisation, 'kind' | 'table' | 'name'>): string {
+  return `${c.kind}|${c.table.toLowerCase()}|${c.name.toLowerCase()}`;
+}
+
 /** The customisations currently on `tables` (names as the catalogue spells them). */
 export async function readCustomisations(db: Database, tables: readonly string[]): Promise<Customisation[]> {
   if (!tables.length) return [];
@@ -208,11 +216,11 @@ export async function restoreCustomisations(
   recorded: readonly Customisation[],
 ): Promise<RestoreOutcome[]> {
   const tables = [...new Set(recorded.map((c) => c.table))];
-  const present = new Set((await readCustomisations(db, tables)).map((c) => `${c.kind}|${c.name.toLowerCase()}`));
+  const present = new Set((await readCustomisations(db, tables)).map(customisationKey));
   const out: RestoreOutcome[] = [];
   // Indexes before triggers: a trigger's body may rely on an index for its lookups.
   for (const c of [...recorded].sort((a, b) => a.kind.localeCompare(b.kind))) {
-    if (present.has(`${c.kind}|${c.name.toLowerCase()}`)) {
+    if (present.has(customisationKey(c))) {
       out.push({ ...c, outcome: 'present', reason: null });
       continue;
     }
@@ -253,7 +261,7 @@ async function ensureCustomisationTable(db: Database): Promise<void> {
         { name: 'outcome', type: d.textType(20), nullable: true },
         { name: 'reason', type: d.textType(), nullable: true },
       ],
-      ['run_id', 'kind', 'name'],
+      ['run_id', 'kind', 'table_name', 'name'],
     ),
   );
 }
@@ -309,13 +317,10 @@ export async function storeRestoreOutcomes(
   const t = db.dialect.quote(CUSTOMISATION_TABLE);
   await db.transaction(async (tx) => {
     for (const o of outcomes) {
-      await tx.execute(`UPDATE ${t} SET outcome = ?, reason = ? WHERE run_id = ? AND kind = ? AND name = ?`, [
-        o.outcome,
-        o.reason,
-        runId,
-        o.kind,
-        o.name,
-      ]);
+      await tx.execute(
+        `UPDATE ${t} SET outcome = ?, reason = ? WHERE run_id = ? AND kind = ? AND table_name = ? AND name = ?`,
+        [o.outcome, o.reason, runId, o.kind, o.table, o.name],
+      );
     }
   });
 }

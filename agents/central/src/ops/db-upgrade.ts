@@ -3,6 +3,7 @@ import { ConfigError } from '@sitesync/protocol';
 import { JOURNAL_TABLE, OperationJournal, OperationLock, type Database, type JournalEntry } from '@sitesync/db';
 import type { Finding } from './db-check';
 import {
+  customisationKey,
   readCustomisations,
   restoreCustomisations,
   storeCustomisations,
@@ -379,10 +380,8 @@ class UpgradeRun {
     if (pending.length) throw new StepFailure(`migrations still pending: ${pending.join(', ')}`, null);
     const recorded = await storedCustomisations(this.db, this.runId);
     const current = await readCustomisations(this.db, [...new Set(recorded.map((c) => c.table))]);
-    const have = new Set(current.map((c) => `${c.kind}|${c.name.toLowerCase()}`));
-    const lost = recorded.filter(
-      (c) => c.outcome !== 'not-applicable' && !have.has(`${c.kind}|${c.name.toLowerCase()}`),
-    );
+    const have = new Set(current.map(customisationKey));
+    const lost = recorded.filter((c) => c.outcome !== 'not-applicable' && !have.has(customisationKey(c)));
     if (lost.length) {
       throw new StepFailure(
         `customisations missing after the upgrade: ${lost.map((c) => `${c.kind} ${c.name} on ${c.table}`).join(', ')}`,
