@@ -3,9 +3,12 @@
  * `process.memoryUsage()` every 250 ms and, at exit, writes to the file named by
  * SITESYNC_BENCH_RSS_OUT: the peak resident set size (`process.resourceUsage().maxRSS`, kB), the
  * peaks of the V8 heap and of external/ArrayBuffer memory, and the heap after a full GC (when the
- * process runs with --expose-gc), which tells live data from garbage not yet collected.
+ * process runs with --expose-gc), which tells live data from garbage not yet collected. With
+ * SITESYNC_BENCH_HEAP_SNAPSHOT set to a file name it also writes a heap snapshot there after that GC
+ * (open it in Chrome DevTools' Memory tab to see what is still live).
  */
 import { writeFileSync } from 'node:fs';
+import { writeHeapSnapshot } from 'node:v8';
 
 const out = process.env.SITESYNC_BENCH_RSS_OUT;
 if (out) {
@@ -23,6 +26,8 @@ if (out) {
       gc();
       afterGc = process.memoryUsage();
     }
+    const snapshot = process.env.SITESYNC_BENCH_HEAP_SNAPSHOT;
+    if (snapshot) writeHeapSnapshot(snapshot);
     writeFileSync(out, JSON.stringify({ maxRssKb: process.resourceUsage().maxRSS, peak, afterGc }));
   });
 }
