@@ -33,7 +33,7 @@ const BASE_SITE = 300;
 /**
  * Peak RSS of a real peripheral agent process (`sync-peripheral run --once`) doing the first sync of a
  * small and a large site into the in-process central. The peak comes from the child itself
- * (`process.resourceUsage().maxRSS` at exit, via a preloaded probe), cross-checked with /proc VmHWM.
+ * (its VmHWM read at exit by a preloaded probe); VmHWM sampled from /proc by this process is the fallback.
  */
 export async function benchMemory(
   ctx: BenchContext,
@@ -87,12 +87,16 @@ export async function benchMemory(
       throw new Error(`sync-peripheral (memory, ${label} headers) exited ${code}:\n${output.slice(-2000)}`);
     const probe = existsSync(rssOut)
       ? (JSON.parse(readFileSync(rssOut, 'utf8')) as {
+          hwmKb?: number;
           maxRssKb: number;
           peak: Record<string, number>;
           afterGc?: Record<string, number>;
         })
       : undefined;
-    const peakRssBytes = probe ? probe.maxRssKb * 1024 : sampledHwm;
+    // The child's own VmHWM at exit. Not maxRSS: Linux carries it across exec, so a child spawned
+    // by this (large) process could report this process's resident size (a 10k-header site showed
+    // 172 MiB by maxRSS, 117 MiB by VmHWM).
+    const peakRssBytes = probe?.hwmKb ? probe.hwmKb * 1024 : Math.max(sampledHwm, (probe?.maxRssKb ?? 0) * 1024);
     runs.push({
       headers,
       peakRssBytes,
@@ -102,7 +106,7 @@ export async function benchMemory(
       rowsPerSecond: totalRows / seconds,
     });
     progress.result(
-      `memory: ${label} headers -> peak RSS ${mib(peakRssBytes)} (VmHWM ${mib(sampledHwm)}; peak heap ${mib(probe?.peak.heapTotal)}, ` +
+      `memory: ${label} headers -> peak RSS ${mib(peakRssBytes)} (maxRSS ${mib((probe?.maxRssKb ?? 0) * 1024)}; peak heap ${mib(probe?.peak.heapTotal)}, ` +
         `external ${mib(probe?.peak.external)}; heap after GC ${mib(probe?.afterGc?.heapUsed)}), ${seconds.toFixed(1)} s`,
     );
   }
@@ -111,7 +115,7 @@ export async function benchMemory(
     small,
     large,
     growth: large.peakRssBytes / small.peakRssBytes,
-    method: 'peak RSS of `sync-peripheral run --once` (process.resourceUsage().maxRSS at exit)',
+    method: 'peak RSS of `sync-peripheral run --once`: its VmHWM read by the process itself at exit',
   };
 }
 
