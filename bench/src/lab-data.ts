@@ -5,31 +5,22 @@ import {
   RESULTS_TABLE,
   RESULT_COLUMNS,
   labRows,
+  labTablesDdl,
   type SeedOptions,
 } from '@sitesync/labdata';
 import { copyField, type RawDb, type RawPg, type RawSqlite } from './raw-db.js';
 
 export * from '@sitesync/labdata';
 
-/**
- * DDL of the lab tables as a site holds them (the same statements create the legacy staging
- * copies on the central, which is what the legacy scripts do).
- */
-export function labTablesDdl(dialect: RawDb['dialect'], orders = ORDERS_TABLE, results = RESULTS_TABLE): string[] {
-  const text = (n: number) => (dialect === 'sqlite' ? 'TEXT' : `VARCHAR(${n})`);
-  return [
-    `CREATE TABLE "${orders}" (order_id INTEGER NOT NULL PRIMARY KEY, patient_id ${text(20)} NOT NULL, patient_name ${text(80)}, ` +
-      `ordered_at ${text(30)}, ward ${text(40)}, priority ${text(10)}, status ${text(20)}, physician ${text(80)}, notes ${text(400)}, ` +
-      `internal_note ${text(200)})`,
-    `CREATE TABLE "${results}" (result_id INTEGER NOT NULL PRIMARY KEY, order_id INTEGER NOT NULL, test_code ${text(10)}, ` +
-      `test_name ${text(60)}, value ${text(20)}, unit ${text(20)}, ref_range ${text(20)}, flag ${text(2)})`,
-    `CREATE INDEX "ix_${results}_order" ON "${results}" (order_id)`,
-  ];
+/** The bench's raw connections quote names the same way (PostgreSQL and SQLite only). */
+export function labDdl(db: RawDb | RawDb['dialect'], orders?: string, results?: string): string[] {
+  const name = typeof db === 'string' ? db : db.dialect;
+  return labTablesDdl({ name, quote: (s) => `"${s.replace(/"/g, '""')}"` }, orders, results);
 }
 
 /** Creates the lab tables (the database is already migrated) and fills them, by the fastest driver path. */
 export async function createAndSeed(db: RawDb, opts: SeedOptions, onProgress?: (done: number) => void): Promise<void> {
-  const [orders, results, index] = labTablesDdl(db.dialect) as [string, string, string];
+  const [orders, results, index] = labDdl(db) as [string, string, string];
   await db.exec(orders);
   await db.exec(results);
   // Seeding is not measured: no fsync, and the index built once at the end.

@@ -1,4 +1,4 @@
-import { ORDER_COLUMNS, ORDERS_TABLE, RESULT_COLUMNS, RESULTS_TABLE, labTablesDdl } from '../lab-data.js';
+import { ORDER_COLUMNS, ORDERS_TABLE, RESULT_COLUMNS, RESULTS_TABLE, labDdl } from '../lab-data.js';
 import { paramBytes, type RawDb, type RawPg, type RawSqlite } from '../raw-db.js';
 import { since } from '../stats.js';
 
@@ -50,7 +50,7 @@ export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): 
   ]);
   await central.exec(`DROP TABLE IF EXISTS "${stageD}"`);
   await central.exec(`DROP TABLE IF EXISTS "${stageH}"`);
-  for (const ddl of labTablesDdl(central.dialect, stageH, stageD)) await central.exec(ddl);
+  for (const ddl of labDdl(central, stageH, stageD)) await central.exec(ddl);
   const bytes =
     central.dialect === 'sqlite'
       ? uploadSqlite(site as RawSqlite, central as RawSqlite, stageH, stageD)

@@ -108,3 +108,27 @@ export function* labRows(opts: SeedOptions): Generator<{ order: unknown[]; resul
     yield { order, results };
   }
 }
+
+/** How the DDL below is written for a database: its dialect name and how it quotes a name. */
+export interface LabDdlDialect {
+  name: 'sqlite' | 'postgres' | 'mssql' | 'mysql';
+  quote(identifier: string): string;
+}
+
+/**
+ * DDL of the lab tables as a site holds them: header, detail, and the detail's index on the header
+ * key (the same statements create the legacy staging copies on the central, as the legacy scripts do).
+ */
+export function labTablesDdl(d: LabDdlDialect, orders = ORDERS_TABLE, results = RESULTS_TABLE): string[] {
+  const q = (s: string) => d.quote(s);
+  const int = d.name === 'mssql' ? 'INT' : 'INTEGER';
+  const text = (n: number) => (d.name === 'sqlite' ? 'TEXT' : d.name === 'mssql' ? `NVARCHAR(${n})` : `VARCHAR(${n})`);
+  return [
+    `CREATE TABLE ${q(orders)} (order_id ${int} NOT NULL PRIMARY KEY, patient_id ${text(20)} NOT NULL, patient_name ${text(80)}, ` +
+      `ordered_at ${text(30)}, ward ${text(40)}, priority ${text(10)}, status ${text(20)}, physician ${text(80)}, notes ${text(400)}, ` +
+      `internal_note ${text(200)})`,
+    `CREATE TABLE ${q(results)} (result_id ${int} NOT NULL PRIMARY KEY, order_id ${int} NOT NULL, test_code ${text(10)}, ` +
+      `test_name ${text(60)}, value ${text(20)}, unit ${text(20)}, ref_range ${text(20)}, flag ${text(2)})`,
+    `CREATE INDEX ${q(`ix_${results}_order`)} ON ${q(results)} (order_id)`,
+  ];
+}

@@ -5,6 +5,7 @@ import {
   RESULTS_TABLE,
   RESULT_COLUMNS,
   labRows,
+  labTablesDdl,
   type SeedOptions,
 } from '@sitesync/labdata';
 
@@ -12,20 +13,7 @@ import {
 export { ORDERS_TABLE, RESULTS_TABLE, labPipeline, type SeedOptions } from '@sitesync/labdata';
 
 export async function createLabTables(db: Database): Promise<void> {
-  const q = (s: string) => db.dialect.quote(s);
-  const int = db.dialect.name === 'mssql' ? 'INT' : 'INTEGER';
-  const text = (n: number) =>
-    db.dialect.name === 'sqlite' ? 'TEXT' : db.dialect.name === 'mssql' ? `NVARCHAR(${n})` : `VARCHAR(${n})`;
-  await db.query(
-    `CREATE TABLE ${q(ORDERS_TABLE)} (order_id ${int} NOT NULL PRIMARY KEY, patient_id ${text(20)} NOT NULL, patient_name ${text(80)}, ` +
-      `ordered_at ${text(30)}, ward ${text(40)}, priority ${text(10)}, status ${text(20)}, physician ${text(80)}, notes ${text(400)}, ` +
-      `internal_note ${text(200)})`,
-  );
-  await db.query(
-    `CREATE TABLE ${q(RESULTS_TABLE)} (result_id ${int} NOT NULL PRIMARY KEY, order_id ${int} NOT NULL, test_code ${text(10)}, ` +
-      `test_name ${text(60)}, value ${text(20)}, unit ${text(20)}, ref_range ${text(20)}, flag ${text(2)})`,
-  );
-  await db.query(`CREATE INDEX ${q('ix_lab_results_order')} ON ${q(RESULTS_TABLE)} (order_id)`);
+  for (const ddl of labTablesDdl(db.dialect)) await db.query(ddl);
 }
 
 /** Inserts `orders` headers with `detailsPerOrder` result lines each, in large transactions. */
