@@ -166,6 +166,12 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
       c.hash = hashHeader('md5', { ...c.header, patient_name: 'someone else' }, c.details);
       add('row hash mismatch', 'row-hash-mismatch', encode('batch', b, { siteId: 101 }));
     }
+    {
+      // The same header twice in one batch: which one wins would be undefined.
+      const b: HeaderBatch = labBatch(101, [{ orderId: 1009 }]);
+      b.changes.push(b.changes[0]!);
+      add('one key twice in a batch', 'bad-content', encode('batch', b, { siteId: 101 }));
+    }
     add(
       'site without EstadoSyncGeneral row',
       'unknown-site',

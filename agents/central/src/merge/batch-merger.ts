@@ -40,14 +40,25 @@ export function checkSender(m: DecodedMessage, row: { broker_user: string | null
   }
 }
 
-/** Recomputes every header hash; a mismatch means the batch was corrupted or hand-edited. */
-export function verifyHashes(batch: HeaderBatch, messageId: string): void {
+/**
+ * Checks every change against the pipeline's shape and recomputes every header hash (a mismatch
+ * means the batch was corrupted or hand-edited); returns the changes by encoded header key, the
+ * form the ledger keys them by. A key that appears twice in one batch is refused: the site never
+ * sends one, and which of the two should win would be undefined.
+ */
+export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string, HeaderChange> {
   const alg = batch.pipeline.algorithm;
   const headerCols = batch.pipeline.header.columns.map((c) => c.name);
   const detailCols = batch.pipeline.detail?.columns.map((c) => c.name) ?? [];
+  const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
+  const byKey = new Map<string, HeaderChange>();
   for (const c of batch.changes) {
-    const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
-    if (encodeKey(c.key).length > MAX_HEADER_KEY_LENGTH) {
+    const key = encodeKey(c.key);
+    if (byKey.has(key)) {
+      throw new MessageRejectedError('bad-content', `key ${key.slice(0, 80)} appears twice in the batch`, ctx);
+    }
+    byKey.set(key, c);
+    if (key.length > MAX_HEADER_KEY_LENGTH) {
       throw new MessageRejectedError(
         'bad-content',
         `key ${JSON.stringify(c.key).slice(0, 80)} is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
@@ -76,6 +87,7 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): void {
       throw new MessageRejectedError('row-hash-mismatch', `row hash mismatch for header ${JSON.stringify(c.key)}`, ctx);
     }
   }
+  return byKey;
 }
 
 function sameColumns(row: WireRow, cols: readonly string[]): boolean {
@@ -107,8 +119,9 @@ export class BatchMerger {
       );
     }
     checkSender(m, row);
+    let byKey: Map<string, HeaderChange>;
     try {
-      verifyHashes(batch, m.messageId);
+      byKey = verifyHashes(batch, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
     } catch (err) {
       if (err instanceof MessageRejectedError) err.senderVerified = true;
@@ -119,7 +132,7 @@ export class BatchMerger {
       const counts = countChanges(batch.changes);
       const fresh = await claimInbox(tx, m, pipeline, counts);
       if (!fresh) return { status: 'duplicate', ...counts, stale: 0 };
-      const won = await this.advanceLedger(tx, batch);
+      const won = await this.advanceLedger(tx, batch, byKey);
       await this.replaceRows(tx, batch, row.tabla_encabezado, row.tabla_detalle, won);
       const applied = countChanges(won);
       await recordProgress(tx, batch, counts);
@@ -129,10 +142,16 @@ export class BatchMerger {
     });
   }
 
-  /** Raises each header's ledger version to this batch's; returns the changes for which this batch is (now) the newest. */
-  private async advanceLedger(tx: Queryable, batch: HeaderBatch): Promise<HeaderChange[]> {
+  /**
+   * Raises each header's ledger version to this batch's; returns the changes for which this batch
+   * is (now) the newest. `byKey`: the batch's changes by encoded key (see verifyHashes).
+   */
+  private async advanceLedger(
+    tx: Queryable,
+    batch: HeaderBatch,
+    byKey: ReadonlyMap<string, HeaderChange>,
+  ): Promise<HeaderChange[]> {
     const d = tx.dialect;
-    const byKey = new Map(batch.changes.map((c) => [encodeKey(c.key), c]));
     // Sorted, so that concurrent batches of one site lock ledger rows in the same order.
     const keys = [...byKey.keys()].sort();
     const winners: HeaderChange[] = [];
