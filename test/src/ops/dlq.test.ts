@@ -1,24 +1,17 @@
-import { execFile } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { encodeMessage, HEADER_REASON } from '@sitesync/protocol';
 import { registerSite } from '@sitesync/central';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
-import { labBatch, publishRaw } from '../support/messages.js';
-import { until } from '../support/wait.js';
+import { labBatch, plantUnknownPipelineDeadLetter } from '../support/messages.js';
+import { syncctl as runSyncctl, until } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping syncctl dlq: no RabbitMQ available');
-const SYNCCTL = join(resolve(fileURLToPath(import.meta.url), '../../../..'), 'agents/central/bin/syncctl.js');
-
-function syncctl(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [SYNCCTL, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
-    });
-  });
+/** syncctl with its stdout and stderr as one text. */
+async function syncctl(args: string[]): Promise<{ code: number; out: string }> {
+  const r = await runSyncctl(args);
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 describe.skipIf(!broker)('syncctl dlq', () => {
@@ -30,17 +23,7 @@ describe.skipIf(!broker)('syncctl dlq', () => {
     const central = await world.startCentral(centralUrl);
     const cdb = central.database!;
     // Site 101 is known, but not its pipeline "lab": its batch is dead-lettered as unknown-site.
-    await registerSite(cdb, { siteId: 101, pipeline: 'other', headerTable: 'x_orders', brokerUser: 'guest' });
-    const ch = await world.rawChannel();
-    await world.topology.declareSite(ch, 101);
-    const batch = encodeMessage('batch', labBatch(101, [{ orderId: 1, value: 'Pérez, Ana' }]), {
-      siteId: 101,
-      appId: 'test',
-      userId: 'guest',
-    });
-    await publishRaw(ch, world.topology.up, batch);
-    const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
-    await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
+    const { batch, dlq, ch } = await plantUnknownPipelineDeadLetter(world, cdb, 101);
     const base = ['--db', centralUrl, 'dlq', '--amqp', broker!, '--prefix', world.prefix];
 
     const list = await syncctl([...base, 'list', '--json']);

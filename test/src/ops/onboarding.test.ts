@@ -5,13 +5,11 @@ import { ManagementApi, type SiteStatus } from '@sitesync/central';
 import { TestWorld } from '../support/harness.js';
 import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
-import { runBin, until } from '../support/wait.js';
+import { syncctl, until } from '../support/wait.js';
 
 const broker = amqpUrl();
 const mgmt = managementUrl();
 if (!broker || !mgmt) console.log('[sitesync tests] skipping onboarding: no RabbitMQ with the management plugin');
-
-const SYNCCTL = 'agents/central/bin/syncctl.js';
 
 describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
   let world: TestWorld;
@@ -35,7 +33,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
 
-    const addSite = (...args: string[]) => runBin(SYNCCTL, ['-c', cfgFile, 'sites', 'add', ...args]);
+    const addSite = (...args: string[]) => syncctl(['-c', cfgFile, 'sites', 'add', ...args]);
     const add = await addSite(
       '101',
       '--pipeline',
@@ -74,7 +72,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
 
     // The management API's figures are sampled every few seconds: wait until it has seen the consumer.
     const rows = await until('status to show the connected site', async () => {
-      const status = await runBin(SYNCCTL, ['-c', cfgFile, 'status', '--json']);
+      const status = await syncctl(['-c', cfgFile, 'status', '--json']);
       expect(status.code).toBe(0);
       const all = JSON.parse(status.stdout) as SiteStatus[];
       return all.find((x) => x.site === 101)?.consumers === 1 && all;
@@ -84,13 +82,13 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     expect(s101.lagSeconds).toBeLessThan(60);
     expect(rows.find((x) => x.site === 102)).toMatchObject({ state: 'stale', lagSeconds: null, consumers: null });
 
-    const table = await runBin(SYNCCTL, ['-c', cfgFile, 'status']);
+    const table = await syncctl(['-c', cfgFile, 'status']);
     expect(table.stdout).toMatch(/101\s+\|?\s*lab\s+\|?\s*ok/);
 
     // With a threshold shorter than the time since its session, 101 turns stale too.
     await new Promise((res) => setTimeout(res, 2100));
     const later = JSON.parse(
-      (await runBin(SYNCCTL, ['-c', cfgFile, 'status', '--json', '--stale-after', '1'])).stdout,
+      (await syncctl(['-c', cfgFile, 'status', '--json', '--stale-after', '1'])).stdout,
     ) as SiteStatus[];
     expect(later.find((x) => x.site === 101)!.state).toBe('stale');
   });

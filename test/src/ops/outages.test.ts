@@ -10,7 +10,7 @@ import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeResult } from '../support/lab-data.js';
 import { PrivatePostgres } from '../support/private-postgres.js';
-import { REPO, runBin, until } from '../support/wait.js';
+import { REPO, syncctl, until } from '../support/wait.js';
 
 const broker = amqpUrl();
 const mgmt = managementUrl();
@@ -187,7 +187,7 @@ describe.skipIf(!broker)('outages: the central database and the broker connectio
     if (cut.status !== 'ok') expect(log.some((l) => l.status !== 'ok' && l.error)).toBe(true);
     const cfgFile = join(world.dir, 'central.json');
     writeFileSync(cfgFile, JSON.stringify({ amqp: { url: broker, prefix: world.prefix }, db: { url: centralUrl } }));
-    const status = await runBin('agents/central/bin/syncctl.js', ['-c', cfgFile, 'status', '--json', '--no-broker']);
+    const status = await syncctl(['-c', cfgFile, 'status', '--json', '--no-broker']);
     expect(JSON.parse(status.stdout)).toEqual([expect.objectContaining({ site: 101, state: 'ok', lastError: null })]);
   });
 });

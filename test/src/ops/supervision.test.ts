@@ -4,11 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
-import { encodeMessage, startHttpServer } from '@sitesync/protocol';
+import { startHttpServer } from '@sitesync/protocol';
 import {
   hashPassword,
   parseCentralConfig,
-  registerSite,
   supervisionRoutes,
   type CentralAgent,
   type HttpUser,
@@ -17,7 +16,7 @@ import {
 } from '@sitesync/central';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
-import { labBatch, publishRaw } from '../support/messages.js';
+import { plantUnknownPipelineDeadLetter } from '../support/messages.js';
 import { REPO, until } from '../support/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -70,28 +69,8 @@ async function startCentral(world: TestWorld): Promise<CentralAgent> {
   return world.startCentral(world.dbUrl('sqlite', 'central'), { users, apiToken: TOKEN });
 }
 
-/**
- * Site 102 is known, but not its pipeline "lab": its batch (with a patient's name in it) is
- * dead-lettered as unknown-site until the operator registers the pipeline.
- */
 async function plantDeadLetter(world: TestWorld, central: CentralAgent): Promise<{ messageId: string; dlq: string }> {
-  await registerSite(central.database!, {
-    siteId: 102,
-    pipeline: 'other',
-    headerTable: 'x_orders',
-    brokerUser: 'guest',
-  });
-  world.siteConfig(102, world.dbUrl('sqlite', 'site102')); // so that teardown removes its queues
-  const ch = await world.rawChannel();
-  await world.topology.declareSite(ch, 102);
-  const batch = encodeMessage('batch', labBatch(102, [{ orderId: 1, value: 'Pérez, Ana' }]), {
-    siteId: 102,
-    appId: 'test',
-    userId: 'guest',
-  });
-  await publishRaw(ch, world.topology.up, batch);
-  const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
-  await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
+  const { batch, dlq } = await plantUnknownPipelineDeadLetter(world, central.database!, 102);
   return { messageId: batch.options.messageId, dlq };
 }
 

@@ -6,7 +6,7 @@ import type { PipelineVerification } from '@sitesync/central';
 import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
-import { runBin } from '../support/wait.js';
+import { syncctl } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping syncctl verify: no RabbitMQ available');
@@ -35,7 +35,7 @@ describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) =>
     writeFileSync(pipelineFile, JSON.stringify(labPipeline()));
     const args = ['--db', centralUrl, 'verify', '--site', '101', '--site-db', siteUrl, '--pipeline-file', pipelineFile];
     const verify = async () => {
-      const r = await runBin('agents/central/bin/syncctl.js', [...args, '--json']);
+      const r = await syncctl([...args, '--json']);
       expect(r.stderr).toBe('');
       return { code: r.code, report: JSON.parse(r.stdout) as PipelineVerification[] };
     };
@@ -74,7 +74,7 @@ describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) =>
     expect(tampered.code).toBe(1);
     expect(tampered.report[0]).toMatchObject({ differences: 1, different: [encodeKey([12])] });
 
-    const table = await runBin('agents/central/bin/syncctl.js', args);
+    const table = await syncctl(args);
     expect(table.stdout).toContain(`lab: different: ${encodeKey([12])}`);
     expect(table.stdout).toContain('site 101: 1 header(s) differ');
   });

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type * as amqp from 'amqplib';
 import {
   decodeMessage,
+  encodeMessage,
   hashHeader,
   type DecodedMessage,
   type EncodedMessage,
@@ -12,6 +13,9 @@ import {
   type WireRow,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
+import { registerSite } from '@sitesync/central';
+import type { TestWorld } from './harness.js';
+import { until } from './wait.js';
 
 /** The lab pipeline's shape as a site would send it (a subset of the lab columns is enough). */
 export const LAB_SHAPE: PipelineShape = {
@@ -193,4 +197,29 @@ export class QueueCollector {
   async stop(): Promise<void> {
     if (this.tag) await this.ch.cancel(this.tag).catch(() => undefined);
   }
+}
+
+/**
+ * A dead letter to operate on: `siteId` is known centrally, but only with pipeline "other", so its
+ * "lab" batch (with a patient's name in it) is dead-lettered as unknown-site until the operator
+ * registers the pipeline. Returns the batch, the dead-letter queue and the channel that published it.
+ */
+export async function plantUnknownPipelineDeadLetter(
+  world: TestWorld,
+  central: Database,
+  siteId: number,
+): Promise<{ batch: EncodedMessage; dlq: string; ch: amqp.ConfirmChannel }> {
+  await registerSite(central, { siteId, pipeline: 'other', headerTable: 'x_orders', brokerUser: 'guest' });
+  world.siteConfig(siteId, world.dbUrl('sqlite', `site${siteId}`)); // so that teardown removes its queues
+  const ch = await world.rawChannel();
+  await world.topology.declareSite(ch, siteId);
+  const batch = encodeMessage('batch', labBatch(siteId, [{ orderId: 1, value: 'Pérez, Ana' }]), {
+    siteId,
+    appId: 'test',
+    userId: 'guest',
+  });
+  await publishRaw(ch, world.topology.up, batch);
+  const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
+  await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
+  return { batch, dlq, ch };
 }

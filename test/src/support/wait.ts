@@ -27,3 +27,14 @@ export function runBin(
     });
   });
 }
+
+/** The central's operator CLI, as a path under the repository (for runBin). */
+export const SYNCCTL = 'agents/central/bin/syncctl.js';
+
+/** Runs `syncctl` with `args`. */
+export function syncctl(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runBin(SYNCCTL, args, env);
+}

@@ -3,15 +3,15 @@ import { dirname, join, relative } from 'node:path';
 import { zipSync } from 'fflate';
 import type { Database } from '@sitesync/db';
 import { JOURNAL_TABLE, OPERATION_LOCK_TABLE } from '@sitesync/db';
-import { runBin } from '../support/wait.js';
+import { syncctl } from '../support/wait.js';
 
 /** Shared helpers of the bundle suites. */
 
-export const SYNCCTL = 'agents/central/bin/syncctl.js';
+export { SYNCCTL } from '../support/wait.js';
 
 /** `syncctl --db <url> bundle ...args` */
 export function syncctlBundle(dbUrl: string, ...args: string[]) {
-  return runBin(SYNCCTL, ['--db', dbUrl, 'bundle', ...args]);
+  return syncctl(['--db', dbUrl, 'bundle', ...args]);
 }
 
 /** Writes `files` (path -> text) under `dir`; returns `dir`. */

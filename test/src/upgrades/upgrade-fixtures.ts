@@ -6,11 +6,8 @@ import type { DbKind, TestWorld } from '../support/harness.js';
 import { createLabTables, seedLabData } from '../support/lab-data.js';
 import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { createSqlServerDatabase } from '../support/sqlserver.js';
-import { runBin } from '../support/wait.js';
 
 /** Shared setup of the `syncctl db check` / `db upgrade` suites. */
-
-export const SYNCCTL = 'agents/central/bin/syncctl.js';
 
 /** The broker is not used; TestWorld's teardown only tries it. */
 export const NO_BROKER = amqpUrl() ?? 'amqp://127.0.0.1:1';
@@ -87,9 +84,7 @@ export function writeScripts(world: TestWorld, name: string, scripts: Record<str
   return folder;
 }
 
-export function syncctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return runBin(SYNCCTL, args);
-}
+export { SYNCCTL, syncctl } from '../support/wait.js';
 
 /** A timestamp as the dialect stores it (SQLite keeps ISO text). */
 export function storedTime(db: Database, d: Date): unknown {
