@@ -1,3 +1,4 @@
+import { isTransientError } from '@sitesync/protocol';
 import type { Database, DialectName } from '@sitesync/db';
 
 /**
@@ -232,6 +233,9 @@ export async function restoreCustomisations(
       await db.transaction((tx) => tx.runVerbatim(c.definition));
       out.push({ ...c, outcome: 'restored', reason: null });
     } catch (err) {
+      // A lost connection or a deadlock says nothing about the definition: fail the step (it is
+      // resumed with --continue) instead of recording the customisation as gone for good.
+      if (isTransientError(err)) throw err;
       out.push({ ...c, outcome: 'not-applicable', reason: (err as Error).message });
     }
   }
