@@ -68,6 +68,21 @@ class QueryRunnerQueryable implements Transaction {
   }
 }
 
+/** The driver objects `queryArrays` reads through (TypeORM's better-sqlite3 and postgres drivers). */
+interface SqliteStatement {
+  raw(on: boolean): SqliteStatement;
+  all(...params: unknown[]): unknown[];
+}
+interface SqliteConnection {
+  prepare(sql: string): SqliteStatement;
+}
+interface DriverHandles {
+  databaseConnection?: SqliteConnection;
+  master?: {
+    query(q: { text: string; values: readonly unknown[]; rowMode: 'array' }): Promise<{ rows: unknown[][] }>;
+  };
+}
+
 /** Page cache of a central SQLite database, KiB. */
 const CENTRAL_SQLITE_CACHE_KIB = 64 * 1024;
 
@@ -236,6 +251,41 @@ export class Database implements Queryable {
       const res = await this.dataSource.query(this.dialect.render(sql), params as unknown[]);
       return (Array.isArray(res) ? res : []) as T[];
     });
+  }
+
+  /**
+   * Runs one SELECT whose select list is exactly `columns`; returns each row as an array in that
+   * order. SQLite and PostgreSQL read arrays straight from the driver (better-sqlite3 `raw`, pg
+   * `rowMode: 'array'`), skipping an object per row: the site's scan reads every row of a first
+   * load this way. Other drivers read objects, picked by name.
+   */
+  queryArrays(sql: string, params: readonly unknown[], columns: readonly string[]): Promise<unknown[][]> {
+    const text = this.dialect.render(sql);
+    const driver = this.dataSource.driver as unknown as DriverHandles;
+    if (this.dialect.name === 'sqlite' && driver.databaseConnection) {
+      const conn = driver.databaseConnection;
+      return this.serialized(async () => {
+        const stmt = this.arrayStatement(conn, text);
+        return stmt.all(...params.map((p) => (typeof p === 'boolean' ? Number(p) : p))) as unknown[][];
+      });
+    }
+    if (this.dialect.name === 'postgres' && driver.master) {
+      return driver.master.query({ text, values: params, rowMode: 'array' }).then((r) => r.rows);
+    }
+    return this.query<Record<string, unknown>>(sql, params).then((rows) => rows.map((r) => columns.map((c) => r[c])));
+  }
+
+  private readonly arrayStatements = new Map<string, SqliteStatement>();
+
+  /** A prepared SQLite statement returning arrays, kept for the next page (FIFO, like TypeORM's own cache). */
+  private arrayStatement(conn: SqliteConnection, text: string): SqliteStatement {
+    let stmt = this.arrayStatements.get(text);
+    if (!stmt) {
+      stmt = conn.prepare(text).raw(true);
+      this.arrayStatements.set(text, stmt);
+      if (this.arrayStatements.size > 32) this.arrayStatements.delete(this.arrayStatements.keys().next().value!);
+    }
+    return stmt;
   }
 
   execute(sql: string, params: readonly unknown[] = []): Promise<number> {

@@ -1,4 +1,4 @@
-import { encodeKey, toWireRow, type WireRow, type WireValue } from '@sitesync/protocol';
+import { encodeKey, toWireValue, type WireRow, type WireValue } from '@sitesync/protocol';
 import type { Database } from './database';
 
 /** Where one pipeline's headers and their details live, and which rows count. */
@@ -62,11 +62,12 @@ export async function* readHeadersByKeys(
     const where = [pred.sql];
     if (src.headerFilter) where.push(`(${src.headerFilter})`);
     if (src.scope) where.push(src.scope.sql);
-    const rows = await db.query<Record<string, unknown>>(
+    const rows = await db.queryArrays(
       `SELECT ${h.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(h.table)} WHERE ${where.join(' AND ')}`,
       [...pred.params, ...(src.scope?.params ?? [])],
+      h.columns,
     );
-    const page = rows.map((r) => toWireRow(r, h.columns));
+    const page = rows.map((r) => wireRowOf(r, h.columns));
     if (page.length === 0) continue;
     const found = page.map((r) => h.key.map((k) => r[k]!));
     const details = await readDetails(db, src, found);
@@ -101,8 +102,8 @@ async function readPage(
     `${h.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(h.table)}` +
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
     ` ORDER BY ${h.key.map((c) => d.quote(c)).join(', ')}`;
-  const rows = await db.query<Record<string, unknown>>(d.selectLimit(body, pageSize), params);
-  return rows.map((r) => toWireRow(r, h.columns));
+  const rows = await db.queryArrays(d.selectLimit(body, pageSize), params, h.columns);
+  return rows.map((r) => wireRowOf(r, h.columns));
 }
 
 async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<string, WireRow[]>> {
@@ -113,18 +114,26 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
   const chunk = d.chunkSize(det.joinColumns.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk));
-    const rows = await db.query<Record<string, unknown>>(
+    const rows = await db.queryArrays(
       `SELECT ${det.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(det.table)} WHERE ${pred.sql}` +
         (src.scope ? ` AND ${src.scope.sql}` : ''),
       [...pred.params, ...(src.scope?.params ?? [])],
+      det.columns,
     );
     for (const r of rows) {
-      const wire = toWireRow(r, det.columns);
+      const wire = wireRowOf(r, det.columns);
       const k = encodeKey(det.joinColumns.map((c) => wire[c]!));
       let list = out.get(k);
       if (!list) out.set(k, (list = []));
       list.push(wire);
     }
   }
+  return out;
+}
+
+/** A row read as an array (select-list order = `columns`) in its wire form. */
+function wireRowOf(values: readonly unknown[], columns: readonly string[]): WireRow {
+  const out: WireRow = {};
+  for (let i = 0; i < columns.length; i++) out[columns[i]!] = toWireValue(values[i]);
   return out;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { HashAlgorithm } from './pipeline';
 
 /** A column value as it travels on the wire: JSON scalars only. */
@@ -34,20 +34,37 @@ export function toWireRow(row: Record<string, unknown>, columns: readonly string
   return out;
 }
 
-/** Per column set (in the row's own key order): the sorted keys and their `"key":` prefixes. */
-const layouts = new Map<string, { keys: string[]; prefixes: string[] }>();
-const MAX_LAYOUTS = 256;
+/** A column set: its keys in the rows' own order, sorted, and the sorted keys' `"key":` prefixes. */
+interface Layout {
+  own: string[];
+  keys: string[];
+  prefixes: string[];
+}
 
-function layoutOf(row: WireRow): { keys: string[]; prefixes: string[] } {
+/** Per column set (in the row's own key order): the sorted keys and their `"key":` prefixes. */
+const layouts = new Map<string, Layout>();
+const MAX_LAYOUTS = 256;
+/** The layouts used last: a header's and its details' (checked without allocating). */
+let recent: Layout[] = [];
+
+function hasOwnOrder(row: WireRow, own: readonly string[]): boolean {
+  let i = 0;
+  for (const k in row) if (own[i++] !== k) return false;
+  return i === own.length;
+}
+
+function layoutOf(row: WireRow): Layout {
+  for (const l of recent) if (hasOwnOrder(row, l.own)) return l;
   const own = Object.keys(row);
   const signature = own.join('\u0000');
   let l = layouts.get(signature);
   if (!l) {
-    const keys = own.sort();
-    l = { keys, prefixes: keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':') };
+    const keys = [...own].sort();
+    l = { own, keys, prefixes: keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':') };
     if (layouts.size >= MAX_LAYOUTS) layouts.clear();
     layouts.set(signature, l);
   }
+  recent = [l, ...recent.filter((r) => r !== l)].slice(0, 4);
   return l;
 }
 
@@ -65,17 +82,16 @@ function canonicalRow(row: WireRow): string {
 /**
  * The canonical hash of one header with its detail set, used by BOTH the peripheral (to find what
  * changed) and the central (to verify what arrived). Column order and detail order do not matter.
+ * The text hashed is `h<header>` then `\nd<line>` per detail line in sorted order, in one call
+ * (one `crypto.hash` instead of a Hash object and an update per line: the same digest, cheaper).
  */
 export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: readonly WireRow[] = []): string {
-  const h = createHash(algorithm);
-  h.update('h');
-  h.update(canonicalRow(header));
-  const lines = details.map(canonicalRow).sort();
-  for (const line of lines) {
-    h.update('\nd');
-    h.update(line);
+  let text = 'h' + canonicalRow(header);
+  if (details.length > 0) {
+    const lines = details.map(canonicalRow).sort();
+    for (const line of lines) text += '\nd' + line;
   }
-  return h.digest('hex');
+  return hash(algorithm, text, 'hex');
 }
 
 /** Longest encoded header key the side table and the ledger hold (varchar(400); 255 on MySQL). */
