@@ -128,7 +128,10 @@ export class ChangeScanner {
     const d = this.db.dialect;
     const chunk = d.chunkSize(1);
     for (let i = 0; i < headerKeys.length; i += chunk) {
-      const part = headerKeys.slice(i, i + chunk);
+      const part = d.keyPredicate(
+        ['header_key'],
+        headerKeys.slice(i, i + chunk).map((k) => [k]),
+      );
       const rows = await this.db.query<{
         header_key: string;
         TargetHash: string | null;
@@ -137,8 +140,8 @@ export class ChangeScanner {
         pending_delete: unknown;
       }>(
         `SELECT header_key, ${this.q('TargetHash')}, pending_hash, pending_batch, pending_delete FROM ${this.q(ROW_STATE_TABLE)} ` +
-          `WHERE pipeline = ? AND header_key IN (${part.map(() => '?').join(', ')})`,
-        [this.p.name, ...part],
+          `WHERE pipeline = ? AND ${part.sql}`,
+        [this.p.name, ...part.params],
       );
       for (const r of rows) {
         out.set(r.header_key, {

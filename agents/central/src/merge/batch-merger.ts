@@ -196,9 +196,9 @@ export class BatchMerger {
   }
 
   /**
-   * Writes the winners: deletions remove the header and its details; upserts update the header and
-   * each detail line in place (rows whose values did not change are not written at all), then
-   * delete the lines the site no longer has. Only the pages of rows that really changed get dirty,
+   * Writes the winners: deletions remove the header and its details; upserts delete the lines the
+   * site no longer has, then update the header and each detail line in place (rows whose values did
+   * not change are not written at all). Only the pages of rows that really changed get dirty,
    * which is what an incremental session's commit costs. A legacy target table without the
    * expected primary key takes delete + insert instead.
    */
@@ -229,6 +229,12 @@ export class BatchMerger {
     const cleared = won.filter((c) => !inPlace || !comparable(c)).map((c) => c.key);
     if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
     await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
+    // Then the lines these headers no longer have. Before the upserts, not after: the result is the
+    // same (a line another header of the batch now holds is kept, and re-pointed below), but a
+    // header the central has never seen has no lines to look at, where after the upserts every line
+    // just written would be found again (the whole detail set, on a first load).
+    if (detail && inPlace)
+      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, upserts.filter(comparable), budget);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
     const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
     await writeRows(
@@ -242,8 +248,6 @@ export class BatchMerger {
     if (!detail) return;
     const lines = upserts.flatMap((c) => c.details);
     await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
-    if (inPlace)
-      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, upserts.filter(comparable), budget);
   }
 }
 

@@ -96,10 +96,15 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
     expect(s.params).toEqual([1, 'x', 2, 'y', 3, 'z']);
   });
 
-  it('builds key predicates: IN for one column, OR of ANDs for several', () => {
+  it('builds key predicates: IN for one column (one array on PostgreSQL), OR of ANDs for several', () => {
     const one = d.keyPredicate(['id'], [[1], [2], [3]]);
-    expect(one.sql).toBe(`${d.quote('id')} IN (?, ?, ?)`);
-    expect(one.params).toEqual([1, 2, 3]);
+    if (name === 'postgres') {
+      expect(one.sql).toBe(`${d.quote('id')} = ANY(?)`);
+      expect(one.params).toEqual([[1, 2, 3]]);
+    } else {
+      expect(one.sql).toBe(`${d.quote('id')} IN (?, ?, ?)`);
+      expect(one.params).toEqual([1, 2, 3]);
+    }
     const two = d.keyPredicate(
       ['a', 'b'],
       [
