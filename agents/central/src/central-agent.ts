@@ -20,6 +20,7 @@ import type { CentralConfig } from './config';
 import { BatchMerger } from './merge/batch-merger';
 import { SessionTracker } from './merge/session-tracker';
 import { TargetTables } from './merge/target-tables';
+import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import type { Outgoing } from './interventions/outgoing';
@@ -76,7 +77,10 @@ export class CentralAgent {
   async start(): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'central' });
-      this.merger = new BatchMerger(this.db, new TargetTables(this.db));
+      const statistics = new TableStatistics(this.db, (table, err) =>
+        this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
+      );
+      this.merger = new BatchMerger(this.db, new TargetTables(this.db), statistics);
       this.sessions = new SessionTracker(this.db);
       this.interventions = new CentralInterventions(this.db, this.config.resendAfterSeconds * 1000);
       const a = this.config.amqp;

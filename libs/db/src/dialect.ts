@@ -219,6 +219,15 @@ export abstract class Dialect {
     return { sql: `(${parts.join(' OR ')})`, params };
   }
 
+  /**
+   * The statement that refreshes a table's planner statistics, where the server does not keep them
+   * current by itself while a table grows fast (PostgreSQL: autovacuum looks once a minute, and a
+   * table created during a first load is planned as if empty meanwhile). Undefined elsewhere.
+   */
+  refreshStatistics(_table: string): { refresh: string; estimatedRows: Statement } | undefined {
+    return undefined;
+  }
+
   /** Keys per statement so that `paramsPerKey * n + reserve` stays under the dialect's limit. */
   chunkSize(paramsPerKey: number, reserve = 10, cap = 1000): number {
     return Math.max(1, Math.min(cap, Math.floor((this.maxParams - reserve) / Math.max(1, paramsPerKey))));
@@ -372,9 +381,21 @@ class PostgresDialect extends Dialect {
     };
   }
 
-  /** Both key sets as arrays: an anti-join the planner can hash, in one statement. */
+  /**
+   * Both key sets as arrays, in one statement. One-column keys (the common case): `= ANY` and
+   * `<> ALL` (hashed by the server), which the planner runs as one index scan of the owners'
+   * lines; wider keys: an anti-join it can hash.
+   */
   override deleteUnlisted(table: string, scope: readonly [string, unknown], owner: KeySet, keep: KeySet): Statement {
     const q = (c: string) => this.quote(c);
+    if (owner.columns.length === 1 && keep.columns.length === 1) {
+      return {
+        sql:
+          `DELETE FROM ${q(table)} WHERE ${q(scope[0])} = ? AND ${q(owner.columns[0]!)} = ANY(?::${arrayType(owner.sqlTypes[0]!)}) ` +
+          `AND ${q(keep.columns[0]!)} <> ALL(?::${arrayType(keep.sqlTypes[0]!)})`,
+        params: [scope[1], owner.keys.map((k) => k[0]), keep.keys.map((k) => k[0])],
+      };
+    }
     const arrays = (k: KeySet) => k.sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ');
     const values = (k: KeySet) => k.columns.map((_, i) => k.keys.map((r) => r[i]));
     const ownCols = owner.columns.map((c) => `d.${q(c)}`).join(', ');
@@ -391,6 +412,13 @@ class PostgresDialect extends Dialect {
 
   override writeManyChunk(): number {
     return 10_000;
+  }
+
+  override refreshStatistics(table: string): { refresh: string; estimatedRows: Statement } {
+    return {
+      refresh: `ANALYZE ${this.quote(table)}`,
+      estimatedRows: { sql: `SELECT reltuples AS n FROM pg_class WHERE oid = to_regclass(?)`, params: [this.quote(table)] },
+    };
   }
 
   /**

@@ -13,6 +13,7 @@ import {
 import type { Database, Queryable } from '@sitesync/db';
 import { SITE_COLUMN, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
+import { TableStatistics } from './table-statistics';
 
 type DetailShape = NonNullable<PipelineShape['detail']>;
 
@@ -104,6 +105,7 @@ export class BatchMerger {
   constructor(
     private readonly db: Database,
     private readonly targets: TargetTables,
+    private readonly statistics = new TableStatistics(db),
   ) {}
 
   async merge(m: DecodedMessage<'batch'>): Promise<MergeResult> {
@@ -128,7 +130,7 @@ export class BatchMerger {
       throw err;
     }
 
-    return this.db.transaction(async (tx) => {
+    const result = await this.db.transaction(async (tx): Promise<MergeResult> => {
       const counts = countChanges(batch.changes);
       const fresh = await claimInbox(tx, m, pipeline, counts);
       if (!fresh) return { status: 'duplicate', ...counts, stale: 0 };
@@ -140,6 +142,11 @@ export class BatchMerger {
       await tx.execute(`DELETE FROM sync_rejected WHERE message_id = ?`, [m.messageId]);
       return { status: 'applied', ...applied, stale: batch.changes.length - won.length };
     });
+    if (result.status === 'applied') {
+      this.statistics.wrote(row.tabla_encabezado, result.headers);
+      if (row.tabla_detalle) this.statistics.wrote(row.tabla_detalle, result.details);
+    }
+    return result;
   }
 
   /**

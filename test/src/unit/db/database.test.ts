@@ -253,6 +253,42 @@ for (const backend of BACKENDS) {
         await db.execute(`DROP TABLE ${q(t)}`);
       });
 
+      it('deleteUnlisted with one-column keys keeps a line any named owner still lists', async () => {
+        const t = uniqueName('lines1');
+        await db.execute(
+          `CREATE TABLE ${q(t)} (${q('id_efector')} INT NOT NULL, ${q('order_id')} BIGINT NOT NULL, ${q('line_id')} BIGINT NOT NULL, PRIMARY KEY (${q('id_efector')}, ${q('line_id')}))`,
+        );
+        const rows: Array<[number, number, number]> = [
+          [1, 10, 100],
+          [1, 10, 101],
+          [1, 11, 110],
+          [1, 12, 120],
+          [2, 10, 100],
+        ];
+        for (const r of rows) await db.execute(`INSERT INTO ${q(t)} VALUES (?, ?, ?)`, r);
+        const d = db.dialect;
+        const int = [d.columnType({ name: 'x', type: 'integer', nullable: false }, true)];
+        await db.run(
+          d.deleteUnlisted(
+            t,
+            ['id_efector', 1],
+            { columns: ['order_id'], sqlTypes: int, keys: [[10], [11]] },
+            // 110 now belongs to order 10 (moved within the batch): kept, whichever order held it
+            { columns: ['line_id'], sqlTypes: int, keys: [[101], [110]] },
+          ),
+        );
+        const left = await db.query<{ id_efector: unknown; line_id: unknown }>(
+          `SELECT ${q('id_efector')}, ${q('line_id')} FROM ${q(t)} ORDER BY 1, 2`,
+        );
+        expect(left.map((r) => [Number(r.id_efector), Number(r.line_id)])).toEqual([
+          [1, 101],
+          [1, 110],
+          [1, 120],
+          [2, 100],
+        ]);
+        await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
       it('sites and pipelines with the same header key never touch each other', async () => {
         await upsert([
           [4, 'main', '["A-1"]', 1, 'site4', false],

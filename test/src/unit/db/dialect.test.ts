@@ -280,6 +280,19 @@ describe('PostgreSQL statements', () => {
     expect(stmt.sql).toMatch(/RETURNING header_key, deleted$/);
   });
 
+  it('deletes the lines a header no longer has with = ANY / <> ALL when both keys are one column', () => {
+    const stmt = d.deleteUnlisted(
+      'central_results',
+      ['id_efector', 7],
+      { columns: ['order_id'], sqlTypes: ['BIGINT'], keys: [[1], [2]] },
+      { columns: ['result_id'], sqlTypes: ['BIGINT'], keys: [[10], [20], [21]] },
+    );
+    expect(stmt.sql).toBe(
+      'DELETE FROM "central_results" WHERE "id_efector" = ? AND "order_id" = ANY(?::bigint[]) AND "result_id" <> ALL(?::bigint[])',
+    );
+    expect(stmt.params).toEqual([7, [1, 2], [10, 20, 21]]);
+  });
+
   it('deletes the lines a header no longer has with one anti-join over array parameters', () => {
     const stmt = d.deleteUnlisted(
       'central_results',

@@ -1,0 +1,55 @@
+import type { Database } from '@sitesync/db';
+
+/** Rows a table must gain before its statistics are first refreshed by us. */
+const MIN_GROWTH = 10_000;
+
+interface Tracked {
+  /** Rows the table held at its last refresh (or when first seen), as the server estimates them. */
+  base: number;
+  /** Rows written since then (inserted or updated: an upper bound of the growth). */
+  written: number;
+  refreshing: boolean;
+}
+
+/**
+ * Keeps the planner's statistics of the target tables current while merges fill them fast, on the
+ * dialects that need it (see `Dialect.refreshStatistics`). Without it, a table created by a first
+ * load is planned as if it were empty until autovacuum's next look: "delete the lines these headers
+ * lost" then scans every line of the site instead of the named headers' ones, and each batch of the
+ * load costs more than the one before. A table is refreshed once the rows written since its last
+ * refresh reach its size then (at least {@link MIN_GROWTH}): a handful of times while it grows
+ * from nothing, then rarely. The refresh runs beside the merges, never inside their transactions.
+ */
+export class TableStatistics {
+  private readonly tables = new Map<string, Tracked>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly onError: (table: string, err: unknown) => void = () => undefined,
+  ) {}
+
+  /** Counts rows a committed merge wrote to `table`. */
+  wrote(table: string, rows: number): void {
+    if (rows <= 0 || this.db.dialect.refreshStatistics(table) === undefined) return;
+    let t = this.tables.get(table);
+    if (!t) this.tables.set(table, (t = { base: 0, written: 0, refreshing: false }));
+    t.written += rows;
+    if (t.refreshing || t.written < Math.max(MIN_GROWTH, t.base)) return;
+    t.refreshing = true;
+    void this.refresh(table, t);
+  }
+
+  private async refresh(table: string, t: Tracked): Promise<void> {
+    const stmts = this.db.dialect.refreshStatistics(table)!;
+    try {
+      await this.db.query(stmts.refresh);
+      const rows = await this.db.query<{ n: unknown }>(stmts.estimatedRows.sql, stmts.estimatedRows.params);
+      t.base = Math.max(0, Number(rows[0]?.n ?? 0));
+      t.written = 0;
+    } catch (err) {
+      this.onError(table, err);
+    } finally {
+      t.refreshing = false;
+    }
+  }
+}

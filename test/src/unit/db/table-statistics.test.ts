@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '@sitesync/db';
+import { TableStatistics } from '@sitesync/central';
+import { reportSkip } from '../../support/services.js';
+import { until } from '../../support/wait.js';
+import { backendUrl, openScratch, uniqueName, type Scratch } from './scratch-databases.js';
+
+/** What PostgreSQL's planner believes about a table: rows estimated and when it was last analyzed. */
+async function plannerView(db: Database, table: string): Promise<{ rows: number; analyzed: boolean }> {
+  const r = await db.query<{ n: unknown; analyzed: unknown }>(
+    `SELECT c.reltuples AS n, s.last_analyze IS NOT NULL AS analyzed FROM pg_class c ` +
+      `JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(?)`,
+    [db.dialect.quote(table)],
+  );
+  return { rows: Number(r[0]?.n ?? -1), analyzed: Boolean(r[0]?.analyzed) };
+}
+
+describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')))('TableStatistics on postgres', () => {
+  let db: Database;
+  let scratch: Scratch;
+  beforeAll(async () => {
+    ({ db, scratch } = await openScratch('postgres', 'central'));
+  });
+  afterAll(async () => {
+    await db?.close();
+    await scratch?.drop();
+  });
+
+  it('analyzes a table once the rows written reach its size (at least 10,000), not before', async () => {
+    const t = uniqueName('grow');
+    const q = db.dialect.quote(t);
+    // autovacuum off: only the refresh under test may analyze it
+    await db.query(`CREATE TABLE ${q} (id BIGINT PRIMARY KEY) WITH (autovacuum_enabled = false)`);
+    const errors: unknown[] = [];
+    const stats = new TableStatistics(db, (_t, err) => errors.push(err));
+    const fill = async (from: number, n: number) => {
+      await db.query(`INSERT INTO ${q} SELECT g FROM generate_series(?::bigint, ?::bigint) g`, [from, from + n - 1]);
+      stats.wrote(t, n);
+    };
+
+    await fill(1, 9_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await plannerView(db, t)).analyzed).toBe(false);
+
+    await fill(9_001, 3_000); // 12,000 written: past the first threshold
+    const first = await until('first refresh', async () => {
+      const v = await plannerView(db, t);
+      return v.analyzed && v.rows === 12_000 ? v : undefined;
+    });
+    expect(first.rows).toBe(12_000);
+
+    // the next refresh waits for as many rows again as the table held
+    await fill(12_001, 11_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await plannerView(db, t)).rows).toBe(12_000);
+    await fill(23_001, 2_000);
+    await until('second refresh', async () => (await plannerView(db, t)).rows === 25_000);
+    expect(errors).toEqual([]);
+  });
+
+  it('reports a refresh that fails and keeps counting', async () => {
+    const errors: string[] = [];
+    const stats = new TableStatistics(db, (table) => errors.push(table));
+    stats.wrote('no_such_table', 20_000);
+    await until('the failure reported', async () => errors.length > 0);
+    expect(errors).toEqual(['no_such_table']);
+  });
+});
+
+describe('TableStatistics elsewhere', () => {
+  it('does nothing on a dialect whose server keeps statistics itself (SQLite)', async () => {
+    const { db, scratch } = await openScratch('sqlite', 'central');
+    try {
+      const errors: unknown[] = [];
+      const stats = new TableStatistics(db, (_t, err) => errors.push(err));
+      stats.wrote('no_such_table', 1_000_000);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(errors).toEqual([]);
+    } finally {
+      await db.close();
+      await scratch.drop();
+    }
+  });
+});
