@@ -91,8 +91,14 @@ export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: r
     const lines = details.map(canonicalRow).sort();
     for (const line of lines) text += '\nd' + line;
   }
-  return hash(algorithm, text, 'hex');
+  return hashText(algorithm, text);
 }
+
+/** One-shot `crypto.hash` where Node has it (20.12+), else a Hash object: the same digest. */
+const hashText: (algorithm: HashAlgorithm, text: string) => string =
+  typeof hash === 'function'
+    ? (algorithm, text) => hash(algorithm, text, 'hex')
+    : (algorithm, text) => createHash(algorithm).update(text).digest('hex');
 
 /** Longest encoded header key the side table and the ledger hold (varchar(400); 255 on MySQL). */
 export const MAX_HEADER_KEY_LENGTH = 255;

@@ -441,6 +441,40 @@ for (const backend of BACKENDS) {
         expect(seen).toEqual(rows.map(([a, b]) => `${a}${b}`));
       });
 
+      it('queryArrays returns rows as arrays in select-list order, as query returns them as objects', async () => {
+        const t = uniqueName('arrays');
+        await db.execute(
+          `CREATE TABLE ${q(t)} (${q('id')} INT NOT NULL PRIMARY KEY, ${q('name')} ${db.dialect.textType(20)}, ${q('n')} INT)`,
+        );
+        await db.run(
+          db.dialect.insertRows(
+            t,
+            ['id', 'name', 'n'],
+            [
+              [1, 'uno', 10],
+              [2, null, null],
+              [3, 'tres', 30],
+            ],
+          ),
+        );
+        // columns named in another order than the table's, and a key set as parameters
+        const cols = ['n', 'name', 'id'];
+        const pred = db.dialect.keyPredicate(['id'], [[1], [2], [9]]);
+        const sql = `SELECT ${cols.map(q).join(', ')} FROM ${q(t)} WHERE ${pred.sql} ORDER BY ${q('id')}`;
+        const arrays = await db.queryArrays(sql, pred.params, cols);
+        expect(arrays.map((r) => [r[0] === null ? null : Number(r[0]), r[1], Number(r[2])])).toEqual([
+          [10, 'uno', 1],
+          [null, null, 2],
+        ]);
+        const objects = await db.query<Record<string, unknown>>(sql, pred.params);
+        expect(objects.map((o) => cols.map((c) => o[c]))).toEqual(arrays);
+        // the same statement again (SQLite keeps it prepared) sees rows written since
+        await db.execute(`UPDATE ${q(t)} SET ${q('n')} = 11 WHERE ${q('id')} = 1`);
+        expect(Number((await db.queryArrays(sql, pred.params, cols))[0]![0])).toBe(11);
+        await expect(db.queryArrays(`SELECT ${q('missing')} FROM ${q(t)}`, [], ['missing'])).rejects.toThrow();
+        await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
       it('describes a table: columns, wire types, nullability and primary key; undefined when it does not exist', async () => {
         const t = uniqueName('shape');
         const d = db.dialect;
