@@ -22,6 +22,8 @@ export interface Sizes {
   changedFraction: number;
   /** Incremental rounds (each: change 1%, time legacy, time one sitesync session); medians are reported. */
   incrementalRounds: number;
+  /** Initial-load rounds (each: a first load into new central tables, then the raw baselines); the median round is reported. */
+  initialLoadRounds: number;
   /** Headers of the small and the large site of the memory measurement. */
   memorySmallHeaders: number;
   memoryLargeHeaders: number;
@@ -38,6 +40,7 @@ export const QUICK_SIZES: Sizes = {
   detailsPerHeader: 5,
   changedFraction: 0.01,
   incrementalRounds: 3,
+  initialLoadRounds: 3,
   memorySmallHeaders: 10_000,
   memoryLargeHeaders: 200_000,
   concurrentSites: 20,
@@ -52,6 +55,7 @@ export const FULL_SIZES: Sizes = {
   detailsPerHeader: 5,
   changedFraction: 0.01,
   incrementalRounds: 3,
+  initialLoadRounds: 3,
   memorySmallHeaders: 10_000,
   memoryLargeHeaders: 1_000_000,
   concurrentSites: 20,

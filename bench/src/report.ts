@@ -131,7 +131,13 @@ export function resultsMarkdown(r: BenchReport): string {
       'sitesync incremental session (s) / bytes',
       (x) => `${n2(x.incremental?.seconds)} s / ${mb(x.incremental?.bytes)}`,
     ),
-    ctx('initial load, rows/s (s)', (x) => `${n0(x.initialLoad?.rowsPerSecond)} (${n2(x.initialLoad?.seconds)} s)`),
+    ctx(
+      'initial load, rows/s (s), of the median round',
+      (x) => `${n0(x.initialLoad?.rowsPerSecond)} (${n2(x.initialLoad?.seconds)} s)`,
+    ),
+    ctx('initial load: fraction of raw in each round', (x) =>
+      x.initialLoad?.rounds?.length ? x.initialLoad.rounds.map((r) => n2(r.fractionOfRaw)).join(' / ') : '–',
+    ),
     ctx('raw upsert, rows/s (fastest method)', (x) =>
       x.initialLoad ? `${n0(x.initialLoad.rawUpsertRowsPerSecond)} (${x.initialLoad.rawUpsertMethod})` : '–',
     ),
