@@ -45,10 +45,11 @@ export class TableStatistics {
       await this.db.query(stmts.refresh);
       const rows = await this.db.query<{ n: unknown }>(stmts.estimatedRows.sql, stmts.estimatedRows.params);
       t.base = Math.max(0, Number(rows[0]?.n ?? 0));
-      t.written = 0;
     } catch (err) {
       this.onError(table, err);
     } finally {
+      // After a failure too: the next try waits for as many rows again, not for the next batch.
+      t.written = 0;
       t.refreshing = false;
     }
   }

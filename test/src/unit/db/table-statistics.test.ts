@@ -58,12 +58,17 @@ describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')
     expect(errors).toEqual([]);
   });
 
-  it('reports a refresh that fails and keeps counting', async () => {
+  it('reports a refresh that fails, and tries again only after as many rows again', async () => {
     const errors: string[] = [];
     const stats = new TableStatistics(db, (table) => errors.push(table));
     stats.wrote('no_such_table', 20_000);
     await until('the failure reported', async () => errors.length > 0);
+    stats.wrote('no_such_table', 5_000);
+    await new Promise((r) => setTimeout(r, 200));
     expect(errors).toEqual(['no_such_table']);
+    stats.wrote('no_such_table', 5_000);
+    await until('the second failure reported', async () => errors.length > 1);
+    expect(errors).toEqual(['no_such_table', 'no_such_table']);
   });
 });
 
