@@ -128,9 +128,11 @@ export class ChangeScanner {
     const d = this.db.dialect;
     const chunk = d.chunkSize(1);
     for (let i = 0; i < headerKeys.length; i += chunk) {
-      const part = d.keyPredicate(
-        ['header_key'],
-        headerKeys.slice(i, i + chunk).map((k) => [k]),
+      const stmt = d.selectByKeys(
+        ROW_STATE_TABLE,
+        ['header_key', 'TargetHash', 'pending_hash', 'pending_batch', 'pending_delete'],
+        ['pipeline', this.p.name],
+        { column: 'header_key', sqlType: d.textType(400), values: headerKeys.slice(i, i + chunk) },
       );
       const rows = await this.db.query<{
         header_key: string;
@@ -138,11 +140,7 @@ export class ChangeScanner {
         pending_hash: string | null;
         pending_batch: string | null;
         pending_delete: unknown;
-      }>(
-        `SELECT header_key, ${this.q('TargetHash')}, pending_hash, pending_batch, pending_delete FROM ${this.q(ROW_STATE_TABLE)} ` +
-          `WHERE pipeline = ? AND ${part.sql}`,
-        [this.p.name, ...part.params],
-      );
+      }>(stmt.sql, stmt.params);
       for (const r of rows) {
         out.set(r.header_key, {
           target: r.TargetHash,

@@ -207,6 +207,28 @@ export abstract class Dialect {
     return { sql: `(${keys.map(() => one).join(' OR ')})`, params: flatten(keys) };
   }
 
+  /**
+   * The rows of `table` whose `scope` column holds its value and whose key column holds one of
+   * `key.values`, where (scope, key) is the table's primary key (at most one row per key): `columns`
+   * of each. `key.sqlType`: the key column's type (for dialects that bind the keys as one array).
+   * Here a key predicate; see PostgreSQL's form.
+   */
+  selectByKeys(
+    table: string,
+    columns: readonly string[],
+    scope: readonly [string, unknown],
+    key: { column: string; sqlType: string; values: readonly unknown[] },
+  ): Statement {
+    const pred = this.keyPredicate(
+      [key.column],
+      key.values.map((k) => [k]),
+    );
+    return {
+      sql: `SELECT ${columns.map((c) => this.quote(c)).join(', ')} FROM ${this.quote(table)} WHERE ${this.quote(scope[0])} = ? AND ${pred.sql}`,
+      params: [scope[1], ...pred.params],
+    };
+  }
+
   /** Keyset pagination: rows strictly after `after` in (c1, c2, ...) order. */
   afterKey(columns: readonly string[], after: readonly unknown[]): Statement {
     const parts: string[] = [];
@@ -414,10 +436,36 @@ class PostgresDialect extends Dialect {
     return 10_000;
   }
 
+  /**
+   * One primary-key lookup per key (a lateral subquery with `LIMIT 1`, which the planner cannot
+   * flatten into a join): with `c = ANY(keys)` it scans the whole table once it holds a few tens of
+   * thousands of rows (it prices 500 index probes above one sequential scan), so each page of a
+   * full scan read the whole side table: 14-19 ms per page of 500 keys at 100k rows and growing,
+   * against 2-3 ms this way, whatever the table's size or statistics.
+   */
+  override selectByKeys(
+    table: string,
+    columns: readonly string[],
+    scope: readonly [string, unknown],
+    key: { column: string; sqlType: string; values: readonly unknown[] },
+  ): Statement {
+    const q = (c: string) => this.quote(c);
+    return {
+      sql:
+        `SELECT ${columns.map((c) => `s.${q(c)}`).join(', ')} FROM unnest(?::${arrayType(key.sqlType)}) AS k(key) ` +
+        `CROSS JOIN LATERAL (SELECT ${columns.map(q).join(', ')} FROM ${q(table)} ` +
+        `WHERE ${q(scope[0])} = ? AND ${q(key.column)} = k.key LIMIT 1) AS s`,
+      params: [key.values, scope[1]],
+    };
+  }
+
   override refreshStatistics(table: string): { refresh: string; estimatedRows: Statement } {
     return {
       refresh: `ANALYZE ${this.quote(table)}`,
-      estimatedRows: { sql: `SELECT reltuples AS n FROM pg_class WHERE oid = to_regclass(?)`, params: [this.quote(table)] },
+      estimatedRows: {
+        sql: `SELECT reltuples AS n FROM pg_class WHERE oid = to_regclass(?)`,
+        params: [this.quote(table)],
+      },
     };
   }
 

@@ -475,6 +475,32 @@ for (const backend of BACKENDS) {
         await db.execute(`DROP TABLE ${q(t)}`);
       });
 
+      it('selectByKeys returns the rows of the named keys within the scope, and nothing of other scopes', async () => {
+        const t = uniqueName('bykey');
+        const text = db.dialect.textType(400);
+        await db.execute(
+          `CREATE TABLE ${q(t)} (${q('pipeline')} ${db.dialect.textType(64)} NOT NULL, ${q('header_key')} ${text} NOT NULL, ${q('h')} ${text}, PRIMARY KEY (${q('pipeline')}, ${q('header_key')}))`,
+        );
+        const rows: Array<[string, string, string]> = [
+          ['lab', '["1"]', 'a'],
+          ['lab', '["2"]', 'b'],
+          ['lab', '["3"]', 'c'],
+          ['other', '["2"]', 'x'],
+        ];
+        await db.run(db.dialect.insertRows(t, ['pipeline', 'header_key', 'h'], rows));
+        const stmt = db.dialect.selectByKeys(t, ['header_key', 'h'], ['pipeline', 'lab'], {
+          column: 'header_key',
+          sqlType: text,
+          values: ['["2"]', '["3"]', '["9"]'],
+        });
+        const got = await db.query<{ header_key: string; h: string }>(stmt.sql, stmt.params);
+        expect(got.map((r) => [r.header_key, r.h]).sort()).toEqual([
+          ['["2"]', 'b'],
+          ['["3"]', 'c'],
+        ]);
+        await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
       it('describes a table: columns, wire types, nullability and primary key; undefined when it does not exist', async () => {
         const t = uniqueName('shape');
         const d = db.dialect;

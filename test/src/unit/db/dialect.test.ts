@@ -280,6 +280,19 @@ describe('PostgreSQL statements', () => {
     expect(stmt.sql).toMatch(/RETURNING header_key, deleted$/);
   });
 
+  it('looks rows up by primary key one key at a time (a lateral subquery the planner cannot turn into a scan)', () => {
+    const stmt = d.selectByKeys('sync_row_state', ['header_key', 'TargetHash'], ['pipeline', 'lab'], {
+      column: 'header_key',
+      sqlType: 'varchar(400)',
+      values: ['["1"]', '["2"]'],
+    });
+    expect(stmt.sql).toBe(
+      'SELECT s."header_key", s."TargetHash" FROM unnest(?::varchar[]) AS k(key) CROSS JOIN LATERAL ' +
+        '(SELECT "header_key", "TargetHash" FROM "sync_row_state" WHERE "pipeline" = ? AND "header_key" = k.key LIMIT 1) AS s',
+    );
+    expect(stmt.params).toEqual([['["1"]', '["2"]'], 'lab']);
+  });
+
   it('deletes the lines a header no longer has with = ANY / <> ALL when both keys are one column', () => {
     const stmt = d.deleteUnlisted(
       'central_results',

@@ -15,62 +15,65 @@ async function plannerView(db: Database, table: string): Promise<{ rows: number;
   return { rows: Number(r[0]?.n ?? -1), analyzed: Boolean(r[0]?.analyzed) };
 }
 
-describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')))('TableStatistics on postgres', () => {
-  let db: Database;
-  let scratch: Scratch;
-  beforeAll(async () => {
-    ({ db, scratch } = await openScratch('postgres', 'central'));
-  });
-  afterAll(async () => {
-    await db?.close();
-    await scratch?.drop();
-  });
-
-  it('analyzes a table once the rows written reach its size (at least 10,000), not before', async () => {
-    const t = uniqueName('grow');
-    const q = db.dialect.quote(t);
-    // autovacuum off: only the refresh under test may analyze it
-    await db.query(`CREATE TABLE ${q} (id BIGINT PRIMARY KEY) WITH (autovacuum_enabled = false)`);
-    const errors: unknown[] = [];
-    const stats = new TableStatistics(db, (_t, err) => errors.push(err));
-    const fill = async (from: number, n: number) => {
-      await db.query(`INSERT INTO ${q} SELECT g FROM generate_series(?::bigint, ?::bigint) g`, [from, from + n - 1]);
-      stats.wrote(t, n);
-    };
-
-    await fill(1, 9_000);
-    await new Promise((r) => setTimeout(r, 200));
-    expect((await plannerView(db, t)).analyzed).toBe(false);
-
-    await fill(9_001, 3_000); // 12,000 written: past the first threshold
-    const first = await until('first refresh', async () => {
-      const v = await plannerView(db, t);
-      return v.analyzed && v.rows === 12_000 ? v : undefined;
+describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')))(
+  'TableStatistics on postgres',
+  () => {
+    let db: Database;
+    let scratch: Scratch;
+    beforeAll(async () => {
+      ({ db, scratch } = await openScratch('postgres', 'central'));
     });
-    expect(first.rows).toBe(12_000);
+    afterAll(async () => {
+      await db?.close();
+      await scratch?.drop();
+    });
 
-    // the next refresh waits for as many rows again as the table held
-    await fill(12_001, 11_000);
-    await new Promise((r) => setTimeout(r, 200));
-    expect((await plannerView(db, t)).rows).toBe(12_000);
-    await fill(23_001, 2_000);
-    await until('second refresh', async () => (await plannerView(db, t)).rows === 25_000);
-    expect(errors).toEqual([]);
-  });
+    it('analyzes a table once the rows written reach its size (at least 10,000), not before', async () => {
+      const t = uniqueName('grow');
+      const q = db.dialect.quote(t);
+      // autovacuum off: only the refresh under test may analyze it
+      await db.query(`CREATE TABLE ${q} (id BIGINT PRIMARY KEY) WITH (autovacuum_enabled = false)`);
+      const errors: unknown[] = [];
+      const stats = new TableStatistics(db, (_t, err) => errors.push(err));
+      const fill = async (from: number, n: number) => {
+        await db.query(`INSERT INTO ${q} SELECT g FROM generate_series(?::bigint, ?::bigint) g`, [from, from + n - 1]);
+        stats.wrote(t, n);
+      };
 
-  it('reports a refresh that fails, and tries again only after as many rows again', async () => {
-    const errors: string[] = [];
-    const stats = new TableStatistics(db, (table) => errors.push(table));
-    stats.wrote('no_such_table', 20_000);
-    await until('the failure reported', async () => errors.length > 0);
-    stats.wrote('no_such_table', 5_000);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(errors).toEqual(['no_such_table']);
-    stats.wrote('no_such_table', 5_000);
-    await until('the second failure reported', async () => errors.length > 1);
-    expect(errors).toEqual(['no_such_table', 'no_such_table']);
-  });
-});
+      await fill(1, 9_000);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await plannerView(db, t)).analyzed).toBe(false);
+
+      await fill(9_001, 3_000); // 12,000 written: past the first threshold
+      const first = await until('first refresh', async () => {
+        const v = await plannerView(db, t);
+        return v.analyzed && v.rows === 12_000 ? v : undefined;
+      });
+      expect(first.rows).toBe(12_000);
+
+      // the next refresh waits for as many rows again as the table held
+      await fill(12_001, 11_000);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await plannerView(db, t)).rows).toBe(12_000);
+      await fill(23_001, 2_000);
+      await until('second refresh', async () => (await plannerView(db, t)).rows === 25_000);
+      expect(errors).toEqual([]);
+    });
+
+    it('reports a refresh that fails, and tries again only after as many rows again', async () => {
+      const errors: string[] = [];
+      const stats = new TableStatistics(db, (table) => errors.push(table));
+      stats.wrote('no_such_table', 20_000);
+      await until('the failure reported', async () => errors.length > 0);
+      stats.wrote('no_such_table', 5_000);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(errors).toEqual(['no_such_table']);
+      stats.wrote('no_such_table', 5_000);
+      await until('the second failure reported', async () => errors.length > 1);
+      expect(errors).toEqual(['no_such_table', 'no_such_table']);
+    });
+  },
+);
 
 describe('TableStatistics elsewhere', () => {
   it('does nothing on a dialect whose server keeps statistics itself (SQLite)', async () => {
