@@ -244,9 +244,10 @@ export abstract class Dialect {
   /**
    * The statement that refreshes a table's planner statistics, where the server does not keep them
    * current by itself while a table grows fast (PostgreSQL: autovacuum looks once a minute, and a
-   * table created during a first load is planned as if empty meanwhile). Undefined elsewhere.
+   * table created during a first load is planned as if empty meanwhile). `state` returns the rows
+   * the server estimates (`n`) and whether this user may refresh them (`owned`). Undefined elsewhere.
    */
-  refreshStatistics(_table: string): { refresh: string; estimatedRows: Statement } | undefined {
+  refreshStatistics(_table: string): { refresh: string; state: Statement } | undefined {
     return undefined;
   }
 
@@ -415,7 +416,8 @@ class PostgresDialect extends Dialect {
         sql:
           `DELETE FROM ${q(table)} WHERE ${q(scope[0])} = ? AND ${q(owner.columns[0]!)} = ANY(?::${arrayType(owner.sqlTypes[0]!)}) ` +
           `AND ${q(keep.columns[0]!)} <> ALL(?::${arrayType(keep.sqlTypes[0]!)})`,
-        params: [scope[1], owner.keys.map((k) => k[0]), keep.keys.map((k) => k[0])],
+        // A NULL key matches no stored line (as in NOT EXISTS), but would make `<> ALL` NULL for all.
+        params: [scope[1], owner.keys.map((k) => k[0]), keep.keys.map((k) => k[0]).filter((v) => v !== null)],
       };
     }
     const arrays = (k: KeySet) => k.sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ');
@@ -459,11 +461,12 @@ class PostgresDialect extends Dialect {
     };
   }
 
-  override refreshStatistics(table: string): { refresh: string; estimatedRows: Statement } {
+  /** Only the owner (or a member of its role) may analyze a table: others get a warning, not an error. */
+  override refreshStatistics(table: string): { refresh: string; state: Statement } {
     return {
       refresh: `ANALYZE ${this.quote(table)}`,
-      estimatedRows: {
-        sql: `SELECT reltuples AS n FROM pg_class WHERE oid = to_regclass(?)`,
+      state: {
+        sql: `SELECT reltuples AS n, pg_has_role(relowner, 'USAGE') AS owned FROM pg_class WHERE oid = to_regclass(?)`,
         params: [this.quote(table)],
       },
     };

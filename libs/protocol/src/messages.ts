@@ -25,7 +25,11 @@ const wireRow = z.custom<WireRow>().superRefine((row, ctx) => {
   }
   const values = row as Record<string, unknown>;
   for (const column in values) {
-    if (!isWireValue(values[column])) {
+    // JSON.parse makes `"__proto__"` an own key; no column of ours is named so, and a row object
+    // with it would be a trap for every later `row[column]`.
+    if (column === '__proto__') {
+      ctx.addIssue({ code: 'custom', path: [column], message: 'not a column name' });
+    } else if (!isWireValue(values[column])) {
       ctx.addIssue({ code: 'custom', path: [column], message: 'expected a string, a finite number, a boolean or null' });
     }
   }

@@ -93,7 +93,7 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
 
 function sameColumns(row: WireRow, cols: readonly string[]): boolean {
   const keys = Object.keys(row);
-  return keys.length === cols.length && cols.every((c) => c in row);
+  return keys.length === cols.length && cols.every((c) => Object.hasOwn(row, c));
 }
 
 /**
@@ -236,10 +236,12 @@ export class BatchMerger {
     const cleared = won.filter((c) => !inPlace || !comparable(c)).map((c) => c.key);
     if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
     await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
-    // Then the lines these headers no longer have. Before the upserts, not after: the result is the
-    // same (a line another header of the batch now holds is kept, and re-pointed below), but a
-    // header the central has never seen has no lines to look at, where after the upserts every line
-    // just written would be found again (the whole detail set, on a first load).
+    // Then the lines these headers no longer have. Before the upserts, not after: the end state is
+    // the same (a line another header of the batch now holds is kept and re-pointed below when both
+    // headers are in one group of the delete, and deleted then written again when they are not:
+    // non-array dialects take the headers in groups that fit their parameter limit), but a header
+    // the central has never seen has no lines to look at, where after the upserts every line just
+    // written would be found again (the whole detail set, on a first load).
     if (detail && inPlace)
       await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, upserts.filter(comparable), budget);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.

@@ -9,6 +9,8 @@ interface Tracked {
   /** Rows written since then (inserted or updated: an upper bound of the growth). */
   written: number;
   refreshing: boolean;
+  /** This user may not refresh the table (reported once). */
+  notOwned?: boolean;
 }
 
 /**
@@ -34,19 +36,30 @@ export class TableStatistics {
     let t = this.tables.get(table);
     if (!t) this.tables.set(table, (t = { base: 0, written: 0, refreshing: false }));
     t.written += rows;
-    if (t.refreshing || t.written < Math.max(MIN_GROWTH, t.base)) return;
+    if (t.refreshing || t.notOwned || t.written < Math.max(MIN_GROWTH, t.base)) return;
     t.refreshing = true;
     void this.refresh(table, t);
   }
 
   private async refresh(table: string, t: Tracked): Promise<void> {
     const stmts = this.db.dialect.refreshStatistics(table)!;
+    const state = async () =>
+      (await this.db.query<{ n: unknown; owned: unknown }>(stmts.state.sql, stmts.state.params))[0];
     try {
+      // The server skips a table this user does not own with a warning, not an error: say so once.
+      const before = await state();
+      if (before && !before.owned) {
+        t.notOwned = true;
+        throw new Error(`the database user does not own ${table}, so it cannot refresh its statistics`);
+      }
       await this.db.query(stmts.refresh);
-      const rows = await this.db.query<{ n: unknown }>(stmts.estimatedRows.sql, stmts.estimatedRows.params);
-      t.base = Math.max(0, Number(rows[0]?.n ?? 0));
+      t.base = Math.max(0, Number((await state())?.n ?? 0));
     } catch (err) {
-      this.onError(table, err);
+      try {
+        this.onError(table, err);
+      } catch {
+        // a failing reporter must not become an unhandled rejection
+      }
     } finally {
       // After a failure too: the next try waits for as many rows again, not for the next batch.
       t.written = 0;

@@ -304,6 +304,14 @@ describe('PostgreSQL statements', () => {
       'DELETE FROM "central_results" WHERE "id_efector" = ? AND "order_id" = ANY(?::bigint[]) AND "result_id" <> ALL(?::bigint[])',
     );
     expect(stmt.params).toEqual([7, [1, 2], [10, 20, 21]]);
+    // a NULL key matches no line; in the array it would make `<> ALL` NULL, and delete nothing
+    const withNull = d.deleteUnlisted(
+      'central_results',
+      ['id_efector', 7],
+      { columns: ['order_id'], sqlTypes: ['BIGINT'], keys: [[1]] },
+      { columns: ['result_id'], sqlTypes: ['BIGINT'], keys: [[10], [null]] },
+    );
+    expect(withNull.params).toEqual([7, [1], [10]]);
   });
 
   it('deletes the lines a header no longer has with one anti-join over array parameters', () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '@sitesync/db';
+import { Database } from '@sitesync/db';
 import { TableStatistics } from '@sitesync/central';
 import { reportSkip } from '../../support/services.js';
 import { until } from '../../support/wait.js';
@@ -58,6 +58,39 @@ describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')
       await fill(23_001, 2_000);
       await until('second refresh', async () => (await plannerView(db, t)).rows === 25_000);
       expect(errors).toEqual([]);
+    });
+
+    it("says once that it cannot refresh a table the central's user does not own (the server would only warn)", async () => {
+      const role = uniqueName('not_owner');
+      const t = uniqueName('owned_by_other');
+      const schema = new URL(scratch.url).searchParams.get('schema')!;
+      const q = db.dialect.quote;
+      await db.query(`CREATE ROLE ${q(role)} LOGIN`);
+      let other: Database | undefined;
+      try {
+        // opening a database URL with a schema runs CREATE SCHEMA IF NOT EXISTS
+        const [current] = await db.query<{ name: string }>(`SELECT current_database() AS name`);
+        await db.query(`GRANT CREATE ON DATABASE ${q(current!.name)} TO ${q(role)}`);
+        await db.query(`GRANT USAGE ON SCHEMA ${q(schema)} TO ${q(role)}`);
+        await db.query(`CREATE TABLE ${q(t)} (id BIGINT PRIMARY KEY)`);
+        await db.query(`GRANT SELECT, INSERT ON ${q(t)} TO ${q(role)}`);
+        const url = new URL(scratch.url);
+        url.username = role;
+        other = await Database.open(url.toString(), { role: 'central', migrate: false, poolSize: 2 });
+        const errors: string[] = [];
+        const stats = new TableStatistics(other, (_t, err) => errors.push((err as Error).message));
+        stats.wrote(t, 20_000);
+        await until('the refusal reported', async () => errors.length > 0);
+        expect(errors[0]).toMatch(/does not own/);
+        stats.wrote(t, 100_000);
+        await new Promise((r) => setTimeout(r, 200));
+        expect(errors).toHaveLength(1);
+      } finally {
+        await other?.close();
+        await db.query(`DROP TABLE IF EXISTS ${q(t)}`);
+        await db.query(`DROP OWNED BY ${q(role)}`);
+        await db.query(`DROP ROLE ${q(role)}`);
+      }
     });
 
     it('reports a refresh that fails, and tries again only after as many rows again', async () => {

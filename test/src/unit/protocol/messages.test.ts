@@ -129,6 +129,15 @@ describe('batch', () => {
     expect(paths(HeaderChangeSchema, { ...up, header: { id: 1, nested: { a: 1 } } })).toEqual(['header.nested']);
     expect(paths(HeaderChangeSchema, { ...up, header: { id: [1] } })).toEqual(['header.id']);
   });
+
+  it('a row is a plain object of columns: not null, not an array, no __proto__ key', () => {
+    const up = batch().changes[0]! as { header: Record<string, unknown> };
+    expect(paths(HeaderChangeSchema, { ...up, header: null })).toEqual(['header']);
+    expect(paths(HeaderChangeSchema, { ...up, header: [1, 2] })).toEqual(['header']);
+    expect(paths(HeaderChangeSchema, { ...up, details: [{ id: 1 }, 'x'] })).toEqual(['details.1']);
+    const parsed: unknown = JSON.parse('{"id": 1, "__proto__": "x"}');
+    expect(paths(HeaderChangeSchema, { ...up, header: parsed })).toEqual(['header.__proto__']);
+  });
 });
 
 describe('pipeline shape', () => {
