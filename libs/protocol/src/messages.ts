@@ -6,11 +6,14 @@ import type { WireRow, WireValue } from './hashing';
 export const SCHEMA_VERSION = 1;
 
 export const SiteIdSchema = z.number().int().positive().max(2_147_483_647);
-const wireValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const WIRE_VALUE_RULE = 'expected a string, a finite number, a boolean or null';
 
 function isWireValue(v: unknown): v is WireValue {
   return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
 }
+
+/** One value of a key or a row: a JSON scalar (the one rule for both). */
+const wireValue = z.custom<WireValue>(isWireValue, { message: WIRE_VALUE_RULE });
 
 /**
  * A row: an object of JSON scalars. Written as one check per row instead of `z.record` of a
@@ -30,7 +33,7 @@ const wireRow = z.custom<WireRow>().superRefine((row, ctx) => {
     if (column === '__proto__') {
       ctx.addIssue({ code: 'custom', path: [column], message: 'not a column name' });
     } else if (!isWireValue(values[column])) {
-      ctx.addIssue({ code: 'custom', path: [column], message: 'expected a string, a finite number, a boolean or null' });
+      ctx.addIssue({ code: 'custom', path: [column], message: WIRE_VALUE_RULE });
     }
   }
 });
