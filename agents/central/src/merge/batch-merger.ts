@@ -230,10 +230,12 @@ export class BatchMerger {
     // A header whose new lines are too many to name in one "delete the others" statement is
     // replaced whole, like every header when the tables lack the key for in-place writes.
     const budget = tx.dialect.arrayParameters ? Infinity : tx.dialect.chunkSize(1, 20, 2000);
-    const comparable = (c: HeaderChange) =>
-      c.op === 'upsert' && (!detail || joinCols.length + c.details.length * detail.shape.key.length <= budget);
+    const fitsBudget = (c: (typeof upserts)[number]) =>
+      !detail || joinCols.length + c.details.length * detail.shape.key.length <= budget;
+    const inPlaceUpserts = inPlace ? upserts.filter(fitsBudget) : [];
     // Rows removed first: those of deleted headers, and of every header replaced whole.
-    const cleared = won.filter((c) => !inPlace || !comparable(c)).map((c) => c.key);
+    const updatedInPlace = new Set<HeaderChange>(inPlaceUpserts);
+    const cleared = won.filter((c) => !updatedInPlace.has(c)).map((c) => c.key);
     if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
     await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
     // Then the lines these headers no longer have. Before the upserts, not after: the end state is
@@ -242,8 +244,8 @@ export class BatchMerger {
     // non-array dialects take the headers in groups that fit their parameter limit), but a header
     // the central has never seen has no lines to look at, where after the upserts every line just
     // written would be found again (the whole detail set, on a first load).
-    if (detail && inPlace)
-      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, upserts.filter(comparable), budget);
+    if (detail && inPlaceUpserts.length)
+      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
     const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
     await writeRows(
@@ -280,10 +282,10 @@ async function deleteByKeys(
 }
 
 /**
- * Deletes the detail lines of these headers that their new detail set no longer has. Headers are
- * taken in groups whose parameters fit one statement (all at once where key sets are array
- * parameters); each group compares only with its own new lines (a line that moved to another
- * header was re-pointed by the upsert already).
+ * Deletes the detail lines of these headers that their new detail set no longer has (run before
+ * the upserts, see replaceRows). Headers are taken in groups whose parameters fit one statement
+ * (all at once where key sets are array parameters); each group keeps only its own new lines, so a
+ * line moving to a header of another group is deleted here and written again by the upsert.
  */
 async function deleteVanishedDetails(
   tx: Queryable,
