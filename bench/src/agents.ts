@@ -106,3 +106,12 @@ export async function counterTotal(metric: { get(): Promise<{ values: Array<{ va
   const m = await metric.get();
   return m.values.reduce((n, v) => n + v.value, 0);
 }
+
+/**
+ * A site forgets what it sent (its side table) and, with change tracking, that it ever scanned in
+ * full: its next session is a first sync again. The central's rows are the caller's to reset.
+ */
+export async function forgetSentRows(site: PeripheralAgent): Promise<void> {
+  await site.database!.query(`DELETE FROM sync_row_state`);
+  await site.database!.query(`UPDATE sync_tracking SET last_full_scan_at = NULL`);
+}

@@ -84,6 +84,13 @@ export class SiteProcess {
     return { result: outcome.result, bytes: outcome.bytes };
   }
 
+  /** The site forgets what it sent (see forgetSentRows): its next session is a first sync again. */
+  async reset(): Promise<void> {
+    const ready = waitFor(this.w, 'ready');
+    this.w.child.send({ type: 'reset' });
+    await ready;
+  }
+
   async close(): Promise<void> {
     this.w.child.send({ type: 'exit' });
     const t = setTimeout(() => void stopProcess(this.w.child), 30_000);

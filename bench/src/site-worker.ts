@@ -13,7 +13,7 @@ import {
   type PeripheralConfigInput,
   type SessionResult,
 } from '@sitesync/peripheral';
-import { counterTotal } from './agents.js';
+import { counterTotal, forgetSentRows } from './agents.js';
 import { createAndSeed } from './lab-data.js';
 import type { DialectName } from './options.js';
 import { RawDb } from './raw-db.js';
@@ -96,11 +96,7 @@ async function main(setup: WorkerSetup): Promise<void> {
       );
       await send({ type: 'done', sites });
     } else if (m.type === 'reset') {
-      for (const agent of agents) {
-        await agent.database!.query(`DELETE FROM sync_row_state`);
-        // With change tracking, the next session must be a full scan again to re-send everything.
-        await agent.database!.query(`UPDATE sync_tracking SET last_full_scan_at = NULL`);
-      }
+      for (const agent of agents) await forgetSentRows(agent);
       await send({ type: 'ready' });
     } else {
       await Promise.all(agents.map((a) => a.close()));

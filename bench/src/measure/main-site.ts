@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { CentralAgent } from '@sitesync/central';
-import { prepareSiteDb, register, siteConfig, startSite, type BenchContext } from '../agents.js';
+import { forgetSentRows, prepareSiteDb, register, siteConfig, startSite, type BenchContext } from '../agents.js';
 import type { CpuByGroup } from '../cpu.js';
 import { changeSome } from '../lab-data.js';
 import type { Measurement, Sizes } from '../options.js';
@@ -56,21 +56,16 @@ interface InitialLoadRound {
 }
 
 /**
- * Makes the main site's next session a first load again, into new central tables: the site
- * forgets what it sent (side table, change queue, last full scan), the central's ledger forgets
- * the site's pipeline, and its `EstadoSyncGeneral` row names the new tables. The previous round's
- * tables are dropped.
+ * The central side of making the main site's next session a first load again (the site forgets
+ * its own side, `SiteProcess.reset`): the ledger forgets the site's pipeline, its
+ * `EstadoSyncGeneral` row names new tables, and the previous round's tables are dropped.
  */
-async function resetForFirstLoad(
-  siteRaw: RawDb,
+async function forgetCentralRows(
   centralRaw: RawDb,
   next: { header: string; detail: string },
   previous: { header: string; detail: string },
 ): Promise<void> {
-  await siteRaw.exec(`DELETE FROM sync_row_state WHERE pipeline = 'lab'`);
-  await siteRaw.exec(`DELETE FROM sync_dirty_lab`);
-  await siteRaw.exec(`UPDATE sync_tracking SET last_full_scan_at = NULL WHERE pipeline = 'lab'`);
-  await centralRaw.exec(`DELETE FROM sync_ledger WHERE id_efector = ${MAIN_SITE} AND pipeline = 'lab'`);
+  await centralRaw.run(`DELETE FROM sync_ledger WHERE id_efector = ? AND pipeline = 'lab'`, [MAIN_SITE]);
   await centralRaw.run(
     `UPDATE "EstadoSyncGeneral" SET tabla_encabezado = ?, tabla_detalle = ? WHERE id_efector = ? AND pipeline = 'lab'`,
     [next.header, next.detail, MAIN_SITE],
@@ -147,10 +142,10 @@ export async function benchMainSite(
   // does not queue behind the central on one event loop; with --profile it runs in this process,
   // where the profiler sees both agents.
   const config = siteConfig(ctx, MAIN_SITE, siteUrl);
-  const site: TimedSite & { close(): Promise<void> } = profileDir
+  const site: TimedSite & { reset(): Promise<void>; close(): Promise<void> } = profileDir
     ? await (async () => {
         const agent = await startSite(ctx, config);
-        return { ...inProcessSite(agent), close: () => agent.close() };
+        return { ...inProcessSite(agent), reset: () => forgetSentRows(agent), close: () => agent.close() };
       })()
     : await SiteProcess.start(repoRoot, {
         dialect: ctx.dialect,
@@ -169,7 +164,10 @@ export async function benchMainSite(
     for (let round = 1; round <= rounds; round++) {
       const tables =
         round === 1 ? TABLES : { header: `${TABLES.header}_${round}`, detail: `${TABLES.detail}_${round}` };
-      if (round > 1) await resetForFirstLoad(siteRaw, centralRaw, tables, measured[measured.length - 1]!.tables);
+      if (round > 1) {
+        await site.reset();
+        await forgetCentralRows(centralRaw, tables, measured[measured.length - 1]!.tables);
+      }
       const label = rounds > 1 ? ` (round ${round}/${rounds})` : '';
       progress.phase(`${ctx.dialect} · initial load through the agents${label}`);
       const [first, profile] = await profiled(
