@@ -1,4 +1,4 @@
-import { encodeKey, toWireValue, type WireRow, type WireValue } from '@sitesync/protocol';
+import { arrayToWireRow, encodeKey, type WireRow, type WireValue } from '@sitesync/protocol';
 import type { Database } from './database';
 
 /** Where one pipeline's headers and their details live, and which rows count. */
@@ -67,7 +67,7 @@ export async function* readHeadersByKeys(
       [...pred.params, ...(src.scope?.params ?? [])],
       h.columns,
     );
-    const page = rows.map((r) => wireRowOf(r, h.columns));
+    const page = rows.map((r) => arrayToWireRow(r, h.columns));
     if (page.length === 0) continue;
     const found = page.map((r) => h.key.map((k) => r[k]!));
     const details = await readDetails(db, src, found);
@@ -103,7 +103,7 @@ async function readPage(
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
     ` ORDER BY ${h.key.map((c) => d.quote(c)).join(', ')}`;
   const rows = await db.queryArrays(d.selectLimit(body, pageSize), params, h.columns);
-  return rows.map((r) => wireRowOf(r, h.columns));
+  return rows.map((r) => arrayToWireRow(r, h.columns));
 }
 
 async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<string, WireRow[]>> {
@@ -121,19 +121,12 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
       det.columns,
     );
     for (const r of rows) {
-      const wire = wireRowOf(r, det.columns);
+      const wire = arrayToWireRow(r, det.columns);
       const k = encodeKey(det.joinColumns.map((c) => wire[c]!));
       let list = out.get(k);
       if (!list) out.set(k, (list = []));
       list.push(wire);
     }
   }
-  return out;
-}
-
-/** A row read as an array (select-list order = `columns`) in its wire form. */
-function wireRowOf(values: readonly unknown[], columns: readonly string[]): WireRow {
-  const out: WireRow = {};
-  for (let i = 0; i < columns.length; i++) out[columns[i]!] = toWireValue(values[i]);
   return out;
 }

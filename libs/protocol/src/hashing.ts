@@ -34,6 +34,13 @@ export function toWireRow(row: Record<string, unknown>, columns: readonly string
   return out;
 }
 
+/** The same for a driver row read as an array, whose values are `columns` in that order. */
+export function arrayToWireRow(values: readonly unknown[], columns: readonly string[]): WireRow {
+  const out: WireRow = {};
+  for (let i = 0; i < columns.length; i++) out[columns[i]!] = toWireValue(values[i]);
+  return out;
+}
+
 /** A column set: its keys in the rows' own order, sorted, and the sorted keys' `"key":` prefixes. */
 interface Layout {
   own: string[];
