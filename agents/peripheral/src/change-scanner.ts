@@ -2,7 +2,7 @@ import {
   MAX_HEADER_KEY_LENGTH,
   decodeKey,
   encodeKey,
-  hashHeader,
+  HeaderHasher,
   toWireRow,
   type HeaderChange,
   type WireValue,
@@ -39,12 +39,15 @@ export interface ScanStats {
  */
 export class ChangeScanner {
   readonly stats: ScanStats = { scanned: 0, dirty: 0, deleted: 0 };
+  private readonly hasher: HeaderHasher;
 
   constructor(
     private readonly db: Database,
     private readonly p: ResolvedPipeline,
     private readonly pageSize: number,
-  ) {}
+  ) {
+    this.hasher = new HeaderHasher(p.config.algorithm, p.header.columns, p.detail?.columns);
+  }
 
   private get q() {
     return (c: string) => this.db.dialect.quote(c);
@@ -111,7 +114,7 @@ export class ChangeScanner {
           `pipeline ${this.p.name}: header key ${headerKey.slice(0, 60)}... is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
         );
       }
-      const hash = hashHeader(this.p.config.algorithm, header, rows);
+      const hash = this.hasher.hash(header, rows);
       this.stats.scanned++;
       const st = state.get(headerKey);
       // Clean only if the central acknowledged this hash AND nothing different is still in flight

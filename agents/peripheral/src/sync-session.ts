@@ -305,11 +305,8 @@ function stripDirty(c: DirtyHeader): HeaderChange {
 function estimateBytes(c: DirtyHeader): number {
   if (c.op === 'delete') return 64 + JSON.stringify(c.key).length;
   let n = 120;
-  const row = (r: Record<string, unknown>) => {
-    for (const k in r) {
-      const v = r[k];
-      n += k.length + 6 + (typeof v === 'string' ? v.length + 4 : 24);
-    }
+  const row = (r: readonly unknown[]) => {
+    for (const v of r) n += typeof v === 'string' ? v.length + 4 : 24;
   };
   row(c.header);
   for (const d of c.details) row(d);

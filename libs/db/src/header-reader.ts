@@ -1,4 +1,4 @@
-import { arrayToWireRow, encodeKey, type WireRow, type WireValue } from '@sitesync/protocol';
+import { encodeKey, toWireValues, type WireValue, type WireValues } from '@sitesync/protocol';
 import type { Database } from './database';
 
 /** Where one pipeline's headers and their details live, and which rows count. */
@@ -12,12 +12,22 @@ export interface HeaderSource {
   scope?: { sql: string; params: unknown[] };
 }
 
+/** A header and its detail lines, each row as its values in the source's column order. */
 export interface HeaderWithDetails {
   key: WireValue[];
   /** `encodeKey(key)` */
   headerKey: string;
-  header: WireRow;
-  details: WireRow[];
+  header: WireValues;
+  details: WireValues[];
+}
+
+/** Where each of `names` sits in `columns` (the key columns are always read). */
+function positions(names: readonly string[], columns: readonly string[], table: string): number[] {
+  return names.map((n) => {
+    const i = columns.indexOf(n);
+    if (i < 0) throw new Error(`table ${table}: column ${n} is not among the columns read`);
+    return i;
+  });
 }
 
 /**
@@ -30,11 +40,12 @@ export async function* readHeaderPages(
   src: HeaderSource,
   pageSize: number,
 ): AsyncGenerator<HeaderWithDetails[]> {
+  const keyAt = positions(src.header.key, src.header.columns, src.header.table);
   let after: WireValue[] | undefined;
   for (;;) {
     const page = await readPage(db, src, pageSize, after);
     if (page.length === 0) return;
-    const keys = page.map((r) => src.header.key.map((k) => r[k]!));
+    const keys = page.map((r) => keyAt.map((i) => r[i]!));
     after = keys[keys.length - 1];
     const details = await readDetails(db, src, keys);
     yield page.map((header, i) => {
@@ -56,6 +67,7 @@ export async function* readHeadersByKeys(
 ): AsyncGenerator<HeaderWithDetails[]> {
   const d = db.dialect;
   const h = src.header;
+  const keyAt = positions(h.key, h.columns, h.table);
   const chunk = d.chunkSize(h.key.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk));
@@ -67,9 +79,9 @@ export async function* readHeadersByKeys(
       [...pred.params, ...(src.scope?.params ?? [])],
       h.columns,
     );
-    const page = rows.map((r) => arrayToWireRow(r, h.columns));
-    if (page.length === 0) continue;
-    const found = page.map((r) => h.key.map((k) => r[k]!));
+    if (rows.length === 0) continue;
+    const page = rows.map(toWireValues);
+    const found = page.map((r) => keyAt.map((i) => r[i]!));
     const details = await readDetails(db, src, found);
     yield page.map((header, j) => {
       const headerKey = encodeKey(found[j]!);
@@ -83,7 +95,7 @@ async function readPage(
   src: HeaderSource,
   pageSize: number,
   after: WireValue[] | undefined,
-): Promise<WireRow[]> {
+): Promise<WireValues[]> {
   const d = db.dialect;
   const h = src.header;
   const where: string[] = [];
@@ -103,14 +115,15 @@ async function readPage(
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
     ` ORDER BY ${h.key.map((c) => d.quote(c)).join(', ')}`;
   const rows = await db.queryArrays(d.selectLimit(body, pageSize), params, h.columns);
-  return rows.map((r) => arrayToWireRow(r, h.columns));
+  return rows.map(toWireValues);
 }
 
-async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<string, WireRow[]>> {
-  const out = new Map<string, WireRow[]>();
+async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<string, WireValues[]>> {
+  const out = new Map<string, WireValues[]>();
   const det = src.detail;
   if (!det || keys.length === 0) return out;
   const d = db.dialect;
+  const joinAt = positions(det.joinColumns, det.columns, det.table);
   const chunk = d.chunkSize(det.joinColumns.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk));
@@ -121,8 +134,8 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
       det.columns,
     );
     for (const r of rows) {
-      const wire = arrayToWireRow(r, det.columns);
-      const k = encodeKey(det.joinColumns.map((c) => wire[c]!));
+      const wire = toWireValues(r);
+      const k = encodeKey(joinAt.map((j) => wire[j]!));
       let list = out.get(k);
       if (!list) out.set(k, (list = []));
       list.push(wire);

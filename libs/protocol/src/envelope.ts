@@ -2,7 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { MessageRejectedError } from './errors';
 import { bodyChecksum } from './hashing';
-import { isMessageType, MESSAGE_SCHEMAS, SCHEMA_VERSION, type MessageBody, type MessageType } from './messages';
+import {
+  BatchSchemaV1,
+  isMessageType,
+  MESSAGE_SCHEMAS,
+  OLDEST_SCHEMA_VERSION,
+  SCHEMA_VERSION,
+  schemaVersionOf,
+  type MessageBody,
+  type MessageType,
+} from './messages';
 
 export const HEADER_SITE = 'x-sitesync-site';
 export const HEADER_SCHEMA = 'x-sitesync-schema';
@@ -101,7 +110,7 @@ export function encodeMessage<T extends MessageType>(
       ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
       headers: {
         [HEADER_SITE]: opts.siteId,
-        [HEADER_SCHEMA]: SCHEMA_VERSION,
+        [HEADER_SCHEMA]: schemaVersionOf(type),
         [HEADER_CHECKSUM]: bodyChecksum(content),
       },
     },
@@ -168,10 +177,10 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
     });
   }
   const schemaVersion = headerNumber(headers[HEADER_SCHEMA]);
-  if (schemaVersion !== SCHEMA_VERSION) {
+  if (schemaVersion === undefined || schemaVersion < OLDEST_SCHEMA_VERSION || schemaVersion > SCHEMA_VERSION) {
     throw new MessageRejectedError(
       'unsupported-schema-version',
-      `schema version ${String(headers[HEADER_SCHEMA])} is not ${SCHEMA_VERSION}`,
+      `schema version ${String(headers[HEADER_SCHEMA])} is not one of ${OLDEST_SCHEMA_VERSION}..${SCHEMA_VERSION}`,
       { ...ctx, siteId },
     );
   }
@@ -191,7 +200,9 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
   } catch (cause) {
     throw new MessageRejectedError('invalid-json', 'body is not valid JSON', { ...ctx, siteId }, { cause });
   }
-  const parsed = MESSAGE_SCHEMAS[type].safeParse(json);
+  // A version-1 batch (rows as objects) is read by its own schema into the current form.
+  const schema = type === 'batch' && schemaVersion === 1 ? BatchSchemaV1 : MESSAGE_SCHEMAS[type];
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.join('.') || '(root)';

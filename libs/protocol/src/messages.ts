@@ -1,9 +1,24 @@
 import { z } from 'zod';
 import { HASH_ALGORITHMS } from './pipeline';
-import type { WireRow, WireValue } from './hashing';
+import type { WireRow, WireValue, WireValues } from './hashing';
 
-/** Version of the message bodies below; carried in the `x-sitesync-schema` header. */
-export const SCHEMA_VERSION = 1;
+/**
+ * The newest version of the message bodies below, carried in the `x-sitesync-schema` header.
+ * Version 2 changed one body: a batch's rows are value arrays in the shape's column order
+ * (version 1: objects of column -> value). Every other body is the same in both.
+ */
+export const SCHEMA_VERSION = 2;
+/** The oldest version still read: a version-1 batch is turned into the version-2 form on decode. */
+export const OLDEST_SCHEMA_VERSION = 1;
+
+/**
+ * The version a message of `type` is written with: the version its body last changed in. Bodies
+ * unchanged since version 1 are still written as 1, so that agents of the previous release (which
+ * refuse any other version) keep reading them while a deployment is upgraded, central first.
+ */
+export function schemaVersionOf(type: MessageType): number {
+  return type === 'batch' ? 2 : 1;
+}
 
 export const SiteIdSchema = z.number().int().positive().max(2_147_483_647);
 const WIRE_VALUE_RULE = 'expected a string, a finite number, a boolean or null';
@@ -37,6 +52,16 @@ const wireRow = z.custom<WireRow>().superRefine((row, ctx) => {
     }
   }
 });
+/** A row as values in the shape's column order (schema version 2): one check per row, paths `header.<index>`. */
+const wireValues = z.custom<WireValues>().superRefine((row, ctx) => {
+  if (!Array.isArray(row)) {
+    ctx.addIssue({ code: 'custom', message: 'expected an array of column values' });
+    return;
+  }
+  for (let i = 0; i < row.length; i++) {
+    if (!isWireValue(row[i])) ctx.addIssue({ code: 'custom', path: [i], message: WIRE_VALUE_RULE });
+  }
+});
 const uuid = z.string().uuid();
 const isoTime = z.string().datetime({ offset: true });
 const count = z.number().int().nonnegative();
@@ -51,16 +76,28 @@ export const ColumnSpecSchema = z.object({
 export type ColumnSpec = z.infer<typeof ColumnSpecSchema>;
 
 /** What a pipeline sends: the shape of its header and detail rows, so the central can check or create its tables. */
+/** A table's columns: names unique (rows travel as values in this order). */
+const columnSpecs = z
+  .array(ColumnSpecSchema)
+  .min(1)
+  .superRefine((cols, ctx) => {
+    const seen = new Set<string>();
+    cols.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `column ${c.name} twice` });
+      seen.add(c.name);
+    });
+  });
+
 export const PipelineShapeSchema = z.object({
   name: z.string().min(1).max(64),
   algorithm: z.enum(HASH_ALGORITHMS),
-  header: z.object({ key: z.array(columnName).min(1), columns: z.array(ColumnSpecSchema).min(1) }),
+  header: z.object({ key: z.array(columnName).min(1), columns: columnSpecs }),
   detail: z
     .object({
       key: z.array(columnName).min(1),
       /** detail column -> header column */
       join: z.record(columnName, columnName),
-      columns: z.array(ColumnSpecSchema).min(1),
+      columns: columnSpecs,
     })
     .nullable(),
 });
@@ -79,29 +116,112 @@ export const SessionStartedSchema = z.object({
   pipelines: z.array(PipelineShapeSchema).min(1),
 });
 
-/** One header with its complete detail set (upsert), or a deletion. */
+const deletion = z.object({ op: z.literal('delete'), key: z.array(wireValue).min(1) });
+const rowHash = z.string().regex(/^[0-9a-f]{32,64}$/);
+
+/**
+ * One header with its complete detail set (upsert), or a deletion. Rows are value arrays in the
+ * order of the batch's `pipeline` columns (header and detail).
+ */
 export const HeaderChangeSchema = z.discriminatedUnion('op', [
   z.object({
     op: z.literal('upsert'),
     key: z.array(wireValue).min(1),
-    hash: z.string().regex(/^[0-9a-f]{32,64}$/),
-    header: wireRow,
-    details: z.array(wireRow),
+    hash: rowHash,
+    header: wireValues,
+    details: z.array(wireValues),
   }),
-  z.object({ op: z.literal('delete'), key: z.array(wireValue).min(1) }),
+  deletion,
 ]);
 export type HeaderChange = z.infer<typeof HeaderChangeSchema>;
 
 /** `<site>.batch`: a bounded slice of one pipeline's changes. */
-export const BatchSchema = z.object({
-  sessionId: uuid,
-  siteId: SiteIdSchema,
-  /** The pipeline's shape travels with every batch, so batches can be merged in any order by any consumer. */
-  pipeline: PipelineShapeSchema,
-  version: z.number().int().positive(),
-  seq: count,
-  changes: z.array(HeaderChangeSchema).min(1),
-});
+export const BatchSchema = z
+  .object({
+    sessionId: uuid,
+    siteId: SiteIdSchema,
+    /** The pipeline's shape travels with every batch, so batches can be merged in any order by any consumer. */
+    pipeline: PipelineShapeSchema,
+    version: z.number().int().positive(),
+    seq: count,
+    changes: z.array(HeaderChangeSchema).min(1),
+  })
+  .superRefine((b, ctx) => {
+    // Each row holds one value per column of its table, in the shape's order.
+    const headerColumns = b.pipeline.header.columns.length;
+    const detailColumns = b.pipeline.detail?.columns.length ?? 0;
+    b.changes.forEach((c, i) => {
+      if (c.op !== 'upsert') return;
+      if (c.header.length !== headerColumns) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['changes', i, 'header'],
+          message: `${c.header.length} values for the pipeline's ${headerColumns} header columns`,
+        });
+      }
+      const bad = c.details.findIndex((d) => d.length !== detailColumns);
+      if (bad >= 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['changes', i, 'details', bad],
+          message: b.pipeline.detail
+            ? `${c.details[bad]!.length} values for the pipeline's ${detailColumns} detail columns`
+            : 'the pipeline has no detail table',
+        });
+      }
+    });
+  });
+
+/**
+ * A batch as schema version 1 wrote it (rows as objects of column -> value), read for sites not
+ * upgraded yet and for version-1 dead letters replayed after an upgrade. It decodes into the
+ * current form: each row's values in the shape's column order. A row whose columns are not
+ * exactly the shape's is refused, as before.
+ */
+export const BatchSchemaV1 = z
+  .object({
+    sessionId: uuid,
+    siteId: SiteIdSchema,
+    pipeline: PipelineShapeSchema,
+    version: z.number().int().positive(),
+    seq: count,
+    changes: z
+      .array(
+        z.discriminatedUnion('op', [
+          z.object({
+            op: z.literal('upsert'),
+            key: z.array(wireValue).min(1),
+            hash: rowHash,
+            header: wireRow,
+            details: z.array(wireRow),
+          }),
+          deletion,
+        ]),
+      )
+      .min(1),
+  })
+  .transform((b, ctx): HeaderBatch => {
+    const headerColumns = b.pipeline.header.columns.map((c) => c.name);
+    const detailColumns = b.pipeline.detail?.columns.map((c) => c.name) ?? [];
+    const values = (row: WireRow, columns: readonly string[], path: Array<string | number>): WireValues => {
+      const keys = Object.keys(row);
+      if (keys.length !== columns.length || !columns.every((c) => Object.hasOwn(row, c))) {
+        ctx.addIssue({ code: 'custom', path, message: "columns are not the pipeline's" });
+      }
+      return columns.map((c) => row[c] ?? null);
+    };
+    const changes = b.changes.map((c, i): HeaderChange => {
+      if (c.op !== 'upsert') return c;
+      return {
+        op: 'upsert',
+        key: c.key,
+        hash: c.hash,
+        header: values(c.header, headerColumns, ['changes', i, 'header']),
+        details: c.details.map((d, j) => values(d, detailColumns, ['changes', i, 'details', j])),
+      };
+    });
+    return { ...b, changes };
+  });
 
 /** `<site>.session.completed`: everything of the session has been published (and confirmed). */
 export const SessionCompletedSchema = z.object({
@@ -256,7 +376,7 @@ export const MESSAGE_TYPES = Object.keys(MESSAGE_SCHEMAS) as MessageType[];
 export type MessageBody<T extends MessageType> = z.infer<(typeof MESSAGE_SCHEMAS)[T]>;
 
 export type SessionStarted = MessageBody<'session.started'>;
-export type HeaderBatch = MessageBody<'batch'>;
+export type HeaderBatch = z.infer<typeof BatchSchema>;
 export type SessionCompleted = MessageBody<'session.completed'>;
 export type BatchAck = MessageBody<'batch.ack'>;
 export type SessionAck = MessageBody<'session.ack'>;

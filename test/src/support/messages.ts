@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type * as amqp from 'amqplib';
 import {
+  HEADER_CHECKSUM,
+  HEADER_SCHEMA,
+  bodyChecksum,
   decodeMessage,
   encodeMessage,
   hashHeader,
@@ -11,6 +14,7 @@ import {
   type MessageType,
   type PipelineShape,
   type WireRow,
+  type WireValues,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { registerSite } from '@sitesync/central';
@@ -50,7 +54,16 @@ export interface LabOrder {
   resultIds?: number[];
 }
 
-/** One upsert change with a correct row hash. */
+/** A row object's values in the order of `columns` (a shape's), as a batch carries them. */
+export function rowValues(row: WireRow, columns: ReadonlyArray<{ name: string }>): WireValues {
+  return columns.map((c) => row[c.name] ?? null);
+}
+
+/**
+ * One upsert change with a correct row hash. The hash is taken of the rows as objects
+ * (`hashHeader`), so every test that merges one also checks that the value-array form the batch
+ * carries hashes the same.
+ */
 export function labUpsert(o: LabOrder): Extract<HeaderChange, { op: 'upsert' }> {
   const value = o.value ?? 'A';
   const header: WireRow = {
@@ -65,7 +78,13 @@ export function labUpsert(o: LabOrder): Extract<HeaderChange, { op: 'upsert' }> 
     test_code: 'GLU',
     value,
   }));
-  return { op: 'upsert', key: [o.orderId], hash: hashHeader('md5', header, details), header, details };
+  return {
+    op: 'upsert',
+    key: [o.orderId],
+    hash: hashHeader('md5', header, details),
+    header: rowValues(header, LAB_SHAPE.header.columns),
+    details: details.map((d) => rowValues(d, LAB_SHAPE.detail!.columns)),
+  };
 }
 
 /** A valid `batch` body (hashes correct) for `siteId` with one upsert per order. */
@@ -81,6 +100,41 @@ export function labBatch(
     version: opts.version ?? 1,
     seq: opts.seq ?? 0,
     changes: orders.map(labUpsert),
+  };
+}
+
+/**
+ * `msg` (an encoded batch, not gzipped) as a site of the previous release sends it: schema
+ * version 1, each row an object of column -> value. `edit` may doctor the version-1 body.
+ */
+export function asVersion1(
+  msg: EncodedMessage,
+  edit: (body: { changes: Array<Record<string, unknown>> }) => void = () => undefined,
+): EncodedMessage {
+  const b = JSON.parse(msg.content.toString('utf8')) as HeaderBatch;
+  const named = (row: readonly unknown[], cols: ReadonlyArray<{ name: string }>) =>
+    Object.fromEntries(cols.map((c, i) => [c.name, row[i]]));
+  const v1 = {
+    ...b,
+    changes: b.changes.map((c) =>
+      c.op === 'upsert'
+        ? {
+            ...c,
+            header: named(c.header, b.pipeline.header.columns),
+            details: c.details.map((d) => named(d, b.pipeline.detail!.columns)),
+          }
+        : c,
+    ),
+  };
+  edit(v1);
+  const content = Buffer.from(JSON.stringify(v1));
+  return {
+    ...msg,
+    content,
+    options: {
+      ...msg.options,
+      headers: { ...msg.options.headers, [HEADER_SCHEMA]: 1, [HEADER_CHECKSUM]: bodyChecksum(content) },
+    },
   };
 }
 

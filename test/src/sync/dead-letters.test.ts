@@ -8,7 +8,6 @@ import {
   HEADER_REASON,
   bodyChecksum,
   encodeMessage,
-  hashHeader,
   type BatchAck,
   type EncodedMessage,
   type EncodeOptions,
@@ -22,8 +21,10 @@ import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import {
   QueueCollector,
+  asVersion1,
   decodeAll,
   labBatch,
+  labUpsert,
   publishRaw,
   rowCount,
   tableRows,
@@ -163,7 +164,8 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
       const b: HeaderBatch = labBatch(101, [{ orderId: 1005 }]);
       const c = b.changes[0]!;
       if (c.op !== 'upsert') throw new Error('unreachable');
-      c.hash = hashHeader('md5', { ...c.header, patient_name: 'someone else' }, c.details);
+      // The hash of other values than the ones sent.
+      c.hash = labUpsert({ orderId: 1005, value: 'someone else' }).hash;
       add('row hash mismatch', 'row-hash-mismatch', encode('batch', b, { siteId: 101 }));
     }
     {
@@ -268,6 +270,40 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
     expect(Number(s.header_count), 'header_count counts the batch once').toBe(2);
     expect(Number(s.detail_count), 'detail_count counts the batch once').toBe(4);
     expect(await ch.get(world.topology.deadLetterQueue(world.topology.centralSyncQueue), { noAck: true })).toBe(false);
+  });
+
+  it('a batch of a site not upgraded yet (schema version 1, rows as objects) merges like a version-2 one', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    const db = central.database!;
+    await world.registerSite(db, 101);
+    const ch = await world.rawChannel();
+    const acksIn = await siteQueueCollector(world, ch, 101);
+
+    const v1 = asVersion1(
+      encode('batch', labBatch(101, [{ orderId: 1 }, { orderId: 2, value: 'B' }]), { siteId: 101 }),
+    );
+    expect(v1.options.headers['x-sitesync-schema']).toBe(1);
+    await publishRaw(ch, world.topology.up, v1);
+    const acks = decodeAll(await acksIn.waitForCount(1, 20_000), ['batch.ack']);
+    expect(acks[0]?.body).toMatchObject({ status: 'applied', headers: 2, details: 4, stale: 0 });
+    expect(await centralView(db, 101)).toEqual({
+      headers: ['1:A', '2:B'],
+      details: ['100/1:A', '101/1:A', '200/2:B', '201/2:B'],
+    });
+
+    // A version-1 row with a column outside the shape is refused, as version 1 always refused it.
+    const bad = asVersion1(encode('batch', labBatch(101, [{ orderId: 3 }]), { siteId: 101 }), (b) => {
+      (b.changes[0]!.header as Record<string, unknown>).extra = 1;
+    });
+    await publishRaw(ch, world.topology.up, bad);
+    const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
+    const dead = await waitFor('the doctored version-1 batch in the dead-letter queue', () =>
+      ch.get(dlq, { noAck: true }),
+    );
+    expect(dead.properties.messageId).toBe(bad.options.messageId);
+    expect(dead.properties.headers?.[HEADER_REASON]).toBe('schema');
+    expect(String(dead.properties.headers?.[HEADER_ERROR])).toContain('changes.0.header');
+    expect(await rowCount(db, HEADERS, 101)).toBe(2);
   });
 
   it('an older batch arriving after a newer one changes nothing', async () => {

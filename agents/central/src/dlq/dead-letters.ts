@@ -95,7 +95,11 @@ export function matches(d: DeadLetter, f: DeadLetterFilter): boolean {
   );
 }
 
-/** The message body as text (gunzipped), with patient fields masked unless `raw`. */
+/**
+ * The message body as text (gunzipped), with patient fields masked unless `raw`. A batch's rows
+ * (value arrays) are shown as objects named by the pipeline's columns, so they can be read and
+ * masked by column.
+ */
 export function bodyText(d: DeadLetter, raw = false): string {
   let text: string;
   try {
@@ -105,10 +109,47 @@ export function bodyText(d: DeadLetter, raw = false): string {
   }
   if (raw) return text;
   try {
-    return JSON.stringify(mask(JSON.parse(text)), null, 2);
+    return JSON.stringify(mask(namedRows(JSON.parse(text))), null, 2);
   } catch {
     return '<not JSON; use --raw to see it>';
   }
+}
+
+/** Column names of a batch shape's table, when the body has them. */
+function columnNames(table: unknown): string[] | undefined {
+  const columns = (table as { columns?: unknown } | null)?.columns;
+  if (!Array.isArray(columns)) return undefined;
+  const names = columns.map((c) => (c as { name?: unknown } | null)?.name);
+  return names.every((n): n is string => typeof n === 'string') ? names : undefined;
+}
+
+/**
+ * A batch with its rows as objects (column -> value). A row whose values do not pair with the
+ * columns (a malformed dead letter) becomes `{ "?": values }`, which `mask` hides whole.
+ */
+function namedRows(body: unknown): unknown {
+  const b = body as { pipeline?: { header?: unknown; detail?: unknown }; changes?: unknown } | null;
+  const headerCols = columnNames(b?.pipeline?.header);
+  if (!b || !headerCols || !Array.isArray(b.changes)) return body;
+  const detailCols = columnNames(b.pipeline!.detail) ?? [];
+  const named = (row: unknown, cols: string[]) =>
+    Array.isArray(row) && row.length === cols.length
+      ? Object.fromEntries(cols.map((c, i) => [c, row[i] as unknown]))
+      : Array.isArray(row)
+        ? { '?': row }
+        : row;
+  return {
+    ...b,
+    changes: b.changes.map((c: unknown) => {
+      const u = c as { header?: unknown; details?: unknown } | null;
+      if (!u || !Array.isArray(u.header)) return c;
+      return {
+        ...u,
+        header: named(u.header, headerCols),
+        details: Array.isArray(u.details) ? u.details.map((d) => named(d, detailCols)) : u.details,
+      };
+    }),
+  };
 }
 
 function mask(v: unknown, key = ''): unknown {
@@ -116,7 +157,7 @@ function mask(v: unknown, key = ''): unknown {
   if (v && typeof v === 'object') {
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, mask(x, k)]));
   }
-  return MASKED_FIELD.test(key) && v !== null ? '***' : v;
+  return (MASKED_FIELD.test(key) || key === '?') && v !== null ? '***' : v;
 }
 
 /**

@@ -2,13 +2,13 @@ import {
   MAX_HEADER_KEY_LENGTH,
   MessageRejectedError,
   encodeKey,
-  hashHeader,
+  HeaderHasher,
   type ColumnSpec,
   type DecodedMessage,
   type HeaderBatch,
   type HeaderChange,
   type PipelineShape,
-  type WireRow,
+  type WireValues,
 } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
 import { SITE_COLUMN, type TargetTables } from './target-tables';
@@ -48,9 +48,14 @@ export function checkSender(m: DecodedMessage, row: { broker_user: string | null
  * sends one, and which of the two should win would be undefined.
  */
 export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string, HeaderChange> {
-  const alg = batch.pipeline.algorithm;
-  const headerCols = batch.pipeline.header.columns.map((c) => c.name);
-  const detailCols = batch.pipeline.detail?.columns.map((c) => c.name) ?? [];
+  const shape = batch.pipeline;
+  const headerCols = shape.header.columns.map((c) => c.name);
+  const hasher = new HeaderHasher(
+    shape.algorithm,
+    headerCols,
+    shape.detail?.columns.map((c) => c.name),
+  );
+  const keyAt = positions(shape.header.key, headerCols);
   const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
   const byKey = new Map<string, HeaderChange>();
   for (const c of batch.changes) {
@@ -73,27 +78,21 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
         ctx,
       );
     }
+    // (Each row holds one value per column of the shape: the batch schema checked that.)
     if (c.op !== 'upsert') continue;
-    if (!sameColumns(c.header, headerCols) || c.details.some((d) => !sameColumns(d, detailCols))) {
-      throw new MessageRejectedError(
-        'bad-content',
-        `header ${JSON.stringify(c.key)} has columns outside the pipeline shape`,
-        ctx,
-      );
-    }
-    if (batch.pipeline.header.key.some((k, i) => c.header[k] !== c.key[i])) {
+    if (keyAt.some((at, i) => c.header[at] !== c.key[i])) {
       throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} key does not match its row`, ctx);
     }
-    if (hashHeader(alg, c.header, c.details) !== c.hash) {
+    if (hasher.hash(c.header, c.details) !== c.hash) {
       throw new MessageRejectedError('row-hash-mismatch', `row hash mismatch for header ${JSON.stringify(c.key)}`, ctx);
     }
   }
   return byKey;
 }
 
-function sameColumns(row: WireRow, cols: readonly string[]): boolean {
-  const keys = Object.keys(row);
-  return keys.length === cols.length && cols.every((c) => Object.hasOwn(row, c));
+/** Where each of `names` sits in `columns` (-1 for none: no row value can match it then). */
+function positions(names: readonly string[], columns: readonly string[]): number[] {
+  return names.map((n) => columns.indexOf(n));
 }
 
 /**
@@ -303,6 +302,10 @@ async function deleteVanishedDetails(
       true,
     );
   const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * shape.key.length;
+  const keyAt = positions(
+    shape.key,
+    shape.columns.map((s) => s.name),
+  );
   let i = 0;
   while (i < upserts.length) {
     const headers: Array<readonly unknown[]> = [];
@@ -312,7 +315,7 @@ async function deleteVanishedDetails(
       const c = upserts[i]!;
       if (headers.length > 0 && params + cost(c) > budget) break;
       headers.push(c.key);
-      for (const line of c.details) lines.push(shape.key.map((k) => line[k]!));
+      for (const line of c.details) lines.push(keyAt.map((at) => line[at]!));
       params += cost(c);
     }
     await tx.run(
@@ -332,7 +335,7 @@ async function writeRows(
   table: string,
   site: number,
   specs: ColumnSpec[],
-  rows: WireRow[],
+  rows: WireValues[],
   upsertKey?: readonly string[],
 ): Promise<void> {
   if (rows.length === 0) return;
@@ -344,7 +347,7 @@ async function writeRows(
   ];
   const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {
-    const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s) => d.bindValue(r[s.name], s.type))]);
+    const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s, j) => d.bindValue(r[j], s.type))]);
     await tx.run(d.writeMany(table, columns, sqlTypes, values, upsertKey));
   }
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline } from '@sitesync/db';
-import { ConfigError, hashHeader, type ColumnSpec, type WireRow, type WireValue } from '@sitesync/protocol';
+import { ConfigError, HeaderHasher, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
 import { findSiteRows } from '../merge/site-registry';
 import { SITE_COLUMN } from '../merge/target-tables';
 
@@ -65,10 +65,9 @@ function canonicalValue(v: WireValue, type: ColumnSpec['type'] | undefined): Wir
   }
 }
 
-function canonicalRow(row: WireRow, types: Map<string, ColumnSpec['type']>): WireRow {
-  const out: WireRow = {};
-  for (const [k, v] of Object.entries(row)) out[k] = canonicalValue(v, types.get(k));
-  return out;
+/** A row's values (in the specs' order) in the one form both sides compare. */
+function canonicalRow(row: WireValues, specs: readonly ColumnSpec[]): WireValues {
+  return row.map((v, i) => canonicalValue(v, specs[i]?.type));
 }
 
 async function hashAll(
@@ -78,14 +77,14 @@ async function hashAll(
   pageSize: number,
 ): Promise<{ hashes: Map<string, string>; details: number }> {
   const hashes = new Map<string, string>();
-  const headerTypes = new Map(p.header.specs.map((c) => [c.name, c.type]));
-  const detailTypes = new Map((p.detail?.specs ?? []).map((c) => [c.name, c.type]));
+  const hasher = new HeaderHasher(p.config.algorithm, src.header.columns, src.detail?.columns);
+  const detailSpecs = p.detail?.specs ?? [];
   let details = 0;
   for await (const page of readHeaderPages(db, src, pageSize)) {
     for (const h of page) {
-      const header = canonicalRow(h.header, headerTypes);
-      const lines = h.details.map((d) => canonicalRow(d, detailTypes));
-      hashes.set(h.headerKey, hashHeader(p.config.algorithm, header, lines));
+      const header = canonicalRow(h.header, p.header.specs);
+      const lines = h.details.map((d) => canonicalRow(d, detailSpecs));
+      hashes.set(h.headerKey, hasher.hash(header, lines));
       details += h.details.length;
     }
   }

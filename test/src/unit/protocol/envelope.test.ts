@@ -199,6 +199,43 @@ describe('decoding what was encoded', () => {
     expect(d.siteId).toBe(SITE_ID);
   });
 
+  it('writes a batch as schema version 2 and every other type as 1, which the previous release reads', () => {
+    const version = (type: MessageType, body: unknown) =>
+      encodeMessage(type, body as never, { siteId: SITE_ID, appId: 't' }).options.headers[HEADER_SCHEMA];
+    expect(version('batch', batch())).toBe(2);
+    for (const type of Object.keys(bodies) as MessageType[]) {
+      if (type !== 'batch') expect(version(type, bodies[type as keyof typeof bodies]), type).toBe(1);
+    }
+    // and reads both versions of a body that did not change
+    const ack = batchAck();
+    for (const v of [1, 2]) {
+      expect(decodeMessage(handmade(JSON.stringify(ack), { type: 'batch.ack' }, { [HEADER_SCHEMA]: v })).body).toEqual(
+        ack,
+      );
+    }
+  });
+
+  it('reads a schema version 1 batch (rows as objects) into the current form', () => {
+    const current = batch();
+    const v1 = {
+      ...current,
+      changes: current.changes.map((c) =>
+        c.op === 'upsert'
+          ? {
+              ...c,
+              header: { id: c.header[0], patient: c.header[1] },
+              details: c.details.map(([order_id, line, qty]) => ({ order_id, line, qty })),
+            }
+          : c,
+      ),
+    };
+    const d = decodeMessage(handmade(JSON.stringify(v1), {}, { [HEADER_SCHEMA]: 1 }));
+    expect(d.body).toEqual(current);
+    // A version-2 body announced as version 1 is not read as one.
+    const err = expectRejected(handmade(JSON.stringify(current), {}, { [HEADER_SCHEMA]: 1 }), 'schema');
+    expect(err.message).toContain('changes.0.header');
+  });
+
   it('narrows by type', () => {
     const d = decodeMessage(delivered(encodeMessage('batch.ack', batchAck(), { siteId: SITE_ID, appId: 't' })));
     expect(isDecoded(d, 'batch.ack')).toBe(true);
@@ -271,6 +308,7 @@ describe('a message that cannot be used is rejected with its reason', () => {
 
   it('a schema version this code does not speak, or none at all', () => {
     const json = JSON.stringify(batch());
+    expect(SCHEMA_VERSION).toBe(2);
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: SCHEMA_VERSION + 1 }), 'unsupported-schema-version');
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: 0 }), 'unsupported-schema-version');
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: undefined }), 'unsupported-schema-version');

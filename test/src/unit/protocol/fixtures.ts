@@ -40,7 +40,13 @@ export function batch(siteId = SITE_ID, headers = 2): HeaderBatch {
       { order_id: i, line: 1, qty: 2 },
       { order_id: i, line: 2, qty: 0.5 },
     ];
-    changes.push({ op: 'upsert', key: [i], hash: hashHeader('md5', header, details), header, details });
+    changes.push({
+      op: 'upsert',
+      key: [i],
+      hash: hashHeader('md5', header, details),
+      header: [header.id, header.patient],
+      details: details.map((d) => [d.order_id, d.line, d.qty]),
+    });
   }
   changes.push({ op: 'delete', key: [headers + 1] });
   return { sessionId: randomUUID(), siteId, pipeline: SHAPE, version: 3, seq: 0, changes };

@@ -4,9 +4,11 @@ import {
   bodyChecksum,
   decodeKey,
   encodeKey,
+  HeaderHasher,
   hashHeader,
   toWireRow,
   toWireValue,
+  toWireValues,
   type WireRow,
 } from '@sitesync/protocol';
 
@@ -241,5 +243,72 @@ describe('hashHeader is the documented canonical form (a stored TargetHash must 
     expect(hashHeader('md5', header, details)).toBe(expected);
     // The same rows with their keys in another order hash the same.
     expect(hashHeader('md5', { b: true, m: null, a: 1, z: 'última "nota"' }, [...details].reverse())).toBe(expected);
+  });
+});
+
+describe('HeaderHasher: rows as value arrays in a column order', () => {
+  const headerCols = Object.keys(HEADER);
+  const detailCols = Object.keys(DETAILS[0]!);
+  const values = (row: WireRow, cols: readonly string[]) => cols.map((c) => row[c]!);
+
+  it('gives the digest hashHeader gives for the same rows as objects, whatever the column order', () => {
+    for (const alg of ['md5', 'sha1', 'sha256'] as const) {
+      const expected = hashHeader(alg, HEADER, DETAILS);
+      for (const [hc, dc] of [
+        [headerCols, detailCols],
+        [[...headerCols].reverse(), [...detailCols].reverse()],
+        [[...headerCols].sort(), [detailCols[2]!, detailCols[0]!, detailCols[3]!, detailCols[1]!]],
+      ]) {
+        const h = new HeaderHasher(alg, hc!, dc);
+        expect(
+          h.hash(
+            values(HEADER, hc!),
+            DETAILS.map((d) => values(d, dc!)),
+          ),
+        ).toBe(expected);
+        // Detail order does not matter either.
+        expect(
+          h.hash(
+            values(HEADER, hc!),
+            [...DETAILS].reverse().map((d) => values(d, dc!)),
+          ),
+        ).toBe(expected);
+      }
+    }
+  });
+
+  it('a header without details, and a header-only pipeline, hash as hashHeader does', () => {
+    expect(new HeaderHasher('md5', headerCols).hash(values(HEADER, headerCols))).toBe(hashHeader('md5', HEADER));
+    expect(new HeaderHasher('md5', headerCols, detailCols).hash(values(HEADER, headerCols), [])).toBe(
+      hashHeader('md5', HEADER, []),
+    );
+  });
+
+  it('changes when any value changes', () => {
+    const h = new HeaderHasher('md5', headerCols, detailCols);
+    const base = h.hash(
+      values(HEADER, headerCols),
+      DETAILS.map((d) => values(d, detailCols)),
+    );
+    for (let i = 0; i < headerCols.length; i++) {
+      const v = values(HEADER, headerCols);
+      v[i] = 'changed';
+      expect(
+        h.hash(
+          v,
+          DETAILS.map((d) => values(d, detailCols)),
+        ),
+      ).not.toBe(base);
+    }
+    const lines = DETAILS.map((d) => values(d, detailCols));
+    lines[1]![3] = 99;
+    expect(h.hash(values(HEADER, headerCols), lines)).not.toBe(base);
+  });
+
+  it('driver rows read as arrays become wire values in place, as toWireValue converts each', () => {
+    const row: unknown[] = [7n, new Date('2024-01-02T03:04:05.678Z'), Buffer.from([1, 2, 3]), undefined, 'x'];
+    const out = toWireValues(row);
+    expect(out).toBe(row);
+    expect(out).toEqual(['7', '2024-01-02T03:04:05.678Z', 'base64:AQID', null, 'x']);
   });
 });

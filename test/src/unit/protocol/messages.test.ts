@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BatchAckSchema,
   BatchSchema,
+  BatchSchemaV1,
   HeaderChangeSchema,
   MESSAGE_DIRECTION,
   MESSAGE_SCHEMAS,
@@ -113,10 +114,9 @@ describe('batch', () => {
 
   it('an upsert needs its header and its (possibly empty) detail set; a delete needs only its key', () => {
     expect(
-      HeaderChangeSchema.safeParse({ op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 }, details: [] })
-        .success,
+      HeaderChangeSchema.safeParse({ op: 'upsert', key: [1], hash: 'a'.repeat(32), header: [1], details: [] }).success,
     ).toBe(true);
-    expect(paths(HeaderChangeSchema, { op: 'upsert', key: [1], hash: 'a'.repeat(32), header: { id: 1 } })).toEqual([
+    expect(paths(HeaderChangeSchema, { op: 'upsert', key: [1], hash: 'a'.repeat(32), header: [1] })).toEqual([
       'details',
     ]);
     expect(HeaderChangeSchema.safeParse({ op: 'delete', key: [1, 'b'] }).success).toBe(true);
@@ -125,18 +125,89 @@ describe('batch', () => {
   });
 
   it('row values are JSON scalars only', () => {
-    const up = batch().changes[0]! as { header: Record<string, unknown> };
-    expect(paths(HeaderChangeSchema, { ...up, header: { id: 1, nested: { a: 1 } } })).toEqual(['header.nested']);
-    expect(paths(HeaderChangeSchema, { ...up, header: { id: [1] } })).toEqual(['header.id']);
+    const up = batch().changes[0]! as unknown as { header: unknown[] };
+    expect(paths(HeaderChangeSchema, { ...up, header: [1, { a: 1 }] })).toEqual(['header.1']);
+    expect(paths(HeaderChangeSchema, { ...up, header: [[1], 'x'] })).toEqual(['header.0']);
+    expect(paths(HeaderChangeSchema, { ...up, header: [1, Infinity] })).toEqual(['header.1']);
   });
 
-  it('a row is a plain object of columns: not null, not an array, no __proto__ key', () => {
-    const up = batch().changes[0]! as { header: Record<string, unknown> };
+  it('a row is an array of values: not null, not an object', () => {
+    const up = batch().changes[0]! as unknown as { header: unknown[] };
     expect(paths(HeaderChangeSchema, { ...up, header: null })).toEqual(['header']);
-    expect(paths(HeaderChangeSchema, { ...up, header: [1, 2] })).toEqual(['header']);
-    expect(paths(HeaderChangeSchema, { ...up, details: [{ id: 1 }, 'x'] })).toEqual(['details.1']);
+    expect(paths(HeaderChangeSchema, { ...up, header: { id: 1, patient: 'x' } })).toEqual(['header']);
+    expect(paths(HeaderChangeSchema, { ...up, details: [[1, 1, 2], 'x'] })).toEqual(['details.1']);
+  });
+
+  it("each row of a batch holds one value per column of the pipeline's table, in its order", () => {
+    const b = batch();
+    const up = b.changes[0]! as unknown as { header: unknown[]; details: unknown[][] };
+    const with1 = (c: object) => ({ ...b, changes: [{ ...up, ...c }] });
+    expect(BatchSchema.safeParse(b).success).toBe(true);
+    expect(paths(BatchSchema, with1({ header: [1] }))).toEqual(['changes.0.header']);
+    expect(paths(BatchSchema, with1({ header: [1, 'p', 'extra'] }))).toEqual(['changes.0.header']);
+    expect(
+      paths(
+        BatchSchema,
+        with1({
+          details: [
+            [1, 1, 2],
+            [1, 2],
+          ],
+        }),
+      ),
+    ).toEqual(['changes.0.details.1']);
+    const headerOnly = { ...b, pipeline: { ...SHAPE, detail: null } };
+    expect(paths(BatchSchema, { ...headerOnly, changes: [{ ...up, details: [] }] })).toEqual([]);
+    const r = BatchSchema.safeParse({ ...headerOnly, changes: [up] });
+    expect(r.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([
+      ['changes.0.details.0', 'the pipeline has no detail table'],
+    ]);
+  });
+});
+
+describe('batch, schema version 1 (rows as objects)', () => {
+  const v1 = () => {
+    const b = batch();
+    return {
+      ...b,
+      changes: b.changes.map((c) =>
+        c.op === 'upsert'
+          ? {
+              ...c,
+              // Column order in an object does not matter.
+              header: { patient: c.header[1], id: c.header[0] },
+              details: c.details.map(([order_id, line, qty]) => ({ qty, order_id, line })),
+            }
+          : c,
+      ),
+    };
+  };
+
+  it("is read into the current form: values in the shape's column order", () => {
+    const r = BatchSchemaV1.safeParse(v1());
+    expect(r.success).toBe(true);
+    expect(r.data).toEqual({ ...batch(), sessionId: r.data!.sessionId });
+  });
+
+  it("refuses a row whose columns are not the pipeline's, naming it", () => {
+    const b = v1();
+    const up = b.changes[0] as { header: Record<string, unknown>; details: Array<Record<string, unknown>> };
+    const bad = (c: object) => paths(BatchSchemaV1, { ...b, changes: [{ ...up, ...c }] });
+    expect(bad({ header: { id: 1 } })).toEqual(['changes.0.header']);
+    expect(bad({ header: { id: 1, patient: 'p', other: 2 } })).toEqual(['changes.0.header']);
+    expect(bad({ header: { id: 1, patinet: 'p' } })).toEqual(['changes.0.header']);
+    expect(bad({ details: [...up.details, { order_id: 1, line: 3 }] })).toEqual(['changes.0.details.2']);
+  });
+
+  it('row values are JSON scalars only, and a row is a plain object of columns (no __proto__ key)', () => {
+    const b = v1();
+    const up = b.changes[0] as { header: Record<string, unknown> };
+    const bad = (c: object) => paths(BatchSchemaV1, { ...b, changes: [{ ...up, ...c }] });
+    expect(bad({ header: { id: 1, patient: { a: 1 } } })).toEqual(['changes.0.header.patient']);
+    expect(bad({ header: [1, 'p'] })).toEqual(['changes.0.header']);
+    expect(bad({ header: null })).toEqual(['changes.0.header']);
     const parsed: unknown = JSON.parse('{"id": 1, "__proto__": "x"}');
-    expect(paths(HeaderChangeSchema, { ...up, header: parsed })).toEqual(['header.__proto__']);
+    expect(bad({ header: parsed })).toEqual(['changes.0.header.__proto__']);
   });
 });
 
@@ -152,6 +223,14 @@ describe('pipeline shape', () => {
     expect(paths(PipelineShapeSchema, { ...SHAPE, header: { key: [], columns: SHAPE.header.columns } })).toEqual([
       'header.key',
     ]);
+  });
+
+  it('refuses a column named twice (rows travel as values in column order)', () => {
+    const twice = {
+      ...SHAPE,
+      header: { ...SHAPE.header, columns: [...SHAPE.header.columns, SHAPE.header.columns[1]!] },
+    };
+    expect(paths(PipelineShapeSchema, twice)).toEqual(['header.columns.2.name']);
   });
 });
 
