@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
 import { Database, dialectFor, type LedgerUpsert } from '@sitesync/db';
+import type { ColumnSpec } from '@sitesync/protocol';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from '@sitesync/db';
 import { mysqlUrl, postgresUrl, reportSkip } from '../../support/services.js';
 import {
@@ -473,6 +474,57 @@ for (const backend of BACKENDS) {
         expect(Number((await db.queryArrays(sql, pred.params, cols))[0]![0])).toBe(11);
         await expect(db.queryArrays(`SELECT ${q('missing')} FROM ${q(t)}`, [], ['missing'])).rejects.toThrow();
         await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
+      it('writeMany stores every column type as a one-row INSERT binds it, and upserts by key', async () => {
+        const d = db.dialect;
+        const specs: ColumnSpec[] = [
+          { name: 'id', type: 'integer', nullable: false },
+          { name: 'big', type: 'integer', nullable: true },
+          { name: 'amount', type: 'number', nullable: true },
+          { name: 'label', type: 'text', nullable: true },
+          { name: 'flag', type: 'boolean', nullable: true },
+          { name: 'at', type: 'timestamp', nullable: true },
+          { name: 'blob', type: 'binary', nullable: true },
+        ];
+        const cols = specs.map((c) => c.name);
+        const types = specs.map((c) => d.columnType(c, c.name === 'id'));
+        const wire: unknown[][] = [
+          [1, '9007199254740993', 13.5, 'O\'Brien "quoted" back\\slash {a,b} NULL', true, '2024-05-02T10:15:00.000Z', 'base64:AQID'],
+          [2, -5, -0, 'ñandú 😀 \u00e9\t\n', false, '1999-12-31T23:59:59.999Z', 'base64:'],
+          [3, null, 1e-7, '', null, null, null],
+          [4, 0, 123456789.125, 'NULL', true, '2024-01-01T00:00:00.000Z', 'base64:/w=='],
+          [5, 7, 2, 'lone \ud800 surrogate', false, null, null],
+        ];
+        const bind = (rows: unknown[][]) => rows.map((r) => r.map((v, i) => d.bindValue(v, specs[i]!.type)));
+        const [viaMany, viaOne] = [uniqueName('many'), uniqueName('one')];
+        for (const t of [viaMany, viaOne]) {
+          await db.execute(
+            `CREATE TABLE ${q(t)} (${cols.map((c, i) => `${q(c)} ${types[i]}`).join(', ')}, PRIMARY KEY (${q('id')}))`,
+          );
+        }
+        const read = async (t: string) =>
+          (await db.query<Record<string, unknown>>(`SELECT * FROM ${q(t)} ORDER BY ${q('id')}`)).map((r) =>
+            cols.map((c) => {
+              const v = r[c];
+              if (Buffer.isBuffer(v)) return `hex:${v.toString('hex')}`;
+              if (v instanceof Date) return v.toISOString();
+              return v === null || typeof v === 'string' ? v : String(v);
+            }),
+          );
+        // with and without a row JSON cannot carry (the lone surrogate): both statement forms
+        for (const rows of [wire.slice(0, 4), wire.slice(4)]) {
+          await db.run(d.writeMany(viaMany, cols, types, bind(rows), ['id']));
+          for (const r of bind(rows)) await db.run(d.insertRows(viaOne, cols, [r]));
+        }
+        expect(await read(viaMany)).toEqual(await read(viaOne));
+        // an upsert by key rewrites the rows it names, with the same types
+        const changed = wire.map((r) => [r[0], r[1], 99.5, `${String(r[3])}!`, !r[4], r[5], r[6]]);
+        await db.run(d.writeMany(viaMany, cols, types, bind(changed), ['id']));
+        await db.execute(`DELETE FROM ${q(viaOne)}`);
+        for (const r of bind(changed)) await db.run(d.insertRows(viaOne, cols, [r]));
+        expect(await read(viaMany)).toEqual(await read(viaOne));
+        for (const t of [viaMany, viaOne]) await db.execute(`DROP TABLE ${q(t)}`);
       });
 
       it('selectByKeys returns the rows of the named keys within the scope, and nothing of other scopes', async () => {

@@ -25,10 +25,10 @@ describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dia
     expect(dialectFor(name)).not.toBe(d);
   });
 
-  it('renders exactly one placeholder per parameter of the ledger upsert (7 per row, or 7 arrays)', () => {
+  it('renders exactly one placeholder per parameter of the ledger upsert (7 per row, or 4 whatever the rows)', () => {
     for (const n of [1, 3, 50]) {
       const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(n) });
-      const perStatement = d.arrayParameters ? 7 : 7 * n;
+      const perStatement = d.arrayParameters ? 4 : 7 * n;
       expect(stmt.params).toHaveLength(perStatement);
       expect(count(stmt.sql, '?')).toBe(perStatement);
     }
@@ -251,26 +251,67 @@ describe('PostgreSQL statements', () => {
     expect(d.selectLimit('* FROM t', 5)).toBe('SELECT * FROM t LIMIT 5');
   });
 
-  it('upserts the ledger of one site and pipeline from arrays, updating only older versions, returning the winners', () => {
+  it('upserts the ledger of one site and pipeline from one JSON parameter, updating only older versions, returning the winners', () => {
     const stmt = d.upsertLedger({ table: 'sync_ledger', rows: ledgerRows(3) });
     expect(stmt.sql).toMatch(/^INSERT INTO "sync_ledger" \(/);
-    expect(stmt.sql).toContain('FROM unnest(?::text[], ?::bigint[], ?::text[], ?::boolean[])');
+    expect(stmt.sql).toContain(
+      'FROM (SELECT r->>0 AS k, (r->>1)::bigint AS v, r->>2 AS h, (r->>3)::boolean AS d FROM jsonb_array_elements(?::jsonb) AS r) AS u',
+    );
     expect(stmt.sql).toContain('ON CONFLICT (id_efector, pipeline, header_key) DO UPDATE SET');
     expect(stmt.sql).toContain('version = excluded.version');
     expect(stmt.sql).toMatch(
       /WHERE "sync_ledger"\.version < excluded\.version OR \("sync_ledger"\.version = excluded\.version AND excluded\.deleted = (TRUE|1) AND "sync_ledger"\.deleted = (FALSE|0)\) RETURNING header_key, deleted$/,
     );
-    // site, pipeline, updated_at once; then keys, versions, hashes, deleted flags (real booleans)
+    // site, pipeline, updated_at once; then keys, versions, hashes, deleted flags as rows
     expect(stmt.params.slice(0, 2)).toEqual([7, 'main']);
     expect(stmt.params[2]).toBeInstanceOf(Date);
-    expect(stmt.params.slice(3)).toEqual([
-      ['[0]', '[1]', '[2]'],
-      [10, 11, 12],
-      ['hash0', 'hash1', 'hash2'],
-      [true, false, true],
+    expect(JSON.parse(stmt.params[3] as string)).toEqual([
+      ['[0]', 10, 'hash0', true],
+      ['[1]', 11, 'hash1', false],
+      ['[2]', 12, 'hash2', true],
     ]);
-    expect(d.render(stmt.sql)).toContain('$7::boolean[]');
-    expect(d.render(stmt.sql)).not.toContain('$8');
+    expect(d.render(stmt.sql)).toContain('$4::jsonb');
+    expect(d.render(stmt.sql)).not.toContain('$5');
+  });
+
+  it('binds the ledger as one array per column where JSON cannot carry a value faithfully', () => {
+    const rows = [ledgerRows(1)[0]!, [7, 'main', '["\ud800"]', 11, 'hash1', false] as const];
+    const stmt = d.upsertLedger({ table: 'sync_ledger', rows });
+    expect(stmt.sql).toContain('FROM unnest(?::text[], ?::bigint[], ?::text[], ?::boolean[])');
+    expect(stmt.params.slice(3)).toEqual([
+      ['[0]', '["\ud800"]'],
+      [10, 11],
+      ['hash0', 'hash1'],
+      [true, false],
+    ]);
+  });
+
+  it('writes rows from one JSON parameter, each value cast to its column type', () => {
+    const at = new Date('2024-05-02T10:15:00.000Z');
+    const stmt = d.writeMany(
+      'central_orders',
+      ['id_efector', 'order_id', 'note', 'at', 'blob', 'big'],
+      ['BIGINT', 'BIGINT', 'TEXT', 'TIMESTAMPTZ', 'BYTEA', 'NUMERIC'],
+      [
+        [7, 1, 'a "b" \\ c', at, Buffer.from([1, 255]), 12n],
+        [7, 2, null, null, null, null],
+      ],
+      ['id_efector', 'order_id'],
+    );
+    expect(stmt.sql).toMatch(
+      /^INSERT INTO "central_orders" \("id_efector", "order_id", "note", "at", "blob", "big"\) SELECT \(r->>0\)::BIGINT, \(r->>1\)::BIGINT, \(r->>2\)::TEXT, \(r->>3\)::TIMESTAMPTZ, \(r->>4\)::BYTEA, \(r->>5\)::NUMERIC FROM jsonb_array_elements\(\?::jsonb\) AS r ON CONFLICT \("id_efector", "order_id"\) DO UPDATE SET /,
+    );
+    expect(stmt.params).toHaveLength(1);
+    // the text PostgreSQL reads for each column: ISO time, \x hex, decimal
+    expect(JSON.parse(stmt.params[0] as string)).toEqual([
+      [7, 1, 'a "b" \\ c', '2024-05-02T10:15:00.000Z', '\\x01ff', '12'],
+      [7, 2, null, null, null, null],
+    ]);
+    for (const odd of [NaN, Infinity, 'nul \u0000 byte', 'lone \udc00', { an: 'object' }]) {
+      const s = d.writeMany('t', ['a'], ['TEXT'], [['x'], [odd]]);
+      expect(s.sql, String(odd)).toContain('FROM unnest(?::text[]) AS u("a")');
+      expect(s.params).toEqual([['x', odd]]);
+    }
   });
 
   it('falls back to a VALUES list when the rows name more than one site or pipeline', () => {
