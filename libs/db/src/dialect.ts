@@ -245,9 +245,10 @@ export abstract class Dialect {
    * The statement that refreshes a table's planner statistics, where the server does not keep them
    * current by itself while a table grows fast (PostgreSQL: autovacuum looks once a minute, and a
    * table created during a first load is planned as if empty meanwhile). `state` returns the rows
-   * the server estimates (`n`) and whether this user may refresh them (`owned`). Undefined elsewhere.
+   * the server estimates (`n`) and whether this user may refresh them (`owned`). `columns`: the
+   * ones to refresh (all when empty). Undefined elsewhere.
    */
-  refreshStatistics(_table: string): { refresh: string; state: Statement } | undefined {
+  refreshStatistics(_table: string, _columns: readonly string[] = []): { refresh: string; state: Statement } | undefined {
     return undefined;
   }
 
@@ -466,9 +467,10 @@ class PostgresDialect extends Dialect {
   }
 
   /** Only the owner (or a member of its role) may analyze a table: others get a warning, not an error. */
-  override refreshStatistics(table: string): { refresh: string; state: Statement } {
+  override refreshStatistics(table: string, columns: readonly string[] = []): { refresh: string; state: Statement } {
+    const list = columns.length ? ` (${[...new Set(columns)].map((c) => this.quote(c)).join(', ')})` : '';
     return {
-      refresh: `ANALYZE ${this.quote(table)}`,
+      refresh: `ANALYZE ${this.quote(table)}${list}`,
       state: {
         sql: `SELECT reltuples AS n, pg_has_role(relowner, 'USAGE') AS owned FROM pg_class WHERE oid = to_regclass(?)`,
         params: [this.quote(table)],

@@ -142,8 +142,13 @@ export class BatchMerger {
       return { status: 'applied', ...applied, stale: batch.changes.length - won.length };
     });
     if (result.status === 'applied') {
-      this.statistics.wrote(row.tabla_encabezado, result.headers);
-      if (row.tabla_detalle) this.statistics.wrote(row.tabla_detalle, result.details);
+      // The columns the merge's statements filter on: the site's, the keys, the join.
+      const shape = batch.pipeline;
+      this.statistics.wrote(row.tabla_encabezado, result.headers, [SITE_COLUMN, ...shape.header.key]);
+      if (row.tabla_detalle && shape.detail) {
+        const d = shape.detail;
+        this.statistics.wrote(row.tabla_detalle, result.details, [SITE_COLUMN, ...Object.keys(d.join), ...d.key]);
+      }
     }
     return result;
   }

@@ -4,6 +4,8 @@ import type { Database } from '@sitesync/db';
 const MIN_GROWTH = 10_000;
 
 interface Tracked {
+  /** The columns whose statistics the merges' statements depend on. */
+  columns: readonly string[];
   /** Rows the table held at its last refresh (or when first seen), as the server estimates them. */
   base: number;
   /** Rows written since then (inserted or updated: an upper bound of the growth). */
@@ -21,6 +23,9 @@ interface Tracked {
  * load costs more than the one before. A table is refreshed once the rows written since its last
  * refresh reach its size then (at least {@link MIN_GROWTH}): a handful of times while it grows
  * from nothing, then rarely. The refresh runs beside the merges, never inside their transactions.
+ * Only the columns the merges filter on are analyzed (the site column, keys and join columns): a
+ * sixth of the time of the whole table at 80k detail rows (14 against 85-100 ms), which over a
+ * first load was a fifth of the server's time. The others are left to autovacuum, as before.
  */
 export class TableStatistics {
   private readonly tables = new Map<string, Tracked>();
@@ -30,11 +35,11 @@ export class TableStatistics {
     private readonly onError: (table: string, err: unknown) => void = () => undefined,
   ) {}
 
-  /** Counts rows a committed merge wrote to `table`. */
-  wrote(table: string, rows: number): void {
-    if (rows <= 0 || this.db.dialect.refreshStatistics(table) === undefined) return;
+  /** Counts rows a committed merge wrote to `table`, whose statements filter on `columns`. */
+  wrote(table: string, rows: number, columns: readonly string[]): void {
+    if (rows <= 0 || this.db.dialect.refreshStatistics(table, columns) === undefined) return;
     let t = this.tables.get(table);
-    if (!t) this.tables.set(table, (t = { base: 0, written: 0, refreshing: false }));
+    if (!t) this.tables.set(table, (t = { columns, base: 0, written: 0, refreshing: false }));
     t.written += rows;
     if (t.refreshing || t.notOwned || t.written < Math.max(MIN_GROWTH, t.base)) return;
     t.refreshing = true;
@@ -42,7 +47,7 @@ export class TableStatistics {
   }
 
   private async refresh(table: string, t: Tracked): Promise<void> {
-    const stmts = this.db.dialect.refreshStatistics(table)!;
+    const stmts = this.db.dialect.refreshStatistics(table, t.columns)!;
     const state = async () =>
       (await this.db.query<{ n: unknown; owned: unknown }>(stmts.state.sql, stmts.state.params))[0];
     try {

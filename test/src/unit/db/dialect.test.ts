@@ -321,6 +321,13 @@ describe('PostgreSQL statements', () => {
     expect(stmt.sql).toMatch(/RETURNING header_key, deleted$/);
   });
 
+  it('refreshes the statistics of the named columns only (each once), or of the whole table', () => {
+    expect(d.refreshStatistics('central_results', ['id_efector', 'order_id', 'id_efector'])!.refresh).toBe(
+      'ANALYZE "central_results" ("id_efector", "order_id")',
+    );
+    expect(d.refreshStatistics('odd"name')!.refresh).toBe('ANALYZE "odd""name"');
+  });
+
   it('looks rows up by primary key one key at a time (a lateral subquery the planner cannot turn into a scan)', () => {
     const stmt = d.selectByKeys('sync_row_state', ['header_key', 'TargetHash'], ['pipeline', 'lab'], {
       column: 'header_key',

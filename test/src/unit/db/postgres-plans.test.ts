@@ -58,7 +58,8 @@ describe.skipIf(reportSkip('PostgreSQL plans', backendUrl('postgres')))('Postgre
     );
     await db.query(`CREATE INDEX ${db.dialect.quote(`${t}_order`)} ON ${q} (id_efector, order_id)`);
     await db.query(`INSERT INTO ${q} SELECT 1, g, g / 5 FROM generate_series(1, 100000) g`);
-    await db.query(db.dialect.refreshStatistics(t)!.refresh);
+    // the columns the central analyzes for a detail table: the site's, the join, the line key
+    await db.query(db.dialect.refreshStatistics(t, ['id_efector', 'order_id', 'line_id'])!.refresh);
     const int = 'BIGINT';
     const owners = Array.from({ length: 650 }, (_, i) => [30_000 + i]);
     const del = db.dialect.deleteUnlisted(
