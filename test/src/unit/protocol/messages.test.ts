@@ -138,6 +138,20 @@ describe('batch', () => {
     expect(paths(HeaderChangeSchema, { ...up, details: [[1, 1, 2], 'x'] })).toEqual(['details.1']);
   });
 
+  it("a batch's changes: at least one, each checked with its own path, only their own fields kept", () => {
+    const b = batch();
+    expect(paths(BatchSchema, { ...b, changes: [] })).toEqual(['changes']);
+    expect(paths(BatchSchema, { ...b, changes: { 0: b.changes[0] } })).toEqual(['changes']);
+    const bad = [...b.changes];
+    bad[1] = { ...(bad[1] as object), hash: 'XYZ' } as never;
+    bad[2] = { op: 'delete', key: [{ id: 3 }] } as never;
+    expect(paths(BatchSchema, { ...b, changes: bad })).toEqual(['changes.1.hash', 'changes.2.key.0']);
+    expect(paths(BatchSchema, { ...b, changes: [null] })).toEqual(['changes.0']);
+    const r = BatchSchema.safeParse({ ...b, changes: b.changes.map((c) => ({ ...c, injected: 'x' })) });
+    expect(r.success).toBe(true);
+    expect(r.data!.changes).toEqual(b.changes);
+  });
+
   it("each row of a batch holds one value per column of the pipeline's table, in its order", () => {
     const b = batch();
     const up = b.changes[0]! as unknown as { header: unknown[]; details: unknown[][] };
