@@ -248,7 +248,10 @@ export abstract class Dialect {
    * the server estimates (`n`) and whether this user may refresh them (`owned`). `columns`: the
    * ones to refresh (all when empty). Undefined elsewhere.
    */
-  refreshStatistics(_table: string, _columns: readonly string[] = []): { refresh: string; state: Statement } | undefined {
+  refreshStatistics(
+    _table: string,
+    _columns: readonly string[] = [],
+  ): { refresh: string; state: Statement } | undefined {
     return undefined;
   }
 

@@ -65,7 +65,6 @@ export const ColumnSpecSchema = z.object({
 });
 export type ColumnSpec = z.infer<typeof ColumnSpecSchema>;
 
-/** What a pipeline sends: the shape of its header and detail rows, so the central can check or create its tables. */
 /** A table's columns: names unique (rows travel as values in this order). */
 const columnSpecs = z
   .array(ColumnSpecSchema)
@@ -78,6 +77,7 @@ const columnSpecs = z
     });
   });
 
+/** What a pipeline sends: the shape of its header and detail rows, so the central can check or create its tables. */
 export const PipelineShapeSchema = z.object({
   name: z.string().min(1).max(64),
   algorithm: z.enum(HASH_ALGORITHMS),
@@ -105,7 +105,6 @@ export const SessionStartedSchema = z.object({
   startedAt: isoTime,
   pipelines: z.array(PipelineShapeSchema).min(1),
 });
-
 
 /**
  * One header with its complete detail set (upsert), or a deletion. Rows are value arrays in the
@@ -156,15 +155,23 @@ function readChange(c: unknown, issue: Issue): HeaderChange | undefined {
   if (!Array.isArray(details)) fail(['details'], 'expected an array of rows');
   else for (let j = 0; j < details.length; j++) isRow(details[j], ['details', j]);
   return ok
-    ? { op, key: key as WireValue[], hash: hash as string, header: header as WireValues, details: details as WireValues[] }
+    ? {
+        op,
+        key: key as WireValue[],
+        hash: hash as string,
+        header: header as WireValues,
+        details: details as WireValues[],
+      }
     : undefined;
 }
 
 /** One HeaderChange (see {@link readChange}). */
-export const HeaderChangeSchema = z.custom<unknown>().transform(
-  (c, ctx): HeaderChange =>
-    readChange(c, (path, message) => ctx.issues.push({ code: 'custom', input: c, path, message })) ?? z.NEVER,
-);
+export const HeaderChangeSchema = z
+  .custom<unknown>()
+  .transform(
+    (c, ctx): HeaderChange =>
+      readChange(c, (path, message) => ctx.issues.push({ code: 'custom', input: c, path, message })) ?? z.NEVER,
+  );
 
 /** A batch's changes, at least one: one check for the whole list (zod's per-element steps cost ~1 µs each). */
 const changeList = z.custom<unknown>().transform((list, ctx): HeaderChange[] => {

@@ -490,7 +490,15 @@ for (const backend of BACKENDS) {
         const cols = specs.map((c) => c.name);
         const types = specs.map((c) => d.columnType(c, c.name === 'id'));
         const wire: unknown[][] = [
-          [1, '9007199254740993', 13.5, 'O\'Brien "quoted" back\\slash {a,b} NULL', true, '2024-05-02T10:15:00.000Z', 'base64:AQID'],
+          [
+            1,
+            '9007199254740993',
+            13.5,
+            'O\'Brien "quoted" back\\slash {a,b} NULL',
+            true,
+            '2024-05-02T10:15:00.000Z',
+            'base64:AQID',
+          ],
           [2, -5, -0, 'ñandú 😀 \u00e9\t\n', false, '1999-12-31T23:59:59.999Z', 'base64:'],
           [3, null, 1e-7, '', null, null, null],
           [4, 0, 123456789.125, 'NULL', true, '2024-01-01T00:00:00.000Z', 'base64:/w=='],
