@@ -589,10 +589,11 @@ function ledgerConflict(d: Dialect, table: string): string {
 }
 
 function onConflictLedger(d: Dialect, u: LedgerUpsert): Statement {
+  const now = d.now(); // one time for the statement's rows, not a Date per row
   const ins = d.insertRows(
     u.table,
     LEDGER_COLUMNS,
-    u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], d.bool(r[5]), d.now()]),
+    u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], d.bool(r[5]), now]),
   );
   return { sql: `${ins.sql} ${ledgerConflict(d, u.table)}`, params: ins.params };
 }
@@ -695,13 +696,14 @@ class MssqlDialect extends Dialect {
   upsertLedger(u: LedgerUpsert): Statement {
     const cols = LEDGER_COLUMNS;
     const tuple = `(${cols.map(() => '?').join(', ')})`;
+    const now = this.now();
     return {
       sql:
         `MERGE ${this.quote(u.table)} WITH (HOLDLOCK) AS t USING (VALUES ${u.rows.map(() => tuple).join(', ')}) ` +
         `AS s (${cols.join(', ')}) ON t.id_efector = s.id_efector AND t.pipeline = s.pipeline AND t.header_key = s.header_key ` +
         `WHEN MATCHED AND (t.version < s.version OR (t.version = s.version AND s.deleted = 1 AND t.deleted = 0)) THEN UPDATE SET version = s.version, row_hash = s.row_hash, deleted = s.deleted, updated_at = s.updated_at ` +
         `WHEN NOT MATCHED THEN INSERT (${cols.join(', ')}) VALUES (${cols.map((c) => `s.${c}`).join(', ')});`,
-      params: u.rows.flatMap((r) => [r[0], r[1], r[2], r[3], r[4], r[5], this.now()]),
+      params: u.rows.flatMap((r) => [r[0], r[1], r[2], r[3], r[4], r[5], now]),
     };
   }
 }
@@ -775,10 +777,11 @@ class MysqlDialect extends Dialect {
 
   /** ON DUPLICATE KEY UPDATE evaluates left to right, so `version` is assigned last. */
   upsertLedger(u: LedgerUpsert): Statement {
+    const now = this.now();
     const ins = this.insertRows(
       u.table,
       LEDGER_COLUMNS,
-      u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], this.bool(r[5]), this.now()]),
+      u.rows.map((r) => [r[0], r[1], r[2], r[3], r[4], this.bool(r[5]), now]),
     );
     const newer = '(version < VALUES(version) OR (version = VALUES(version) AND VALUES(deleted) = 1 AND deleted = 0))';
     return {

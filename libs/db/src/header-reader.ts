@@ -49,8 +49,8 @@ export async function* readHeaderPages(
     after = keys[keys.length - 1];
     const details = await readDetails(db, src, keys);
     yield page.map((header, i) => {
-      const headerKey = encodeKey(keys[i]!);
-      return { key: keys[i]!, headerKey, header, details: details.get(headerKey) ?? [] };
+      const key = keys[i]!;
+      return { key, headerKey: encodeKey(key), header, details: details.get(groupKey(key)) ?? [] };
     });
     if (page.length < pageSize) return;
   }
@@ -84,8 +84,8 @@ export async function* readHeadersByKeys(
     const found = page.map((r) => keyAt.map((i) => r[i]!));
     const details = await readDetails(db, src, found);
     yield page.map((header, j) => {
-      const headerKey = encodeKey(found[j]!);
-      return { key: found[j]!, headerKey, header, details: details.get(headerKey) ?? [] };
+      const key = found[j]!;
+      return { key, headerKey: encodeKey(key), header, details: details.get(groupKey(key)) ?? [] };
     });
   }
 }
@@ -118,8 +118,23 @@ async function readPage(
   return rows.map(toWireValues);
 }
 
-async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<string, WireValues[]>> {
-  const out = new Map<string, WireValues[]>();
+/**
+ * What the details of a page are grouped by: a header's key as `encodeKey` would compare it
+ * (numbers as their decimal text, so an int header key finds bigint-as-text join values), without
+ * an array and a JSON text per detail line where the key is one column.
+ */
+type GroupKey = string | boolean | null;
+
+function groupKey1(v: WireValue): GroupKey {
+  return typeof v === 'number' ? String(v) : v;
+}
+
+function groupKey(key: readonly WireValue[]): GroupKey {
+  return key.length === 1 ? groupKey1(key[0]!) : encodeKey(key);
+}
+
+async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][]): Promise<Map<GroupKey, WireValues[]>> {
+  const out = new Map<GroupKey, WireValues[]>();
   const det = src.detail;
   if (!det || keys.length === 0) return out;
   const d = db.dialect;
@@ -135,7 +150,7 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
     );
     for (const r of rows) {
       const wire = toWireValues(r);
-      const k = encodeKey(joinAt.map((j) => wire[j]!));
+      const k = joinAt.length === 1 ? groupKey1(wire[joinAt[0]!]!) : groupKey(joinAt.map((j) => wire[j]!));
       let list = out.get(k);
       if (!list) out.set(k, (list = []));
       list.push(wire);

@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
-import { Database, dialectFor, type LedgerUpsert } from '@sitesync/db';
+import {
+  Database,
+  dialectFor,
+  readHeaderPages,
+  readHeadersByKeys,
+  type HeaderWithDetails,
+  type LedgerUpsert,
+} from '@sitesync/db';
 import type { ColumnSpec } from '@sitesync/protocol';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from '@sitesync/db';
 import { mysqlUrl, postgresUrl, reportSkip } from '../../support/services.js';
@@ -533,6 +540,61 @@ for (const backend of BACKENDS) {
         for (const r of bind(changed)) await db.run(d.insertRows(viaOne, cols, [r]));
         expect(await read(viaMany)).toEqual(await read(viaOne));
         for (const t of [viaMany, viaOne]) await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
+      it('readHeaderPages and readHeadersByKeys give each header its own details, across pages and key types', async () => {
+        const [h, dt] = [uniqueName('hdr'), uniqueName('det')];
+        // an INT header key and a BIGINT join column: PostgreSQL reads the one as a number, the other as text
+        await db.execute(
+          `CREATE TABLE ${q(h)} (${q('id')} INT NOT NULL PRIMARY KEY, ${q('note')} ${db.dialect.textType(20)})`,
+        );
+        await db.execute(
+          `CREATE TABLE ${q(dt)} (${q('line')} INT NOT NULL PRIMARY KEY, ${q('hid')} BIGINT NOT NULL, ${q('v')} ${db.dialect.textType(20)})`,
+        );
+        await db.run(
+          db.dialect.insertRows(
+            h,
+            ['id', 'note'],
+            [1, 2, 3, 4, 5].map((i) => [i, `h${i}`]),
+          ),
+        );
+        const lines = [
+          [10, 1, 'a'],
+          [11, 1, 'b'],
+          [20, 2, 'c'],
+          [40, 4, 'd'],
+          [41, 4, 'e'],
+          [42, 4, 'f'],
+        ];
+        await db.run(db.dialect.insertRows(dt, ['line', 'hid', 'v'], lines));
+        const src = {
+          header: { table: h, key: ['id'], columns: ['id', 'note'] },
+          detail: { table: dt, joinColumns: ['hid'], columns: ['line', 'hid', 'v'] },
+        };
+        const view = (page: HeaderWithDetails[]) =>
+          page.map((x) => [
+            x.headerKey,
+            x.header[1],
+            x.details
+              .map((d) => String(d[2]))
+              .sort()
+              .join(''),
+          ]);
+        const pages: HeaderWithDetails[][] = [];
+        for await (const page of readHeaderPages(db, src, 2)) pages.push(page);
+        expect(pages.map((p) => p.length)).toEqual([2, 2, 1]);
+        const expected = [
+          ['["1"]', 'h1', 'ab'],
+          ['["2"]', 'h2', 'c'],
+          ['["3"]', 'h3', ''],
+          ['["4"]', 'h4', 'def'],
+          ['["5"]', 'h5', ''],
+        ];
+        expect(pages.flatMap(view)).toEqual(expected);
+        const byKeys: HeaderWithDetails[] = [];
+        for await (const page of readHeadersByKeys(db, src, [[4], [2], [9]])) byKeys.push(...page);
+        expect(view(byKeys).sort()).toEqual([expected[1], expected[3]]);
+        for (const t of [dt, h]) await db.execute(`DROP TABLE ${q(t)}`);
       });
 
       it('selectByKeys returns the rows of the named keys within the scope, and nothing of other scopes', async () => {
