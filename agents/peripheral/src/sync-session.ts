@@ -253,6 +253,11 @@ export class SyncSession {
       });
       inFlight.add(sent);
       void sent.finally(() => inFlight.delete(sent));
+      // Let the event loop write the batch to the broker now. With a synchronous driver
+      // (better-sqlite3) the scan goes on as a chain of already-resolved promises, which starves
+      // amqplib's stream piping: batches left the process four at a time, when the window was
+      // full, and the central waited ~150 ms for the first one of a session.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
       if (failure) throw failure;
     };
