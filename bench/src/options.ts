@@ -40,7 +40,9 @@ export const QUICK_SIZES: Sizes = {
   detailsPerHeader: 5,
   changedFraction: 0.01,
   incrementalRounds: 3,
-  initialLoadRounds: 3,
+  // Five at the small size: a round's fraction swings by ±0.08 here, and with three one cold or
+  // disturbed round decided the median too often (a round is ~2 s, so two more cost ~10 s per dialect).
+  initialLoadRounds: 5,
   memorySmallHeaders: 10_000,
   memoryLargeHeaders: 200_000,
   concurrentSites: 20,

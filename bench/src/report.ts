@@ -176,7 +176,8 @@ export function resultsMarkdown(r: BenchReport): string {
     `Machine: ${String(m.cpuModel)}, ${String(m.cores)} cores, ${String(m.memoryGiB)} GiB, Node ${String(m.node)}, ` +
       `RabbitMQ ${String(m.rabbitmq ?? '?')}${m.postgres ? `, PostgreSQL ${String(m.postgres)}` : ''}; broker, databases and agents share the cores.`,
     `Sizes: ${n0(s.headers)} headers × ${s.detailsPerHeader} details, ${(s.changedFraction! * 100).toFixed(0)}% changed per round ` +
-      `(${s.incrementalRounds} rounds, medians); memory ${n0(s.memorySmallHeaders)} / ${n0(s.memoryLargeHeaders)} headers; ` +
+      `(${s.incrementalRounds} rounds, medians); initial load in ${s.initialLoadRounds ?? 1} rounds (median); ` +
+      `memory ${n0(s.memorySmallHeaders)} / ${n0(s.memoryLargeHeaders)} headers; ` +
       `${s.concurrentSites} sites × ${n0(s.headersPerConcurrentSite)} headers; ${s.latencyChanges} latency probes on a ${n0(s.latencySiteHeaders)}-header site.` +
       (Object.keys(r.skipped).length
         ? ` Not measured: ${Object.entries(r.skipped)
