@@ -511,12 +511,17 @@ class PostgresDialect extends Dialect {
   ): Statement {
     const q = (c: string) => this.quote(c);
     const list = columns.map(q).join(', ');
-    const json = jsonRows(rows);
+    const json = jsonRows(
+      rows,
+      sqlTypes.map((t) => TEXT_TYPE.test(t)),
+    );
     const ins =
       json === undefined
         ? `INSERT INTO ${q(table)} (${list}) SELECT * FROM unnest(${sqlTypes.map((t) => `?::${arrayType(t)}`).join(', ')}) ` +
           `AS u(${list})`
-        : `INSERT INTO ${q(table)} (${list}) SELECT ${sqlTypes.map((t, i) => `(r->>${i})::${t}`).join(', ')} ` +
+        : // cast to the type without its length: an explicit cast to varchar(n) would truncate silently,
+          // where the insert itself refuses an over-long value, as with the arrays
+          `INSERT INTO ${q(table)} (${list}) SELECT ${sqlTypes.map((t, i) => `(r->>${i})::${baseType(t)}`).join(', ')} ` +
           `FROM jsonb_array_elements(?::jsonb) AS r`;
     return {
       sql: upsertKey ? `${ins} ${this.onConflict(table, upsertKey, columns, onlyIfChanged)}` : ins,
@@ -530,16 +535,23 @@ const LONE_SURROGATE = /\\ud[89a-f][0-9a-f]{2}/i;
 
 /**
  * `rows` as one JSON array of arrays, each value as the text PostgreSQL reads for its column
- * through `->>` (a Date as ISO-8601, a Buffer as `\x` hex, a bigint as decimal): the same values
- * pg would send. Undefined where JSON cannot carry a value faithfully, so the caller binds arrays:
+ * through `->>` (a Date as ISO-8601, a Buffer as `\x` hex, a bigint as decimal, a number bound to
+ * a text column (`textColumns`) as its JavaScript text): the same values pg would send. Undefined where JSON cannot carry a value faithfully, so the caller binds arrays:
  * a non-finite number (JSON has none), a lone surrogate or a NUL (jsonb refuses both, where text
  * parameters take U+FFFD or fail with PostgreSQL's own message), another kind of object.
  */
-function jsonRows(rows: ReadonlyArray<readonly unknown[]>): string | undefined {
+function jsonRows(rows: ReadonlyArray<readonly unknown[]>, textColumns: readonly boolean[] = []): string | undefined {
   let plain = true;
   for (const row of rows) {
-    for (const v of row) {
-      if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'object' ? v !== null : typeof v === 'bigint') {
+    for (let i = 0; i < row.length; i++) {
+      const v = row[i];
+      if (
+        typeof v === 'number'
+          ? !Number.isFinite(v) || textColumns[i] === true
+          : typeof v === 'object'
+            ? v !== null
+            : typeof v === 'bigint'
+      ) {
         plain = false;
         break;
       }
@@ -551,9 +563,12 @@ function jsonRows(rows: ReadonlyArray<readonly unknown[]>): string | undefined {
     const converted: unknown[][] = [];
     for (const row of rows) {
       const out: unknown[] = [];
-      for (const v of row) {
+      for (let i = 0; i < row.length; i++) {
+        const v = row[i];
         if (typeof v === 'number' && !Number.isFinite(v)) return undefined;
-        if (typeof v === 'bigint') out.push(v.toString());
+        // jsonb keeps numbers as numeric: `1e21` would come back as 1000000000000000000000
+        if (typeof v === 'number' && textColumns[i] === true) out.push(String(v));
+        else if (typeof v === 'bigint') out.push(v.toString());
         else if (v instanceof Date) out.push(v.toISOString());
         else if (Buffer.isBuffer(v)) out.push(`\\x${v.toString('hex')}`);
         else if (typeof v === 'object' && v !== null) return undefined;
@@ -567,10 +582,18 @@ function jsonRows(rows: ReadonlyArray<readonly unknown[]>): string | undefined {
   return LONE_SURROGATE.test(text) || text.includes('\\u0000') ? undefined : text;
 }
 
+/** `VARCHAR(400)` -> `varchar`: a column type without its length. */
+function baseType(sqlType: string): string {
+  return sqlType.replace(/\(.*\)$/, '').toLowerCase();
+}
+
 /** `TEXT` -> `text[]`, `VARCHAR(400)` -> `varchar[]`: the array type to cast a column's parameter to. */
 function arrayType(sqlType: string): string {
-  return `${sqlType.replace(/\(.*\)$/, '').toLowerCase()}[]`;
+  return `${baseType(sqlType)}[]`;
 }
+
+/** Column types whose values PostgreSQL keeps as the text it was sent. */
+const TEXT_TYPE = /^(text|varchar|character varying|char|character)\b/i;
 
 const LEDGER_COLUMNS = ['id_efector', 'pipeline', 'header_key', 'version', 'row_hash', 'deleted', 'updated_at'];
 

@@ -177,7 +177,12 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
     });
   }
   const schemaVersion = headerNumber(headers[HEADER_SCHEMA]);
-  if (schemaVersion === undefined || schemaVersion < OLDEST_SCHEMA_VERSION || schemaVersion > SCHEMA_VERSION) {
+  if (
+    schemaVersion === undefined ||
+    !Number.isInteger(schemaVersion) ||
+    schemaVersion < OLDEST_SCHEMA_VERSION ||
+    schemaVersion > SCHEMA_VERSION
+  ) {
     throw new MessageRejectedError(
       'unsupported-schema-version',
       `schema version ${String(headers[HEADER_SCHEMA])} is not one of ${OLDEST_SCHEMA_VERSION}..${SCHEMA_VERSION}`,

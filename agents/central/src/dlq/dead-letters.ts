@@ -125,24 +125,25 @@ function columnNames(table: unknown): string[] | undefined {
 
 /**
  * A batch with its rows as objects (column -> value). A row whose values do not pair with the
- * columns (a malformed dead letter) becomes `{ "?": values }`, which `mask` hides whole.
+ * columns (a malformed dead letter, or a shape whose column names cannot be read) becomes
+ * `{ "?": values }`, which `mask` hides whole.
  */
 function namedRows(body: unknown): unknown {
   const b = body as { pipeline?: { header?: unknown; detail?: unknown }; changes?: unknown } | null;
-  const headerCols = columnNames(b?.pipeline?.header);
-  if (!b || !headerCols || !Array.isArray(b.changes)) return body;
-  const detailCols = columnNames(b.pipeline!.detail) ?? [];
-  const named = (row: unknown, cols: string[]) =>
-    Array.isArray(row) && row.length === cols.length
-      ? Object.fromEntries(cols.map((c, i) => [c, row[i] as unknown]))
-      : Array.isArray(row)
-        ? { '?': row }
-        : row;
+  if (!b || typeof b !== 'object' || !Array.isArray(b.changes)) return body;
+  const headerCols = columnNames(b.pipeline?.header);
+  const detailCols = columnNames(b.pipeline?.detail);
+  const named = (row: unknown, cols: string[] | undefined) =>
+    !Array.isArray(row)
+      ? row
+      : cols && row.length === cols.length
+        ? Object.fromEntries(cols.map((c, i) => [c, row[i] as unknown]))
+        : { '?': row };
   return {
     ...b,
     changes: b.changes.map((c: unknown) => {
       const u = c as { header?: unknown; details?: unknown } | null;
-      if (!u || !Array.isArray(u.header)) return c;
+      if (!u || typeof u !== 'object') return c;
       return {
         ...u,
         header: named(u.header, headerCols),

@@ -5,7 +5,7 @@ const MIN_GROWTH = 10_000;
 
 interface Tracked {
   /** The columns whose statistics the merges' statements depend on. */
-  columns: readonly string[];
+  columns: string[];
   /** Rows the table held at its last refresh (or when first seen), as the server estimates them. */
   base: number;
   /** Rows written since then (inserted or updated: an upper bound of the growth). */
@@ -39,7 +39,9 @@ export class TableStatistics {
   wrote(table: string, rows: number, columns: readonly string[]): void {
     if (rows <= 0 || this.db.dialect.refreshStatistics(table, columns) === undefined) return;
     let t = this.tables.get(table);
-    if (!t) this.tables.set(table, (t = { columns, base: 0, written: 0, refreshing: false }));
+    if (!t) this.tables.set(table, (t = { columns: [...columns], base: 0, written: 0, refreshing: false }));
+    // Sites with other keys may share a table, and a shape may change: every column counts.
+    else for (const c of columns) if (!t.columns.includes(c)) t.columns.push(c);
     t.written += rows;
     if (t.refreshing || t.notOwned || t.written < Math.max(MIN_GROWTH, t.base)) return;
     t.refreshing = true;

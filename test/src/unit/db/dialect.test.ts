@@ -299,7 +299,7 @@ describe('PostgreSQL statements', () => {
       ['id_efector', 'order_id'],
     );
     expect(stmt.sql).toMatch(
-      /^INSERT INTO "central_orders" \("id_efector", "order_id", "note", "at", "blob", "big"\) SELECT \(r->>0\)::BIGINT, \(r->>1\)::BIGINT, \(r->>2\)::TEXT, \(r->>3\)::TIMESTAMPTZ, \(r->>4\)::BYTEA, \(r->>5\)::NUMERIC FROM jsonb_array_elements\(\?::jsonb\) AS r ON CONFLICT \("id_efector", "order_id"\) DO UPDATE SET /,
+      /^INSERT INTO "central_orders" \("id_efector", "order_id", "note", "at", "blob", "big"\) SELECT \(r->>0\)::bigint, \(r->>1\)::bigint, \(r->>2\)::text, \(r->>3\)::timestamptz, \(r->>4\)::bytea, \(r->>5\)::numeric FROM jsonb_array_elements\(\?::jsonb\) AS r ON CONFLICT \("id_efector", "order_id"\) DO UPDATE SET /,
     );
     expect(stmt.params).toHaveLength(1);
     // the text PostgreSQL reads for each column: ISO time, \x hex, decimal
@@ -307,6 +307,11 @@ describe('PostgreSQL statements', () => {
       [7, 1, 'a "b" \\ c', '2024-05-02T10:15:00.000Z', '\\x01ff', '12'],
       [7, 2, null, null, null, null],
     ]);
+    // a number bound to a text column keeps its JavaScript text (jsonb would turn 1e21 into digits);
+    // a cast never carries a length (an explicit cast to varchar(n) truncates silently)
+    const texts = d.writeMany('t', ['k', 'n'], ['VARCHAR(400)', 'NUMERIC'], [[1e21, 1e21]]);
+    expect(texts.sql).toContain('SELECT (r->>0)::varchar, (r->>1)::numeric FROM');
+    expect(JSON.parse(texts.params[0] as string)).toEqual([['1e+21', 1e21]]);
     for (const odd of [NaN, Infinity, 'nul \u0000 byte', 'lone \udc00', { an: 'object' }]) {
       const s = d.writeMany('t', ['a'], ['TEXT'], [['x'], [odd]]);
       expect(s.sql, String(odd)).toContain('FROM unnest(?::text[]) AS u("a")');

@@ -69,6 +69,24 @@ describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')
       expect(errors).toEqual([]);
     });
 
+    it('analyzes every column the merges into a table named, when sites with other keys share it', async () => {
+      const t = uniqueName('shared');
+      const q = db.dialect.quote(t);
+      await db.query(`CREATE TABLE ${q} (a BIGINT, b BIGINT, c TEXT) WITH (autovacuum_enabled = false)`);
+      await db.query(`INSERT INTO ${q} SELECT g, g % 7, 'x' FROM generate_series(1, 12000) g`);
+      const stats = new TableStatistics(db);
+      stats.wrote(t, 6_000, ['a']);
+      stats.wrote(t, 6_000, ['b', 'a']);
+      const analyzed = await until('the refresh', async () => {
+        const r = await db.query<{ attname: string }>(
+          `SELECT attname FROM pg_stats WHERE schemaname = current_schema() AND tablename = ?`,
+          [t],
+        );
+        return r.length ? r.map((x) => x.attname).sort() : undefined;
+      });
+      expect(analyzed).toEqual(['a', 'b']);
+    });
+
     it("says once that it cannot refresh a table the central's user does not own (the server would only warn)", async () => {
       const role = uniqueName('not_owner');
       const t = uniqueName('owned_by_other');

@@ -64,4 +64,13 @@ describe('a dead letter body as syncctl dlq show prints it', () => {
     );
     expect(JSON.parse(text).changes[0].header).toEqual({ patient_name: '***' });
   });
+
+  it("hides every row whole when the shape's column names cannot be read", () => {
+    const b = labBatch(101, [{ orderId: 7, value: 'Pérez, Ana' }]) as unknown as { pipeline: unknown };
+    b.pipeline = { name: 'lab' };
+    const text = bodyText(deadLetter(b));
+    expect(text).not.toContain('DNI7');
+    expect(text).not.toContain('Pérez');
+    expect(JSON.parse(text).changes[0].header).toEqual({ '?': ['***', '***', '***', '***'] });
+  });
 });

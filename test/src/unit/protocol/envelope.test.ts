@@ -311,6 +311,7 @@ describe('a message that cannot be used is rejected with its reason', () => {
     expect(SCHEMA_VERSION).toBe(2);
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: SCHEMA_VERSION + 1 }), 'unsupported-schema-version');
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: 0 }), 'unsupported-schema-version');
+    expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: 1.5 }), 'unsupported-schema-version');
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: undefined }), 'unsupported-schema-version');
     expectRejected(handmade(json, {}, { [HEADER_SCHEMA]: 'v1' }), 'unsupported-schema-version');
   });
