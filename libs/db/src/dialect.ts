@@ -752,7 +752,8 @@ class MysqlDialect extends Dialect {
       case 'timestamp':
         return 'DATETIME(3)';
       case 'binary':
-        return 'LONGBLOB';
+        // a key column needs a length on MariaDB/MySQL (a BLOB cannot be one)
+        return isKey ? 'VARBINARY(255)' : 'LONGBLOB';
       default:
         return isKey ? 'VARCHAR(255)' : 'TEXT';
     }

@@ -1,11 +1,20 @@
-import { encodeKey, toWireValues, type WireValue, type WireValues } from '@sitesync/protocol';
+import { encodeKey, toWireValues, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
 import type { Database } from './database';
 
-/** Where one pipeline's headers and their details live, and which rows count. */
+/**
+ * Where one pipeline's headers and their details live, and which rows count. `specs` (the
+ * columns' wire types, in `columns` order) bind key values as the columns hold them: a binary key
+ * travels as `base64:` text and must be compared as bytes.
+ */
 export interface HeaderSource {
-  header: { table: string; key: readonly string[]; columns: readonly string[] };
+  header: { table: string; key: readonly string[]; columns: readonly string[]; specs?: readonly ColumnSpec[] };
   /** `joinColumns`: the detail columns that hold the header key, in header-key order. */
-  detail: { table: string; joinColumns: readonly string[]; columns: readonly string[] } | null;
+  detail: {
+    table: string;
+    joinColumns: readonly string[];
+    columns: readonly string[];
+    specs?: readonly ColumnSpec[];
+  } | null;
   /** A condition on the header table (the hashing file's `filter`), as SQL text. */
   headerFilter?: string;
   /** A condition on both tables with parameters (e.g. the central's `id_efector = ?`). */
@@ -19,6 +28,18 @@ export interface HeaderWithDetails {
   headerKey: string;
   header: WireValues;
   details: WireValues[];
+}
+
+/** Key values (wire values of `names`) bound for comparison with their columns. */
+function keyBinder(
+  db: Database,
+  names: readonly string[],
+  entity: { table: string; columns: readonly string[]; specs?: readonly ColumnSpec[] },
+): (key: readonly WireValue[]) => unknown[] {
+  const specs = entity.specs;
+  if (!specs) return (key) => [...key];
+  const types = positions(names, entity.columns, entity.table).map((i) => specs[i]!.type);
+  return (key) => key.map((v, i) => db.dialect.bindValue(v, types[i]!));
 }
 
 /** Where each of `names` sits in `columns` (the key columns are always read). */
@@ -68,9 +89,10 @@ export async function* readHeadersByKeys(
   const d = db.dialect;
   const h = src.header;
   const keyAt = positions(h.key, h.columns, h.table);
+  const bind = keyBinder(db, h.key, h);
   const chunk = d.chunkSize(h.key.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
-    const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk));
+    const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk).map(bind));
     const where = [pred.sql];
     if (src.headerFilter) where.push(`(${src.headerFilter})`);
     if (src.scope) where.push(src.scope.sql);
@@ -106,7 +128,7 @@ async function readPage(
     params.push(...src.scope.params);
   }
   if (after) {
-    const a = d.afterKey([...h.key], after);
+    const a = d.afterKey([...h.key], keyBinder(db, h.key, h)(after));
     where.push(a.sql);
     params.push(...a.params);
   }
@@ -139,9 +161,10 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
   if (!det || keys.length === 0) return out;
   const d = db.dialect;
   const joinAt = positions(det.joinColumns, det.columns, det.table);
+  const bind = keyBinder(db, det.joinColumns, det);
   const chunk = d.chunkSize(det.joinColumns.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
-    const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk));
+    const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk).map(bind));
     const rows = await db.queryArrays(
       `SELECT ${det.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(det.table)} WHERE ${pred.sql}` +
         (src.scope ? ` AND ${src.scope.sql}` : ''),

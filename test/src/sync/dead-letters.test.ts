@@ -14,6 +14,8 @@ import {
   type HeaderBatch,
   type MessageBody,
   type MessageType,
+  type PipelineShape,
+  hashHeader,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { SITE_TABLE } from '@sitesync/central';
@@ -304,6 +306,69 @@ describe.skipIf(!broker).each(kinds)('dead letters and idempotent merge on %s', 
     expect(dead.properties.headers?.[HEADER_REASON]).toBe('schema');
     expect(String(dead.properties.headers?.[HEADER_ERROR])).toContain('changes.0.header');
     expect(await rowCount(db, HEADERS, 101)).toBe(2);
+  });
+
+  it('a pipeline keyed by binary columns: upserts, a changed detail set and a deletion reach the central', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    const db = central.database!;
+    await world.registerSite(db, 101, { pipeline: 'bin', header: 'bin_headers', detail: 'bin_lines' });
+    const ch = await world.rawChannel();
+    const acksIn = await siteQueueCollector(world, ch, 101);
+    const shape: PipelineShape = {
+      name: 'bin',
+      algorithm: 'md5',
+      header: {
+        key: ['k'],
+        columns: [
+          { name: 'k', type: 'binary', nullable: false },
+          { name: 'note', type: 'text', nullable: true },
+        ],
+      },
+      detail: {
+        key: ['line'],
+        join: { hk: 'k' },
+        columns: [
+          { name: 'line', type: 'binary', nullable: false },
+          { name: 'hk', type: 'binary', nullable: false },
+          { name: 'v', type: 'text', nullable: true },
+        ],
+      },
+    };
+    const b64 = (...bytes: number[]) => `base64:${Buffer.from(bytes).toString('base64')}`;
+    const upsert = (k: string, note: string, lines: Array<[string, string]>): HeaderBatch['changes'][number] => {
+      const header = { k, note };
+      const details = lines.map(([line, v]) => ({ line, hk: k, v }));
+      return {
+        op: 'upsert',
+        key: [k],
+        hash: hashHeader('md5', header, details),
+        header: [k, note],
+        details: details.map((d) => [d.line, d.hk, d.v]),
+      };
+    };
+    const send = async (version: number, changes: HeaderBatch['changes']) => {
+      const before = acksIn.messages.length;
+      const body: HeaderBatch = { sessionId: randomUUID(), siteId: 101, pipeline: shape, version, seq: 0, changes };
+      await publishRaw(ch, world.topology.up, encode('batch', body, { siteId: 101 }));
+      const acks = decodeAll((await acksIn.waitForCount(before + 1, 20_000)).slice(before), ['batch.ack']);
+      expect(acks[0]?.body, `batch.ack of version ${version}`).toMatchObject({ status: 'applied' });
+    };
+    const view = async () => ({
+      headers: (await tableRows(db, 'bin_headers', 'note', 101)).map((r) => String(r.note)),
+      lines: (await tableRows(db, 'bin_lines', 'v', 101)).map((r) => String(r.v)),
+    });
+    const [a, b] = [b64(0, 1, 255), b64(0, 2, 255)];
+    await send(1, [
+      upsert(a, 'A', [
+        [b64(10), 'a1'],
+        [b64(11), 'a2'],
+      ]),
+      upsert(b, 'B', [[b64(20), 'b1']]),
+    ]);
+    expect(await view()).toEqual({ headers: ['A', 'B'], lines: ['a1', 'a2', 'b1'] });
+    // A loses a line (found by its binary key), B is deleted with its lines
+    await send(2, [upsert(a, 'A2', [[b64(10), 'a1']]), { op: 'delete', key: [b] }]);
+    expect(await view()).toEqual({ headers: ['A2'], lines: ['a1'] });
   });
 
   it('an older batch arriving after a newer one changes nothing', async () => {

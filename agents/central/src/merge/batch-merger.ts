@@ -8,6 +8,7 @@ import {
   type HeaderBatch,
   type HeaderChange,
   type PipelineShape,
+  type WireValue,
   type WireValues,
 } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
@@ -88,6 +89,16 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
     }
   }
   return byKey;
+}
+
+/** Binds key values (wire values of the `names` columns) as those columns of `specs` hold them. */
+function keyBinder(
+  tx: Queryable,
+  specs: readonly ColumnSpec[],
+  names: readonly string[],
+): (key: readonly WireValue[]) => unknown[] {
+  const types = names.map((n) => specs.find((s) => s.name === n)?.type ?? 'text');
+  return (key) => key.map((v, i) => tx.dialect.bindValue(v, types[i]!));
 }
 
 /** Where each of `names` sits in `columns` (-1 for none: no row value can match it then). */
@@ -227,6 +238,9 @@ export class BatchMerger {
       ? shape.header.key.map((hk) => Object.entries(detail.shape.join).find(([, h]) => h === hk)![0])
       : [];
     const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
+    // Keys are bound as their columns hold them: a binary key is `base64:` text on the wire.
+    const headerKey = keyBinder(tx, shape.header.columns, shape.header.key);
+    const joinKey = detail ? keyBinder(tx, detail.shape.columns, joinCols) : headerKey;
     const inPlace =
       this.targets.keyedBy(headerTable, shape.header.key) &&
       (!detail || this.targets.keyedBy(detail.table, detail.shape.key));
@@ -240,8 +254,8 @@ export class BatchMerger {
     // Rows removed first: those of deleted headers, and of every header replaced whole.
     const updatedInPlace = new Set<HeaderChange>(inPlaceUpserts);
     const cleared = won.filter((c) => !updatedInPlace.has(c)).map((c) => c.key);
-    if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared);
-    await deleteByKeys(tx, headerTable, site, shape.header.key, cleared);
+    if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared.map(joinKey));
+    await deleteByKeys(tx, headerTable, site, shape.header.key, cleared.map(headerKey));
     // Then the lines these headers no longer have. Before the upserts, not after: the end state is
     // the same (a line another header of the batch now holds is kept and re-pointed below when both
     // headers are in one group of the delete, and deleted then written again when they are not:
@@ -249,7 +263,7 @@ export class BatchMerger {
     // the central has never seen has no lines to look at, where after the upserts every line just
     // written would be found again (the whole detail set, on a first load).
     if (detail && inPlaceUpserts.length)
-      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget);
+      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget, joinKey);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
     const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
     await writeRows(
@@ -299,6 +313,7 @@ async function deleteVanishedDetails(
   shape: DetailShape,
   upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
   budget: number,
+  joinKey: (key: readonly WireValue[]) => unknown[],
 ): Promise<void> {
   const d = tx.dialect;
   const typeOf = (c: string) =>
@@ -311,6 +326,7 @@ async function deleteVanishedDetails(
     shape.key,
     shape.columns.map((s) => s.name),
   );
+  const lineKey = keyBinder(tx, shape.columns, shape.key);
   let i = 0;
   while (i < upserts.length) {
     const headers: Array<readonly unknown[]> = [];
@@ -319,8 +335,8 @@ async function deleteVanishedDetails(
     for (; i < upserts.length; i++) {
       const c = upserts[i]!;
       if (headers.length > 0 && params + cost(c) > budget) break;
-      headers.push(c.key);
-      for (const line of c.details) lines.push(keyAt.map((at) => line[at]!));
+      headers.push(joinKey(c.key));
+      for (const line of c.details) lines.push(lineKey(keyAt.map((at) => line[at]!)));
       params += cost(c);
     }
     await tx.run(

@@ -162,7 +162,12 @@ async function centralSide(
     const info = await db.describeTable(detailTable);
     if (info) {
       missing.push(...lacking(info, p.detail.columns).map((c) => `${detailTable}.${c}`));
-      detail = { table: detailTable, joinColumns: p.detail.joinColumns, columns: p.detail.columns };
+      detail = {
+        table: detailTable,
+        joinColumns: p.detail.joinColumns,
+        columns: p.detail.columns,
+        specs: p.detail.specs,
+      };
     }
   }
   if (missing.length) {
@@ -174,7 +179,7 @@ async function centralSide(
   return hashAll(
     db,
     {
-      header: { table: headerTable, key: p.header.key, columns: p.header.columns },
+      header: { table: headerTable, key: p.header.key, columns: p.header.columns, specs: p.header.specs },
       detail,
       scope: { sql: `${db.dialect.quote(SITE_COLUMN)} = ?`, params: [siteId] },
     },
