@@ -160,6 +160,8 @@ export class ChangeScanner {
   private async *scanDeletions(): AsyncGenerator<DirtyHeader> {
     const d = this.db.dialect;
     const h = this.p.header;
+    // bound as the key columns hold them (a binary key is `base64:` text on the wire)
+    const bindKey = d.keyBinder(h.specs, h.key);
     let after = '';
     for (;;) {
       const known = await this.db.query<{ header_key: string }>(
@@ -172,12 +174,7 @@ export class ChangeScanner {
       if (known.length === 0) return;
       after = known[known.length - 1]!.header_key;
       const keys = known.map((r) => JSON.parse(r.header_key) as WireValue[]);
-      // bound as the key columns hold them (a binary key is `base64:` text on the wire)
-      const types = h.key.map((k) => h.specs.find((c) => c.name === k)!.type);
-      const pred = d.keyPredicate(
-        h.key,
-        keys.map((key) => key.map((v, i) => d.bindValue(v, types[i]!))),
-      );
+      const pred = d.keyPredicate(h.key, keys.map(bindKey));
       const present = await this.db.query<Record<string, unknown>>(
         `SELECT ${h.key.map(this.q).join(', ')} FROM ${this.q(h.table)} WHERE ${pred.sql}` +
           (this.p.config.filter ? ` AND (${this.p.config.filter})` : ''),

@@ -103,6 +103,19 @@ export abstract class Dialect {
     return v;
   }
 
+  /**
+   * Binds key values (wire values of the `names` columns, in that order) as those columns of
+   * `specs` hold them, for comparing keys in SQL: a binary key travels as `base64:` text.
+   */
+  keyBinder(specs: readonly ColumnSpec[], names: readonly string[]): (key: readonly unknown[]) => unknown[] {
+    const types = names.map((n) => {
+      const spec = specs.find((s) => s.name === n);
+      if (!spec) throw new Error(`key column ${n} is not among the columns ${specs.map((s) => s.name).join(', ')}`);
+      return spec.type;
+    });
+    return (key) => key.map((v, i) => this.bindValue(v, types[i]!));
+  }
+
   /** Multi-row INSERT. */
   insertRows(table: string, columns: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Statement {
     return {

@@ -7,13 +7,13 @@ import type { Database } from './database';
  * travels as `base64:` text and must be compared as bytes.
  */
 export interface HeaderSource {
-  header: { table: string; key: readonly string[]; columns: readonly string[]; specs?: readonly ColumnSpec[] };
+  header: { table: string; key: readonly string[]; columns: readonly string[]; specs: readonly ColumnSpec[] };
   /** `joinColumns`: the detail columns that hold the header key, in header-key order. */
   detail: {
     table: string;
     joinColumns: readonly string[];
     columns: readonly string[];
-    specs?: readonly ColumnSpec[];
+    specs: readonly ColumnSpec[];
   } | null;
   /** A condition on the header table (the hashing file's `filter`), as SQL text. */
   headerFilter?: string;
@@ -28,18 +28,6 @@ export interface HeaderWithDetails {
   headerKey: string;
   header: WireValues;
   details: WireValues[];
-}
-
-/** Key values (wire values of `names`) bound for comparison with their columns. */
-function keyBinder(
-  db: Database,
-  names: readonly string[],
-  entity: { table: string; columns: readonly string[]; specs?: readonly ColumnSpec[] },
-): (key: readonly WireValue[]) => unknown[] {
-  const specs = entity.specs;
-  if (!specs) return (key) => [...key];
-  const types = positions(names, entity.columns, entity.table).map((i) => specs[i]!.type);
-  return (key) => key.map((v, i) => db.dialect.bindValue(v, types[i]!));
 }
 
 /** Where each of `names` sits in `columns` (the key columns are always read). */
@@ -61,18 +49,16 @@ export async function* readHeaderPages(
   src: HeaderSource,
   pageSize: number,
 ): AsyncGenerator<HeaderWithDetails[]> {
-  const keyAt = positions(src.header.key, src.header.columns, src.header.table);
-  let after: WireValue[] | undefined;
+  const h = src.header;
+  const keyAt = positions(h.key, h.columns, h.table);
+  const bind = db.dialect.keyBinder(h.specs, h.key);
+  let after: unknown[] | undefined;
   for (;;) {
     const page = await readPage(db, src, pageSize, after);
     if (page.length === 0) return;
     const keys = page.map((r) => keyAt.map((i) => r[i]!));
-    after = keys[keys.length - 1];
-    const details = await readDetails(db, src, keys);
-    yield page.map((header, i) => {
-      const key = keys[i]!;
-      return { key, headerKey: encodeKey(key), header, details: details.get(groupKey(key)) ?? [] };
-    });
+    after = bind(keys[keys.length - 1]!);
+    yield await withDetails(db, src, page, keys);
     if (page.length < pageSize) return;
   }
 }
@@ -89,7 +75,7 @@ export async function* readHeadersByKeys(
   const d = db.dialect;
   const h = src.header;
   const keyAt = positions(h.key, h.columns, h.table);
-  const bind = keyBinder(db, h.key, h);
+  const bind = d.keyBinder(h.specs, h.key);
   const chunk = d.chunkSize(h.key.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk).map(bind));
@@ -103,20 +89,35 @@ export async function* readHeadersByKeys(
     );
     if (rows.length === 0) continue;
     const page = rows.map(toWireValues);
-    const found = page.map((r) => keyAt.map((i) => r[i]!));
-    const details = await readDetails(db, src, found);
-    yield page.map((header, j) => {
-      const key = found[j]!;
-      return { key, headerKey: encodeKey(key), header, details: details.get(groupKey(key)) ?? [] };
-    });
+    yield await withDetails(
+      db,
+      src,
+      page,
+      page.map((r) => keyAt.map((j) => r[j]!)),
+    );
   }
+}
+
+/** The headers of a page (`keys`: each one's key values) with their detail sets. */
+async function withDetails(
+  db: Database,
+  src: HeaderSource,
+  page: WireValues[],
+  keys: WireValue[][],
+): Promise<HeaderWithDetails[]> {
+  const details = await readDetails(db, src, keys);
+  return page.map((header, i) => {
+    const key = keys[i]!;
+    return { key, headerKey: encodeKey(key), header, details: details.get(groupKey(key)) ?? [] };
+  });
 }
 
 async function readPage(
   db: Database,
   src: HeaderSource,
   pageSize: number,
-  after: WireValue[] | undefined,
+  /** The last key of the page before, bound for its columns. */
+  after: unknown[] | undefined,
 ): Promise<WireValues[]> {
   const d = db.dialect;
   const h = src.header;
@@ -128,7 +129,7 @@ async function readPage(
     params.push(...src.scope.params);
   }
   if (after) {
-    const a = d.afterKey([...h.key], keyBinder(db, h.key, h)(after));
+    const a = d.afterKey([...h.key], after);
     where.push(a.sql);
     params.push(...a.params);
   }
@@ -161,7 +162,7 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
   if (!det || keys.length === 0) return out;
   const d = db.dialect;
   const joinAt = positions(det.joinColumns, det.columns, det.table);
-  const bind = keyBinder(db, det.joinColumns, det);
+  const bind = d.keyBinder(det.specs, det.joinColumns);
   const chunk = d.chunkSize(det.joinColumns.length, 10 + (src.scope?.params.length ?? 0));
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk).map(bind));

@@ -78,19 +78,35 @@ const columnSpecs = z
   });
 
 /** What a pipeline sends: the shape of its header and detail rows, so the central can check or create its tables. */
-export const PipelineShapeSchema = z.object({
-  name: z.string().min(1).max(64),
-  algorithm: z.enum(HASH_ALGORITHMS),
-  header: z.object({ key: z.array(columnName).min(1), columns: columnSpecs }),
-  detail: z
-    .object({
-      key: z.array(columnName).min(1),
-      /** detail column -> header column */
-      join: z.record(columnName, columnName),
-      columns: columnSpecs,
-    })
-    .nullable(),
-});
+export const PipelineShapeSchema = z
+  .object({
+    name: z.string().min(1).max(64),
+    algorithm: z.enum(HASH_ALGORITHMS),
+    header: z.object({ key: z.array(columnName).min(1), columns: columnSpecs }),
+    detail: z
+      .object({
+        key: z.array(columnName).min(1),
+        /** detail column -> header column */
+        join: z.record(columnName, columnName),
+        columns: columnSpecs,
+      })
+      .nullable(),
+  })
+  // Keys and join columns are columns of their table: rows are read and keys bound by them.
+  .superRefine((shape, ctx) => {
+    const among = (names: readonly string[], columns: ReadonlyArray<{ name: string }>, path: string[], what: string) =>
+      names.forEach((n) => {
+        // (an empty column list is reported by itself)
+        if (columns.length > 0 && !columns.some((c) => c.name === n)) {
+          ctx.addIssue({ code: 'custom', path, message: `${what} ${n} is not one of the table's columns` });
+        }
+      });
+    among(shape.header.key, shape.header.columns, ['header', 'key'], 'key column');
+    if (shape.detail) {
+      among(shape.detail.key, shape.detail.columns, ['detail', 'key'], 'key column');
+      among(Object.keys(shape.detail.join), shape.detail.columns, ['detail', 'join'], 'join column');
+    }
+  });
 export type PipelineShape = z.infer<typeof PipelineShapeSchema>;
 
 const totals = z.object({ batches: count, headers: count, details: count, deletions: count });
@@ -189,42 +205,42 @@ const changeList = z.custom<unknown>().transform((list, ctx): HeaderChange[] => 
   return out;
 });
 
+/** A batch's fields other than its changes: the same in every schema version. */
+const batchFields = {
+  sessionId: uuid,
+  siteId: SiteIdSchema,
+  /** The pipeline's shape travels with every batch, so batches can be merged in any order by any consumer. */
+  pipeline: PipelineShapeSchema,
+  version: z.number().int().positive(),
+  seq: count,
+};
+
 /** `<site>.batch`: a bounded slice of one pipeline's changes. */
-export const BatchSchema = z
-  .object({
-    sessionId: uuid,
-    siteId: SiteIdSchema,
-    /** The pipeline's shape travels with every batch, so batches can be merged in any order by any consumer. */
-    pipeline: PipelineShapeSchema,
-    version: z.number().int().positive(),
-    seq: count,
-    changes: changeList,
-  })
-  .superRefine((b, ctx) => {
-    // Each row holds one value per column of its table, in the shape's order.
-    const headerColumns = b.pipeline.header.columns.length;
-    const detailColumns = b.pipeline.detail?.columns.length ?? 0;
-    b.changes.forEach((c, i) => {
-      if (c.op !== 'upsert') return;
-      if (c.header.length !== headerColumns) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['changes', i, 'header'],
-          message: `${c.header.length} values for the pipeline's ${headerColumns} header columns`,
-        });
-      }
-      const bad = c.details.findIndex((d) => d.length !== detailColumns);
-      if (bad >= 0) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['changes', i, 'details', bad],
-          message: b.pipeline.detail
-            ? `${c.details[bad]!.length} values for the pipeline's ${detailColumns} detail columns`
-            : 'the pipeline has no detail table',
-        });
-      }
-    });
+export const BatchSchema = z.object({ ...batchFields, changes: changeList }).superRefine((b, ctx) => {
+  // Each row holds one value per column of its table, in the shape's order.
+  const headerColumns = b.pipeline.header.columns.length;
+  const detailColumns = b.pipeline.detail?.columns.length ?? 0;
+  b.changes.forEach((c, i) => {
+    if (c.op !== 'upsert') return;
+    if (c.header.length !== headerColumns) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['changes', i, 'header'],
+        message: `${c.header.length} values for the pipeline's ${headerColumns} header columns`,
+      });
+    }
+    const bad = c.details.findIndex((d) => d.length !== detailColumns);
+    if (bad >= 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['changes', i, 'details', bad],
+        message: b.pipeline.detail
+          ? `${c.details[bad]!.length} values for the pipeline's ${detailColumns} detail columns`
+          : 'the pipeline has no detail table',
+      });
+    }
   });
+});
 
 /**
  * A batch as schema version 1 wrote it (rows as objects of column -> value), read for sites not
@@ -234,11 +250,7 @@ export const BatchSchema = z
  */
 export const BatchSchemaV1 = z
   .object({
-    sessionId: uuid,
-    siteId: SiteIdSchema,
-    pipeline: PipelineShapeSchema,
-    version: z.number().int().positive(),
-    seq: count,
+    ...batchFields,
     changes: z
       .array(
         z.discriminatedUnion('op', [

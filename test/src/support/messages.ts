@@ -103,6 +103,26 @@ export function labBatch(
   };
 }
 
+/** A batch body as schema version 1 wrote it: each row an object of column -> value. */
+export function version1Body(
+  b: HeaderBatch,
+): { changes: Array<Record<string, unknown>> } & Omit<HeaderBatch, 'changes'> {
+  const named = (row: readonly unknown[], cols: ReadonlyArray<{ name: string }>) =>
+    Object.fromEntries(cols.map((c, i) => [c.name, row[i]]));
+  return {
+    ...b,
+    changes: b.changes.map((c) =>
+      c.op === 'upsert'
+        ? {
+            ...c,
+            header: named(c.header, b.pipeline.header.columns),
+            details: c.details.map((d) => named(d, b.pipeline.detail?.columns ?? [])),
+          }
+        : c,
+    ),
+  };
+}
+
 /**
  * `msg` (an encoded batch, not gzipped) as a site of the previous release sends it: schema
  * version 1, each row an object of column -> value. `edit` may doctor the version-1 body.
@@ -111,21 +131,7 @@ export function asVersion1(
   msg: EncodedMessage,
   edit: (body: { changes: Array<Record<string, unknown>> }) => void = () => undefined,
 ): EncodedMessage {
-  const b = JSON.parse(msg.content.toString('utf8')) as HeaderBatch;
-  const named = (row: readonly unknown[], cols: ReadonlyArray<{ name: string }>) =>
-    Object.fromEntries(cols.map((c, i) => [c.name, row[i]]));
-  const v1 = {
-    ...b,
-    changes: b.changes.map((c) =>
-      c.op === 'upsert'
-        ? {
-            ...c,
-            header: named(c.header, b.pipeline.header.columns),
-            details: c.details.map((d) => named(d, b.pipeline.detail!.columns)),
-          }
-        : c,
-    ),
-  };
+  const v1 = version1Body(JSON.parse(msg.content.toString('utf8')) as HeaderBatch);
   edit(v1);
   const content = Buffer.from(JSON.stringify(v1));
   return {

@@ -8,7 +8,6 @@ import {
   type HeaderBatch,
   type HeaderChange,
   type PipelineShape,
-  type WireValue,
   type WireValues,
 } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
@@ -91,17 +90,7 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
   return byKey;
 }
 
-/** Binds key values (wire values of the `names` columns) as those columns of `specs` hold them. */
-function keyBinder(
-  tx: Queryable,
-  specs: readonly ColumnSpec[],
-  names: readonly string[],
-): (key: readonly WireValue[]) => unknown[] {
-  const types = names.map((n) => specs.find((s) => s.name === n)?.type ?? 'text');
-  return (key) => key.map((v, i) => tx.dialect.bindValue(v, types[i]!));
-}
-
-/** Where each of `names` sits in `columns` (-1 for none: no row value can match it then). */
+/** Where each of `names` sits in `columns` (the shape's schema makes every key column one of them). */
 function positions(names: readonly string[], columns: readonly string[]): number[] {
   return names.map((n) => columns.indexOf(n));
 }
@@ -239,8 +228,8 @@ export class BatchMerger {
       : [];
     const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
     // Keys are bound as their columns hold them: a binary key is `base64:` text on the wire.
-    const headerKey = keyBinder(tx, shape.header.columns, shape.header.key);
-    const joinKey = detail ? keyBinder(tx, detail.shape.columns, joinCols) : headerKey;
+    const headerKey = tx.dialect.keyBinder(shape.header.columns, shape.header.key);
+    const joinKey = detail ? tx.dialect.keyBinder(detail.shape.columns, joinCols) : headerKey;
     const inPlace =
       this.targets.keyedBy(headerTable, shape.header.key) &&
       (!detail || this.targets.keyedBy(detail.table, detail.shape.key));
@@ -313,7 +302,7 @@ async function deleteVanishedDetails(
   shape: DetailShape,
   upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
   budget: number,
-  joinKey: (key: readonly WireValue[]) => unknown[],
+  joinKey: (key: readonly unknown[]) => unknown[],
 ): Promise<void> {
   const d = tx.dialect;
   const typeOf = (c: string) =>
@@ -326,7 +315,7 @@ async function deleteVanishedDetails(
     shape.key,
     shape.columns.map((s) => s.name),
   );
-  const lineKey = keyBinder(tx, shape.columns, shape.key);
+  const lineKey = d.keyBinder(shape.columns, shape.key);
   let i = 0;
   while (i < upserts.length) {
     const headers: Array<readonly unknown[]> = [];

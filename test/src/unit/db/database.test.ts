@@ -33,6 +33,11 @@ const LEGACY_COLUMNS = [
   'ultimo_sync_registros',
 ];
 
+/** Column specs for a header source: name and wire type, nullable. */
+function specs(...cols: Array<[string, ColumnSpec['type']]>): ColumnSpec[] {
+  return cols.map(([name, type]) => ({ name, type, nullable: true }));
+}
+
 interface LedgerRow {
   version: number;
   row_hash: string | null;
@@ -571,8 +576,13 @@ for (const backend of BACKENDS) {
         ];
         await db.run(db.dialect.insertRows(dt, ['line', 'hid', 'v'], lines));
         const src = {
-          header: { table: h, key: ['id'], columns: ['id', 'note'] },
-          detail: { table: dt, joinColumns: ['hid'], columns: ['line', 'hid', 'v'] },
+          header: { table: h, key: ['id'], columns: ['id', 'note'], specs: specs(['id', 'integer'], ['note', 'text']) },
+          detail: {
+            table: dt,
+            joinColumns: ['hid'],
+            columns: ['line', 'hid', 'v'],
+            specs: specs(['line', 'integer'], ['hid', 'integer'], ['v', 'text']),
+          },
         };
         const view = (page: HeaderWithDetails[]) =>
           page.map((x) => [
@@ -630,20 +640,13 @@ for (const backend of BACKENDS) {
             table: h,
             key: ['k'],
             columns: ['k', 'note'],
-            specs: [
-              { name: 'k', type: 'binary' as const, nullable: false },
-              { name: 'note', type: 'text' as const, nullable: true },
-            ],
+            specs: specs(['k', 'binary'], ['note', 'text']),
           },
           detail: {
             table: dt,
             joinColumns: ['hk'],
             columns: ['line', 'hk', 'v'],
-            specs: [
-              { name: 'line', type: 'integer' as const, nullable: false },
-              { name: 'hk', type: 'binary' as const, nullable: false },
-              { name: 'v', type: 'text' as const, nullable: true },
-            ],
+            specs: specs(['line', 'integer'], ['hk', 'binary'], ['v', 'text']),
           },
         };
         const wireKey = (i: number) => `base64:${key(i).toString('base64')}`;

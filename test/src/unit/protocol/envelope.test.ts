@@ -20,6 +20,7 @@ import {
   type RejectReason,
 } from '@sitesync/protocol';
 import { SITE_ID, batch, batchAck, sessionAck, sessionCompleted, sessionStarted } from './fixtures.js';
+import { version1Body } from '../../support/messages.js';
 
 /** What a consumer receives for an encoded message: the same bytes and properties. */
 function delivered(m: EncodedMessage): RawMessage {
@@ -217,18 +218,7 @@ describe('decoding what was encoded', () => {
 
   it('reads a schema version 1 batch (rows as objects) into the current form', () => {
     const current = batch();
-    const v1 = {
-      ...current,
-      changes: current.changes.map((c) =>
-        c.op === 'upsert'
-          ? {
-              ...c,
-              header: { id: c.header[0], patient: c.header[1] },
-              details: c.details.map(([order_id, line, qty]) => ({ order_id, line, qty })),
-            }
-          : c,
-      ),
-    };
+    const v1 = version1Body(current);
     const d = decodeMessage(handmade(JSON.stringify(v1), {}, { [HEADER_SCHEMA]: 1 }));
     expect(d.body).toEqual(current);
     // A version-2 body announced as version 1 is not read as one.

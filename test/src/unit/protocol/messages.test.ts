@@ -239,6 +239,20 @@ describe('pipeline shape', () => {
     ]);
   });
 
+  it("refuses a key or join column that is not one of its table's columns, naming it", () => {
+    const bad = (shape: unknown) =>
+      PipelineShapeSchema.safeParse(shape).error?.issues.map((i) => [i.path.join('.'), i.message]);
+    expect(bad({ ...SHAPE, header: { ...SHAPE.header, key: ['nope'] } })).toEqual([
+      ['header.key', "key column nope is not one of the table's columns"],
+    ]);
+    expect(bad({ ...SHAPE, detail: { ...SHAPE.detail, key: ['line', 'x'] } })).toEqual([
+      ['detail.key', "key column x is not one of the table's columns"],
+    ]);
+    expect(bad({ ...SHAPE, detail: { ...SHAPE.detail, join: { y: 'id' } } })).toEqual([
+      ['detail.join', "join column y is not one of the table's columns"],
+    ]);
+  });
+
   it('refuses a column named twice (rows travel as values in column order)', () => {
     const twice = {
       ...SHAPE,
