@@ -39,6 +39,13 @@ function snapshotRaw(): Map<number, { group: string; ticks: number }> {
   return out;
 }
 
+/** CPU seconds of every group but `other` (the processes that are not the bench's own or its services). */
+export function cpuTotal(cpu: CpuByGroup): number {
+  let total = 0;
+  for (const [group, seconds] of Object.entries(cpu)) if (group !== 'other') total += seconds;
+  return Math.round(total * 100) / 100;
+}
+
 /** Starts CPU accounting; the returned function gives the CPU seconds each group used since. */
 export function cpuMeter(): () => CpuByGroup {
   const before = snapshotRaw();

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { DialectName } from './options.js';
+import { cpuTotal } from './cpu.js';
 import type { ConcurrentResult } from './measure/concurrent.js';
 import type { IncrementalResult, InitialLoadResult, LatencyResult, LegacyResult } from './measure/main-site.js';
 import type { MemoryResult } from './measure/memory.js';
@@ -137,6 +138,11 @@ export function resultsMarkdown(r: BenchReport): string {
     ),
     ctx('initial load: fraction of raw in each round', (x) =>
       x.initialLoad?.rounds?.length ? x.initialLoad.rounds.map((r) => n2(r.fractionOfRaw)).join(' / ') : '–',
+    ),
+    ctx('initial load: CPU-s of the median round, sitesync / raw upsert (fraction the cores would allow)', (x) =>
+      x.initialLoad?.rawUpsertCpuSeconds
+        ? `${n2(cpuTotal(x.initialLoad.cpuSeconds))} / ${n2(cpuTotal(x.initialLoad.rawUpsertCpuSeconds))} (${n2(x.initialLoad.cpuBoundFraction)})`
+        : '–',
     ),
     ctx('raw upsert, rows/s (fastest method)', (x) =>
       x.initialLoad ? `${n0(x.initialLoad.rawUpsertRowsPerSecond)} (${x.initialLoad.rawUpsertMethod})` : '–',

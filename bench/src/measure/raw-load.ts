@@ -1,5 +1,6 @@
 import type { RawDb, RawPg, RawSqlite } from '../raw-db.js';
 import { ORDERS_TABLE, RESULTS_TABLE } from '../lab-data.js';
+import { cpuMeter, type CpuByGroup } from '../cpu.js';
 import { since } from '../stats.js';
 
 /** A central target table as the central agent created it. */
@@ -53,6 +54,8 @@ export interface RawLoadResult {
   writeOnlyRowsPerSecond?: number;
   /** rows/s of every method tried. */
   methods: Record<string, number>;
+  /** CPU seconds by process group while the fastest method ran. */
+  cpuSeconds: CpuByGroup;
 }
 
 type Method = 'prepared' | 'preparedMultiRow' | 'unnest' | 'copyStage';
@@ -76,11 +79,12 @@ export async function rawUpsert(
     await describe(central, tables.detail, 'result_id', RESULTS_TABLE),
   ];
   const methods: Method[] = central.dialect === 'sqlite' ? ['prepared', 'preparedMultiRow'] : ['unnest', 'copyStage'];
-  const results: Array<{ method: Method; rows: number; seconds: number; writeSeconds?: number }> = [];
+  const results: Array<{ method: Method; rows: number; seconds: number; cpu: CpuByGroup; writeSeconds?: number }> = [];
   for (const method of methods) {
     let rows = 0;
     let writeSeconds: number | undefined = 0;
     for (const t of targets) await cloneEmpty(central, t.name, `raw_${t.name}`);
+    const cpu = cpuMeter();
     const t0 = performance.now();
     for (const t of targets) {
       const clone = { ...t, name: `raw_${t.name}` };
@@ -102,7 +106,8 @@ export async function rawUpsert(
       writeSeconds =
         r.writeSeconds === undefined || writeSeconds === undefined ? undefined : writeSeconds + r.writeSeconds;
     }
-    results.push({ method, rows, seconds: since(t0), ...(writeSeconds !== undefined ? { writeSeconds } : {}) });
+    const seconds = since(t0);
+    results.push({ method, rows, seconds, cpu: cpu(), ...(writeSeconds !== undefined ? { writeSeconds } : {}) });
     for (const t of targets) await central.exec(`DROP TABLE IF EXISTS "raw_${t.name}"`);
   }
   const best = results.reduce((a, b) => (b.rows / b.seconds > a.rows / a.seconds ? b : a));
@@ -113,6 +118,7 @@ export async function rawUpsert(
     rowsPerSecond: best.rows / best.seconds,
     ...(best.writeSeconds ? { writeOnlyRowsPerSecond: best.rows / best.writeSeconds } : {}),
     methods: Object.fromEntries(results.map((r) => [r.method, r.rows / r.seconds])),
+    cpuSeconds: best.cpu,
   };
 }
 
