@@ -94,17 +94,35 @@ export const PipelineShapeSchema = z
   })
   // Keys and join columns are columns of their table: rows are read and keys bound by them.
   .superRefine((shape, ctx) => {
-    const among = (names: readonly string[], columns: ReadonlyArray<{ name: string }>, path: string[], what: string) =>
-      names.forEach((n) => {
-        // (an empty column list is reported by itself)
-        if (columns.length > 0 && !columns.some((c) => c.name === n)) {
-          ctx.addIssue({ code: 'custom', path, message: `${what} ${n} is not one of the table's columns` });
-        }
+    /** Reports each of `names` that is not among `columns`; true when all are. */
+    const among = (
+      names: readonly string[],
+      columns: ReadonlyArray<{ name: string }>,
+      path: string[],
+      what: string,
+    ) => {
+      // (an empty column list is reported by itself)
+      const missing = columns.length > 0 ? names.filter((n) => !columns.some((c) => c.name === n)) : [];
+      for (const n of missing) {
+        ctx.addIssue({ code: 'custom', path, message: `${what} ${n} is not one of the table's columns` });
+      }
+      return missing.length === 0;
+    };
+    // (an empty key is reported by itself)
+    const headerKeyKnown =
+      among(shape.header.key, shape.header.columns, ['header', 'key'], 'key column') && shape.header.key.length > 0;
+    if (!shape.detail) return;
+    among(shape.detail.key, shape.detail.columns, ['detail', 'key'], 'key column');
+    among(Object.keys(shape.detail.join), shape.detail.columns, ['detail', 'join'], 'join column');
+    // Details are found by their header's key: the join maps detail columns onto exactly its columns.
+    const targets = Object.values(shape.detail.join);
+    const key = shape.header.key;
+    if (headerKeyKnown && (targets.length !== key.length || !key.every((k) => targets.includes(k)))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['detail', 'join'],
+        message: `the join must map detail columns to exactly the header key (${key.join(', ')}), not to ${targets.join(', ') || 'nothing'}`,
       });
-    among(shape.header.key, shape.header.columns, ['header', 'key'], 'key column');
-    if (shape.detail) {
-      among(shape.detail.key, shape.detail.columns, ['detail', 'key'], 'key column');
-      among(Object.keys(shape.detail.join), shape.detail.columns, ['detail', 'join'], 'join column');
     }
   });
 export type PipelineShape = z.infer<typeof PipelineShapeSchema>;

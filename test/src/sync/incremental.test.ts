@@ -152,6 +152,63 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(await countRows(central.database!, 'central_results', 101)).toBe(95);
   });
 
+  it('a site keyed by a binary column: its deletion pass finds a vanished header by its bytes', async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101, { pipeline: 'bin', header: 'central_bin_h', detail: 'central_bin_d' });
+    const url = world.dbUrl(kind, 'site101');
+    const sdb = await world.open(url, 'site');
+    const d = sdb.dialect;
+    const q = (c: string) => d.quote(c);
+    const bin = d.columnType({ name: 'k', type: 'binary', nullable: false }, true);
+    await sdb.execute(
+      `CREATE TABLE ${q('bin_h')} (${q('k')} ${bin} NOT NULL PRIMARY KEY, ${q('note')} ${d.textType(20)})`,
+    );
+    await sdb.execute(
+      `CREATE TABLE ${q('bin_d')} (${q('line')} INT NOT NULL PRIMARY KEY, ${q('k')} ${bin} NOT NULL, ${q('v')} ${d.textType(20)})`,
+    );
+    // 0x00 0x0i 0xff: not valid UTF-8, and 0x00 first (a key compared as text would not find them)
+    const key = (i: number) => Buffer.from([0, i, 255]);
+    await sdb.run(
+      d.insertRows(
+        'bin_h',
+        ['k', 'note'],
+        [1, 2, 3, 4, 5].map((i) => [key(i), `h${i}`]),
+      ),
+    );
+    await sdb.run(
+      d.insertRows(
+        'bin_d',
+        ['line', 'k', 'v'],
+        [1, 2, 3, 4, 5].map((i) => [i * 10, key(i), `l${i}`]),
+      ),
+    );
+    const site = await world.startSite(
+      world.siteConfig(101, url, {
+        pipelines: [
+          { name: 'bin', baseEntity: 'bin_h', linkEntities: ['bin_h', { entity: 'bin_d', join: { k: 'k' } }] },
+        ],
+        // pages of two: the deletion pass reads the side table and looks up the site in several pages
+        batch: { maxRows: 1000, maxBytes: 1_000_000, pageSize: 2 },
+      }),
+    );
+    expect((await site.runSession()).totals).toMatchObject({ headers: 5, details: 5, deletions: 0 });
+    const notes = async () =>
+      (
+        await cdb.query<{ note: string }>(`SELECT note FROM central_bin_h WHERE id_efector = ? ORDER BY note`, [101])
+      ).map((r) => r.note);
+    expect(await notes()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    await sdb.execute(`DELETE FROM ${q('bin_d')} WHERE ${q('k')} = ?`, [key(4)]);
+    await sdb.execute(`DELETE FROM ${q('bin_h')} WHERE ${q('k')} = ?`, [key(4)]);
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    // only the vanished header: the four still present are found by their bytes, not sent as deletions
+    expect(r.totals).toMatchObject({ headers: 0, deletions: 1 });
+    expect(await notes()).toEqual(['h1', 'h2', 'h3', 'h5']);
+    expect(await countRows(cdb, 'central_bin_d', 101)).toBe(4);
+    expect((await site.runSession()).totals).toMatchObject({ headers: 0, deletions: 0 });
+  });
+
   it('a base table that has SourceHash/TargetHash/IsSync columns gets them maintained', async () => {
     const central = await world.startCentral(world.dbUrl(kind, 'central'));
     await world.registerSite(central.database!, 101);

@@ -253,6 +253,31 @@ describe('pipeline shape', () => {
     ]);
   });
 
+  it('refuses a join that does not map onto exactly the header key, naming the key', () => {
+    const bad = (join: Record<string, string>, header = SHAPE.header) =>
+      PipelineShapeSchema.safeParse({ ...SHAPE, header, detail: { ...SHAPE.detail, join } }).error?.issues.map((i) => [
+        i.path.join('.'),
+        i.message,
+      ]);
+    const twoKeys = { key: ['id', 'patient'], columns: SHAPE.header.columns };
+    // one of two key columns left out: the merger could not find the other's detail column
+    expect(bad({ order_id: 'id' }, twoKeys)).toEqual([
+      ['detail.join', 'the join must map detail columns to exactly the header key (id, patient), not to id'],
+    ]);
+    // a header column that is not the key
+    expect(bad({ order_id: 'patient' })).toEqual([
+      ['detail.join', 'the join must map detail columns to exactly the header key (id), not to patient'],
+    ]);
+    // the key twice, the other key column never
+    expect(bad({ order_id: 'id', line: 'id' }, twoKeys)).toEqual([
+      ['detail.join', 'the join must map detail columns to exactly the header key (id, patient), not to id, id'],
+    ]);
+    expect(bad({})).toEqual([
+      ['detail.join', 'the join must map detail columns to exactly the header key (id), not to nothing'],
+    ]);
+    expect(bad({ order_id: 'patient', line: 'id' }, twoKeys)).toBeUndefined();
+  });
+
   it('refuses a column named twice (rows travel as values in column order)', () => {
     const twice = {
       ...SHAPE,
