@@ -200,9 +200,11 @@ export class PeripheralAgent {
     switch (m.type) {
       case 'batch.ack': {
         const body = m.body as MessageBody<'batch.ack'>;
-        const changed = await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline));
-        // A redelivered ack finds nothing pending any more: count it once.
-        if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions);
+        // Counted in the ack's own transaction; a redelivered ack finds nothing pending any more,
+        // so it is counted once.
+        await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline), async (tx, changed) => {
+          if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions, tx);
+        });
         this.acks.batchAckApplied(body.sessionId, body.batchMessageId);
         if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
         return;

@@ -48,8 +48,15 @@ export async function markPending(
 /**
  * Applies the central's `batch.ack`: TargetHash := the hash that batch sent. Rows re-sent by a later
  * batch meanwhile carry that batch's id and are left for its own ack. Acked deletions disappear.
+ * `andThen` runs in the same transaction with the number of rows the ack changed (0 for an ack
+ * applied before).
  */
-export async function applyBatchAck(db: Database, batchId: string, pipeline?: ResolvedPipeline): Promise<number> {
+export async function applyBatchAck(
+  db: Database,
+  batchId: string,
+  pipeline: ResolvedPipeline | undefined,
+  andThen?: (tx: Queryable, changed: number) => Promise<void>,
+): Promise<number> {
   return db.transaction(async (tx) => {
     const d = tx.dialect;
     const q = (c: string) => d.quote(c);
@@ -70,6 +77,7 @@ export async function applyBatchAck(db: Database, batchId: string, pipeline?: Re
       `DELETE FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`,
       [batchId, tx.dialect.bool(true)],
     );
+    await andThen?.(tx, updated + deleted);
     return updated + deleted;
   });
 }

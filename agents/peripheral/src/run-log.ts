@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TransientError } from '@sitesync/protocol';
-import type { Database } from '@sitesync/db';
+import type { Database, Queryable } from '@sitesync/db';
 
 export const RUN_LOG_TABLE = 'LAB_SyncStatus';
 const LOCK_NAME = 'session';
@@ -108,11 +108,12 @@ export class RunLog {
     );
   }
 
-  async addAcked(sessionId: string, headers: number): Promise<void> {
-    await this.db.execute(
-      `UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`,
-      [headers, sessionId],
-    );
+  /** Counts acknowledged headers; `tx` puts it in the transaction that applied the ack. */
+  async addAcked(sessionId: string, headers: number, tx: Queryable = this.db): Promise<void> {
+    await tx.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`, [
+      headers,
+      sessionId,
+    ]);
   }
 
   async finish(
