@@ -167,7 +167,7 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     await sdb.execute(
       `CREATE TABLE ${q('bin_d')} (${q('line')} INT NOT NULL PRIMARY KEY, ${q('k')} ${bin} NOT NULL, ${q('v')} ${d.textType(20)})`,
     );
-    // 0x00 0x0i 0xff: not valid UTF-8, and 0x00 first (a key compared as text would not find them)
+    // bytes 00 i ff: not UTF-8, and a zero byte first (a key compared as text would find none of them)
     const key = (i: number) => Buffer.from([0, i, 255]);
     await sdb.run(
       d.insertRows(
