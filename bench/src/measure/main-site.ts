@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { CentralAgent } from '@sitesync/central';
 import { forgetSentRows, prepareSiteDb, register, siteConfig, startSite, type BenchContext } from '../agents.js';
@@ -55,7 +55,6 @@ export interface InitialLoadResult {
   }>;
   cpuSeconds: CpuByGroup;
   rawUpsertCpuSeconds: CpuByGroup;
-  cores: number;
   profile?: ProfileSummary;
 }
 
@@ -210,7 +209,7 @@ export async function benchMainSite(
     }
 
     if (only.has('initialLoad')) {
-      const cores = availableParallelism();
+      const cores = cpus().length; // as `machine.cores` of the report
       const bound = (m: InitialLoadRound) => (totalRows * cores) / cpuTotal(m.first.cpuSeconds) / m.raw.rowsPerSecond;
       // The round with the median fraction speaks for the run; every round is kept.
       const byFraction = [...measured].sort((a, b) => a.fraction - b.fraction);
@@ -244,7 +243,6 @@ export async function benchMainSite(
         })),
         cpuSeconds: first.cpuSeconds,
         rawUpsertCpuSeconds: raw.cpuSeconds,
-        cores,
         ...(measured[0]!.profile ? { profile: measured[0]!.profile } : {}),
       };
     }

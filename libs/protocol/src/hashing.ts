@@ -48,11 +48,10 @@ export function toWireValues(values: unknown[]): WireValues {
 }
 
 /**
- * A column set in canonical (sorted) order: the sorted names, where each sits in the given order,
- * and their `"name":` prefixes (`,`-led after the first).
+ * A column set in canonical (sorted) order: where each sorted name sits in the given order, and
+ * the sorted names' `"name":` prefixes (`,`-led after the first).
  */
 interface Layout {
-  keys: string[];
   order: number[];
   prefixes: string[];
 }
@@ -60,50 +59,12 @@ interface Layout {
 function layoutFor(columns: readonly string[]): Layout {
   const keys = [...columns].sort();
   return {
-    keys,
     order: keys.map((k) => columns.indexOf(k)),
     prefixes: keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':'),
   };
 }
 
-/** Per column set of object rows (in the rows' own key order): its layout. */
-const layouts = new Map<string, Layout & { own: string[] }>();
-const MAX_LAYOUTS = 256;
-/** The layouts used last: a header's and its details' (checked without allocating). */
-let recent: Array<Layout & { own: string[] }> = [];
-
-function hasOwnOrder(row: WireRow, own: readonly string[]): boolean {
-  let i = 0;
-  for (const k in row) if (own[i++] !== k) return false;
-  return i === own.length;
-}
-
-function layoutOf(row: WireRow): Layout {
-  for (const l of recent) if (hasOwnOrder(row, l.own)) return l;
-  const own = Object.keys(row);
-  const signature = own.join('\u0000');
-  let l = layouts.get(signature);
-  if (!l) {
-    l = { own, ...layoutFor(own) };
-    if (layouts.size >= MAX_LAYOUTS) layouts.clear();
-    layouts.set(signature, l);
-  }
-  recent = [l, ...recent.filter((r) => r !== l)].slice(0, 4);
-  return l;
-}
-
-/**
- * `[` + `"key":value` pairs in key order, comma-separated, + `]`. Every row of a table has the same
- * columns, so the sorted keys and their quoted prefixes are computed once per column set.
- */
-function canonicalRow(row: WireRow): string {
-  const { keys, prefixes } = layoutOf(row);
-  let s = '[';
-  for (let i = 0; i < keys.length; i++) s += prefixes[i]! + JSON.stringify(row[keys[i]!]);
-  return s + ']';
-}
-
-/** The same text for a row given as values in the layout's column order. */
+/** `[` + `"column":value` pairs in column-name order, comma-separated, + `]`, of a row given as values. */
 function canonicalValues(values: readonly WireValue[], { order, prefixes }: Layout): string {
   let s = '[';
   for (let i = 0; i < order.length; i++) s += prefixes[i]! + JSON.stringify(values[order[i]!]);
@@ -117,11 +78,17 @@ function headerText(header: string, lines: string[]): string {
   return text;
 }
 
+/** A row given as an object, in canonical form (its columns sorted for this row alone). */
+function canonicalRow(row: WireRow): string {
+  return canonicalValues(Object.values(row), layoutFor(Object.keys(row)));
+}
+
 /**
- * The canonical hash of one header with its detail set, used by BOTH the peripheral (to find what
- * changed) and the central (to verify what arrived). Column order and detail order do not matter.
- * The text hashed is `h<header>` then `\nd<line>` per detail line in sorted order, in one call
- * (one `crypto.hash` instead of a Hash object and an update per line: the same digest, cheaper).
+ * The canonical hash of one header with its detail set, the definition both sides follow (the
+ * peripheral to find what changed, the central to verify what arrived), on rows as objects:
+ * column order and detail order do not matter. The text hashed is `h<header>` then `\nd<line>`
+ * per detail line in sorted order, in one `crypto.hash`. The agents hash with
+ * {@link HeaderHasher}, which gives the same digest for rows as value arrays.
  */
 export function hashHeader(algorithm: HashAlgorithm, header: WireRow, details: readonly WireRow[] = []): string {
   return hashText(algorithm, headerText(canonicalRow(header), details.map(canonicalRow)));

@@ -17,7 +17,7 @@ export const OLDEST_SCHEMA_VERSION = 1;
  * refuse any other version) keep reading them while a deployment is upgraded, central first.
  */
 export function schemaVersionOf(type: MessageType): number {
-  return type === 'batch' ? 2 : 1;
+  return type === 'batch' ? SCHEMA_VERSION : OLDEST_SCHEMA_VERSION;
 }
 
 export const SiteIdSchema = z.number().int().positive().max(2_147_483_647);

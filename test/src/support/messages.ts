@@ -103,12 +103,18 @@ export function labBatch(
   };
 }
 
-/** A batch body as schema version 1 wrote it: each row an object of column -> value. */
+/**
+ * A batch body as schema version 1 wrote it: each row an object of column -> value. `reversed`
+ * names each row's columns last to first (the order of an object's keys must not matter).
+ */
 export function version1Body(
   b: HeaderBatch,
+  opts: { reversed?: boolean } = {},
 ): { changes: Array<Record<string, unknown>> } & Omit<HeaderBatch, 'changes'> {
-  const named = (row: readonly unknown[], cols: ReadonlyArray<{ name: string }>) =>
-    Object.fromEntries(cols.map((c, i) => [c.name, row[i]]));
+  const named = (row: readonly unknown[], cols: ReadonlyArray<{ name: string }>) => {
+    const entries = cols.map((c, i) => [c.name, row[i]] as const);
+    return Object.fromEntries(opts.reversed ? entries.reverse() : entries);
+  };
   return {
     ...b,
     changes: b.changes.map((c) =>

@@ -15,6 +15,7 @@ import {
   isMessageType,
 } from '@sitesync/protocol';
 import { SHAPE, batch, batchAck, sessionAck, sessionCompleted, sessionStarted } from './fixtures.js';
+import { version1Body } from '../../support/messages.js';
 
 function paths(
   schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } } },
@@ -180,22 +181,8 @@ describe('batch', () => {
 });
 
 describe('batch, schema version 1 (rows as objects)', () => {
-  const v1 = () => {
-    const b = batch();
-    return {
-      ...b,
-      changes: b.changes.map((c) =>
-        c.op === 'upsert'
-          ? {
-              ...c,
-              // Column order in an object does not matter.
-              header: { patient: c.header[1], id: c.header[0] },
-              details: c.details.map(([order_id, line, qty]) => ({ qty, order_id, line })),
-            }
-          : c,
-      ),
-    };
-  };
+  // Column order in an object does not matter: the columns are named last to first.
+  const v1 = () => version1Body(batch(), { reversed: true });
 
   it("is read into the current form: values in the shape's column order", () => {
     const r = BatchSchemaV1.safeParse(v1());
