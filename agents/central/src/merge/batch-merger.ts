@@ -357,12 +357,7 @@ async function writeRows(
   ];
   const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {
-    const values = rows.slice(i, i + chunk).map((r) => {
-      // one array per row, the site first (this runs for every row of a first load)
-      const out: unknown[] = [site];
-      for (let j = 0; j < specs.length; j++) out.push(d.bindValue(r[j], specs[j]!.type));
-      return out;
-    });
+    const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s, j) => d.bindValue(r[j], s.type))]);
     await tx.run(d.writeMany(table, columns, sqlTypes, values, upsertKey));
   }
 }
