@@ -6,7 +6,6 @@ import {
   encodeMessage,
   errorInfo,
   isTransientError,
-  publishDeadLetter,
   runWithRetry,
   tlsSocketOptions,
   type DecodedMessage,
@@ -27,6 +26,9 @@ import type { Outgoing } from './interventions/outgoing';
 import { checkSender } from './merge/batch-merger';
 import { findSiteRows, SITE_TABLE } from './merge/site-registry';
 import { readSiteStatus } from './ops/site-status';
+import { MessageSigner } from './dlq/message-signer';
+import type { DeadLetterContext } from './dlq/dead-letters';
+import { publishDeadLetter, routedSite, senderOf, type Sender } from './dlq/dead-lettering';
 
 export const APP_ID = 'sitesync-central';
 
@@ -45,6 +47,7 @@ export class CentralAgent {
   private merger: BatchMerger | undefined;
   private sessions: SessionTracker | undefined;
   private interventions: CentralInterventions | undefined;
+  private signer: MessageSigner | undefined;
   private dispatchTimer: NodeJS.Timeout | undefined;
   private dispatching: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -53,16 +56,18 @@ export class CentralAgent {
     readonly config: CentralConfig,
     private readonly log: Logger,
   ) {
-    this.topology = new Topology({ prefix: config.amqp.prefix, deliveryLimit: config.amqp.deliveryLimit });
+    this.topology = new Topology({
+      prefix: config.amqp.prefix,
+      deliveryLimit: config.amqp.deliveryLimit,
+      siteDeadLetterMaxMessages: config.limits.siteDeadLetterMaxMessages,
+      siteDeadLetterMaxBytes: config.limits.siteDeadLetterMaxBytes,
+    });
   }
 
-  /** The central's own broker user (from its AMQP URL). */
-  get ownUser(): string {
-    try {
-      return decodeURIComponent(new URL(this.config.amqp.url).username) || 'guest';
-    } catch {
-      return 'guest';
-    }
+  /** What reading and replaying dead letters needs; only once started (the key is in the database). */
+  get deadLetterContext(): DeadLetterContext {
+    if (!this.signer) throw new Error('the central agent is not started');
+    return { topology: this.topology, signer: this.signer };
   }
 
   get database(): Database | undefined {
@@ -77,6 +82,7 @@ export class CentralAgent {
   async start(): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'central' });
+      this.signer = await MessageSigner.forDatabase(this.db);
       const statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
       );
@@ -157,10 +163,12 @@ export class CentralAgent {
     handle: (m: DecodedMessage) => Promise<void>,
   ): Promise<void> {
     let m: DecodedMessage | undefined;
+    // A dead letter replayed with the central's credentials speaks for its original sender, when the
+    // central's own signature on the replay says so; never on a header alone.
+    const sender = senderOf(d.msg, this.signer!);
     try {
-      m = decodeMessage(d.msg, expected);
-      // A dead letter replayed by an operator with the central's credentials speaks for its original sender.
-      if (m.replayedFor !== undefined && m.userId === this.ownUser) m = { ...m, userId: m.replayedFor };
+      m = decodeMessage(d.msg, expected, this.config.limits);
+      if (sender.user !== m.userId) m = { ...m, userId: sender.user };
       const decoded = m;
       await runWithRetry(() => handle(decoded), {
         isStopping: () => this.stopping,
@@ -171,7 +179,7 @@ export class CentralAgent {
       d.settle('ack');
     } catch (err) {
       if (err instanceof MessageRejectedError) {
-        await this.deadLetter(d, queue, err, m);
+        await this.deadLetter(d, queue, err, m, sender);
       } else if (this.stopping || isTransientError(err)) {
         d.settle('requeue');
       } else {
@@ -182,7 +190,7 @@ export class CentralAgent {
           ...(m ? { messageId: m.messageId, siteId: m.siteId, type: m.type } : {}),
         });
         rejected.senderVerified = m?.type === 'batch';
-        await this.deadLetter(d, queue, rejected, m);
+        await this.deadLetter(d, queue, rejected, m, sender);
       }
     }
   }
@@ -193,23 +201,53 @@ export class CentralAgent {
     );
   }
 
+  /**
+   * Parks a message the central cannot use in its sender's dead-letter queue, then acks it. If the
+   * copy is not routed (or not confirmed), the original is requeued: it is never acked unparked. A
+   * site whose own dead-letter queue is full has its message dropped and counted instead: its cap
+   * bounds what it can park, and it keeps its rows until they are acknowledged.
+   */
   private async deadLetter(
     d: Delivery,
     queue: string,
     err: MessageRejectedError,
     m: DecodedMessage | undefined,
+    sender: Sender,
   ): Promise<void> {
-    this.log.warn(
-      {
-        reason: err.reason,
-        err: err.message,
-        messageId: d.msg.properties.messageId,
-        routingKey: d.msg.fields.routingKey,
-      },
-      'dead-lettering message',
-    );
-    await publishDeadLetter(this.broker!, this.topology, queue, d.msg, err.reason, err.message);
-    this.metrics.deadLetters.inc({ reason: err.reason });
+    const ctx = {
+      reason: err.reason,
+      err: err.message,
+      messageId: d.msg.properties.messageId,
+      routingKey: d.msg.fields.routingKey,
+    };
+    this.log.warn(ctx, 'dead-lettering message');
+    try {
+      const to = await publishDeadLetter(
+        this.broker!,
+        this.topology,
+        this.signer!,
+        { queue, msg: d.msg, sender },
+        err.reason,
+        err.message,
+      );
+      this.metrics.deadLetters.inc({ reason: err.reason });
+      this.log.debug({ ...ctx, queue: to.queue }, 'dead-lettered');
+    } catch (e) {
+      const site = routedSite(d.msg, this.topology);
+      if (site !== undefined && (e as { code?: unknown }).code === 'BROKER_NACK') {
+        this.log.error(
+          { ...ctx, site, queue: this.topology.siteRejectsQueue(site) },
+          "the site's dead-letter queue is full: message dropped",
+        );
+        this.metrics.deadLettersDropped.inc({ site: String(site), reason: err.reason });
+      } else {
+        this.log.warn({ ...ctx, err: errorInfo(e) }, 'could not dead-letter the message; redelivering');
+        // Not at once: whatever kept the copy from landing (a queue being re-created, a broker alarm) needs a moment.
+        await new Promise((r) => setTimeout(r, 1000));
+        d.settle('requeue');
+        return;
+      }
+    }
     // A rejected batch counts against its session (so the site learns the session is incomplete),
     // recorded before the ack: a crash in between redelivers it, and recording is idempotent.
     // Only once the sender is verified: a forged batch must not touch the victim's session.

@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, applyEnvOverrides, configErrorFrom } from '@sitesync/protocol';
+import {
+  ConfigError,
+  DEFAULT_MAX_INFLATED_BYTES,
+  DEFAULT_MAX_WIRE_BYTES,
+  DEFAULT_SITE_DEAD_LETTER_MAX_BYTES,
+  DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES,
+  applyEnvOverrides,
+  configErrorFrom,
+} from '@sitesync/protocol';
 import { ROLES, isPasswordHash } from './http/auth';
 
 export const DEFAULT_PREFETCH = 16;
@@ -44,6 +52,25 @@ export const CentralConfigSchema = z
       })
       .strict(),
     db: z.object({ url: z.string().min(1) }).strict(),
+    /** Limits on what a site controls (docs/operations.md, "Security model"). */
+    limits: z
+      .object({
+        /** A message body larger than this on the wire is dead-lettered `too-large` unread. @default 16 MiB */
+        maxWireBytes: z.number().int().min(1024).default(DEFAULT_MAX_WIRE_BYTES),
+        /** A body that inflates past this is dead-lettered `too-large`; inflation stops at it. @default 64 MiB */
+        maxInflatedBytes: z.number().int().min(1024).default(DEFAULT_MAX_INFLATED_BYTES),
+        /** Dead letters kept per site; past it that site's next ones are dropped and counted. @default 10000 */
+        siteDeadLetterMaxMessages: z.number().int().positive().default(DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES),
+        /** Bytes of dead letters kept per site. @default 256 MiB */
+        siteDeadLetterMaxBytes: z.number().int().positive().default(DEFAULT_SITE_DEAD_LETTER_MAX_BYTES),
+      })
+      .strict()
+      .default({
+        maxWireBytes: DEFAULT_MAX_WIRE_BYTES,
+        maxInflatedBytes: DEFAULT_MAX_INFLATED_BYTES,
+        siteDeadLetterMaxMessages: DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES,
+        siteDeadLetterMaxBytes: DEFAULT_SITE_DEAD_LETTER_MAX_BYTES,
+      }),
     /** Unacknowledged deliveries per consumer. @default 16 */
     prefetch: z.number().int().positive().default(DEFAULT_PREFETCH),
     /** How often the central moves pending transfers and procedure versions forward. @default 1000 */
@@ -76,6 +103,10 @@ const ENV_KEYS = {
   AMQP_CERT_FILE: { path: ['amqp', 'certFile'], type: 'string' },
   AMQP_KEY_FILE: { path: ['amqp', 'keyFile'], type: 'string' },
   DB_URL: { path: ['db', 'url'], type: 'string' },
+  MAX_WIRE_BYTES: { path: ['limits', 'maxWireBytes'], type: 'number' },
+  MAX_INFLATED_BYTES: { path: ['limits', 'maxInflatedBytes'], type: 'number' },
+  SITE_DEAD_LETTER_MAX_MESSAGES: { path: ['limits', 'siteDeadLetterMaxMessages'], type: 'number' },
+  SITE_DEAD_LETTER_MAX_BYTES: { path: ['limits', 'siteDeadLetterMaxBytes'], type: 'number' },
   PREFETCH: { path: ['prefetch'], type: 'number' },
   HTTP_PORT: { path: ['httpPort'], type: 'number' },
   API_TOKEN: { path: ['apiToken'], type: 'string' },

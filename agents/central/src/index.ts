@@ -13,6 +13,8 @@ export * from './http/api';
 export * from './http/auth';
 export * from './http/supervision';
 export * from './dlq/dead-letters';
+export * from './dlq/dead-lettering';
+export * from './dlq/message-signer';
 export * from './ops/management-api';
 export * from './ops/site-status';
 export * from './ops/provision-site';

@@ -89,6 +89,12 @@ export class CentralMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly deadLettersDropped = new Counter({
+    name: 'sitesync_dead_letters_dropped_total',
+    help: "Messages the central rejected but could not park because the sending site's dead-letter queue was full",
+    labelNames: ['site', 'reason'],
+    registers: [this.registry],
+  });
   readonly retries = new Counter({
     name: 'sitesync_transient_retries_total',
     help: 'Handler retries after a transient failure',

@@ -7,7 +7,6 @@ import {
   encodeMessage,
   errorInfo,
   isTransientError,
-  publishDeadLetter,
   runWithRetry,
   tlsSocketOptions,
   type DecodedMessage,
@@ -189,10 +188,11 @@ export class PeripheralAgent {
       }
       const reason = err instanceof MessageRejectedError ? err.reason : 'bad-content';
       const text = err instanceof Error ? err.message : String(err);
-      this.log.warn({ reason, err: text, messageId: d.msg.properties.messageId, type: m?.type }, 'dead-lettering');
-      await publishDeadLetter(this.broker!, this.topology, queue, d.msg, reason, text);
+      // Rejected without requeue, the broker moves it to this site's dead-letter queue (its queue's
+      // own dead-letter arguments): a site's user has no write on any dead-letter exchange.
+      this.log.warn({ reason, err: text, messageId: d.msg.properties.messageId, type: m?.type, queue }, 'dead-lettering');
       this.metrics.deadLetters.inc({ reason });
-      d.settle('ack');
+      d.settle('drop');
     }
   }
 

@@ -46,6 +46,30 @@ export interface ConsumerOptions {
 export type ConnectionState = 'IDLE' | 'CONNECTING' | 'CONNECTED' | 'RECONNECTING' | 'CLOSED';
 
 /**
+ * A mandatory publish the broker returned (`basic.return`): no queue is bound to its exchange and
+ * routing key, so it landed nowhere although the broker confirmed it. Transient: the queue may be
+ * declared again; meanwhile the message's source must be kept.
+ */
+export class UnroutableError extends TransientError {
+  override name = 'UnroutableError';
+  constructor(
+    readonly exchange: string,
+    readonly routingKey: string,
+    replyText: string,
+  ) {
+    super(`no queue took the message published to ${exchange} with routing key ${routingKey} (${replyText})`, 'BROKER_UNROUTABLE');
+  }
+}
+
+/** A mandatory publish awaiting its confirm; `returned` is set when a `basic.return` for it came first. */
+interface PendingPublish {
+  exchange: string;
+  routingKey: string;
+  messageId: string;
+  returned?: string;
+}
+
+/**
  * An amqplib connection that comes back by itself: exponential backoff, topology re-declared and
  * consumers re-created on every reconnect. Publishes go through one ConfirmChannel with a bounded
  * window of unconfirmed messages and respect `drain`.
@@ -59,6 +83,8 @@ export class BrokerConnection extends EventEmitter {
   private readonly consumers: ConsumerOptions[] = [];
   private readonly inFlightHandlers = new Set<Promise<void>>();
   private inFlightPublishes = 0;
+  /** Mandatory publishes in publish order (a return comes before its publish's confirm, on the same channel). */
+  private pendingMandatory: PendingPublish[] = [];
   private readonly windowWaiters: Array<() => void> = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
@@ -141,6 +167,7 @@ export class BrokerConnection extends EventEmitter {
           void model.close().catch(() => undefined);
       });
       pub.on('drain', () => this.emit('drain'));
+      pub.on('return', (msg: ConsumeMessage) => this.onReturn(msg));
       if (this.opts.setup) await this.opts.setup(pub, () => model.createChannel());
       this.model = model;
       this.pubChannel = pub;
@@ -166,6 +193,7 @@ export class BrokerConnection extends EventEmitter {
     this.pubChannel = undefined;
     this.consumerChannels = [];
     this.inFlightPublishes = 0;
+    this.pendingMandatory = [];
     this.windowWaiters.splice(0).forEach((w) => w());
     if (this.closing) {
       this.state = 'CLOSED';
@@ -245,8 +273,23 @@ export class BrokerConnection extends EventEmitter {
     await Promise.allSettled([...this.inFlightHandlers]);
   }
 
-  /** Publishes and resolves once the broker confirmed it; rejects (TransientError) if not confirmed. */
-  async publish(exchange: string, m: EncodedMessage, mandatory = false): Promise<void> {
+  /** Marks the oldest matching pending mandatory publish as returned. */
+  private onReturn(msg: ConsumeMessage): void {
+    const f = msg.fields as unknown as { exchange: string; routingKey: string; replyText?: string };
+    const id = typeof msg.properties.messageId === 'string' ? msg.properties.messageId : '';
+    const p = this.pendingMandatory.find(
+      (x) => !x.returned && x.exchange === f.exchange && x.routingKey === f.routingKey && x.messageId === id,
+    );
+    if (p) p.returned = f.replyText ?? 'NO_ROUTE';
+    else this.opts.log.warn({ exchange: f.exchange, routingKey: f.routingKey, messageId: id }, 'unmatched basic.return');
+  }
+
+  /**
+   * Publishes and resolves once the broker confirmed it. Mandatory by default: a message no queue
+   * takes is returned by the broker and rejects with {@link UnroutableError}, so its sender keeps
+   * its source. Rejects (TransientError) if not confirmed.
+   */
+  async publish(exchange: string, m: EncodedMessage, mandatory = true): Promise<void> {
     while (this.inFlightPublishes >= this.window) {
       await new Promise<void>((resolve) => this.windowWaiters.push(resolve));
     }
@@ -256,12 +299,17 @@ export class BrokerConnection extends EventEmitter {
       throw new TransientError('not connected to the broker', 'BROKER_DISCONNECTED');
     }
     this.inFlightPublishes++;
+    const pending: PendingPublish | undefined = mandatory
+      ? { exchange, routingKey: m.routingKey, messageId: m.options.messageId }
+      : undefined;
+    if (pending) this.pendingMandatory.push(pending);
     try {
       await new Promise<void>((resolve, reject) => {
         let ok: boolean;
         try {
           ok = ch.publish(exchange, m.routingKey, m.content, { ...m.options, mandatory }, (err) => {
             if (err) reject(new TransientError(`publish not confirmed: ${String(err)}`, 'BROKER_NACK'));
+            else if (pending?.returned) reject(new UnroutableError(exchange, m.routingKey, pending.returned));
             else resolve();
           });
         } catch (err) {
@@ -277,9 +325,21 @@ export class BrokerConnection extends EventEmitter {
         }
       });
     } finally {
+      if (pending) {
+        const i = this.pendingMandatory.indexOf(pending);
+        if (i >= 0) this.pendingMandatory.splice(i, 1);
+      }
       this.inFlightPublishes = Math.max(0, this.inFlightPublishes - 1);
       this.windowWaiters.shift()?.();
     }
+  }
+
+  /** Opens a channel on the current connection; the caller closes it. A failed passive check closes it too. */
+  async openChannel(): Promise<Channel> {
+    if (!this.model) throw new TransientError('not connected to the broker', 'BROKER_DISCONNECTED');
+    const ch = await this.model.createChannel();
+    ch.on('error', () => undefined);
+    return ch;
   }
 
   /** Runs `fn` on a short-lived channel (queue inspection, purge, get). */

@@ -37,14 +37,16 @@ export interface TopicPermission {
 
 /**
  * What a site's broker user may do: configure nothing (the central provisions its queues), write
- * only to the up exchange (and the dead-letter exchange, for messages it cannot apply), read only
- * its own queue; and on the up exchange publish only routing keys that start with its own id.
+ * only to the up exchange, read only its own queue; and on the up exchange publish only routing keys
+ * that start with its own id. It may not write to the dead-letter exchange (a direct exchange, which
+ * topic permissions do not cover): what it cannot apply it rejects, and its queue's own dead-letter
+ * arguments park it. Dead letters are made by the central or the broker only.
  */
 export function sitePermissions(t: Topology, siteId: number): { permissions: Permissions; topic: TopicPermission } {
   return {
     permissions: {
       configure: '^$',
-      write: `^(${literal(t.up)}|${literal(t.dlx)})$`,
+      write: `^${literal(t.up)}$`,
       read: `^${literal(t.siteQueue(siteId))}$`,
     },
     topic: { exchange: t.up, write: `^${siteId}\\.`, read: '^$' },
@@ -190,6 +192,15 @@ export function brokerDefinitions(t: Topology, o: DefinitionsOptions): BrokerDef
     const q = t.siteQueue(s.siteId);
     workQueue(q, t.siteQueueExtraArguments());
     bind(t.down, q, t.siteRoutingPattern(s.siteId));
+    const rejects = t.siteRejectsRoute(s.siteId);
+    d.queues.push({
+      name: t.deadLetterQueue(rejects),
+      vhost,
+      durable: true,
+      auto_delete: false,
+      arguments: t.siteRejectsQueueArguments(),
+    });
+    bind(t.dlx, t.deadLetterQueue(rejects), rejects);
   }
   return d;
 }

@@ -24,12 +24,51 @@ export const HEADER_ERROR = 'x-sitesync-error';
 export const HEADER_ORIGINAL_EXCHANGE = 'x-sitesync-original-exchange';
 export const HEADER_ORIGINAL_ROUTING_KEY = 'x-sitesync-original-routing-key';
 export const HEADER_ORIGINAL_QUEUE = 'x-sitesync-original-queue';
-/** Set on a dead letter: the broker user that first published it (a replay cannot keep `user_id`). */
+/**
+ * Set on a dead letter and on a replay: the broker user that first published it (a replay cannot
+ * keep `user_id`). Trusted only where the central's signature over it verifies.
+ */
 export const HEADER_ORIGINAL_USER = 'x-sitesync-original-user';
 /** Set on a replayed dead letter: how many times it was replayed. */
 export const HEADER_REPLAYS = 'x-sitesync-replays';
 
 export const CONTENT_TYPE = 'application/json';
+
+/** A message body larger than this on the wire is refused unread (RabbitMQ 4.x refuses > 16 MiB by default too). */
+export const DEFAULT_MAX_WIRE_BYTES = 16 * 1024 * 1024;
+/** A body that inflates past this is refused: inflation stops at the cap, so memory stays bounded. */
+export const DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024;
+
+/** Size limits on what a sender controls, checked before anything is decoded. */
+export interface DecodeLimits {
+  /** @default 16 MiB */
+  maxWireBytes?: number;
+  /** @default 64 MiB */
+  maxInflatedBytes?: number;
+}
+
+/**
+ * The body as bytes, inflated when gzipped, never past `maxInflatedBytes`: zlib stops (and frees
+ * what it inflated) as soon as its output passes the cap, so a 2 MB message that would inflate to
+ * gigabytes costs at most the cap. Throws a RangeError (`ERR_BUFFER_TOO_LARGE`) past the cap.
+ */
+export function inflateBody(content: Buffer, encoding: unknown, maxInflatedBytes = DEFAULT_MAX_INFLATED_BYTES): Buffer {
+  if (encoding !== 'gzip') {
+    if (content.length > maxInflatedBytes) throw tooLarge(maxInflatedBytes);
+    return content;
+  }
+  return gunzipSync(content, { maxOutputLength: maxInflatedBytes });
+}
+
+function tooLarge(limit: number): RangeError {
+  return Object.assign(new RangeError(`Cannot create a Buffer larger than ${limit} bytes`), {
+    code: 'ERR_BUFFER_TOO_LARGE',
+  });
+}
+
+function isTooLarge(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'ERR_BUFFER_TOO_LARGE';
+}
 /** Bodies at least this large are gzipped. */
 export const DEFAULT_GZIP_THRESHOLD = 4096;
 
@@ -139,11 +178,6 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   userId: string | undefined;
   appId: string | undefined;
   timestamp: number | undefined;
-  /**
-   * On a replayed dead letter: the user that first published it. Only to be trusted when `userId`
-   * is the central's own broker user (the broker guarantees `userId` is the publisher's).
-   */
-  replayedFor: string | undefined;
   body: MessageBody<T>;
 }
 
@@ -157,11 +191,23 @@ function headerNumber(v: unknown): number | undefined {
  * Checks envelope, checksum, schema version and body schema. Throws {@link MessageRejectedError}
  * naming the reason; never returns a partially valid message.
  */
-export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]): DecodedMessage {
+export function decodeMessage(
+  raw: RawMessage,
+  expected?: readonly MessageType[],
+  limits: DecodeLimits = {},
+): DecodedMessage {
   const p = raw.properties;
   const headers = p.headers ?? {};
   const messageId = typeof p.messageId === 'string' ? p.messageId : undefined;
   const ctx = { messageId, type: typeof p.type === 'string' ? p.type : undefined };
+  const maxWire = limits.maxWireBytes ?? DEFAULT_MAX_WIRE_BYTES;
+  if (raw.content.length > maxWire) {
+    throw new MessageRejectedError(
+      'too-large',
+      `body is ${raw.content.length} bytes on the wire, over the limit of ${maxWire}`,
+      ctx,
+    );
+  }
   if (!messageId) throw new MessageRejectedError('bad-envelope', 'message has no message_id', ctx);
   const type = p.type;
   if (!isMessageType(type) || (expected && !expected.includes(type))) {
@@ -193,10 +239,19 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
   if (typeof checksum !== 'string' || checksum !== bodyChecksum(raw.content)) {
     throw new MessageRejectedError('checksum-mismatch', 'body checksum does not match its header', { ...ctx, siteId });
   }
+  const maxInflated = limits.maxInflatedBytes ?? DEFAULT_MAX_INFLATED_BYTES;
   let text: string;
   try {
-    text = (p.contentEncoding === 'gzip' ? gunzipSync(raw.content) : raw.content).toString('utf8');
+    text = inflateBody(raw.content, p.contentEncoding, maxInflated).toString('utf8');
   } catch (cause) {
+    if (isTooLarge(cause)) {
+      throw new MessageRejectedError(
+        'too-large',
+        `body inflates past the limit of ${maxInflated} bytes (${raw.content.length} bytes on the wire)`,
+        { ...ctx, siteId },
+        { cause },
+      );
+    }
     throw new MessageRejectedError('invalid-json', 'body is not valid gzip', { ...ctx, siteId }, { cause });
   }
   let json: unknown;
@@ -230,10 +285,6 @@ export function decodeMessage(raw: RawMessage, expected?: readonly MessageType[]
     userId: typeof p.userId === 'string' ? p.userId : undefined,
     appId: typeof p.appId === 'string' ? p.appId : undefined,
     timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
-    replayedFor:
-      headers[HEADER_REPLAYS] !== undefined && typeof headers[HEADER_ORIGINAL_USER] === 'string'
-        ? headers[HEADER_ORIGINAL_USER]
-        : undefined,
     body: parsed.data as MessageBody<typeof type>,
   };
 }

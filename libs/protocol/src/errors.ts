@@ -34,6 +34,7 @@ export const REJECT_REASONS = [
   'forged-site',
   'row-hash-mismatch',
   'bad-content',
+  'too-large',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -5,7 +5,6 @@ export * from './messages';
 export * from './envelope';
 export * from './topology';
 export * from './broker-connection';
-export * from './dead-letter';
 export * from './logger';
 export * from './config-support';
 export * from './http-server';

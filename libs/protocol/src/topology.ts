@@ -2,12 +2,20 @@ import type { Channel } from 'amqplib';
 
 /** Delivery attempts before the broker dead-letters a message (quorum queues; set explicitly, 3.10 has no default). */
 export const DEFAULT_DELIVERY_LIMIT = 5;
+/** Dead letters the central keeps per site (its own queue), before it refuses that site's next one. */
+export const DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES = 10_000;
+/** Bytes of dead letters the central keeps per site. */
+export const DEFAULT_SITE_DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024;
 
 export interface TopologyOptions {
   /** Prepended to every exchange and queue name, so several environments (or tests) share one broker. @default '' */
   prefix?: string;
   /** @default 5 */
   deliveryLimit?: number;
+  /** Cap of each site's dead-letter queue at the central, in messages. @default 10000 */
+  siteDeadLetterMaxMessages?: number;
+  /** Cap of each site's dead-letter queue at the central, in bytes. @default 256 MiB */
+  siteDeadLetterMaxBytes?: number;
 }
 
 /** Routing-key patterns (site id first) that the central sync queue consumes from `sync.up`. */
@@ -40,6 +48,8 @@ export async function brokerEntityExists(
 export class Topology {
   readonly prefix: string;
   readonly deliveryLimit: number;
+  readonly siteDeadLetterMaxMessages: number;
+  readonly siteDeadLetterMaxBytes: number;
   /** topic; site -> central */
   readonly up: string;
   /** topic; central -> site */
@@ -54,6 +64,8 @@ export class Topology {
   constructor(opts: TopologyOptions = {}) {
     this.prefix = opts.prefix ?? '';
     this.deliveryLimit = opts.deliveryLimit ?? DEFAULT_DELIVERY_LIMIT;
+    this.siteDeadLetterMaxMessages = opts.siteDeadLetterMaxMessages ?? DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES;
+    this.siteDeadLetterMaxBytes = opts.siteDeadLetterMaxBytes ?? DEFAULT_SITE_DEAD_LETTER_MAX_BYTES;
     this.up = `${this.prefix}sync.up`;
     this.down = `${this.prefix}sync.down`;
     this.dlx = `${this.prefix}sync.dlx`;
@@ -68,6 +80,53 @@ export class Topology {
   /** The dead-letter queue beside a work queue. */
   deadLetterQueue(queue: string): string {
     return `${queue}.dlq`;
+  }
+
+  /**
+   * The dead-letter route of what the central rejects from one site: a queue of its own (this
+   * name + `.dlq`, bound to the dead-letter exchange by this name), capped, so one site's dead
+   * letters can never crowd out another's. Not a work queue: nothing consumes it.
+   */
+  siteRejectsRoute(siteId: number): string {
+    return `${this.prefix}central.site-${siteId}`;
+  }
+
+  /** The dead-letter queue of what the central rejects from one site. */
+  siteRejectsQueue(siteId: number): string {
+    return this.deadLetterQueue(this.siteRejectsRoute(siteId));
+  }
+
+  /** Arguments of a site's rejects queue: a dead-letter queue with its own caps; past them, publishes are refused. */
+  siteRejectsQueueArguments(): Record<string, unknown> {
+    return {
+      ...this.deadLetterQueueArguments(),
+      'x-max-length': this.siteDeadLetterMaxMessages,
+      'x-max-length-bytes': this.siteDeadLetterMaxBytes,
+      'x-overflow': 'reject-publish',
+    };
+  }
+
+  /**
+   * Makes sure a dead-letter queue exists and is bound under `route`, checking on a scratch channel
+   * first (a queue that exists keeps its arguments). Run before every dead letter the central
+   * publishes: a queue deleted while the central runs is back before the message goes out.
+   */
+  async ensureDeadLetterQueue(
+    ch: Channel,
+    open: ChannelOpener,
+    route: string,
+    args: Record<string, unknown> = this.deadLetterQueueArguments(),
+  ): Promise<string> {
+    const dlq = this.deadLetterQueue(route);
+    if (!(await brokerEntityExists(open, 'exchange', this.dlx))) await this.declareExchanges(ch);
+    if (!(await brokerEntityExists(open, 'queue', dlq))) await ch.assertQueue(dlq, { durable: true, arguments: args });
+    await ch.bindQueue(dlq, this.dlx, route);
+    return dlq;
+  }
+
+  /** The work queue a dead-letter queue belongs to, if it is one of `queues`' (`<queue>.dlq`). */
+  workQueueOf(dlq: string): string | undefined {
+    return dlq.endsWith('.dlq') ? dlq.slice(0, -'.dlq'.length) : undefined;
   }
 
   /** Arguments of every work queue: quorum, explicit delivery limit, its own dead-letter queue, at-least-once. */

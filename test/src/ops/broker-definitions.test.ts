@@ -139,6 +139,34 @@ describe.skipIf(!mgmt || !broker)('per-site broker users (definitions loaded int
     expect(depth).toBe('ok');
   });
 
+  it('a site user is refused on the dead-letter exchange, with any routing key: it cannot plant a dead letter', async () => {
+    const toDlx = (key: string) => async (ch: amqp.ConfirmChannel) => {
+      ch.publish(topology.dlx, key, Buffer.from('{}'), { persistent: true, headers: { 'x-sitesync-reason': 'schema' } });
+      await ch.waitForConfirms();
+    };
+    for (const key of [
+      topology.centralSyncQueue,
+      topology.centralInterventionQueue,
+      topology.siteQueue(102),
+      topology.siteQueue(101),
+      topology.siteRejectsRoute(102),
+      topology.siteRejectsRoute(101),
+    ]) {
+      expect(await attempt(names.s101, toDlx(key)), key).toMatch(/ACCESS_REFUSED/);
+    }
+    // Nor any other exchange but its own up exchange (the down exchange feeds every site's queue).
+    expect(
+      await attempt(names.s101, async (ch) => {
+        ch.publish(topology.down, '102.batch.ack', Buffer.from('{}'), { persistent: true });
+        await ch.waitForConfirms();
+      }),
+    ).toMatch(/ACCESS_REFUSED/);
+    const api2 = await api.queues(vhost);
+    for (const q of [topology.siteRejectsQueue(101), topology.siteRejectsQueue(102)]) {
+      expect(api2.get(q)?.messages ?? 0, q).toBe(0);
+    }
+  });
+
   it("site 101 reads its own queue, not 102's, and may not create or delete anything", async () => {
     expect(await attempt(names.s101, (ch) => ch.consume(topology.siteQueue(101), () => undefined))).toBe('ok');
     expect(await attempt(names.s101, (ch) => ch.consume(topology.siteQueue(102), () => undefined))).toMatch(

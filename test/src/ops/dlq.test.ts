@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { encodeMessage, HEADER_REASON } from '@sitesync/protocol';
-import { registerSite } from '@sitesync/central';
+import {
+  encodeMessage,
+  HEADER_ORIGINAL_EXCHANGE,
+  HEADER_ORIGINAL_QUEUE,
+  HEADER_ORIGINAL_ROUTING_KEY,
+  HEADER_ORIGINAL_USER,
+  HEADER_REASON,
+  HEADER_REPLAYS,
+} from '@sitesync/protocol';
+import { HEADER_SIGNATURE, MessageSigner, registerSite } from '@sitesync/central';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { labBatch, plantUnknownPipelineDeadLetter } from '../support/messages.js';
@@ -36,7 +44,14 @@ describe.skipIf(!broker)('syncctl dlq', () => {
       count: number;
     }>;
     expect(groups).toEqual([
-      expect.objectContaining({ queue: dlq, site: '101', type: 'batch', reason: 'unknown-site', count: 1 }),
+      expect.objectContaining({
+        queue: dlq,
+        site: '101',
+        type: 'batch',
+        reason: 'unknown-site',
+        trust: 'signed',
+        count: 1,
+      }),
     ]);
 
     const shown = await syncctl([...base, 'show', batch.options.messageId]);
@@ -72,16 +87,33 @@ describe.skipIf(!broker)('syncctl dlq', () => {
     });
     expect((await ch.checkQueue(dlq)).messageCount).toBe(0);
 
-    // A message already replayed 3 times is refused unless forced.
+    // A message already replayed 3 times is refused unless forced (a dead letter as the central signs it).
     const tired = encodeMessage('batch', labBatch(101, [{ orderId: 2 }]), {
       siteId: 101,
       appId: 'test',
       userId: 'guest',
     });
-    tired.options.headers['x-sitesync-replays'] = 3;
-    tired.options.headers[HEADER_REASON] = 'schema';
-    tired.options.headers['x-sitesync-original-exchange'] = world.topology.up;
-    tired.options.headers['x-sitesync-original-routing-key'] = '101.batch';
+    const origin = {
+      queue: world.topology.centralSyncQueue,
+      exchange: world.topology.up,
+      routingKey: '101.batch',
+      user: 'guest',
+      reason: 'schema',
+      replays: 3,
+    };
+    Object.assign(tired.options.headers, {
+      [HEADER_REASON]: origin.reason,
+      [HEADER_REPLAYS]: origin.replays,
+      [HEADER_ORIGINAL_QUEUE]: origin.queue,
+      [HEADER_ORIGINAL_EXCHANGE]: origin.exchange,
+      [HEADER_ORIGINAL_ROUTING_KEY]: origin.routingKey,
+      [HEADER_ORIGINAL_USER]: origin.user,
+      [HEADER_SIGNATURE]: (await MessageSigner.forDatabase(cdb)).signDeadLetter(
+        tired.options.messageId,
+        tired.content,
+        origin,
+      ),
+    });
     await new Promise<void>((res, rej) =>
       ch.sendToQueue(dlq, tired.content, { ...tired.options, userId: 'guest' }, (err) => (err ? rej(err) : res())),
     );

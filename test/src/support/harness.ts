@@ -173,6 +173,9 @@ export class TestWorld {
       for (const q of queues) {
         for (const name of [q, t.deadLetterQueue(q)]) await ch.deleteQueue(name).catch(() => undefined);
       }
+      // What the central rejected from a site (tests also publish as sites they never configured).
+      for (const s of new Set([...this.siteIds, 101, 102, 103]))
+        await ch.deleteQueue(t.siteRejectsQueue(s)).catch(() => undefined);
       for (const x of [t.up, t.down, t.dlx]) await ch.deleteExchange(x).catch(() => undefined);
       await conn.close().catch(() => undefined);
     }

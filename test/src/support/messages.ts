@@ -284,8 +284,11 @@ export async function plantUnknownPipelineDeadLetter(
     appId: 'test',
     userId: 'guest',
   });
+  const dlq = world.topology.siteRejectsQueue(siteId);
+  // Declared here (as the central would on its first dead letter) so that polling it cannot 404.
+  await ch.assertQueue(dlq, { durable: true, arguments: world.topology.siteRejectsQueueArguments() });
+  await ch.bindQueue(dlq, world.topology.dlx, world.topology.siteRejectsRoute(siteId));
   await publishRaw(ch, world.topology.up, batch);
-  const dlq = world.topology.deadLetterQueue(world.topology.centralSyncQueue);
   await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
   return { batch, dlq, ch };
 }

@@ -39,7 +39,9 @@ import {
   replayDeadLetters,
   scanQueue,
   type DeadLetterFilter,
+  type DeadLetterContext,
 } from '../dlq/dead-letters';
+import { MessageSigner } from '../dlq/message-signer';
 
 interface GlobalOpts {
   config?: string;
@@ -86,10 +88,12 @@ program
   .action(async (opts: { staleAfter?: string; broker: boolean; json?: boolean }) => {
     const cfg = tryLoadConfig();
     const staleAfterSeconds = opts.staleAfter ? positiveInt(opts.staleAfter, '--stale-after') : cfg?.staleAfterSeconds;
-    let rows = await withDb(program, 'central', (db) =>
-      readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {}),
-    );
-    if (opts.broker && cfg) rows = await addBrokerFigures(rows, cfg);
+    let signer: MessageSigner | undefined;
+    let rows = await withDb(program, 'central', async (db) => {
+      if (opts.broker && cfg) signer = await MessageSigner.forDatabase(db);
+      return readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {});
+    });
+    if (opts.broker && cfg && signer) rows = await addBrokerFigures(rows, cfg, signer);
     else if (opts.broker)
       process.stderr.write('syncctl: no central config (--config or SYNC_CONFIG): no queue depths\n');
     if (opts.json) {
@@ -127,7 +131,7 @@ function positiveInt(v: string, what: string): number {
 }
 
 /** Queue depths (management API) and dead letters per site (AMQP); a broker that does not answer is reported, not fatal. */
-async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig): Promise<SiteStatus[]> {
+async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig, signer: MessageSigner): Promise<SiteStatus[]> {
   const topology = new Topology({ prefix: cfg.amqp.prefix });
   let queues;
   try {
@@ -144,7 +148,7 @@ async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig): Promise
   });
   try {
     await broker.connect();
-    central = await centralDeadLettersBySite(broker, topology);
+    central = await centralDeadLettersBySite(broker, { topology, signer });
   } catch (err) {
     process.stderr.write(`syncctl: no dead-letter counts: ${(err as Error).message}\n`);
   } finally {
@@ -400,7 +404,7 @@ interface BrokerOpts {
 
 /** Opens the broker (and the central database for the site list) for the dlq commands. */
 async function withDeadLetters<T>(
-  fn: (broker: BrokerConnection, queues: string[], userId: string) => Promise<T>,
+  fn: (broker: BrokerConnection, queues: string[], ctx: DeadLetterContext) => Promise<T>,
 ): Promise<T> {
   const o = program.opts<GlobalOpts>();
   const b = dlq.opts<BrokerOpts>();
@@ -412,17 +416,18 @@ async function withDeadLetters<T>(
     prefix ??= cfg.amqp.prefix;
   }
   const topology = new Topology({ prefix });
-  const siteIds = await withDb(program, 'central', async (db) =>
-    (await db.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${db.dialect.quote(SITE_TABLE)}`)).map(
-      (r) => Number(r.id_efector),
-    ),
-  );
+  const { siteIds, signer } = await withDb(program, 'central', async (db) => ({
+    siteIds: (
+      await db.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${db.dialect.quote(SITE_TABLE)}`)
+    ).map((r) => Number(r.id_efector)),
+    signer: await MessageSigner.forDatabase(db),
+  }));
   const log = createLogger('syncctl', 'warn', false);
   const broker = new BrokerConnection({ url, name: 'syncctl', log });
   await broker.connect();
   try {
     const queues = await existingDeadLetterQueues(broker, topology, siteIds);
-    return await fn(broker, queues, decodeURIComponent(new URL(url).username) || 'guest');
+    return await fn(broker, queues, { topology, signer });
   } finally {
     await broker.close();
   }
@@ -447,19 +452,29 @@ dlq
   .description('dead letters grouped by queue, site, type and reason, with counts and ages')
   .option('--json', 'machine-readable output')
   .action(async (opts: { json?: boolean }) => {
-    await withDeadLetters(async (broker, queues) => {
+    await withDeadLetters(async (broker, queues, ctx) => {
       const groups = new Map<
         string,
-        { queue: string; site: string; type: string; reason: string; count: number; oldest: number; newest: number }
+        {
+          queue: string;
+          site: string;
+          type: string;
+          reason: string;
+          trust: string;
+          count: number;
+          oldest: number;
+          newest: number;
+        }
       >();
       for (const q of queues) {
-        for (const d of await scanQueue(broker, q)) {
-          const key = [q, d.siteId, d.type, d.reason].join('|');
+        for (const d of await scanQueue(broker, ctx, q)) {
+          const key = [q, d.siteId, d.type, d.reason, d.trust].join('|');
           const g = groups.get(key) ?? {
             queue: q,
             site: String(d.siteId ?? '?'),
             type: d.type,
             reason: d.reason,
+            trust: d.trust,
             count: 0,
             oldest: 0,
             newest: Infinity,
@@ -483,9 +498,9 @@ dlq
   .description('one dead letter: headers, reason, x-death history, body (patient fields masked)')
   .option('--raw', 'show the body unmasked')
   .action(async (id: string, opts: { raw?: boolean }) => {
-    await withDeadLetters(async (broker, queues) => {
+    await withDeadLetters(async (broker, queues, ctx) => {
       for (const q of queues) {
-        const d = (await scanQueue(broker, q)).find((x) => x.messageId === id);
+        const d = (await scanQueue(broker, ctx, q)).find((x) => x.messageId === id);
         if (!d) continue;
         const { content: _c, headers, xDeath, ...summary } = d;
         process.stdout.write(
@@ -505,7 +520,13 @@ dlq
   .option('--reason <reason>', 'messages dead-lettered for one reason')
   .option('--all', 'every dead letter (required when no filter is given)')
   .option('--dry-run', 'list what would be replayed')
-  .option('--force', `replay even messages already replayed ${DEFAULT_MAX_REPLAYS} times`)
+  .option(
+    '--force',
+    `replay even messages already replayed ${DEFAULT_MAX_REPLAYS} times; with --exchange and --routing-key, unverified ones too`,
+  )
+  .option('--exchange <name>', 'with --force: where to send an unverified dead letter (its headers are not trusted)')
+  .option('--routing-key <key>', 'with --force: the routing key for an unverified dead letter')
+  .option('--as-user <user>', 'with --force: the broker user you vouch an unverified dead letter speaks for')
   .action(
     async (opts: {
       id?: string;
@@ -515,12 +536,29 @@ dlq
       all?: boolean;
       dryRun?: boolean;
       force?: boolean;
+      exchange?: string;
+      routingKey?: string;
+      asUser?: string;
     }) => {
       const filter = filterFrom(opts);
       if (Object.keys(filter).length === 0 && !opts.all)
         throw new InvalidArgumentError('give --id, --site, --type, --reason or --all');
-      await withDeadLetters(async (broker, queues, userId) => {
-        const r = await replayDeadLetters(broker, queues, filter, { dryRun: opts.dryRun, force: opts.force, userId });
+      if ((opts.exchange === undefined) !== (opts.routingKey === undefined))
+        throw new InvalidArgumentError('give --exchange and --routing-key together');
+      if (opts.exchange !== undefined && !opts.force)
+        throw new InvalidArgumentError('an explicit target (--exchange, --routing-key) needs --force');
+      if (opts.asUser !== undefined && opts.exchange === undefined)
+        throw new InvalidArgumentError('--as-user goes with an explicit target (--exchange, --routing-key)');
+      const target =
+        opts.exchange !== undefined && opts.routingKey !== undefined
+          ? { exchange: opts.exchange, routingKey: opts.routingKey, ...(opts.asUser ? { user: opts.asUser } : {}) }
+          : undefined;
+      await withDeadLetters(async (broker, queues, ctx) => {
+        const r = await replayDeadLetters(broker, ctx, queues, filter, {
+          ...(opts.dryRun ? { dryRun: true } : {}),
+          ...(opts.force ? { force: true } : {}),
+          ...(target ? { target } : {}),
+        });
         const verb = opts.dryRun ? 'would replay' : 'replayed';
         for (const d of r.replayed)
           process.stdout.write(

@@ -1,23 +1,50 @@
-import { gunzipSync } from 'node:zlib';
 import type { Channel, GetMessage } from 'amqplib';
 import {
+  CENTRAL_INTERVENTION_BINDINGS,
+  CENTRAL_SYNC_BINDINGS,
+  DEFAULT_MAX_INFLATED_BYTES,
   HEADER_ERROR,
   HEADER_ORIGINAL_EXCHANGE,
   HEADER_ORIGINAL_QUEUE,
   HEADER_ORIGINAL_ROUTING_KEY,
+  HEADER_ORIGINAL_USER,
   HEADER_REASON,
   HEADER_REPLAYS,
   HEADER_SITE,
+  UnroutableError,
+  inflateBody,
   type BrokerConnection,
   type EncodedMessage,
   type Topology,
 } from '@sitesync/protocol';
+import { HEADER_SIGNATURE, type MessageSigner } from './message-signer';
+import { senderHeaders, signedReplay } from './dead-lettering';
 
 /** Replays refused past this many, unless forced: a message that keeps failing needs a fix, not a loop. */
 export const DEFAULT_MAX_REPLAYS = 3;
 /** Body fields masked by `show` unless `--raw`: patient data stays out of terminals and tickets. */
 export const MASKED_FIELD =
   /patient|paciente|name|nombre|dni|document|birth|nacimiento|address|direccion|phone|telefono|email/i;
+
+/** What reads and replays dead letters needs: the names, and the central's signing key. */
+export interface DeadLetterContext {
+  topology: Topology;
+  signer: MessageSigner;
+}
+
+/**
+ * How far a dead letter's origin is known: `signed` (the central made it and its signature over
+ * the origin verifies), `broker` (the broker dead-lettered it: the origin follows from the queue it
+ * died in), or `unverified` (anything else: its headers are whatever a sender wrote).
+ */
+export type DeadLetterTrust = 'signed' | 'broker' | 'unverified';
+
+/** Where a replay sends a dead letter, and the broker user it speaks for ('' for none). */
+export interface ReplayRoute {
+  exchange: string;
+  routingKey: string;
+  user: string;
+}
 
 /** One dead letter as an operator sees it. */
 export interface DeadLetter {
@@ -29,6 +56,10 @@ export interface DeadLetter {
   error: string;
   /** Seconds since it was first published (its timestamp property). */
   ageSeconds: number | undefined;
+  trust: DeadLetterTrust;
+  /** The verified route back (undefined when `unverified`): the only one a replay uses unforced. */
+  route: ReplayRoute | undefined;
+  /** Where it came from: the verified route, or, when unverified, what its headers claim. */
   originalExchange: string;
   originalRoutingKey: string;
   replays: number;
@@ -51,34 +82,101 @@ function asNumber(v: unknown): number | undefined {
   return undefined;
 }
 
-function toDeadLetter(queue: string, m: GetMessage): DeadLetter {
+/** Whether a topic routing key matches a binding pattern of `*` and literal words (no `#`). */
+function topicMatches(pattern: string, key: string): boolean {
+  const p = pattern.split('.');
+  const k = key.split('.');
+  return p.length === k.length && p.every((w, i) => w === '*' || w === k[i]);
+}
+
+/**
+ * The route a broker-made dead letter takes back, derived from the queue it died in (which only
+ * the broker can have put it in) rather than from its headers: the exchange that feeds that work
+ * queue, and the routing key the broker recorded, accepted only if it leads back into the same
+ * queue. The user is the message's `user_id` (checked by the broker when it was first published),
+ * or the one the central's signature on a replay vouches for.
+ */
+function brokerRoute(
+  ctx: DeadLetterContext,
+  queue: string,
+  m: GetMessage,
+  xDeath: Array<Record<string, unknown>>,
+): { route: ReplayRoute; replays: number } | undefined {
+  const t = ctx.topology;
+  const work = t.workQueueOf(queue);
+  if (!work) return undefined;
+  const death = xDeath.find((e) => e.queue === work);
+  const keys = death?.['routing-keys'];
+  const routingKey = Array.isArray(keys) && typeof keys[0] === 'string' ? keys[0] : undefined;
+  if (!routingKey) return undefined;
+  let exchange: string;
+  if (work === t.centralSyncQueue || work === t.centralInterventionQueue) {
+    const patterns = work === t.centralSyncQueue ? CENTRAL_SYNC_BINDINGS : CENTRAL_INTERVENTION_BINDINGS;
+    if (!patterns.some((p) => topicMatches(p, routingKey))) return undefined;
+    exchange = t.up;
+  } else {
+    const site = /^site\.([1-9]\d{0,9})$/.exec(work.slice(t.prefix.length));
+    if (!work.startsWith(t.prefix) || !site || !routingKey.startsWith(`${site[1]}.`)) return undefined;
+    exchange = t.down;
+  }
+  const replay = signedReplay(m, { exchange, routingKey }, ctx.signer);
+  if (replay) return { route: { exchange, routingKey, user: replay.user }, replays: replay.replays };
+  const userId = typeof m.properties.userId === 'string' ? m.properties.userId : '';
+  return { route: { exchange, routingKey, user: userId }, replays: 0 };
+}
+
+function headerText(h: Record<string, unknown>, key: string): string {
+  return typeof h[key] === 'string' ? h[key] : '';
+}
+
+function toDeadLetter(ctx: DeadLetterContext, queue: string, m: GetMessage): DeadLetter {
   const h = (m.properties.headers ?? {}) as Record<string, unknown>;
   const xDeath = Array.isArray(h['x-death']) ? (h['x-death'] as Array<Record<string, unknown>>) : [];
+  const messageId = typeof m.properties.messageId === 'string' ? m.properties.messageId : '';
+  const claimed = {
+    queue: headerText(h, HEADER_ORIGINAL_QUEUE),
+    exchange: headerText(h, HEADER_ORIGINAL_EXCHANGE),
+    routingKey: headerText(h, HEADER_ORIGINAL_ROUTING_KEY),
+    user: headerText(h, HEADER_ORIGINAL_USER),
+    reason: headerText(h, HEADER_REASON),
+    replays: typeof h[HEADER_REPLAYS] === 'number' ? h[HEADER_REPLAYS] : -1,
+  };
+  let trust: DeadLetterTrust = 'unverified';
+  let route: ReplayRoute | undefined;
+  let replays = 0;
+  let reason = claimed.reason || 'unknown';
+  if (h[HEADER_SIGNATURE] !== undefined && ctx.signer.verifyDeadLetter(messageId, m.content, claimed, h[HEADER_SIGNATURE])) {
+    trust = 'signed';
+    route = { exchange: claimed.exchange, routingKey: claimed.routingKey, user: claimed.user };
+    replays = claimed.replays;
+  } else {
+    const derived = brokerRoute(ctx, queue, m, xDeath);
+    if (derived) {
+      trust = 'broker';
+      route = derived.route;
+      replays = derived.replays;
+      const death = xDeath.find((e) => e.queue === ctx.topology.workQueueOf(queue));
+      reason = String(death?.reason ?? 'unknown');
+    }
+  }
   const first = xDeath[xDeath.length - 1];
-  // Our own dead letters carry the origin in headers; broker ones (delivery limit) in x-death.
-  const exchange =
-    typeof h[HEADER_ORIGINAL_EXCHANGE] === 'string'
-      ? (h[HEADER_ORIGINAL_EXCHANGE] as string)
-      : String(first?.exchange ?? '');
-  const routingKeys = first?.['routing-keys'];
-  const routingKey =
-    typeof h[HEADER_ORIGINAL_ROUTING_KEY] === 'string'
-      ? (h[HEADER_ORIGINAL_ROUTING_KEY] as string)
-      : Array.isArray(routingKeys)
-        ? String(routingKeys[0] ?? '')
-        : '';
+  const firstKeys = first?.['routing-keys'];
   const ts = asNumber(m.properties.timestamp);
   return {
     queue,
-    messageId: typeof m.properties.messageId === 'string' ? m.properties.messageId : '',
+    messageId,
     type: typeof m.properties.type === 'string' ? m.properties.type : '',
     siteId: asNumber(h[HEADER_SITE]),
-    reason: typeof h[HEADER_REASON] === 'string' ? (h[HEADER_REASON] as string) : String(first?.reason ?? 'unknown'),
-    error: typeof h[HEADER_ERROR] === 'string' ? (h[HEADER_ERROR] as string) : '',
+    reason,
+    error: trust === 'signed' ? headerText(h, HEADER_ERROR) : '',
     ageSeconds: ts === undefined ? undefined : Math.max(0, Math.round(Date.now() / 1000 - ts)),
-    originalExchange: exchange,
-    originalRoutingKey: routingKey,
-    replays: asNumber(h[HEADER_REPLAYS]) ?? 0,
+    trust,
+    route,
+    originalExchange: route?.exchange ?? (claimed.exchange || String(first?.exchange ?? '')),
+    originalRoutingKey:
+      route?.routingKey ??
+      (claimed.routingKey || (Array.isArray(firstKeys) ? String(firstKeys[0] ?? '') : '')),
+    replays,
     headers: h,
     xDeath,
     contentEncoding: typeof m.properties.contentEncoding === 'string' ? m.properties.contentEncoding : undefined,
@@ -103,9 +201,9 @@ export function matches(d: DeadLetter, f: DeadLetterFilter): boolean {
 export function bodyText(d: DeadLetter, raw = false): string {
   let text: string;
   try {
-    text = (d.contentEncoding === 'gzip' ? gunzipSync(d.content) : d.content).toString('utf8');
+    text = inflateBody(d.content, d.contentEncoding, DEFAULT_MAX_INFLATED_BYTES).toString('utf8');
   } catch {
-    return `<${d.content.length} bytes, not readable>`;
+    return `<${d.content.length} bytes, not readable or inflating past ${DEFAULT_MAX_INFLATED_BYTES} bytes>`;
   }
   if (raw) return text;
   try {
@@ -168,6 +266,7 @@ function mask(v: unknown, key = ''): unknown {
  */
 export async function scanQueue(
   broker: BrokerConnection,
+  ctx: DeadLetterContext,
   queue: string,
   take?: (d: DeadLetter, m: GetMessage, ch: Channel) => Promise<void>,
 ): Promise<DeadLetter[]> {
@@ -177,7 +276,7 @@ export async function scanQueue(
     for (let i = 0; i < messageCount; i++) {
       const m = await ch.get(queue, { noAck: false });
       if (!m) break;
-      const d = toDeadLetter(queue, m);
+      const d = toDeadLetter(ctx, queue, m);
       out.push(d);
       if (take) await take(d, m, ch);
     }
@@ -185,11 +284,17 @@ export async function scanQueue(
   });
 }
 
-/** The dead-letter queues: the central's and one per registered site. */
+/**
+ * The dead-letter queues: the central's shared ones (what the broker dead-letters, and what the
+ * central cannot attribute to a site), and per registered site, the one for what the central
+ * rejected from it and the one beside the site's own queue.
+ */
 export function deadLetterQueues(t: Topology, siteIds: number[]): string[] {
-  return [t.centralSyncQueue, t.centralInterventionQueue, ...siteIds.map((s) => t.siteQueue(s))].map((q) =>
-    t.deadLetterQueue(q),
-  );
+  return [
+    t.deadLetterQueue(t.centralSyncQueue),
+    t.deadLetterQueue(t.centralInterventionQueue),
+    ...siteIds.flatMap((s) => [t.siteRejectsQueue(s), t.deadLetterQueue(t.siteQueue(s))]),
+  ];
 }
 
 /** The dead-letter queues of `deadLetterQueues` that exist (a site's appears once its queues are declared). */
@@ -216,69 +321,87 @@ export interface ReplayResult {
   refused: Array<{ letter: DeadLetter; why: string }>;
 }
 
+export interface ReplayOptions {
+  dryRun?: boolean;
+  /** Replay past the replay limit; with `target`, also an unverified dead letter. */
+  force?: boolean;
+  maxReplays?: number;
+  /**
+   * An explicit route for an unverified dead letter (only with `force`): its headers are not
+   * trusted for one. `user` is the broker user the operator vouches it speaks for (none if unset).
+   */
+  target?: { exchange: string; routingKey: string; user?: string };
+}
+
 /**
- * Publishes each matching dead letter back to the exchange and routing key it first came from,
- * with a replay counter, and removes it only once the broker confirmed the copy: an interrupted
- * replay loses nothing, and a duplicate is harmless (every handler deduplicates by message id).
+ * Publishes each matching dead letter back along its verified route (or, forced, the operator's
+ * explicit target), with a replay counter and the central's signature over the user it speaks
+ * for, and removes it only once the broker confirmed and routed the copy. A copy that no queue
+ * takes is refused and the dead letter kept; an interrupted replay loses nothing, and a duplicate
+ * is harmless (every handler deduplicates by message id).
  */
 export async function replayDeadLetters(
   broker: BrokerConnection,
+  ctx: DeadLetterContext,
   queues: string[],
   filter: DeadLetterFilter,
-  opts: { dryRun?: boolean; force?: boolean; maxReplays?: number; userId?: string } = {},
+  opts: ReplayOptions = {},
 ): Promise<ReplayResult> {
   const result: ReplayResult = { replayed: [], refused: [] };
   const max = opts.maxReplays ?? DEFAULT_MAX_REPLAYS;
   for (const queue of queues) {
-    await scanQueue(broker, queue, async (d, m, ch) => {
+    await scanQueue(broker, ctx, queue, async (d, m, ch) => {
       if (!matches(d, filter)) return;
-      if (!d.originalExchange && !d.originalRoutingKey) {
-        result.refused.push({ letter: d, why: 'origin unknown (no original exchange or routing key)' });
+      const forced = opts.force && opts.target ? { user: '', ...opts.target } : undefined;
+      const route = d.route ?? forced;
+      if (!route) {
+        result.refused.push({
+          letter: d,
+          why: 'unverified: its origin is not signed by the central nor derived from a broker dead-lettering (give --force with --exchange and --routing-key to send it somewhere)',
+        });
         return;
       }
       if (d.replays >= max && !opts.force) {
         result.refused.push({ letter: d, why: `already replayed ${d.replays} times (use --force)` });
         return;
       }
-      result.replayed.push(d);
-      if (opts.dryRun) return;
-      const headers = { ...d.headers };
-      for (const k of [
-        HEADER_REASON,
-        HEADER_ERROR,
-        HEADER_ORIGINAL_EXCHANGE,
-        HEADER_ORIGINAL_ROUTING_KEY,
-        HEADER_ORIGINAL_QUEUE,
-        'x-death',
-        'x-first-death-exchange',
-        'x-first-death-queue',
-        'x-first-death-reason',
-        'x-last-death-exchange',
-        'x-last-death-queue',
-        'x-last-death-reason',
-      ]) {
-        delete headers[k];
+      if (opts.dryRun) {
+        result.replayed.push(d);
+        return;
       }
-      headers[HEADER_REPLAYS] = d.replays + 1;
+      const replays = d.replays + 1;
+      const headers = senderHeaders(d.headers);
+      for (const k of Object.keys(headers)) if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) delete headers[k];
+      headers[HEADER_REPLAYS] = replays;
+      headers[HEADER_ORIGINAL_USER] = route.user;
+      headers[HEADER_SIGNATURE] = ctx.signer.signReplay(d.messageId, d.content, { ...route, replays });
       const p = m.properties;
       const copy: EncodedMessage = {
-        routingKey: d.originalRoutingKey,
+        routingKey: route.routingKey,
         content: d.content,
         options: {
           persistent: true,
           messageId: d.messageId,
           type: d.type,
           appId: typeof p.appId === 'string' ? p.appId : '',
-          // The replaying user; the central trusts HEADER_ORIGINAL_USER only when this is its own user.
-          ...(opts.userId ? { userId: opts.userId } : {}),
           timestamp: typeof p.timestamp === 'number' ? p.timestamp : Math.floor(Date.now() / 1000),
           contentType: typeof p.contentType === 'string' ? p.contentType : 'application/json',
           ...(d.contentEncoding ? { contentEncoding: d.contentEncoding } : {}),
           headers,
         },
       };
-      await broker.publish(d.originalExchange, copy, true);
+      try {
+        await broker.publish(route.exchange, copy, true);
+      } catch (err) {
+        if (!(err instanceof UnroutableError)) throw err;
+        result.refused.push({
+          letter: d,
+          why: `no queue is bound to ${route.exchange} for routing key ${route.routingKey}: kept in ${queue}`,
+        });
+        return; // unacked: it goes back to its queue when the scan's channel closes
+      }
       ch.ack(m);
+      result.replayed.push(d);
     });
   }
   return result;
@@ -293,11 +416,14 @@ export async function purgeDeadLetters(broker: BrokerConnection, queues: string[
   return out;
 }
 
-/** Dead letters in the central's own dead-letter queues, counted by the site that sent them. */
-export async function centralDeadLettersBySite(broker: BrokerConnection, t: Topology): Promise<Map<number, number>> {
+/** Dead letters in the central's shared dead-letter queues, counted by the site they claim. */
+export async function centralDeadLettersBySite(
+  broker: BrokerConnection,
+  ctx: DeadLetterContext,
+): Promise<Map<number, number>> {
   const bySite = new Map<number, number>();
-  for (const q of deadLetterQueues(t, [])) {
-    for (const d of await scanQueue(broker, q)) {
+  for (const q of deadLetterQueues(ctx.topology, [])) {
+    for (const d of await scanQueue(broker, ctx, q)) {
       if (d.siteId !== undefined) bySite.set(d.siteId, (bySite.get(d.siteId) ?? 0) + 1);
     }
   }

@@ -8,6 +8,7 @@ import {
   replayDeadLetters,
   scanQueue,
   type DeadLetter,
+  type DeadLetterContext,
 } from '../dlq/dead-letters';
 import { SITE_TABLE } from '../merge/site-registry';
 import { SESSION_TABLE } from '../merge/session-tracker';
@@ -21,8 +22,8 @@ export interface SupervisedCentral {
   readonly database: Database | undefined;
   readonly brokerConnection: BrokerConnection | undefined;
   readonly interventionService: CentralInterventions | undefined;
-  /** The central's broker user: replays are published as it, so the central trusts them. */
-  readonly ownUser: string;
+  /** Names and the signing key for reading and replaying dead letters (throws before start). */
+  readonly deadLetterContext: DeadLetterContext;
 }
 
 /** A dead letter as the page shows it: no body, no headers (they may hold patient data). */
@@ -135,7 +136,7 @@ export class DeadLetterBoard {
       const failed: string[] = [];
       for (const q of await this.existingQueues(broker, db)) {
         try {
-          letters.push(...(await scanQueue(broker, q)));
+          letters.push(...(await scanQueue(broker, this.central.deadLetterContext, q)));
         } catch {
           failed.push(q);
         }
@@ -150,7 +151,7 @@ export class DeadLetterBoard {
     return this.exclusive(async () => {
       this.cached = undefined;
       const queues = await this.existingQueues(broker, db);
-      return replayDeadLetters(broker, queues, { messageId }, { userId: this.central.ownUser });
+      return replayDeadLetters(broker, this.central.deadLetterContext, queues, { messageId });
     });
   }
 }

@@ -101,7 +101,8 @@ export async function readSiteStatus(
 
 /**
  * Adds what the broker knows: messages waiting in each site's queue, its consumers, and its dead
- * letters (`centralDeadLetters`: the central's dead letters counted by site).
+ * letters: its own dead-letter queue, the queue of what the central rejected from it, and
+ * `centralDeadLetters` (the central's shared dead-letter queues, counted by the site they claim).
  */
 export function withBrokerFigures(
   rows: SiteStatus[],
@@ -112,13 +113,14 @@ export function withBrokerFigures(
   return rows.map((r) => {
     const q = queues?.get(t.siteQueue(r.site));
     const dlq = queues?.get(t.deadLetterQueue(t.siteQueue(r.site)));
+    const rejects = queues?.get(t.siteRejectsQueue(r.site));
     const central = centralDeadLetters?.get(r.site);
-    const known = dlq !== undefined || central !== undefined;
+    const known = dlq !== undefined || rejects !== undefined || central !== undefined;
     return {
       ...r,
       queued: q ? q.messages : null,
       consumers: q ? q.consumers : null,
-      deadLetters: known ? (dlq?.messages ?? 0) + (central ?? 0) : null,
+      deadLetters: known ? (dlq?.messages ?? 0) + (rejects?.messages ?? 0) + (central ?? 0) : null,
     };
   });
 }

@@ -1,7 +1,12 @@
 import { CentralInit1732500000000 } from './central-init';
+import { CentralSecrets1733300000000 } from './central-secrets';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
 import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
 
-export const CENTRAL_MIGRATIONS = [CentralInit1732500000000, CentralInterventions1732600000000];
+export const CENTRAL_MIGRATIONS = [
+  CentralInit1732500000000,
+  CentralInterventions1732600000000,
+  CentralSecrets1733300000000,
+];
 export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000, SiteUnackedIndex1733000000000];

@@ -13,6 +13,8 @@ function deadLetter(body: unknown, gzip = false): DeadLetter {
     reason: 'schema',
     error: 'x',
     ageSeconds: 1,
+    trust: 'signed',
+    route: { exchange: 'sync.up', routingKey: '101.batch', user: 'site-101' },
     originalExchange: 'sync.up',
     originalRoutingKey: '101.batch',
     replays: 0,
