@@ -15,6 +15,7 @@ import {
   type PipelineShape,
   type WireRow,
   type WireValues,
+  type Topology,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { registerSite } from '@sitesync/central';
@@ -270,6 +271,19 @@ export class QueueCollector {
  * "lab" batch (with a patient's name in it) is dead-lettered as unknown-site until the operator
  * registers the pipeline. Returns the batch, the dead-letter queue and the channel that published it.
  */
+/**
+ * Declares the queues of what the central rejects from `sites`, as the central does on its first
+ * dead letter for each, so that a test polling them cannot hit a 404 (which closes its channel).
+ */
+export async function declareRejectQueues(ch: amqp.Channel, t: Topology, sites: number[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const s of sites) {
+    out.push((await ch.assertQueue(t.siteRejectsQueue(s), { durable: true, arguments: t.siteRejectsQueueArguments() })).queue);
+    await ch.bindQueue(t.siteRejectsQueue(s), t.dlx, t.siteRejectsRoute(s));
+  }
+  return out;
+}
+
 export async function plantUnknownPipelineDeadLetter(
   world: TestWorld,
   central: Database,
@@ -284,10 +298,7 @@ export async function plantUnknownPipelineDeadLetter(
     appId: 'test',
     userId: 'guest',
   });
-  const dlq = world.topology.siteRejectsQueue(siteId);
-  // Declared here (as the central would on its first dead letter) so that polling it cannot 404.
-  await ch.assertQueue(dlq, { durable: true, arguments: world.topology.siteRejectsQueueArguments() });
-  await ch.bindQueue(dlq, world.topology.dlx, world.topology.siteRejectsRoute(siteId));
+  const [dlq] = await declareRejectQueues(ch, world.topology, [siteId]);
   await publishRaw(ch, world.topology.up, batch);
   await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
   return { batch, dlq, ch };
