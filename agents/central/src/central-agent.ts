@@ -86,7 +86,10 @@ export class CentralAgent {
       const statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
       );
-      this.merger = new BatchMerger(this.db, new TargetTables(this.db), statistics);
+      const targets = new TargetTables(this.db, (table, index, err) =>
+        this.log.warn({ table, index, err: errorInfo(err) }, 'could not add its index to a target table'),
+      );
+      this.merger = new BatchMerger(this.db, targets, statistics);
       this.sessions = new SessionTracker(this.db);
       this.interventions = new CentralInterventions(this.db, this.config.resendAfterSeconds * 1000);
       const a = this.config.amqp;

@@ -37,6 +37,8 @@ export interface TableInfo {
   name: string;
   columns: ColumnInfo[];
   primaryKey: string[];
+  /** Names of its secondary indexes (not the primary key or unique constraints), as the catalogue spells them. */
+  indexes: string[];
 }
 
 export interface OpenOptions {
@@ -342,7 +344,12 @@ export class Database implements Queryable {
           nullable: c.isNullable,
           isPrimary: c.isPrimary,
         }));
-        return { name: table.name, columns, primaryKey: columns.filter((c) => c.isPrimary).map((c) => c.name) };
+        return {
+          name: table.name,
+          columns,
+          primaryKey: columns.filter((c) => c.isPrimary).map((c) => c.name),
+          indexes: table.indices.flatMap((i) => (i.name ? [i.name] : [])),
+        };
       } finally {
         await qr.release();
       }

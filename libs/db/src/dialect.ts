@@ -89,6 +89,7 @@ export abstract class Dialect {
     return `CREATE TABLE IF NOT EXISTS ${this.quote(table)} (${defs.join(', ')})`;
   }
 
+  /** CREATE INDEX that does nothing when an index of that name exists. Names must already be validated. */
   createIndexIfMissing(table: string, name: string, columns: readonly string[]): string {
     return `CREATE INDEX IF NOT EXISTS ${this.quote(name)} ON ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')})`;
   }
@@ -744,7 +745,7 @@ class MssqlDialect extends Dialect {
   }
 }
 
-/** MySQL/MariaDB. `CREATE INDEX IF NOT EXISTS` (used for new target tables) needs MariaDB; MySQL 8 lacks it. */
+/** MySQL/MariaDB. `CREATE INDEX IF NOT EXISTS` (the target tables' index) needs MariaDB; MySQL 8 lacks it. */
 class MysqlDialect extends Dialect {
   readonly name = 'mysql';
   readonly maxParams = 65_000;

@@ -1,4 +1,4 @@
-import { MessageRejectedError, type ColumnSpec, type PipelineShape } from '@sitesync/protocol';
+import { MessageRejectedError, isTransientError, type ColumnSpec, type PipelineShape } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 
 /** The site id column every central target table carries: several sites may share one table. */
@@ -6,13 +6,18 @@ export const SITE_COLUMN = 'id_efector';
 
 /**
  * Makes sure a site's target tables (named by its `EstadoSyncGeneral` row) can take a pipeline's
- * rows: creates them when missing, checks their columns when present. Results are cached.
+ * rows: creates them and their index when missing, checks their columns and index when present.
+ * Results are cached for the life of the process, so the checks run once per start.
  */
 export class TargetTables {
   private readonly checked = new Map<string, Promise<void>>();
   private readonly primaryKeys = new Map<string, readonly string[]>();
 
-  constructor(private readonly db: Database) {}
+  /** `onIndexError`: an index the central could not add to a table (the table is used without it). */
+  constructor(
+    private readonly db: Database,
+    private readonly onIndexError: (table: string, index: string, err: unknown) => void = () => undefined,
+  ) {}
 
   ensure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
     const key = `${headerTable}|${detailTable ?? ''}|${JSON.stringify(shape)}`;
@@ -73,6 +78,9 @@ export class TargetTables {
       }
     }
     const d = this.db.dialect;
+    // Each piece is checked and created on its own, at every start, so that a crash between two of
+    // them (the table and its index are separate statements, and MariaDB has no transactional DDL)
+    // heals on the next batch instead of leaving the table without its index for good.
     let info = await this.db.describeTable(table);
     if (!info) {
       const defs = [
@@ -84,11 +92,6 @@ export class TargetTables {
         })),
       ];
       await this.db.query(d.createTableIfMissing(table, defs, [SITE_COLUMN, ...key]));
-      if (indexColumns.length) {
-        await this.db.query(
-          d.createIndexIfMissing(table, `IX_${table}_header`.slice(0, 120), [SITE_COLUMN, ...indexColumns]),
-        );
-      }
       info = await this.db.describeTable(table);
       if (!info) throw new Error(`table ${table} could not be created`);
     }
@@ -106,6 +109,26 @@ export class TargetTables {
         );
       }
       await this.db.query(`ALTER TABLE ${d.quote(table)} ADD ${d.quote(c.name)} ${d.columnType(c, false)}`);
+    }
+    // The central's own index goes only on a table shaped as the central creates it: keyed by the
+    // site column plus the key, with the join columns. A legacy table without that key is the
+    // operator's and never got one from the central: it stays as it is. The catalogue cannot say who
+    // created a table, so one the operator created with exactly that shape gets the index too.
+    const index = `IX_${table}_header`.slice(0, 120);
+    if (
+      indexColumns.length &&
+      this.keyedBy(table, key) &&
+      indexColumns.every((c) => have.has(c)) &&
+      !info.indexes.includes(index)
+    ) {
+      try {
+        await this.db.query(d.createIndexIfMissing(table, index, [SITE_COLUMN, ...indexColumns]));
+      } catch (err) {
+        // Without it the per-header delete scans the table: slower, not wrong. A table the central
+        // may not alter (a user without the right) still takes its rows; a transient error retries.
+        if (isTransientError(err)) throw err;
+        this.onIndexError(table, index, err);
+      }
     }
   }
 }

@@ -164,6 +164,19 @@ describe('SQL Server statements (no server needed)', () => {
     expect(d.selectLimit('a FROM b', 10)).not.toMatch(/LIMIT/);
   });
 
+  it('creates an index only when sys.indexes lacks it on that table (SQL Server has no CREATE INDEX IF NOT EXISTS)', () => {
+    expect(d.createIndexIfMissing('central_results', 'IX_central_results_header', ['id_efector', 'order_id'])).toBe(
+      "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'IX_central_results_header' " +
+        "AND object_id = OBJECT_ID(N'central_results')) " +
+        'CREATE INDEX [IX_central_results_header] ON [central_results] ([id_efector], [order_id])',
+    );
+    // Names go into the catalogue query as N'...' literals: a quote in one is doubled, not a way out.
+    expect(d.createIndexIfMissing("a'b", "IX_a'b", ['c'])).toBe(
+      "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'IX_a''b' AND object_id = OBJECT_ID(N'a''b')) " +
+        "CREATE INDEX [IX_a'b] ON [a'b] ([c])",
+    );
+  });
+
   it('stays under the 2,100 parameter limit of SQL Server', () => {
     expect(d.maxParams).toBeLessThanOrEqual(MSSQL_PARAM_LIMIT);
     const perRow = 7;
