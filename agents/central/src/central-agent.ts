@@ -51,6 +51,8 @@ export class CentralAgent {
   private dispatchTimer: NodeJS.Timeout | undefined;
   private dispatching: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  /** Per site, the end of its intervention messages in hand (see `onInterventionMessage`). */
+  private readonly siteTails = new Map<string, Promise<void>>();
 
   constructor(
     readonly config: CentralConfig,
@@ -327,7 +329,21 @@ export class CentralAgent {
       'intervention.source-conflict',
       'intervention.received',
     ];
-    return this.process(d, this.topology.centralInterventionQueue, types, (m) => this.handleIntervention(m));
+    // One site's messages are handled one at a time, in the order the queue delivered them: the
+    // transfer gate reads what the site's catalogue recorded, so a catalogue followed by a transfer on
+    // a version it lists must be judged in that order, which concurrent handlers (prefetch) would not
+    // guarantee. The key (the routing key's site part) only orders; the handler authenticates the sender.
+    const key = d.msg.fields.routingKey.split('.', 1)[0] ?? '';
+    const run = (this.siteTails.get(key) ?? Promise.resolve()).then(() =>
+      this.process(d, this.topology.centralInterventionQueue, types, (m) => this.handleIntervention(m)),
+    );
+    const tail: Promise<void> = run
+      .catch(() => undefined)
+      .then(() => {
+        if (this.siteTails.get(key) === tail) this.siteTails.delete(key);
+      });
+    this.siteTails.set(key, tail);
+    return run;
   }
 
   private async handleIntervention(m: DecodedMessage): Promise<void> {

@@ -77,8 +77,16 @@ describe.skipIf(!broker).each(kinds)('intervention transfers refused, on %s', (k
     ]);
     expect(log[0]!.reason).toMatch(/^procedure-version-missing/);
 
-    // Usable: once the central has Z.9, the same intervention moves up.
+    // Usable: once the central has Z.9 and knows site 101 holds it, the same intervention moves up.
     await central.interventionService!.publishProcedure(Z9, [101]);
+    await waitFor("the central to know site 101's catalogue lists Z.9", async () => {
+      const r = await cdb.query(`SELECT state FROM site_procedure WHERE id_efector = ? AND code = ? AND version = ?`, [
+        101,
+        'Z',
+        9,
+      ]);
+      return r[0]?.state === 'held';
+    });
     expect(await site.interventions!.requestTransfer([iv.guid])).toBe(1);
     await waitFor('the second transfer to complete', async () => {
       const l = await centralLog(cdb, iv.guid);

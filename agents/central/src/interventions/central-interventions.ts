@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SyncError, type DecodedMessage, type MessageBody } from '@sitesync/protocol';
+import { SyncError, type DecodedMessage, type MessageBody, type ProcedureRef } from '@sitesync/protocol';
 import {
   insertIntervention,
   interventionFromRow,
@@ -275,6 +275,8 @@ export class CentralInterventions {
           `the central has no procedure ${iv.procedure.code} version ${iv.procedure.version}`,
         );
       }
+      const notHeld = await senderLacks(tx, siteId, iv.procedure);
+      if (notHeld) return refuse('procedure-version-missing', notHeld);
       const here = await tx.query<InterventionRow>(`SELECT * FROM intervention WHERE guid = ?`, [iv.guid]);
       if (here.length)
         return refuse(
@@ -301,10 +303,12 @@ export class CentralInterventions {
     await this.db.transaction(async (tx) => {
       const now = tx.dialect.now();
       const n = await tx.execute(
-        `UPDATE intervention_transfer SET state = ?, updated_at = ? WHERE transfer_id = ? AND state = ? AND from_site = ?`,
-        ['completed', now, transferId, 'accepted', m.siteId],
+        `UPDATE intervention_transfer SET state = ?, updated_at = ? WHERE transfer_id = ? AND guid = ? AND state = ? AND from_site = ?`,
+        ['completed', now, transferId, guid, 'accepted', m.siteId],
       );
-      if (n === 0) return; // repeated, or not this site's transfer
+      // Matched on the GUID the central logged, not only the transfer id: a message naming another GUID
+      // would otherwise close the log while the pending copy it never touches stays pending. Same below.
+      if (n === 0) return; // repeated, not this site's transfer, or not its GUID
       await tx.execute(
         `UPDATE intervention SET state = ?, transfer_id = NULL, updated_at = ? WHERE guid = ? AND transfer_id = ? AND state = ?`,
         ['active', now, guid, transferId, 'pending'],
@@ -318,8 +322,8 @@ export class CentralInterventions {
     const { transferId, guid, reason } = m.body;
     await this.db.transaction(async (tx) => {
       const n = await tx.execute(
-        `UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND state = ? AND from_site = ?`,
-        ['conflict', reason.slice(0, 2000), tx.dialect.now(), transferId, 'accepted', m.siteId],
+        `UPDATE intervention_transfer SET state = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND guid = ? AND state = ? AND from_site = ?`,
+        ['conflict', reason.slice(0, 2000), tx.dialect.now(), transferId, guid, 'accepted', m.siteId],
       );
       if (n === 0) return;
       await tx.execute(`DELETE FROM intervention WHERE guid = ? AND transfer_id = ? AND state = ?`, [
@@ -337,8 +341,8 @@ export class CentralInterventions {
     await this.db.transaction(async (tx) => {
       const now = tx.dialect.now();
       const n = await tx.execute(
-        `UPDATE intervention_transfer SET state = ?, to_local_id = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND state = ? AND to_site = ?`,
-        [status === 'stored' ? 'completed' : 'refused', localId, reason, now, transferId, 'sent', m.siteId],
+        `UPDATE intervention_transfer SET state = ?, to_local_id = ?, reason = ?, updated_at = ? WHERE transfer_id = ? AND guid = ? AND state = ? AND to_site = ?`,
+        [status === 'stored' ? 'completed' : 'refused', localId, reason, now, transferId, guid, 'sent', m.siteId],
       );
       if (n === 0) return;
       if (status === 'stored') {
@@ -479,6 +483,48 @@ async function queueProcedure(tx: Queryable, siteId: number, code: string, versi
       ),
     );
   }
+}
+
+/** Versions listed in a rejection, at most (the message and the log's reason are bounded). */
+const MAX_LISTED_VERSIONS = 20;
+
+/**
+ * Why `siteId` may not send an intervention on `procedure`, or null when it may. The gate is the
+ * central's record of the SENDER's catalogue (`site_procedure` held, set only by the site's own
+ * `procedure.catalogue`), never the version the intervention claims: a site moves an intervention
+ * only on a version it told the central it holds. A version published to it but not yet confirmed by
+ * its catalogue (queued, sent) does not count, nor does no record at all (the central never heard
+ * from the site): both are a rejection, not a retry. The site reports its catalogue before any
+ * transfer on a version it just stored, and on every (re)connect, so a waiting transfer would gain
+ * nothing; and a rejection is safe: the site unlocks the intervention and can mark it again, while
+ * holding the message would let a site that never reports stall the queue.
+ */
+async function senderLacks(tx: Queryable, siteId: number, procedure: ProcedureRef): Promise<string | null> {
+  const rows = await tx.query<{ version: number; state: string }>(
+    `SELECT version, state FROM site_procedure WHERE id_efector = ? AND code = ?`,
+    [siteId, procedure.code],
+  );
+  const wanted = rows.find((r) => Number(r.version) === procedure.version);
+  if (wanted?.state === 'held') return null;
+  const held = rows
+    .filter((r) => r.state === 'held')
+    .map((r) => Number(r.version))
+    .sort((a, b) => a - b);
+  let holds: string;
+  if (held.length) {
+    const listed = held.slice(0, MAX_LISTED_VERSIONS).map((v) => `${procedure.code}.${v}`);
+    holds = `it holds ${listed.join(', ')}${held.length > listed.length ? ` and ${held.length - listed.length} more` : ''}`;
+  } else {
+    const any = await tx.query(
+      tx.dialect.selectLimit(`code FROM site_procedure WHERE id_efector = ? AND state = ?`, 1),
+      [siteId, 'held'],
+    );
+    holds = any.length ? `it holds no version of ${procedure.code}` : 'the central has no procedure catalogue from it';
+  }
+  const pending = wanted
+    ? `; ${procedure.code}.${procedure.version} was sent to it, not yet confirmed by its catalogue`
+    : '';
+  return `site ${siteId} does not hold procedure ${procedure.code} version ${procedure.version} (${holds}${pending})`;
 }
 
 async function insertTransfer(tx: Queryable, t: Omit<TransferRow, 'created_at' | 'updated_at'>): Promise<void> {

@@ -34,11 +34,24 @@ export interface NewIntervention {
  * central delivers. Every step is one transaction and is answered the same way when repeated.
  */
 export class SiteInterventions {
+  /**
+   * Catalogue reports under way (a procedure version being stored counts from before it is visible).
+   * Transfers wait for them: the central accepts an intervention only on a version it knows this site
+   * holds, so a version's catalogue must reach the central's queue before a transfer that uses it.
+   */
+  private readonly cataloguesInFlight = new Set<Promise<unknown>>();
+
   constructor(
     private readonly db: Database,
     private readonly siteId: number,
     private readonly publish: PublishUp,
   ) {}
+
+  private inFlight<T>(p: Promise<T>): Promise<T> {
+    this.cataloguesInFlight.add(p);
+    void p.catch(() => undefined).finally(() => this.cataloguesInFlight.delete(p));
+    return p;
+  }
 
   async catalogue(): Promise<ProcedureRef[]> {
     const rows = await this.db.query<{ code: string; version: number }>(
@@ -47,23 +60,29 @@ export class SiteInterventions {
     return rows.map((r) => ({ code: r.code, version: Number(r.version) }));
   }
 
-  async sendCatalogue(): Promise<void> {
-    await this.publish('procedure.catalogue', { siteId: this.siteId, procedures: await this.catalogue() });
+  sendCatalogue(): Promise<void> {
+    return this.inFlight(
+      this.catalogue().then((procedures) => this.publish('procedure.catalogue', { siteId: this.siteId, procedures })),
+    );
   }
 
   /** A procedure version from the central: store it (once) and confirm with the full catalogue. */
-  async onProcedurePublished(m: DecodedMessage<'procedure.published'>): Promise<void> {
+  onProcedurePublished(m: DecodedMessage<'procedure.published'>): Promise<void> {
     const p = m.body;
-    await this.db.transaction((tx) =>
-      tx.run(
-        tx.dialect.insertIgnore(
-          'procedure_version',
-          ['code', 'version', 'name', 'definition', 'created_at'],
-          [p.code, p.version, p.name, p.definition, tx.dialect.now()],
-        ),
-      ),
+    return this.inFlight(
+      (async () => {
+        await this.db.transaction((tx) =>
+          tx.run(
+            tx.dialect.insertIgnore(
+              'procedure_version',
+              ['code', 'version', 'name', 'definition', 'created_at'],
+              [p.code, p.version, p.name, p.definition, tx.dialect.now()],
+            ),
+          ),
+        );
+        await this.sendCatalogue();
+      })(),
     );
-    await this.sendCatalogue();
   }
 
   /** Creates an intervention on a procedure version this site holds (what the site's application does). */
@@ -124,6 +143,8 @@ export class SiteInterventions {
       });
     }
     if (marked.length === 0 && !opts.resendOpen) return 0;
+    // Every version a marked row uses was stored before it was read above, so its report is in this set.
+    await Promise.allSettled([...this.cataloguesInFlight]);
     const open = await this.db.query<InterventionRow>(
       `SELECT i.* FROM intervention i JOIN intervention_transfer t ON t.transfer_id = i.transfer_id WHERE i.state = ? AND t.state = ?`,
       ['outbound', 'sent'],
