@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -11,6 +12,13 @@ import {
   configErrorFrom,
 } from '@sitesync/protocol';
 import { ROLES, isPasswordHash } from './http/auth';
+import {
+  DEFAULT_LOGIN_BASE_DELAY_SECONDS,
+  DEFAULT_LOGIN_FORGET_AFTER_SECONDS,
+  DEFAULT_LOGIN_FREE_FAILURES,
+  DEFAULT_LOGIN_MAX_DELAY_SECONDS,
+  DEFAULT_LOGIN_MAX_TRACKED,
+} from './http/login-throttle';
 
 export const DEFAULT_PREFETCH = 16;
 
@@ -29,6 +37,40 @@ const HttpUserSchema = z
     role: z.enum(ROLES),
   })
   .strict();
+
+/** Slowing down password and token guessing on the supervision page and API (see docs/supervision.md). */
+const LoginThrottleSchema = z
+  .object({
+    /** Failed logins in a row per user name, and per client address, before the first lockout. @default 5 */
+    freeFailures: z.number().int().min(1).default(DEFAULT_LOGIN_FREE_FAILURES),
+    /** The first lockout, doubled by each further failure. @default 1 */
+    baseDelaySeconds: z.number().positive().default(DEFAULT_LOGIN_BASE_DELAY_SECONDS),
+    /** The longest lockout. @default 300 */
+    maxDelaySeconds: z.number().positive().default(DEFAULT_LOGIN_MAX_DELAY_SECONDS),
+    /** Failures of a user name or address are forgotten this long after its last one. @default 3600 */
+    forgetAfterSeconds: z.number().positive().default(DEFAULT_LOGIN_FORGET_AFTER_SECONDS),
+    /** User names, and separately addresses, remembered at most (the oldest go first). @default 10000 */
+    maxTracked: z.number().int().min(1).default(DEFAULT_LOGIN_MAX_TRACKED),
+    /**
+     * Reverse proxies whose `X-Forwarded-For` names the client (IP addresses; a comma-separated list
+     * in SYNC_LOGIN_TRUSTED_PROXIES). Without them, everyone behind a proxy shares its address. @default []
+     */
+    trustedProxies: z.preprocess(
+      (v) =>
+        typeof v === 'string'
+          ? v
+              .split(',')
+              .map((a) => a.trim())
+              .filter(Boolean)
+          : v,
+      z.array(z.string().refine((a) => isIP(a) !== 0, 'not an IP address')).default([]),
+    ),
+  })
+  .strict()
+  .refine((t) => t.maxDelaySeconds >= t.baseDelaySeconds, {
+    message: 'maxDelaySeconds must be at least baseDelaySeconds',
+    path: ['maxDelaySeconds'],
+  });
 
 export const CentralConfigSchema = z
   .object({
@@ -84,6 +126,8 @@ export const CentralConfigSchema = z
       .array(HttpUserSchema)
       .default([])
       .refine((us) => new Set(us.map((u) => u.name)).size === us.length, 'user names must be unique'),
+    /** Throttling of failed logins on the page and API. */
+    loginThrottle: LoginThrottleSchema.prefault({}),
     /** A site with no completed session for this long is `stale` in status, metrics and the page. @default 3600 */
     staleAfterSeconds: z.number().int().positive().default(3600),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
@@ -112,6 +156,12 @@ const ENV_KEYS = {
   API_TOKEN: { path: ['apiToken'], type: 'string' },
   // A JSON array of users (SYNC_USERS_FILE: a file holding it); parsed in loadCentralConfig.
   USERS: { path: ['users'], type: 'string' },
+  LOGIN_FREE_FAILURES: { path: ['loginThrottle', 'freeFailures'], type: 'number' },
+  LOGIN_BASE_DELAY_SECONDS: { path: ['loginThrottle', 'baseDelaySeconds'], type: 'number' },
+  LOGIN_MAX_DELAY_SECONDS: { path: ['loginThrottle', 'maxDelaySeconds'], type: 'number' },
+  LOGIN_FORGET_AFTER_SECONDS: { path: ['loginThrottle', 'forgetAfterSeconds'], type: 'number' },
+  LOGIN_MAX_TRACKED: { path: ['loginThrottle', 'maxTracked'], type: 'number' },
+  LOGIN_TRUSTED_PROXIES: { path: ['loginThrottle', 'trustedProxies'], type: 'string' },
   DISPATCH_INTERVAL_MS: { path: ['dispatchIntervalMs'], type: 'number' },
   RESEND_AFTER_SECONDS: { path: ['resendAfterSeconds'], type: 'number' },
   STALE_AFTER_SECONDS: { path: ['staleAfterSeconds'], type: 'number' },

@@ -11,6 +11,7 @@ export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';
 export * from './http/api';
 export * from './http/auth';
+export * from './http/login-throttle';
 export * from './http/supervision';
 export * from './dlq/dead-letters';
 export * from './dlq/dead-lettering';

@@ -1,4 +1,6 @@
 import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { Logger } from '@sitesync/protocol';
+import { DEFAULT_LOGIN_THROTTLE, LoginThrottle, type LoginAttempt, type LoginThrottleOptions } from './login-throttle';
 
 /** `viewer` reads; `operator` also replays dead letters and moves interventions. */
 export type Role = 'viewer' | 'operator';
@@ -86,23 +88,39 @@ export function hasRole(caller: Caller, needed: Role): boolean {
 
 const CACHE_TTL_MS = 60_000;
 const CACHE_MAX_ENTRIES = 256;
+/** The name bearer-token attempts are throttled under: the caller the token authenticates as. */
+const TOKEN_USER = 'api';
+const MAX_LOGGED_NAME_CHARS = 128;
+
+export interface HttpAuthenticatorOptions {
+  /** @default DEFAULT_LOGIN_THROTTLE */
+  loginThrottle?: LoginThrottleOptions;
+  /** Lockouts are logged (user name, address, failures), never passwords or tokens. */
+  log?: Logger;
+}
 
 /**
  * Checks the `Authorization` header: HTTP Basic against the configured users, or `Bearer <apiToken>`
  * (an operator, for scripts). The page polls several endpoints every few seconds, and a scrypt check
  * each time would cost a core, so a successful check is remembered for a minute under a keyed hash
  * of the header (never the header itself). Failures are never cached: each costs a full scrypt.
+ * Every attempt with credentials goes through a `LoginThrottle` first (see `authenticate`).
  */
 export class HttpAuthenticator {
   private readonly users: Map<string, HttpUser>;
   private readonly tokenDigest: Buffer | undefined;
   private readonly cacheKey = randomBytes(32);
   private readonly cache = new Map<string, { caller: Caller; expiresAt: number }>();
+  private readonly checking = new Map<string, Promise<Caller | undefined>>();
+  private readonly throttle: LoginThrottle;
+  private readonly log: Logger | undefined;
   private dummyHash: Promise<string> | undefined;
 
-  constructor(users: readonly HttpUser[], apiToken: string | undefined) {
+  constructor(users: readonly HttpUser[], apiToken: string | undefined, opts: HttpAuthenticatorOptions = {}) {
     this.users = new Map(users.map((u) => [u.name, u]));
     this.tokenDigest = apiToken ? createHash('sha256').update(apiToken).digest() : undefined;
+    this.throttle = new LoginThrottle(opts.loginThrottle ?? DEFAULT_LOGIN_THROTTLE);
+    this.log = opts.log;
   }
 
   /** False when neither users nor a token are configured: the page and API are off. */
@@ -110,16 +128,51 @@ export class HttpAuthenticator {
     return this.users.size > 0 || this.tokenDigest !== undefined;
   }
 
-  /** The caller, or undefined when the header is missing or wrong. */
-  async authenticate(authorization: string | undefined): Promise<Caller | undefined> {
+  /**
+   * The caller, or undefined when the header is missing or wrong. Throws `TooManyLoginsError`
+   * (429) while the claimed user name or the client `address` (see `clientAddress`) is locked out,
+   * even for a header that is in the cache, so that a locked-out guess learns nothing. A request
+   * without credentials (a browser's first) is not a failure.
+   */
+  async authenticate(authorization: string | undefined, address = 'unknown'): Promise<Caller | undefined> {
     if (!authorization) return undefined;
     const id = createHmac('sha256', this.cacheKey).update(authorization).digest('base64');
+    // The same header sent in parallel (the page polling its endpoints) is checked and counted once;
+    // waiting for a check already under way tells no more than it tells whoever started it.
+    const pending = this.checking.get(id);
+    if (pending) return pending;
+    const attempt: LoginAttempt = { user: claimedUser(authorization), address };
+    this.throttle.check(attempt);
     const hit = this.cache.get(id);
     if (hit && hit.expiresAt > Date.now()) return hit.caller;
+    const checked = this.checkThrottled(authorization, attempt);
+    this.checking.set(id, checked);
+    try {
+      const caller = await checked;
+      if (caller) {
+        if (this.cache.size >= CACHE_MAX_ENTRIES) this.cache.clear();
+        this.cache.set(id, { caller, expiresAt: Date.now() + CACHE_TTL_MS });
+      }
+      return caller;
+    } finally {
+      this.checking.delete(id);
+    }
+  }
+
+  private async checkThrottled(authorization: string, attempt: LoginAttempt): Promise<Caller | undefined> {
+    // Counted as a failure before the (slow) check, so that guesses sent in parallel meet the
+    // lockout too instead of all passing the gate while the first is still hashing.
+    const lockMs = this.throttle.fail(attempt);
     const caller = await this.check(authorization);
     if (caller) {
-      if (this.cache.size >= CACHE_MAX_ENTRIES) this.cache.clear();
-      this.cache.set(id, { caller, expiresAt: Date.now() + CACHE_TTL_MS });
+      this.throttle.succeed(attempt);
+    } else if (lockMs > 0) {
+      const failures = this.throttle.failures(attempt);
+      const user = attempt.user?.slice(0, MAX_LOGGED_NAME_CHARS);
+      this.log?.warn(
+        { user, address: attempt.address, failures, lockSeconds: lockMs / 1000 },
+        'login locked out after failed attempts',
+      );
     }
     return caller;
   }
@@ -147,4 +200,14 @@ export class HttpAuthenticator {
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
     return this.dummyHash;
   }
+}
+
+/** The user name an `Authorization` header claims: the Basic name, `api` for a bearer token, else none. */
+function claimedUser(authorization: string): string | undefined {
+  const [scheme, value = ''] = authorization.trim().split(/\s+/, 2);
+  if (/^bearer$/i.test(scheme ?? '')) return TOKEN_USER;
+  if (!/^basic$/i.test(scheme ?? '')) return undefined;
+  const decoded = Buffer.from(value, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : decoded.slice(0, colon);
 }

@@ -4,6 +4,7 @@ import { errorInfo, type BrokerConnection, type Logger, type RouteHandler } from
 import type { CentralInterventions } from '../interventions/central-interventions';
 import { transfersEndpoint } from './api';
 import { HttpAuthenticator, hasRole, type Caller, type Role } from './auth';
+import { TooManyLoginsError, clientAddress } from './login-throttle';
 import { FAVICON_SVG, PAGE_CSS, PAGE_HTML, PAGE_JS } from './page';
 import { HttpRequestError, checkSameOriginJson, readJson, sendJson } from './respond';
 import {
@@ -64,9 +65,11 @@ export interface SupervisionOptions {
  * The central's web surface behind authentication: the supervision page (`GET /`) and the JSON
  * API under `/api/` (see docs/supervision.md). Users come from `config.users` (HTTP Basic), and
  * `config.apiToken` is accepted as an operator bearer token; with neither, page and API are off.
+ * Failed logins are throttled per user name and client address (`config.loginThrottle`): 429.
  */
 export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionOptions = {}): RouteHandler {
-  const auth = new HttpAuthenticator(central.config.users, central.config.apiToken);
+  const { trustedProxies, ...loginThrottle } = central.config.loginThrottle;
+  const auth = new HttpAuthenticator(central.config.users, central.config.apiToken, { loginThrottle, log: opts.log });
   const board = new DeadLetterBoard(central);
   const management = managementApiFor(central.config);
   const log = opts.log;
@@ -163,7 +166,8 @@ export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionO
       return asset ? sendText(res, 404, why) : sendJson(res, 404, { error: why });
     }
     try {
-      const caller = await auth.authenticate(req.headers.authorization);
+      const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies);
+      const caller = await auth.authenticate(req.headers.authorization, address);
       if (!caller) {
         const why = 'authentication required: a user name and password (HTTP Basic) or the API bearer token';
         const headers = { 'www-authenticate': AUTH_CHALLENGE };
@@ -189,6 +193,11 @@ export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionO
       if (!db || !broker || !interventions) return sendJson(res, 503, { error: 'the central agent is not running' });
       return await endpoint.handle(req, res, url, caller, { db, broker, interventions });
     } catch (err) {
+      if (err instanceof TooManyLoginsError) {
+        const headers = { 'retry-after': String(err.retryAfterSeconds) };
+        if (asset) return sendText(res, 429, err.message, headers);
+        return sendJson(res, 429, { error: err.message, retryAfterSeconds: err.retryAfterSeconds }, headers);
+      }
       if (err instanceof HttpRequestError) return sendJson(res, err.status, { error: err.message });
       log?.error({ err: errorInfo(err), path: url.pathname }, 'HTTP request failed');
       // Internal detail (SQL, broker state) is for the log; the browser gets no more than this.
