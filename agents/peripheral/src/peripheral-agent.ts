@@ -190,7 +190,10 @@ export class PeripheralAgent {
       const text = err instanceof Error ? err.message : String(err);
       // Rejected without requeue, the broker moves it to this site's dead-letter queue (its queue's
       // own dead-letter arguments): a site's user has no write on any dead-letter exchange.
-      this.log.warn({ reason, err: text, messageId: d.msg.properties.messageId, type: m?.type, queue }, 'dead-lettering');
+      this.log.warn(
+        { reason, err: text, messageId: d.msg.properties.messageId, type: m?.type, queue },
+        'dead-lettering',
+      );
       this.metrics.deadLetters.inc({ reason });
       d.settle('drop');
     }

@@ -57,7 +57,10 @@ export class UnroutableError extends TransientError {
     readonly routingKey: string,
     replyText: string,
   ) {
-    super(`no queue took the message published to ${exchange} with routing key ${routingKey} (${replyText})`, 'BROKER_UNROUTABLE');
+    super(
+      `no queue took the message published to ${exchange} with routing key ${routingKey} (${replyText})`,
+      'BROKER_UNROUTABLE',
+    );
   }
 }
 
@@ -281,7 +284,8 @@ export class BrokerConnection extends EventEmitter {
       (x) => !x.returned && x.exchange === f.exchange && x.routingKey === f.routingKey && x.messageId === id,
     );
     if (p) p.returned = f.replyText ?? 'NO_ROUTE';
-    else this.opts.log.warn({ exchange: f.exchange, routingKey: f.routingKey, messageId: id }, 'unmatched basic.return');
+    else
+      this.opts.log.warn({ exchange: f.exchange, routingKey: f.routingKey, messageId: id }, 'unmatched basic.return');
   }
 
   /**

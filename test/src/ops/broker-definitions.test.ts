@@ -141,7 +141,10 @@ describe.skipIf(!mgmt || !broker)('per-site broker users (definitions loaded int
 
   it('a site user is refused on the dead-letter exchange, with any routing key: it cannot plant a dead letter', async () => {
     const toDlx = (key: string) => async (ch: amqp.ConfirmChannel) => {
-      ch.publish(topology.dlx, key, Buffer.from('{}'), { persistent: true, headers: { 'x-sitesync-reason': 'schema' } });
+      ch.publish(topology.dlx, key, Buffer.from('{}'), {
+        persistent: true,
+        headers: { 'x-sitesync-reason': 'schema' },
+      });
       await ch.waitForConfirms();
     };
     for (const key of [

@@ -117,12 +117,16 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);
     // Site 101 publishes a batch of a pipeline the central does not know for it (a rejection), with
     // headers claiming site 102's user and route.
-    const msg = encodeMessage('batch', { ...labBatch(101, [{ orderId: 7002 }]), pipeline: { ...labBatch(101, []).pipeline, name: 'nope' } }, {
-      siteId: 101,
-      appId: 'test',
-      userId: 'guest',
-      gzipThreshold: 0,
-    });
+    const msg = encodeMessage(
+      'batch',
+      { ...labBatch(101, [{ orderId: 7002 }]), pipeline: { ...labBatch(101, []).pipeline, name: 'nope' } },
+      {
+        siteId: 101,
+        appId: 'test',
+        userId: 'guest',
+        gzipThreshold: 0,
+      },
+    );
     Object.assign(msg.options.headers, FORGED_ORIGIN);
     await publishRaw(ch, world.topology.up, msg);
     await until('the rejection', async () => (await ch.checkQueue(rejects101!)).messageCount === 1);
@@ -150,7 +154,7 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     // topic permissions make the sender's own).
     const from102 = badBatch(102, 8100);
     await publishRaw(ch, world.topology.up, from102);
-    const [r101, r102] = await declareRejectQueues(ch, world.topology, [101, 102]);
+    const [r101, r102] = await declareRejectQueues(ch, central.topology, [101, 102]);
     await until('all 21 to be handled', async () => {
       const q = await ch.checkQueue(world.topology.centralSyncQueue);
       return q.messageCount === 0 && (await ch.checkQueue(r102!)).messageCount === 1;
@@ -159,7 +163,9 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     const dropped = await central.metrics.deadLettersDropped.get();
     expect(dropped.values.find((v) => v.labels.site === '101')?.value).toBe(15);
     const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
-    expect(list).toContainEqual(expect.objectContaining({ queue: r102, site: '102', reason: 'checksum-mismatch', count: 1 }));
+    expect(list).toContainEqual(
+      expect.objectContaining({ queue: r102, site: '102', reason: 'checksum-mismatch', count: 1 }),
+    );
     // The consumer is still consuming.
     await publishRaw(ch, world.topology.up, siteBatch(101, 1));
     await until('a good batch after the flood', async () => (await rowCount(central.database!, HEADERS, 101)) === 1);
@@ -205,9 +211,15 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     await publishRaw(ch, t.up, { ...unattributed, routingKey: 'x.batch' });
     await until('both parked', async () => {
       const c = await world.rawChannel();
-      const a = await c.checkQueue(rejects101!).then((q) => q.messageCount, () => 0);
+      const a = await c.checkQueue(rejects101!).then(
+        (q) => q.messageCount,
+        () => 0,
+      );
       const c2 = await world.rawChannel();
-      const b = await c2.checkQueue(shared).then((q) => q.messageCount, () => 0);
+      const b = await c2.checkQueue(shared).then(
+        (q) => q.messageCount,
+        () => 0,
+      );
       return a === 1 && b === 1;
     });
     expect(await depth(world, t.centralSyncQueue)).toBe(0);
@@ -240,8 +252,8 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     } finally {
       clearInterval(sampler);
     }
-    const dead = await ch.get(rejects101!, { noAck: true });
-    expect(dead && (dead.properties.headers as Record<string, unknown>)[HEADER_REASON]).toBe('too-large');
+    const dead = await until('the bomb parked', () => ch.get(rejects101!, { noAck: true }));
+    expect((dead.properties.headers as Record<string, unknown>)[HEADER_REASON]).toBe('too-large');
     expect(central.state).toBe('RUNNING');
     console.log(
       `[sitesync tests] inflation bomb: ${(bomb.length / 1e6).toFixed(1)} MB on the wire; test process RSS ${(before / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,

@@ -278,7 +278,9 @@ export class QueueCollector {
 export async function declareRejectQueues(ch: amqp.Channel, t: Topology, sites: number[]): Promise<string[]> {
   const out: string[] = [];
   for (const s of sites) {
-    out.push((await ch.assertQueue(t.siteRejectsQueue(s), { durable: true, arguments: t.siteRejectsQueueArguments() })).queue);
+    out.push(
+      (await ch.assertQueue(t.siteRejectsQueue(s), { durable: true, arguments: t.siteRejectsQueueArguments() })).queue,
+    );
     await ch.bindQueue(t.siteRejectsQueue(s), t.dlx, t.siteRejectsRoute(s));
   }
   return out;
@@ -298,7 +300,7 @@ export async function plantUnknownPipelineDeadLetter(
     appId: 'test',
     userId: 'guest',
   });
-  const [dlq] = await declareRejectQueues(ch, world.topology, [siteId]);
+  const dlq = (await declareRejectQueues(ch, world.topology, [siteId]))[0]!;
   await publishRaw(ch, world.topology.up, batch);
   await until('the dead letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
   return { batch, dlq, ch };

@@ -145,7 +145,10 @@ function toDeadLetter(ctx: DeadLetterContext, queue: string, m: GetMessage): Dea
   let route: ReplayRoute | undefined;
   let replays = 0;
   let reason = claimed.reason || 'unknown';
-  if (h[HEADER_SIGNATURE] !== undefined && ctx.signer.verifyDeadLetter(messageId, m.content, claimed, h[HEADER_SIGNATURE])) {
+  if (
+    h[HEADER_SIGNATURE] !== undefined &&
+    ctx.signer.verifyDeadLetter(messageId, m.content, claimed, h[HEADER_SIGNATURE])
+  ) {
     trust = 'signed';
     route = { exchange: claimed.exchange, routingKey: claimed.routingKey, user: claimed.user };
     replays = claimed.replays;
@@ -174,8 +177,7 @@ function toDeadLetter(ctx: DeadLetterContext, queue: string, m: GetMessage): Dea
     route,
     originalExchange: route?.exchange ?? (claimed.exchange || String(first?.exchange ?? '')),
     originalRoutingKey:
-      route?.routingKey ??
-      (claimed.routingKey || (Array.isArray(firstKeys) ? String(firstKeys[0] ?? '') : '')),
+      route?.routingKey ?? (claimed.routingKey || (Array.isArray(firstKeys) ? String(firstKeys[0] ?? '') : '')),
     replays,
     headers: h,
     xDeath,
@@ -371,7 +373,8 @@ export async function replayDeadLetters(
       }
       const replays = d.replays + 1;
       const headers = senderHeaders(d.headers);
-      for (const k of Object.keys(headers)) if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) delete headers[k];
+      for (const k of Object.keys(headers))
+        if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) delete headers[k];
       headers[HEADER_REPLAYS] = replays;
       headers[HEADER_ORIGINAL_USER] = route.user;
       headers[HEADER_SIGNATURE] = ctx.signer.signReplay(d.messageId, d.content, { ...route, replays });

@@ -814,7 +814,11 @@ for (const backend of BACKENDS) {
       const { db, scratch } = await openScratch(backend, 'central', false);
       try {
         expect(await db.describeTable('EstadoSyncGeneral')).toBeUndefined();
-        expect(await db.migrate()).toEqual(['CentralInit1732500000000', 'CentralInterventions1732600000000']);
+        expect(await db.migrate()).toEqual([
+          'CentralInit1732500000000',
+          'CentralInterventions1732600000000',
+          'CentralSecrets1733300000000',
+        ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
         await db.close();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  UnroutableError,
   BrokerConnection,
   CENTRAL_INTERVENTION_BINDINGS,
   CENTRAL_SYNC_BINDINGS,
@@ -167,7 +168,10 @@ describe.skipIf(reportSkip('topology on a real broker', AMQP))('topology on a re
     const otherSite = encodeMessage('batch.ack', batchAck(SITE + 1), { siteId: SITE + 1, appId: 'unit' });
     await conn.publish(topology.up, up);
     await conn.publish(topology.down, down);
-    await conn.publish(topology.down, otherSite);
+    // No queue is bound for another site here: the broker returns the mandatory publish, and the
+    // publisher learns it landed nowhere instead of taking the confirm for delivery.
+    await expect(conn.publish(topology.down, otherSite)).rejects.toThrow(UnroutableError);
+    await expect(conn.publish(topology.down, otherSite, false)).resolves.toBeUndefined();
     await conn.withChannel(async (ch) => {
       // publisher confirms on quorum queues mean the message is in the queue, so the counts are exact here
       expect((await ch.checkQueue(topology.centralSyncQueue)).messageCount).toBe(1);
