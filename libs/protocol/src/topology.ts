@@ -124,7 +124,7 @@ export class Topology {
     return dlq;
   }
 
-  /** The work queue a dead-letter queue belongs to, if it is one of `queues`' (`<queue>.dlq`). */
+  /** The queue (or rejects route) a dead-letter queue belongs to: its name without `.dlq`. */
   workQueueOf(dlq: string): string | undefined {
     return dlq.endsWith('.dlq') ? dlq.slice(0, -'.dlq'.length) : undefined;
   }
