@@ -225,6 +225,35 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     expect(await depth(world, t.centralSyncQueue)).toBe(0);
   });
 
+  it('what a site agent cannot apply it rejects into its own dead-letter queue (no dead-letter write); it replays from there', async () => {
+    const { ch, base } = await setup();
+    const site = await world.startSite(await world.prepareSite(101, world.dbUrl('sqlite', 'site101')));
+    expect(site.state).toBe('RUNNING');
+    const t = world.topology;
+    // The central's side: an ack whose checksum does not match its body.
+    const ack = encodeMessage(
+      'session.ack',
+      {
+        sessionId: '00000000-0000-4000-8000-000000000000',
+        siteId: 101,
+        status: 'complete',
+        rejectedBatches: 0,
+      } as never,
+      { siteId: 101, appId: 'test', validate: false },
+    );
+    ack.options.headers[HEADER_CHECKSUM] = 'x';
+    await publishRaw(ch, t.down, ack);
+    const dlq = t.deadLetterQueue(t.siteQueue(101));
+    await until(
+      'the rejected ack in the site dead-letter queue',
+      async () => (await ch.checkQueue(dlq)).messageCount === 1,
+    );
+    const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
+    expect(list).toEqual([expect.objectContaining({ queue: dlq, trust: 'broker', reason: 'rejected', count: 1 })]);
+    const dry = await syncctl([...base, 'replay', '--id', ack.options.messageId, '--dry-run']);
+    expect(dry.out).toContain(`-> ${t.down} 101.session.ack`);
+  });
+
   it('a body that inflates past 2 GiB is dead-lettered too-large; the central stays up with bounded memory', async () => {
     const { central, ch } = await setup();
     const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);
