@@ -810,6 +810,24 @@ for (const backend of BACKENDS) {
       }
     });
 
+    it('a column named with a "?" is created, written and read under its own name; only real placeholders bind', async () => {
+      const { db, scratch } = await openScratch(backend, 'central', false);
+      const q = (id: string) => db.dialect.quote(id);
+      try {
+        await db.query(`CREATE TABLE ${q('odd_names')} (${q('id')} INT PRIMARY KEY, ${q('is it?')} VARCHAR(20))`);
+        await db.query(`INSERT INTO ${q('odd_names')} (${q('id')}, ${q('is it?')}) VALUES (?, ?)`, [1, 'yes?']);
+        const rows = await db.query<Record<string, unknown>>(
+          `SELECT ${q('is it?')} FROM ${q('odd_names')} WHERE ${q('id')} = ? AND ${q('is it?')} <> '?'`,
+          [1],
+        );
+        expect(rows).toEqual([{ 'is it?': 'yes?' }]);
+        expect((await db.describeTable('odd_names'))?.columns.map((c) => c.name).sort()).toEqual(['id', 'is it?']);
+      } finally {
+        await db.close();
+        await scratch.drop();
+      }
+    });
+
     it('opening without migrations creates no tables', async () => {
       const { db, scratch } = await openScratch(backend, 'central', false);
       try {

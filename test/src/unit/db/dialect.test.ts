@@ -17,6 +17,18 @@ function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+describe('placeholders', () => {
+  it('number each "?" in order, but not one inside a quoted identifier or a string literal', () => {
+    const sql = `SELECT "a?b", [c?]]d], \`e?\`, ? FROM t WHERE x = 'it''s ?' AND "f""?" = ? AND y = ?`;
+    expect(dialectFor('postgres').render(sql)).toBe(
+      `SELECT "a?b", [c?]]d], \`e?\`, $1 FROM t WHERE x = 'it''s ?' AND "f""?" = $2 AND y = $3`,
+    );
+    expect(dialectFor('mssql').render(sql)).toBe(
+      `SELECT "a?b", [c?]]d], \`e?\`, @0 FROM t WHERE x = 'it''s ?' AND "f""?" = @1 AND y = @2`,
+    );
+  });
+});
+
 describe.each(['sqlite', 'postgres', 'mssql', 'mysql'] as DialectName[])('%s dialect: common rules', (name) => {
   const d = dialectFor(name);
 
