@@ -254,6 +254,31 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     expect(dry.out).toContain(`-> ${t.down} 101.session.ack`);
   });
 
+  it('a message the broker gave up on (delivery limit) replays along the route of the queue it died in, as its own user', async () => {
+    const { central, base } = await setup();
+    const t = world.topology;
+    await central.close();
+    const ch = await world.rawChannel();
+    const msg = siteBatch(101, 9401);
+    // A header naming another route: the broker's route, not this, is what a replay takes.
+    msg.options.headers[HEADER_ORIGINAL_ROUTING_KEY] = '102.batch';
+    await publishRaw(ch, t.up, msg);
+    const dlq = t.deadLetterQueue(t.centralSyncQueue);
+    await until('the broker to dead-letter it after its delivery limit', async () => {
+      const m = await ch.get(t.centralSyncQueue, { noAck: false });
+      if (m) ch.nack(m, false, true);
+      return (await ch.checkQueue(dlq)).messageCount === 1;
+    });
+    const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
+    expect(list).toEqual([expect.objectContaining({ queue: dlq, trust: 'broker', reason: 'delivery_limit' })]);
+    const restarted = await world.startCentral(world.dbUrl('sqlite', 'central'));
+    const replay = await syncctl([...base, 'replay', '--id', msg.options.messageId]);
+    expect(replay.out).toContain(`-> ${t.up} 101.batch`);
+    expect(replay.code, replay.out).toBe(0);
+    await until('the replayed batch merged', async () => (await rowCount(restarted.database!, HEADERS, 101)) === 1);
+    expect(await rowCount(restarted.database!, HEADERS, 102)).toBe(0);
+  });
+
   it('a body that inflates past 2 GiB is dead-lettered too-large; the central stays up with bounded memory', async () => {
     const { central, ch } = await setup();
     const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);
