@@ -19,6 +19,7 @@ export * from './dlq/message-signer';
 export * from './ops/management-api';
 export * from './ops/site-status';
 export * from './ops/provision-site';
+export * from './ops/site-permissions';
 export * from './ops/verify';
 export * from './ops/db-check';
 export * from './ops/db-upgrade';

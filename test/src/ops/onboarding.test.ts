@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as amqp from 'amqplib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManagementApi, type SiteStatus } from '@sitesync/central';
 import { TestWorld } from '../support/harness.js';
@@ -91,5 +92,72 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
       (await syncctl(['-c', cfgFile, 'status', '--json', '--stale-after', '1'])).stdout,
     ) as SiteStatus[];
     expect(later.find((x) => x.site === 101)!.state).toBe('stale');
+  });
+
+  it('check-permissions finds a site user still allowed onto the dead-letter exchange (an older release), and --fix takes it away', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    await world.startCentral(centralUrl);
+    const cfgFile = join(world.dir, 'central.json');
+    writeFileSync(
+      cfgFile,
+      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: centralUrl } }),
+    );
+    const user = `t${world.id}-site-101`;
+    world.onTeardown(() => api.deleteUser(user));
+    const add = await syncctl([
+      '-c',
+      cfgFile,
+      'sites',
+      'add',
+      '101',
+      '--header-table',
+      'central_orders',
+      '--user',
+      user,
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    const siteUrl = (JSON.parse(add.stdout) as { amqp: { url: string } }).amqp.url;
+    const check = (...args: string[]) => syncctl(['-c', cfgFile, 'broker', 'check-permissions', '--json', ...args]);
+    const states = async (...args: string[]) => {
+      const r = await check(...args);
+      return {
+        code: r.code,
+        rows: JSON.parse(r.stdout) as Array<{ site: number; state: string; differences: string[] }>,
+      };
+    };
+    expect(await states()).toEqual({ code: 0, rows: [expect.objectContaining({ site: 101, state: 'ok' })] });
+
+    // What an earlier release granted: write on the dead-letter exchange too.
+    const t = world.topology;
+    const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    await api.setPermissions(user, {
+      configure: '^$',
+      write: `^(${esc(t.up)}|${esc(t.dlx)})$`,
+      read: `^${esc(t.siteQueue(101))}$`,
+    });
+    const toDlx = async () => {
+      const conn = await amqp.connect(siteUrl);
+      conn.on('error', () => undefined);
+      try {
+        const ch = await conn.createConfirmChannel();
+        const refused = new Promise<string>((r) => ch.once('error', (e: Error) => r(e.message)));
+        ch.publish(t.dlx, t.centralSyncQueue, Buffer.from('{}'));
+        return await Promise.race([ch.waitForConfirms().then(() => 'published'), refused]);
+      } finally {
+        await conn.close().catch(() => undefined);
+      }
+    };
+    expect(await toDlx()).toBe('published');
+    const found = await states();
+    expect(found.code).toBe(1);
+    expect(found.rows).toEqual([expect.objectContaining({ site: 101, state: 'different' })]);
+    expect(found.rows[0]!.differences.join(' ')).toContain(t.dlx.replace(/\./g, '\\.'));
+
+    expect(await states('--fix')).toEqual({ code: 0, rows: [expect.objectContaining({ site: 101, state: 'fixed' })] });
+    expect(await toDlx()).toMatch(/ACCESS_REFUSED/);
+    expect(await states()).toEqual({ code: 0, rows: [expect.objectContaining({ site: 101, state: 'ok' })] });
+    // Drain what the old permission let through, so the queue is left as found.
+    const ch = await world.rawChannel();
+    await ch.purgeQueue(t.deadLetterQueue(t.centralSyncQueue));
   });
 });

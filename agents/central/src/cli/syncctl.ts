@@ -24,6 +24,7 @@ import {
 import { loadCentralConfig, type CentralConfig } from '../config';
 import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
+import { checkSitePermissions } from '../ops/site-permissions';
 import { verifySite } from '../ops/verify';
 import { registerDbCommands } from './db-commands';
 import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
@@ -295,6 +296,27 @@ broker
       process.stdout.write(`${JSON.stringify(defs, null, 2)}\n`);
     },
   );
+
+broker
+  .command('check-permissions')
+  .description(
+    "compare every site user's broker permissions with what sitesync grants a site (write only the up exchange, its own routing keys, read only its own queue); --fix sets them",
+  )
+  .option('--fix', 'set the permissions of every site user that differs')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { fix?: boolean; json?: boolean }) => {
+    const cfg = loadCentralConfig(program.opts<GlobalOpts>().config);
+    const api = ManagementApi.fromAmqpUrl(cfg.amqp.url, cfg.amqp.managementUrl);
+    const checks = await withDb(program, 'central', (db) =>
+      checkSitePermissions(db, api, new Topology({ prefix: cfg.amqp.prefix }), { fix: !!opts.fix }),
+    );
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify(checks, null, 2)}\n`
+        : `${formatTable(checks.map((c) => ({ site: c.site, user: c.user, state: c.state, differences: c.differences.join('; ') })))}\n`,
+    );
+    if (checks.some((c) => c.state === 'different')) process.exitCode = 1;
+  });
 
 const procedures = program.command('procedures').description('procedure versions (central -> sites)');
 procedures

@@ -113,6 +113,27 @@ export class ManagementApi {
     });
   }
 
+  /** A user's permissions on the vhost; undefined when it has none (or does not exist). */
+  async permissions(user: string, vhost = this.vhost): Promise<Permissions | undefined> {
+    return this.request<Permissions>('GET', `/permissions/${this.v(vhost)}/${encodeURIComponent(user)}`).catch(
+      (err: unknown) => {
+        if (err instanceof ManagementApiError && err.status === 404) return undefined;
+        throw err;
+      },
+    );
+  }
+
+  /** A user's topic permissions on the vhost, one per exchange. */
+  async topicPermissions(user: string, vhost = this.vhost): Promise<TopicPermission[]> {
+    return this.request<TopicPermission[]>(
+      'GET',
+      `/topic-permissions/${this.v(vhost)}/${encodeURIComponent(user)}`,
+    ).catch((err: unknown) => {
+      if (err instanceof ManagementApiError && err.status === 404) return [];
+      throw err;
+    });
+  }
+
   async setPermissions(user: string, p: Permissions, vhost = this.vhost): Promise<void> {
     await this.request('PUT', `/permissions/${this.v(vhost)}/${encodeURIComponent(user)}`, p);
   }
