@@ -151,7 +151,14 @@ describe.skipIf(!broker)('supervision page and HTTP API', () => {
     const text = await letters.text();
     expect(JSON.parse(text)).toEqual({
       deadLetters: [
-        expect.objectContaining({ messageId, type: 'batch', site: 102, reason: 'unknown-site', replays: 0 }),
+        expect.objectContaining({
+          messageId,
+          type: 'batch',
+          site: 102,
+          reason: 'unknown-site',
+          trust: 'signed',
+          replays: 0,
+        }),
       ],
       failed: [],
     });

@@ -36,7 +36,7 @@ export const PAGE_HTML = `<!doctype html>
   <section>
     <h2>Dead letters</h2>
     <table id="dead-letters"><thead><tr>
-      <th>Queue</th><th>Message id</th><th>Type</th><th>Site</th><th>Reason</th><th>Error</th>
+      <th>Queue</th><th>Message id</th><th>Type</th><th>Site</th><th>Reason</th><th>Trust</th><th>Error</th>
       <th>Age</th><th>Replays</th><th></th>
     </tr></thead><tbody></tbody></table>
   </section>
@@ -188,7 +188,7 @@ export const PAGE_JS = `'use strict';
   function renderDeadLetters(r) {
     fill('dead-letters', r.deadLetters.map(function (d) {
       var action = el('span');
-      if (operator()) {
+      if (operator() && d.trust !== 'unverified') {
         var b = el('button', 'Replay');
         b.type = 'button';
         b.title = 'Publish it again where it came from';
@@ -196,7 +196,7 @@ export const PAGE_JS = `'use strict';
         action = b;
       }
       return row([
-        { text: d.queue, cls: 'mono' }, { text: d.messageId, cls: 'mono' }, d.type, d.site, badge(d.reason),
+        { text: d.queue, cls: 'mono' }, { text: d.messageId, cls: 'mono' }, d.type, d.site, badge(d.reason), badge(d.trust),
         { text: d.error, cls: d.error ? 'error' : '' }, { text: d.age, cls: 'num' }, { text: d.replays, cls: 'num' }, action,
       ], { 'data-message-id': d.messageId });
     }), r.failed.length ? 'Could not read ' + r.failed.join(', ') : 'No dead letters.');

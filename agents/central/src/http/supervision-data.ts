@@ -33,6 +33,8 @@ export interface DeadLetterSummary {
   type: string;
   site: number | null;
   reason: string;
+  /** `signed`, `broker` or `unverified` (not replayed from the page: see `syncctl dlq replay --force`). */
+  trust: string;
   error: string;
   ageSeconds: number | null;
   age: string;
@@ -64,6 +66,7 @@ export function summarize(d: DeadLetter): DeadLetterSummary {
     type: d.type,
     site: d.siteId ?? null,
     reason: d.reason,
+    trust: d.trust,
     error: d.error.length > MAX_ERROR_CHARS ? `${d.error.slice(0, MAX_ERROR_CHARS)}…` : d.error,
     ageSeconds: d.ageSeconds ?? null,
     age: formatAge(d.ageSeconds),
