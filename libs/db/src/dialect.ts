@@ -1,4 +1,5 @@
 import type { ColumnSpec } from '@sitesync/protocol';
+import { EXACT_COMPARISON, type KeyComparison } from './key-collation';
 
 /** Binary values travel as `base64:<data>` (see toWireValue). */
 const BINARY_PREFIX = 'base64:';
@@ -62,6 +63,31 @@ export abstract class Dialect {
   abstract booleanType(): string;
   abstract textType(length?: number): string;
   abstract bigintType(): string;
+
+  /**
+   * The collation of the text key columns the central creates (target tables, the ledger's key):
+   * binary, so keys compare exactly. Undefined where the server compares text exactly by default.
+   */
+  readonly keyCollation: string | undefined = undefined;
+  /** How a text column of `collation` (as the catalogue names it) compares; exact by default. */
+  keyComparison(_collation: string | null | undefined): KeyComparison {
+    return EXACT_COMPARISON;
+  }
+  /**
+   * The collation of each text column of `table` (rows `name`, `coll`, and `is_key` 1 for a column
+   * of its primary key), or undefined where every
+   * column compares exactly (PostgreSQL's and SQLite's default collations).
+   */
+  columnCollations(_table: string): Statement | undefined {
+    return undefined;
+  }
+  /**
+   * Statements giving an existing text key column (part of the primary key) the key collation;
+   * empty where the dialect needs none. `type`: the column's type, e.g. `varchar(255)`.
+   */
+  exactKeyColumn(_table: string, _column: string, _type: string): string[] {
+    return [];
+  }
   /** Converts a boolean for binding (SQLite has no boolean). */
   bool(v: boolean): unknown {
     return v;
@@ -691,8 +717,47 @@ class MssqlDialect extends Dialect {
       case 'binary':
         return 'VARBINARY(MAX)';
       default:
-        return isKey ? 'NVARCHAR(400)' : 'NVARCHAR(MAX)';
+        return isKey ? `NVARCHAR(400) COLLATE ${this.keyCollation}` : 'NVARCHAR(MAX)';
     }
+  }
+  /**
+   * Binary, so case and accents count. SQL Server still pads trailing spaces under every collation
+   * (ANSI comparison): keys that differ only by them are refused by the merge (see keyComparison).
+   * `_BIN2` rather than `_BIN2_UTF8`: the key columns are NVARCHAR, and it exists before 2019.
+   */
+  override readonly keyCollation = 'Latin1_General_100_BIN2';
+  override keyComparison(collation: string | null | undefined): KeyComparison {
+    if (!collation) return EXACT_COMPARISON;
+    return {
+      ignoresCase: /_CI(_|$)/i.test(collation),
+      ignoresAccents: /_AI(_|$)/i.test(collation),
+      ignoresTrailingSpaces: true,
+    };
+  }
+  override columnCollations(table: string): Statement {
+    return {
+      sql:
+        `SELECT c.name, c.collation_name AS coll, CASE WHEN EXISTS (SELECT 1 FROM sys.indexes i JOIN sys.index_columns ic ` +
+        `ON ic.object_id = i.object_id AND ic.index_id = i.index_id WHERE i.object_id = c.object_id AND i.is_primary_key = 1 ` +
+        `AND ic.column_id = c.column_id) THEN 1 ELSE 0 END AS is_key FROM sys.columns c ` +
+        `WHERE c.object_id = OBJECT_ID(?) AND c.collation_name IS NOT NULL`,
+      params: [table],
+    };
+  }
+  /** A primary key column cannot be altered: the key is dropped, the column altered, the key added back by its name. */
+  override exactKeyColumn(table: string, column: string, type: string): string[] {
+    const t = `N'${table.replace(/'/g, "''")}'`;
+    const qt = this.quote(table).replace(/'/g, "''");
+    return [
+      `DECLARE @pk sysname = (SELECT name FROM sys.key_constraints WHERE parent_object_id = OBJECT_ID(${t}) AND type = 'PK'); ` +
+        `DECLARE @cols nvarchar(max) = (SELECT STRING_AGG(QUOTENAME(c.name), N', ') WITHIN GROUP (ORDER BY ic.key_ordinal) ` +
+        `FROM sys.indexes i JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id ` +
+        `JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id ` +
+        `WHERE i.object_id = OBJECT_ID(${t}) AND i.is_primary_key = 1); ` +
+        `IF @pk IS NOT NULL EXEC(N'ALTER TABLE ${qt} DROP CONSTRAINT ' + QUOTENAME(@pk)); ` +
+        `ALTER TABLE ${this.quote(table)} ALTER COLUMN ${this.quote(column)} ${type} COLLATE ${this.keyCollation} NOT NULL; ` +
+        `IF @pk IS NOT NULL EXEC(N'ALTER TABLE ${qt} ADD CONSTRAINT ' + QUOTENAME(@pk) + N' PRIMARY KEY (' + @cols + N')');`,
+    ];
   }
   timestampType(): string {
     return 'datetime2';
@@ -800,8 +865,38 @@ class MysqlDialect extends Dialect {
         // a key column needs a length on MariaDB/MySQL (a BLOB cannot be one)
         return isKey ? 'VARBINARY(255)' : 'LONGBLOB';
       default:
-        return isKey ? 'VARCHAR(255)' : 'TEXT';
+        return isKey ? `VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${this.keyCollation}` : 'TEXT';
     }
+  }
+  /**
+   * Binary and NO PAD: `utf8mb4_bin` still pads trailing spaces ('abc' = 'abc '). MariaDB's name;
+   * MySQL 8 calls it `utf8mb4_0900_bin` (like `CREATE INDEX IF NOT EXISTS`, this is MariaDB's form).
+   */
+  override readonly keyCollation = 'utf8mb4_nopad_bin';
+  override keyComparison(collation: string | null | undefined): KeyComparison {
+    if (!collation) return EXACT_COMPARISON;
+    const c = collation.toLowerCase();
+    const ignoresCase = /_ci$/.test(c);
+    return {
+      ignoresCase,
+      // `_ci` collations ignore accents too unless they say `_as_` (MySQL 8, MariaDB 11 UCA 14).
+      ignoresAccents: ignoresCase && !c.includes('_as_'),
+      // Every collation pads but MariaDB's `nopad` ones and MySQL 8's `0900` ones.
+      ignoresTrailingSpaces: c !== 'binary' && !c.includes('nopad') && !c.includes('_0900_'),
+    };
+  }
+  override columnCollations(table: string): Statement {
+    return {
+      sql:
+        `SELECT COLUMN_NAME AS name, COLLATION_NAME AS coll, (COLUMN_KEY = 'PRI') AS is_key FROM information_schema.COLUMNS ` +
+        `WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLLATION_NAME IS NOT NULL`,
+      params: [table],
+    };
+  }
+  override exactKeyColumn(table: string, column: string, type: string): string[] {
+    return [
+      `ALTER TABLE ${this.quote(table)} MODIFY ${this.quote(column)} ${type} CHARACTER SET utf8mb4 COLLATE ${this.keyCollation} NOT NULL`,
+    ];
   }
   timestampType(): string {
     return 'datetime(3)';

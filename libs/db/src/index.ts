@@ -1,9 +1,10 @@
 export * from './dialect';
+export * from './key-collation';
 export * from './url';
 export * from './database';
 export * from './sql-script';
 export * from './schema-types';
-export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
+export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS, exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';
 export * from './header-reader';

@@ -185,6 +185,10 @@ sites
     '--if-missing',
     'succeed without changing anything when the site is registered already (for provisioning scripts)',
   )
+  .option(
+    '--accept-case-insensitive-keys',
+    'register although an existing target table compares keys ignoring case or trailing spaces (batches whose keys are one key there are refused)',
+  )
   .action(
     async (
       id: string,
@@ -196,6 +200,7 @@ sites
         passwordFile?: string;
         broker: boolean;
         ifMissing?: boolean;
+        acceptCaseInsensitiveKeys?: boolean;
       },
     ) => {
       const reg = {
@@ -204,6 +209,7 @@ sites
         headerTable: opts.headerTable,
         detailTable: opts.detailTable ?? null,
         ...(opts.user ? { brokerUser: opts.user } : {}),
+        ...(opts.acceptCaseInsensitiveKeys ? { acceptInexactKeys: true } : {}),
       };
       await withDb(program, 'central', async (db) => {
         if (opts.ifMissing && (await findSiteRows(db, reg.siteId)).some((r) => r.pipeline === reg.pipeline)) {

@@ -10,8 +10,8 @@ import {
   type PipelineShape,
   type WireValues,
 } from '@sitesync/protocol';
-import type { Database, Queryable } from '@sitesync/db';
-import { SITE_COLUMN, type TargetTables } from './target-tables';
+import { foldKeyValue, type Database, type Queryable } from '@sitesync/db';
+import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
 
@@ -101,6 +101,9 @@ function positions(names: readonly string[], columns: readonly string[]): number
  * site's `EstadoSyncGeneral` progress. Order-independent: an older version never overwrites a newer one.
  */
 export class BatchMerger {
+  /** How the ledger's `header_key` compares (exact once migrated; read once). */
+  private ledgerKey: Promise<InexactKeyColumn[]> | undefined;
+
   constructor(
     private readonly db: Database,
     private readonly targets: TargetTables,
@@ -124,6 +127,7 @@ export class BatchMerger {
     try {
       byKey = verifyHashes(batch, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+      await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
     } catch (err) {
       if (err instanceof MessageRejectedError) err.senderVerified = true;
       throw err;
@@ -154,6 +158,117 @@ export class BatchMerger {
   }
 
   /**
+   * Refuses a batch whose keys are one key under a target table's collation (a legacy table whose
+   * key columns ignore case or trailing spaces): among themselves, or with a row stored under
+   * another spelling. Merged, it would write one row with one key's spelling and another's values.
+   * Tables whose key columns compare exactly (all the central creates) cost nothing here.
+   */
+  private async refuseCollidingKeys(
+    batch: HeaderBatch,
+    headerTable: string,
+    detailTable: string | null,
+    messageId: string,
+  ): Promise<void> {
+    const shape = batch.pipeline;
+    const headerKeys = batch.changes.map((c) => c.key);
+    const groups: Array<{ table: string; columns: readonly string[]; keys: ReadonlyArray<readonly unknown[]> }> = [
+      { table: headerTable, columns: shape.header.key, keys: headerKeys },
+    ];
+    const detail = shape.detail;
+    if (detail && detailTable) {
+      const joinCols = shape.header.key.map((hk) => Object.entries(detail.join).find(([, h]) => h === hk)![0]);
+      const at = positions(
+        detail.key,
+        detail.columns.map((c) => c.name),
+      );
+      const lines = batch.changes.flatMap((c) => (c.op === 'upsert' ? c.details : []));
+      groups.push(
+        { table: detailTable, columns: joinCols, keys: headerKeys },
+        { table: detailTable, columns: detail.key, keys: lines.map((l) => at.map((i) => l[i])) },
+      );
+    }
+    const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
+    // A ledger not yet migrated to the binary key collation would merge encoded keys the same way.
+    const ledger = await (this.ledgerKey ??= this.ledgerKeyColumn().catch((err: unknown) => {
+      this.ledgerKey = undefined;
+      throw err;
+    }));
+    if (ledger.length) {
+      const fold = keyFolder(['header_key'], ledger);
+      const seen = new Map<string, string>();
+      for (const c of batch.changes) {
+        const key = encodeKey(c.key);
+        const other = seen.get(fold([key]));
+        if (other !== undefined && other !== key) {
+          throw new MessageRejectedError(
+            'bad-content',
+            `keys ${other} and ${key} are one key under ${describeColumns(ledger)}`,
+            ctx,
+          );
+        }
+        seen.set(fold([key]), key);
+      }
+    }
+    for (const g of groups) {
+      const inexact = this.targets.inexactColumns(g.table, g.columns);
+      if (!inexact.length || !g.keys.length) continue;
+      const fold = keyFolder(g.columns, inexact);
+      const seen = new Map<string, readonly unknown[]>();
+      for (const k of g.keys) {
+        const f = fold(k);
+        const other = seen.get(f);
+        if (!other) seen.set(f, k);
+        else if (JSON.stringify(other) !== JSON.stringify(k)) {
+          throw new MessageRejectedError(
+            'bad-content',
+            `keys ${formatKeyValues(other)} and ${formatKeyValues(k)} are one key under ${describeColumns(inexact)}`,
+            ctx,
+          );
+        }
+      }
+      // Rows stored by another spelling: the server finds them by the batch's keys.
+      const d = this.db.dialect;
+      const specs = g.table === headerTable ? shape.header.columns : (detail?.columns ?? []);
+      const bind = d.keyBinder(specs, g.columns);
+      const distinct = [...seen.values()];
+      const chunk = d.chunkSize(g.columns.length, 10, 500);
+      const textColumns = inexact.map((c) => g.columns.indexOf(c.column));
+      for (let i = 0; i < distinct.length; i += chunk) {
+        const part = distinct.slice(i, i + chunk);
+        const pred = d.keyPredicate(g.columns, part.map(bind));
+        const stored = await this.db.query<Record<string, unknown>>(
+          `SELECT ${g.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(g.table)} WHERE ${d.quote(SITE_COLUMN)} = ? AND ${pred.sql}`,
+          [batch.siteId, ...pred.params],
+        );
+        for (const r of stored) {
+          const values = g.columns.map((c) => r[c]);
+          const mine = seen.get(fold(values));
+          // Only the text columns can differ in spelling; a row not paired (other value forms) is left alone.
+          if (mine && textColumns.some((at) => mine[at] !== values[at])) {
+            throw new MessageRejectedError(
+              'bad-content',
+              `key ${formatKeyValues(mine)} of the batch and the stored key ${formatKeyValues(values)} ` +
+                `are one key under ${describeColumns(inexact)}`,
+              ctx,
+            );
+          }
+        }
+      }
+    }
+  }
+
+  private async ledgerKeyColumn(): Promise<InexactKeyColumn[]> {
+    const collation = (await columnCollations(this.db, LEDGER_TABLE)).get('header_key')?.collation;
+    if (collation === undefined) return [];
+    const comparison = this.db.dialect.keyComparison(collation);
+    // Encoded keys end in `]`: trailing spaces of a value never reach the end of one.
+    const inexact = { ...comparison, ignoresTrailingSpaces: false };
+    return inexact.ignoresCase || inexact.ignoresAccents
+      ? [{ table: LEDGER_TABLE, column: 'header_key', collation, comparison: inexact }]
+      : [];
+  }
+
+  /**
    * Raises each header's ledger version to this batch's; returns the changes for which this batch
    * is (now) the newest. `byKey`: the batch's changes by encoded key (see verifyHashes).
    */
@@ -169,7 +284,9 @@ export class BatchMerger {
     // The ledger holds this batch's version AND its operation: a same-version deletion beats an upsert.
     const take = (rows: ReadonlyArray<{ header_key: string; deleted: unknown }>) => {
       for (const r of rows) {
-        const c = byKey.get(r.header_key)!;
+        const c = byKey.get(r.header_key);
+        // A ledger that compares keys inexactly (one not yet migrated) found a row by another key.
+        if (!c) throw ledgerCollision(batch, r.header_key, keys);
         if (Boolean(Number(r.deleted)) === (c.op === 'delete')) winners.push(c);
       }
     };
@@ -267,6 +384,38 @@ export class BatchMerger {
     const lines = upserts.flatMap((c) => c.details);
     await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
   }
+}
+
+/** A key as the folding of `inexact` columns sees it (values of other columns as they are). */
+function keyFolder(
+  columns: readonly string[],
+  inexact: readonly InexactKeyColumn[],
+): (k: readonly unknown[]) => string {
+  const cmp = columns.map((c) => inexact.find((x) => x.column === c)?.comparison);
+  return (k) => JSON.stringify(k.map((v, i) => (cmp[i] ? foldKeyValue(v, cmp[i]) : String(v))));
+}
+
+/** `'abc'`, or `('abc', 7)` for a key of several columns: text quoted so trailing spaces show. */
+function formatKeyValues(k: readonly unknown[]): string {
+  const one = (v: unknown) => (typeof v === 'string' ? `'${v.replace(/'/g, "''")}'` : String(v));
+  return k.length === 1 ? one(k[0]) : `(${k.map(one).join(', ')})`;
+}
+
+function describeColumns(cols: readonly InexactKeyColumn[]): string {
+  const one = (c: InexactKeyColumn) => `${c.table}.${c.column} (collation ${c.collation})`;
+  return cols.length === 1 ? `the central column ${one(cols[0]!)}` : `the central columns ${cols.map(one).join(', ')}`;
+}
+
+/** A ledger row found by a key of the batch that is not exactly one of its keys. */
+function ledgerCollision(batch: HeaderBatch, stored: string, keys: readonly string[]): MessageRejectedError {
+  const err = new MessageRejectedError(
+    'bad-content',
+    `the ledger's stored key ${stored} is not a key of the batch but was found by one of them ` +
+      `(${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}): ${LEDGER_TABLE}.header_key compares keys inexactly`,
+    { siteId: batch.siteId, type: 'batch' },
+  );
+  err.senderVerified = true;
+  return err;
 }
 
 /** Deletes the rows of `site` whose `columns` hold one of `keys`. */

@@ -1,5 +1,6 @@
 import { ConfigError } from '@sitesync/protocol';
-import type { Queryable } from '@sitesync/db';
+import { INEXACT_KEYS_ACCEPTED_COLUMN, type Queryable } from '@sitesync/db';
+import { describeInexactColumn, inexactKeyColumns, type InexactKeyColumn } from './target-tables';
 
 /** One row of `EstadoSyncGeneral`: a site's pipeline, its target tables and sync state. */
 export interface SiteRow {
@@ -43,6 +44,12 @@ export interface SiteRegistration {
   detailTable?: string | null;
   /** Broker user that publishes for the site. @default `site-<id>` */
   brokerUser?: string;
+  /**
+   * Registers the site although an existing target table's key columns ignore case or trailing
+   * spaces (recorded in the row's `inexact_keys_accepted`, which `db check` honours): keys of the
+   * site that are one key there are refused batch by batch. @default false
+   */
+  acceptInexactKeys?: boolean;
 }
 
 /** Adds a site's `EstadoSyncGeneral` row (what `syncctl sites add` does); refuses a duplicate. */
@@ -53,6 +60,7 @@ export async function registerSite(q: Queryable, r: SiteRegistration): Promise<R
     headerTable: r.headerTable,
     detailTable: r.detailTable ?? null,
     brokerUser: r.brokerUser ?? `site-${r.siteId}`,
+    acceptInexactKeys: r.acceptInexactKeys ?? false,
   };
   for (const [key, name] of [
     ['headerTable', full.headerTable],
@@ -68,10 +76,42 @@ export async function registerSite(q: Queryable, r: SiteRegistration): Promise<R
     full.pipeline,
   ]);
   if (exists.length) throw new ConfigError(`site ${full.siteId} pipeline ${full.pipeline} already exists`, 'siteId');
+  const inexact = await checkTargetKeys(q, full);
+  // Recorded only when it mattered: a central not yet migrated has no such column.
+  const accepted = inexact.length ? `, ${q.dialect.quote(INEXACT_KEYS_ACCEPTED_COLUMN)}` : '';
   await q.execute(
-    `INSERT INTO ${t} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, header_count, detail_count, deletion_count) ` +
-      `VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)`,
-    [full.siteId, full.pipeline, full.headerTable, full.detailTable, full.brokerUser, 'new'],
+    `INSERT INTO ${t} (id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, status, header_count, detail_count, deletion_count${accepted}) ` +
+      `VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0${accepted ? ', ?' : ''})`,
+    [
+      full.siteId,
+      full.pipeline,
+      full.headerTable,
+      full.detailTable,
+      full.brokerUser,
+      'new',
+      ...(accepted ? [q.dialect.bool(true)] : []),
+    ],
   );
   return full;
+}
+
+/**
+ * The existing target tables' key columns that would merge keys a site keeps apart ('abc', 'ABC',
+ * 'abc '); refused with a ConfigError naming each unless `acceptInexactKeys`.
+ */
+export async function checkTargetKeys(
+  q: Queryable,
+  r: Pick<SiteRegistration, 'headerTable' | 'detailTable' | 'acceptInexactKeys'>,
+): Promise<InexactKeyColumn[]> {
+  const inexact: InexactKeyColumn[] = [];
+  for (const table of [r.headerTable, r.detailTable]) if (table) inexact.push(...(await inexactKeyColumns(q, table)));
+  if (inexact.length && !r.acceptInexactKeys) {
+    throw new ConfigError(
+      `existing target table key column(s) ${inexact.map(describeInexactColumn).join(', ')} would merge keys ` +
+        `the site keeps apart ('abc', 'ABC'): give them a binary collation (${q.dialect.keyCollation}), ` +
+        `or accept that batches with such keys are refused (--accept-case-insensitive-keys)`,
+      'headerTable',
+    );
+  }
+  return inexact;
 }

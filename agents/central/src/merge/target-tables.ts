@@ -1,8 +1,51 @@
 import { MessageRejectedError, isTransientError, type ColumnSpec, type PipelineShape } from '@sitesync/protocol';
-import type { Database } from '@sitesync/db';
+import { isExactComparison, loosenings, type Database, type KeyComparison, type Queryable } from '@sitesync/db';
 
 /** The site id column every central target table carries: several sites may share one table. */
 export const SITE_COLUMN = 'id_efector';
+
+/** A column of a target table whose collation merges keys a site keeps apart. */
+export interface InexactKeyColumn {
+  table: string;
+  column: string;
+  collation: string;
+  comparison: KeyComparison;
+}
+
+/** The collation of each text column of `table`, from the catalogue (empty where every column compares exactly). */
+export async function columnCollations(
+  q: Queryable,
+  table: string,
+): Promise<Map<string, { collation: string; isKey: boolean }>> {
+  const stmt = q.dialect.columnCollations(table);
+  const out = new Map<string, { collation: string; isKey: boolean }>();
+  if (!stmt) return out;
+  for (const r of await q.query<{ name: string; coll: string; is_key: unknown }>(stmt.sql, stmt.params))
+    out.set(r.name, { collation: r.coll, isKey: Number(r.is_key) === 1 });
+  return out;
+}
+
+/**
+ * The primary key columns of an existing table (the site column aside) whose collation merges keys
+ * that the central's own key collation keeps apart: a legacy table that ignores case (or, on
+ * MariaDB, trailing spaces). Empty when the table does not exist.
+ */
+export async function inexactKeyColumns(q: Queryable, table: string): Promise<InexactKeyColumn[]> {
+  const d = q.dialect;
+  const best = d.keyComparison(d.keyCollation);
+  const out: InexactKeyColumn[] = [];
+  for (const [column, c] of await columnCollations(q, table)) {
+    if (!c.isKey || column === SITE_COLUMN) continue;
+    const comparison = d.keyComparison(c.collation);
+    if (loosenings(comparison, best).length) out.push({ table, column, collation: c.collation, comparison });
+  }
+  return out;
+}
+
+/** `lab_orders.code (collation utf8mb4_general_ci: ignores case, accents)`, for operators. */
+export function describeInexactColumn(c: InexactKeyColumn): string {
+  return `${c.table}.${c.column} (collation ${c.collation}: ignores ${loosenings(c.comparison).join(', ')})`;
+}
 
 /**
  * Makes sure a site's target tables (named by its `EstadoSyncGeneral` row) can take a pipeline's
@@ -12,6 +55,7 @@ export const SITE_COLUMN = 'id_efector';
 export class TargetTables {
   private readonly checked = new Map<string, Promise<void>>();
   private readonly primaryKeys = new Map<string, readonly string[]>();
+  private readonly collations = new Map<string, ReadonlyMap<string, { collation: string }>>();
 
   /** `onIndexError`: an index the central could not add to a table (the table is used without it). */
   constructor(
@@ -34,6 +78,24 @@ export class TargetTables {
   reset(): void {
     this.checked.clear();
     this.primaryKeys.clear();
+    this.collations.clear();
+  }
+
+  /**
+   * The columns among `columns` of an ensured table that compare text inexactly (a legacy table's
+   * case-insensitive or pad-space collation): keys equal under it are one row there.
+   */
+  inexactColumns(table: string, columns: readonly string[]): InexactKeyColumn[] {
+    const coll = this.collations.get(table);
+    if (!coll) return [];
+    const out: InexactKeyColumn[] = [];
+    for (const column of columns) {
+      const collation = coll.get(column)?.collation;
+      if (collation === undefined) continue;
+      const comparison = this.db.dialect.keyComparison(collation);
+      if (!isExactComparison(comparison)) out.push({ table, column, collation, comparison });
+    }
+    return out;
   }
 
   /**
@@ -96,6 +158,7 @@ export class TargetTables {
       if (!info) throw new Error(`table ${table} could not be created`);
     }
     this.primaryKeys.set(table, info.primaryKey);
+    this.collations.set(table, await columnCollations(this.db, table));
     const have = new Set(info.columns.map((c) => c.name));
     if (!have.has(SITE_COLUMN)) {
       throw new MessageRejectedError('bad-content', `central table ${table} has no ${SITE_COLUMN} column`);

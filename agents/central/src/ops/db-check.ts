@@ -1,5 +1,6 @@
 import { ConfigError, type HashingFile } from '@sitesync/protocol';
 import {
+  INEXACT_KEYS_ACCEPTED_COLUMN,
   resolvePipeline,
   splitSqlScript,
   type Database,
@@ -8,7 +9,7 @@ import {
   type TableInfo,
 } from '@sitesync/db';
 import { SITE_TABLE } from '../merge/site-registry';
-import { SITE_COLUMN } from '../merge/target-tables';
+import { describeInexactColumn, inexactKeyColumns, SITE_COLUMN } from '../merge/target-tables';
 import type { AddedForeignKey } from './upgrade-scripts';
 
 /**
@@ -23,6 +24,7 @@ export type FindingKind =
   | 'invalid-pipeline'
   | 'orphan-details'
   | 'duplicate-keys'
+  | 'inexact-keys'
   | 'null-keys'
   | 'foreign-key'
   | 'missing-procedure'
@@ -504,12 +506,18 @@ interface SiteRowRef {
   tabla_encabezado: string;
   tabla_detalle: string | null;
   last_version: unknown;
+  /** `sites add --accept-case-insensitive-keys` (null where the column is not there yet). */
+  inexact_keys_accepted: unknown;
 }
 
 async function siteRows(ctx: CheckContext): Promise<SiteRowRef[] | undefined> {
-  if (!(await ctx.table(SITE_TABLE))) return undefined;
+  const info = await ctx.table(SITE_TABLE);
+  if (!info) return undefined;
+  const accepted = hasColumn(info, INEXACT_KEYS_ACCEPTED_COLUMN)
+    ? ctx.q(INEXACT_KEYS_ACCEPTED_COLUMN)
+    : `NULL AS ${ctx.q(INEXACT_KEYS_ACCEPTED_COLUMN)}`;
   return ctx.db.query<SiteRowRef>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, last_version FROM ${ctx.q(SITE_TABLE)}`,
+    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, last_version, ${accepted} FROM ${ctx.q(SITE_TABLE)}`,
   );
 }
 
@@ -606,6 +614,39 @@ async function checkTargetTables(ctx: CheckContext): Promise<void> {
     });
   }
   for (const pair of pairs.values()) await checkCentralOrphans(ctx, pair);
+  await checkKeyCollations(ctx, rows);
+}
+
+/**
+ * Target tables whose key columns compare text inexactly (a legacy table's case-insensitive or
+ * pad-space collation): keys a site keeps apart would be one row there. A table every site row of
+ * which was registered with `--accept-case-insensitive-keys` is not reported.
+ */
+async function checkKeyCollations(ctx: CheckContext, rows: readonly SiteRowRef[]): Promise<void> {
+  const accepted = new Map<string, boolean>();
+  for (const r of rows) {
+    const ok = Boolean(Number(r.inexact_keys_accepted ?? 0));
+    for (const table of [r.tabla_encabezado, r.tabla_detalle]) {
+      if (table) accepted.set(table, (accepted.get(table) ?? true) && ok);
+    }
+  }
+  const found: string[] = [];
+  for (const [table, ok] of accepted) {
+    if (ok || !(await ctx.table(table))) continue;
+    found.push(...(await inexactKeyColumns(ctx.db, table)).map(describeInexactColumn));
+  }
+  if (!found.length) return;
+  ctx.add({
+    kind: 'inexact-keys',
+    where: SITE_TABLE,
+    problem: `target table key columns compare keys inexactly: keys a site keeps apart ('abc', 'ABC') would be one row, so batches carrying them are refused`,
+    count: found.length,
+    keys: found.slice(0, ctx.maxKeys),
+    fix:
+      `give the columns a binary collation (${ctx.db.dialect.keyCollation ?? 'an exact one'}; MariaDB: ALTER TABLE ... MODIFY <column> ` +
+      `<type> CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL), or accept it per site: ` +
+      `UPDATE ${SITE_TABLE} SET ${INEXACT_KEYS_ACCEPTED_COLUMN} = 1 WHERE id_efector = <site> (what sites add --accept-case-insensitive-keys records)`,
+  });
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   siteUserName,
   type Logger,
 } from '@sitesync/protocol';
-import { registerSite, SITE_TABLE, type SiteRegistration } from '../merge/site-registry';
+import { checkTargetKeys, registerSite, SITE_TABLE, type SiteRegistration } from '../merge/site-registry';
 import { ManagementApi } from './management-api';
 
 export interface BrokerAccess {
@@ -46,6 +46,8 @@ export async function provisionSite(
     [reg.siteId, pipeline],
   );
   if (taken.length) throw new ConfigError(`site ${reg.siteId} pipeline ${pipeline} already exists`, 'siteId');
+  // Before the broker steps, so a refused site leaves nothing behind.
+  await checkTargetKeys(db, reg);
 
   const user = reg.brokerUser ?? siteUserName(reg.siteId);
   const password = opts.password ?? randomBytes(18).toString('base64url');

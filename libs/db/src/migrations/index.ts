@@ -1,3 +1,4 @@
+import { CentralExactKeys1733400000000 } from './central-exact-keys';
 import { CentralInit1732500000000 } from './central-init';
 import { CentralSecrets1733300000000 } from './central-secrets';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
@@ -8,5 +9,7 @@ export const CENTRAL_MIGRATIONS = [
   CentralInit1732500000000,
   CentralInterventions1732600000000,
   CentralSecrets1733300000000,
+  CentralExactKeys1733400000000,
 ];
 export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000, SiteUnackedIndex1733000000000];
+export { exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './central-exact-keys';

@@ -836,6 +836,7 @@ for (const backend of BACKENDS) {
           'CentralInit1732500000000',
           'CentralInterventions1732600000000',
           'CentralSecrets1733300000000',
+          'CentralExactKeys1733400000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
