@@ -10,7 +10,7 @@ import {
   type PipelineShape,
   type WireValues,
 } from '@sitesync/protocol';
-import type { Database, Queryable } from '@sitesync/db';
+import type { Database, Dialect, Queryable } from '@sitesync/db';
 import { SITE_COLUMN, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
@@ -90,6 +90,37 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
   return byKey;
 }
 
+/**
+ * Refuses a batch holding a text value the central's database cannot store as it is (a lone UTF-16
+ * surrogate where text is UTF-8, a NUL on PostgreSQL), naming the column: its driver would store
+ * something else (U+FFFD) without an error, or fail the batch on every delivery.
+ */
+export function checkStorableText(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
+  if (dialect.holdsAnyText) return;
+  const shape = batch.pipeline;
+  const textAt = (cols: readonly ColumnSpec[]) => cols.flatMap((c, i) => (c.type === 'text' ? [i] : []));
+  const headerText = textAt(shape.header.columns);
+  const detailText = textAt(shape.detail?.columns ?? []);
+  const check = (row: WireValues, at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
+    for (const i of at) {
+      const v = row[i];
+      const why = typeof v === 'string' ? dialect.unstorableText(v) : undefined;
+      if (why) {
+        throw new MessageRejectedError(
+          'bad-content',
+          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why} (the central's database is ${dialect.name})`,
+          { messageId, siteId: batch.siteId, type: 'batch' },
+        );
+      }
+    }
+  };
+  for (const c of batch.changes) {
+    if (c.op !== 'upsert') continue;
+    check(c.header, headerText, shape.header.columns, c.key);
+    if (detailText.length) for (const d of c.details) check(d, detailText, shape.detail!.columns, c.key);
+  }
+}
+
 /** Where each of `names` sits in `columns` (the shape's schema makes every key column one of them). */
 function positions(names: readonly string[], columns: readonly string[]): number[] {
   return names.map((n) => columns.indexOf(n));
@@ -123,6 +154,7 @@ export class BatchMerger {
     let byKey: Map<string, HeaderChange>;
     try {
       byKey = verifyHashes(batch, m.messageId);
+      checkStorableText(batch, this.db.dialect, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
     } catch (err) {
       if (err instanceof MessageRejectedError) err.senderVerified = true;
