@@ -3,6 +3,7 @@ export * from './url';
 export * from './database';
 export * from './sql-script';
 export * from './schema-types';
+export * from './value-forms';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';
