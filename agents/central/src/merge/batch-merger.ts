@@ -287,6 +287,8 @@ export class BatchMerger {
       await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget, joinKey);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
     const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
+    // values are converted for the columns as they are (see TargetTables.liveSpec)
+    const live = (table: string, specs: readonly ColumnSpec[]) => specs.map((s) => this.targets.liveSpec(table, s));
     await writeRows(
       tx,
       headerTable,
@@ -294,10 +296,19 @@ export class BatchMerger {
       shape.header.columns,
       upserts.map((c) => c.header),
       by(shape.header.key),
+      live(headerTable, shape.header.columns),
     );
     if (!detail) return;
     const lines = upserts.flatMap((c) => c.details);
-    await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
+    await writeRows(
+      tx,
+      detail.table,
+      site,
+      detail.shape.columns,
+      lines,
+      by(detail.shape.key),
+      live(detail.table, detail.shape.columns),
+    );
   }
 }
 
@@ -379,13 +390,15 @@ async function writeRows(
   specs: ColumnSpec[],
   rows: WireValues[],
   upsertKey?: readonly string[],
+  /** The columns' live types, which a dialect's statement may cast values to (default: `specs`). */
+  liveSpecs: readonly ColumnSpec[] = specs,
 ): Promise<void> {
   if (rows.length === 0) return;
   const d = tx.dialect;
   const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
   const sqlTypes = [
     d.columnType({ name: SITE_COLUMN, type: 'integer', nullable: false }, true),
-    ...specs.map((s) => d.columnType(s, false)),
+    ...liveSpecs.map((s) => d.columnType(s, false)),
   ];
   const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {

@@ -12,6 +12,8 @@ export const SITE_COLUMN = 'id_efector';
 export class TargetTables {
   private readonly checked = new Map<string, Promise<void>>();
   private readonly primaryKeys = new Map<string, readonly string[]>();
+  /** Each ensured table's columns as its catalogue describes them (their live types). */
+  private readonly liveColumns = new Map<string, ReadonlyMap<string, ColumnSpec>>();
 
   /** `onIndexError`: an index the central could not add to a table (the table is used without it). */
   constructor(
@@ -34,6 +36,7 @@ export class TargetTables {
   reset(): void {
     this.checked.clear();
     this.primaryKeys.clear();
+    this.liveColumns.clear();
   }
 
   /**
@@ -44,6 +47,15 @@ export class TargetTables {
     const pk = this.primaryKeys.get(table);
     const want = [SITE_COLUMN, ...key];
     return !!pk && pk.length === want.length && want.every((c) => pk.includes(c));
+  }
+
+  /**
+   * `spec` as an ensured table's column really is: a column an earlier release created from the
+   * coarse type keeps that type (a site's `timestamp` in a TIMESTAMPTZ column), and a value must be
+   * converted for it, not for the type the site now describes. `spec` itself for a column not seen.
+   */
+  liveSpec(table: string, spec: ColumnSpec): ColumnSpec {
+    return this.liveColumns.get(table)?.get(spec.name) ?? spec;
   }
 
   private async doEnsure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
@@ -96,6 +108,7 @@ export class TargetTables {
       if (!info) throw new Error(`table ${table} could not be created`);
     }
     this.primaryKeys.set(table, info.primaryKey);
+    this.liveColumns.set(table, new Map(info.columns.map((c) => [c.name, c])));
     const have = new Set(info.columns.map((c) => c.name));
     if (!have.has(SITE_COLUMN)) {
       throw new MessageRejectedError('bad-content', `central table ${table} has no ${SITE_COLUMN} column`);
