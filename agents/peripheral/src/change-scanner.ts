@@ -3,7 +3,7 @@ import {
   decodeKey,
   encodeKey,
   HeaderHasher,
-  toWireRow,
+  toWireValues,
   type HeaderChange,
   type WireValue,
 } from '@sitesync/protocol';
@@ -175,12 +175,14 @@ export class ChangeScanner {
       after = known[known.length - 1]!.header_key;
       const keys = known.map((r) => JSON.parse(r.header_key) as WireValue[]);
       const pred = d.keyPredicate(h.key, keys.map(bindKey));
-      const present = await this.db.query<Record<string, unknown>>(
+      // read as the scan reads keys (queryArrays: a SQLite int64 beyond ±2^53 exactly)
+      const present = await this.db.queryArrays(
         `SELECT ${h.key.map(this.q).join(', ')} FROM ${this.q(h.table)} WHERE ${pred.sql}` +
           (this.p.config.filter ? ` AND (${this.p.config.filter})` : ''),
         pred.params,
+        h.key,
       );
-      const presentKeys = new Set(present.map((r) => encodeKey(h.key.map((k) => toWireRow(r, h.key)[k]!))));
+      const presentKeys = new Set(present.map((r) => encodeKey(toWireValues(r))));
       for (let i = 0; i < known.length; i++) {
         const headerKey = known[i]!.header_key;
         if (presentKeys.has(headerKey)) continue;

@@ -1,9 +1,11 @@
 import 'reflect-metadata';
+import { types as pgTypes } from 'pg';
 import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
 import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '@sitesync/protocol';
 import { dialectFor, type Dialect, type Statement } from './dialect';
 import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
-import { wireColumnType } from './schema-types';
+import { columnSpecOf } from './schema-types';
+import { pgDateToWire, pgTimestampToWire } from './value-forms';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 
 /** Which sitesync tables a database holds. */
@@ -73,6 +75,7 @@ class QueryRunnerQueryable implements Transaction {
 /** The driver objects `queryArrays` reads through (TypeORM's better-sqlite3 and postgres drivers). */
 interface SqliteStatement {
   raw(on: boolean): SqliteStatement;
+  safeIntegers(on: boolean): SqliteStatement;
   all(...params: unknown[]): unknown[];
 }
 interface SqliteConnection {
@@ -84,6 +87,24 @@ interface DriverHandles {
     query(q: { text: string; values: readonly unknown[]; rowMode: 'array' }): Promise<{ rows: unknown[][] }>;
   };
 }
+
+/** PostgreSQL type oids whose values are read as text, never through the process's time zone. */
+const PG_TIMESTAMP_OID = 1114;
+const PG_DATE_OID = 1082;
+
+/**
+ * node-postgres' type parsers, except `timestamp without time zone` and `date`, which it would turn
+ * into a `Date` in the process's local time zone (a site agent in Buenos Aires moved 23:59:59 to
+ * 02:59:59 the next day, and a 1901 date by the zone's local mean time): they are kept as their
+ * wall clock (see value-forms.ts). `int8` and `numeric` stay text, as pg gives them by default.
+ */
+const PG_TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): unknown {
+    if (format !== 'binary' && oid === PG_TIMESTAMP_OID) return pgTimestampToWire;
+    if (format !== 'binary' && oid === PG_DATE_OID) return pgDateToWire;
+    return format === 'binary' ? pgTypes.getTypeParser(oid, 'binary') : pgTypes.getTypeParser(oid);
+  },
+};
 
 /** Page cache of a central SQLite database, KiB. */
 const CENTRAL_SQLITE_CACHE_KIB = 64 * 1024;
@@ -124,7 +145,7 @@ function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceO
         ...(p.password ? { password: p.password } : {}),
         database: p.database ?? 'postgres',
         ...(p.schema ? { schema: p.schema } : {}),
-        extra: { max: pool, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
+        extra: { max: pool, types: PG_TYPES, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
       };
     case 'mssql':
       return {
@@ -152,6 +173,8 @@ function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceO
         password: p.password ?? '',
         database: p.database ?? 'test',
         poolSize: pool,
+        // BIGINT (and DECIMAL) beyond ±2^53 as strings, within as numbers: exact, and the form
+        // integers have always had on the wire (bigNumberStrings would turn every one into text).
         supportBigNumbers: true,
         bigNumberStrings: false,
         timezone: 'Z',
@@ -267,8 +290,13 @@ export class Database implements Queryable {
     if (this.dialect.name === 'sqlite' && driver.databaseConnection) {
       const conn = driver.databaseConnection;
       return this.serialized(async () => {
-        const stmt = this.arrayStatement(conn, text);
-        return stmt.all(...params.map((p) => (typeof p === 'boolean' ? Number(p) : p))) as unknown[][];
+        const args = params.map((p) => (typeof p === 'boolean' ? Number(p) : p));
+        const rows = this.arrayStatement(conn, text, false).all(...args) as unknown[][];
+        // better-sqlite3 reads an integer as a number, rounding one beyond ±2^53: such a value (or
+        // a REAL that large) has the statement read again with every integer as a bigint. Reading
+        // all pages so costs a bigint per integer (~20-40% of the read), for values that are rare.
+        if (!hasInexactInteger(rows)) return rows;
+        return exactIntegers(this.arrayStatement(conn, text, true).all(...args) as unknown[][]);
       });
     }
     if (this.dialect.name === 'postgres' && driver.master) {
@@ -279,12 +307,16 @@ export class Database implements Queryable {
 
   private readonly arrayStatements = new Map<string, SqliteStatement>();
 
-  /** A prepared SQLite statement returning arrays, kept for the next page (FIFO, like TypeORM's own cache). */
-  private arrayStatement(conn: SqliteConnection, text: string): SqliteStatement {
-    let stmt = this.arrayStatements.get(text);
+  /**
+   * A prepared SQLite statement returning arrays, kept for the next page (FIFO, like TypeORM's own
+   * cache). `exact`: integers as bigints.
+   */
+  private arrayStatement(conn: SqliteConnection, text: string, exact: boolean): SqliteStatement {
+    const key = exact ? `exact:${text}` : text;
+    let stmt = this.arrayStatements.get(key);
     if (!stmt) {
-      stmt = conn.prepare(text).raw(true);
-      this.arrayStatements.set(text, stmt);
+      stmt = conn.prepare(text).raw(true).safeIntegers(exact);
+      this.arrayStatements.set(key, stmt);
       if (this.arrayStatements.size > 32) this.arrayStatements.delete(this.arrayStatements.keys().next().value!);
     }
     return stmt;
@@ -340,7 +372,7 @@ export class Database implements Queryable {
         const columns = table.columns.map((c) => ({
           name: c.name,
           dbType: c.type,
-          type: wireColumnType(c.type + (c.length === '1' ? '(1)' : ''), this.dialect.name),
+          ...columnSpecOf(c, this.dialect.name),
           nullable: c.isNullable,
           isPrimary: c.isPrimary,
         }));
@@ -381,6 +413,33 @@ export class Database implements Queryable {
     return this.closed;
   }
 }
+
+/** True when a row holds a number that may be a rounded integer: beyond ±(2^53 - 1). */
+function hasInexactInteger(rows: readonly unknown[][]): boolean {
+  for (const r of rows) {
+    for (let i = 0; i < r.length; i++) {
+      const v = r[i];
+      if (typeof v === 'number' && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * SQLite integers read as bigints, in the form they travel in: a number within ±(2^53 - 1) (the form
+ * every SQLite integer had on the wire before, so their hashes stay), a decimal string beyond (the
+ * form PostgreSQL's and SQL Server's drivers give a bigint).
+ */
+function exactIntegers(rows: unknown[][]): unknown[][] {
+  for (const r of rows) {
+    for (let i = 0; i < r.length; i++) {
+      const v = r[i];
+      if (typeof v === 'bigint') r[i] = v <= MAX_EXACT && v >= -MAX_EXACT ? Number(v) : v.toString();
+    }
+  }
+  return rows;
+}
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 
 async function ensurePostgresSchema(p: ParsedDatabaseUrl): Promise<void> {
   const ds = new DataSource({

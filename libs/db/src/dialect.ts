@@ -1,5 +1,6 @@
 import type { ColumnSpec } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from './key-collation';
+import { mysqlWallClock } from './value-forms';
 
 /** Binary values travel as `base64:<data>` (see toWireValue). */
 const BINARY_PREFIX = 'base64:';
@@ -59,6 +60,12 @@ export abstract class Dialect {
   }
 
   abstract columnType(spec: ColumnSpec, isKey: boolean): string;
+  /**
+   * The column type for a column the site described in full (`spec.kind`, see ColumnSpec): the
+   * same type, widened where this database has no exact equivalent, never narrowed. Undefined for
+   * text (and a key of text kind), which `columnType` decides, and for a spec without a kind.
+   */
+  protected abstract kindType(spec: ColumnSpec, isKey: boolean): string | undefined;
   abstract timestampType(): string;
   abstract booleanType(): string;
   abstract textType(length?: number): string;
@@ -118,6 +125,16 @@ export abstract class Dialect {
   /** CREATE INDEX that does nothing when an index of that name exists. Names must already be validated. */
   createIndexIfMissing(table: string, name: string, columns: readonly string[]): string {
     return `CREATE INDEX IF NOT EXISTS ${this.quote(name)} ON ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')})`;
+  }
+
+  /** True when every JavaScript string fits its text columns as it is (`unstorableText` never answers). */
+  readonly holdsAnyText: boolean = false;
+  /**
+   * Why this database cannot store `v` in a text column exactly, or undefined when it can. A lone
+   * UTF-16 surrogate has no UTF-8 form: the drivers of UTF-8 databases would write U+FFFD instead.
+   */
+  unstorableText(v: string): string | undefined {
+    return isWellFormed(v) ? undefined : 'a lone UTF-16 surrogate, which UTF-8 text cannot hold';
   }
 
   /** A wire value made bindable for a column of `type`. */
@@ -301,6 +318,9 @@ export abstract class Dialect {
   }
 }
 
+/** `String.prototype.isWellFormed` (ES2024, in Node 20): no lone surrogate. */
+const isWellFormed = (v: string): boolean => (v as unknown as { isWellFormed(): boolean }).isWellFormed();
+
 /** `(?, ?), (?, ?), ...`: `rows` tuples of `width` placeholders. Merges ask for the same few again and again. */
 const valuesLists = new Map<string, string>();
 
@@ -379,7 +399,13 @@ class SqliteDialect extends Dialect {
   render(sql: string): string {
     return sql;
   }
+  /** SQLite has no decimal: a REAL keeps 15 digits, so decimals are kept as their text. */
+  protected kindType(spec: ColumnSpec): string | undefined {
+    return spec.kind === 'decimal' ? 'TEXT' : undefined;
+  }
   columnType(spec: ColumnSpec): string {
+    const byKind = this.kindType(spec);
+    if (byKind) return byKind;
     switch (spec.type) {
       case 'integer':
       case 'boolean':
@@ -429,7 +455,35 @@ class PostgresDialect extends Dialect {
   override boolLiteral(v: boolean): string {
     return v ? 'TRUE' : 'FALSE';
   }
+  override unstorableText(v: string): string | undefined {
+    return v.includes('\0') ? 'a NUL character, which PostgreSQL text cannot hold' : super.unstorableText(v);
+  }
+  protected kindType(spec: ColumnSpec): string | undefined {
+    switch (spec.kind) {
+      case 'int64':
+        return 'BIGINT';
+      case 'decimal':
+        // unconstrained: any precision and scale, each value with the scale it was sent with
+        return 'NUMERIC';
+      case 'float64':
+        return 'DOUBLE PRECISION';
+      case 'date':
+        return 'DATE';
+      case 'time':
+        return 'TIME';
+      case 'timestamp':
+        return 'TIMESTAMP';
+      case 'timestamptz':
+        return 'TIMESTAMPTZ';
+      case 'uuid':
+        return 'UUID';
+      default:
+        return undefined;
+    }
+  }
   columnType(spec: ColumnSpec, isKey: boolean): string {
+    const byKind = this.kindType(spec);
+    if (byKind) return byKind;
     switch (spec.type) {
       case 'integer':
         return 'BIGINT';
@@ -601,6 +655,14 @@ class PostgresDialect extends Dialect {
   }
 }
 
+/** `DECIMAL(p, s)` of the site's precision and scale when this database allows them, else undefined. */
+function decimalWithin(spec: ColumnSpec, maxPrecision: number, maxScale: number): string | undefined {
+  const { precision, scale = 0 } = spec;
+  return precision !== undefined && precision <= maxPrecision && scale <= maxScale && scale <= precision
+    ? `DECIMAL(${precision}, ${scale})`
+    : undefined;
+}
+
 /** A lone surrogate as `JSON.stringify` escapes it (a pair is written as is). */
 const LONE_SURROGATE = /\\ud[89a-f][0-9a-f]{2}/i;
 
@@ -704,7 +766,36 @@ class MssqlDialect extends Dialect {
   override selectLimit(body: string, limit: number): string {
     return `SELECT TOP (${Math.trunc(limit)}) ${body}`;
   }
+  /** nvarchar is UTF-16: it holds any JavaScript string, a lone surrogate included (tedious writes UCS-2). */
+  override readonly holdsAnyText = true;
+  override unstorableText(): string | undefined {
+    return undefined;
+  }
+  protected kindType(spec: ColumnSpec, isKey: boolean): string | undefined {
+    switch (spec.kind) {
+      case 'int64':
+        return 'BIGINT';
+      case 'decimal':
+        return decimalWithin(spec, 38, 38) ?? 'DECIMAL(38, 10)';
+      case 'float64':
+        return 'FLOAT(53)';
+      case 'date':
+        return 'DATE';
+      case 'time':
+        return 'TIME(7)';
+      case 'timestamp':
+        return 'DATETIME2(7)';
+      case 'timestamptz':
+        return 'DATETIMEOFFSET(7)';
+      case 'uuid':
+        return isKey ? undefined : 'UNIQUEIDENTIFIER';
+      default:
+        return undefined;
+    }
+  }
   columnType(spec: ColumnSpec, isKey: boolean): string {
+    const byKind = this.kindType(spec, isKey);
+    if (byKind) return byKind;
     switch (spec.type) {
       case 'integer':
         return 'BIGINT';
@@ -851,7 +942,31 @@ class MysqlDialect extends Dialect {
   render(sql: string): string {
     return sql;
   }
+  protected kindType(spec: ColumnSpec, isKey: boolean): string | undefined {
+    switch (spec.kind) {
+      case 'int64':
+        return 'BIGINT';
+      case 'decimal':
+        return decimalWithin(spec, 65, 30) ?? 'DECIMAL(65, 30)';
+      case 'float64':
+        return 'DOUBLE';
+      case 'date':
+        return 'DATE';
+      case 'time':
+        return 'TIME(6)';
+      // DATETIME, not TIMESTAMP: TIMESTAMP ends in 2038 and converts through the session's zone
+      case 'timestamp':
+      case 'timestamptz':
+        return 'DATETIME(6)';
+      case 'uuid':
+        return isKey ? undefined : 'CHAR(36)';
+      default:
+        return undefined;
+    }
+  }
   columnType(spec: ColumnSpec, isKey: boolean): string {
+    const byKind = this.kindType(spec, isKey);
+    if (byKind) return byKind;
     switch (spec.type) {
       case 'integer':
         return 'BIGINT';
@@ -865,7 +980,8 @@ class MysqlDialect extends Dialect {
         // a key column needs a length on MariaDB/MySQL (a BLOB cannot be one)
         return isKey ? 'VARBINARY(255)' : 'LONGBLOB';
       default:
-        return isKey ? `VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${this.keyCollation}` : 'TEXT';
+        // LONGTEXT: TEXT holds 64 KB, and the site's text may be longer
+        return isKey ? `VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${this.keyCollation}` : 'LONGTEXT';
     }
   }
   /**
@@ -929,8 +1045,12 @@ class MysqlDialect extends Dialect {
     return { sql: `${ins.sql} ON DUPLICATE KEY UPDATE ${set}`, params: ins.params };
   }
 
+  /**
+   * A wall clock as its text (a `Date` would keep milliseconds only, and read a text without zone
+   * in the process's time zone); only a value with an offset goes through a `Date`, to UTC.
+   */
   override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
-    if (type === 'timestamp' && typeof v === 'string') return new Date(v);
+    if (type === 'timestamp' && typeof v === 'string') return mysqlWallClock(v) ?? new Date(v);
     return super.bindValue(v, type);
   }
 

@@ -4,6 +4,7 @@ export * from './url';
 export * from './database';
 export * from './sql-script';
 export * from './schema-types';
+export * from './value-forms';
 export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS, exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';

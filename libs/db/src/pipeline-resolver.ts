@@ -158,7 +158,12 @@ export async function resolvePipeline(
   const specOf = (info: TableInfo, cols: string[]): ColumnSpec[] =>
     cols.map((n) => {
       const c = info.columns.find((x) => x.name === n)!;
-      return { name: n, type: c.type, nullable: c.nullable };
+      const spec: ColumnSpec = { name: n, type: c.type, nullable: c.nullable };
+      if (c.kind !== undefined) spec.kind = c.kind;
+      if (c.length !== undefined) spec.length = c.length;
+      if (c.precision !== undefined) spec.precision = c.precision;
+      if (c.scale !== undefined) spec.scale = c.scale;
+      return spec;
     });
   const header: ResolvedEntity = {
     table: base.name,

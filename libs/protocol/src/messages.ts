@@ -58,11 +58,64 @@ const count = z.number().int().nonnegative();
 const columnName = z.string().min(1).max(128);
 
 export const COLUMN_TYPES = ['integer', 'number', 'text', 'boolean', 'timestamp', 'binary'] as const;
-export const ColumnSpecSchema = z.object({
-  name: columnName,
-  type: z.enum(COLUMN_TYPES),
-  nullable: z.boolean(),
-});
+export type ColumnType = (typeof COLUMN_TYPES)[number];
+
+/**
+ * The site's column type in full, sent beside the coarse `type` (which every release reads) so that
+ * the central can give its column the same type, widened, never narrowed. Optional: sites of
+ * earlier releases send none, and a kind this release does not know is read as none.
+ */
+export const COLUMN_KINDS = [
+  'int64',
+  'decimal',
+  'float64',
+  'boolean',
+  'text',
+  'binary',
+  'date',
+  'time',
+  'timestamp',
+  'timestamptz',
+  'uuid',
+] as const;
+export type ColumnKind = (typeof COLUMN_KINDS)[number];
+
+/** The coarse `type` each kind travels with (what a central of an earlier release creates its column from). */
+export const COLUMN_TYPE_OF_KIND: Readonly<Record<ColumnKind, ColumnType>> = {
+  int64: 'integer',
+  decimal: 'number',
+  float64: 'number',
+  boolean: 'boolean',
+  text: 'text',
+  binary: 'binary',
+  date: 'timestamp',
+  time: 'text',
+  timestamp: 'timestamp',
+  timestamptz: 'timestamp',
+  uuid: 'text',
+};
+
+export const ColumnSpecSchema = z
+  .object({
+    name: columnName,
+    type: z.enum(COLUMN_TYPES),
+    nullable: z.boolean(),
+    kind: z.enum(COLUMN_KINDS).optional().catch(undefined),
+    /** Most characters (text) or bytes (binary) the site's column holds; absent: unbounded or unknown. */
+    length: z.number().int().positive().optional().catch(undefined),
+    /** Digits in all and after the point (decimal); absent: unconstrained or unknown. */
+    precision: z.number().int().positive().optional().catch(undefined),
+    scale: z.number().int().nonnegative().optional().catch(undefined),
+  })
+  .superRefine((c, ctx) => {
+    if (c.kind !== undefined && COLUMN_TYPE_OF_KIND[c.kind] !== c.type) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kind'],
+        message: `column ${c.name}: kind ${c.kind} travels as type ${COLUMN_TYPE_OF_KIND[c.kind]}, not ${c.type}`,
+      });
+    }
+  });
 export type ColumnSpec = z.infer<typeof ColumnSpecSchema>;
 
 /** A table's columns: names unique (rows travel as values in this order). */

@@ -10,7 +10,7 @@ import {
   type PipelineShape,
   type WireValues,
 } from '@sitesync/protocol';
-import { foldKeyValue, type Database, type Queryable } from '@sitesync/db';
+import { foldKeyValue, type Database, type Dialect, type Queryable } from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
@@ -90,6 +90,37 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
   return byKey;
 }
 
+/**
+ * Refuses a batch holding a text value the central's database cannot store as it is (a lone UTF-16
+ * surrogate where text is UTF-8, a NUL on PostgreSQL), naming the column: its driver would store
+ * something else (U+FFFD) without an error, or fail the batch on every delivery.
+ */
+export function checkStorableText(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
+  if (dialect.holdsAnyText) return;
+  const shape = batch.pipeline;
+  const textAt = (cols: readonly ColumnSpec[]) => cols.flatMap((c, i) => (c.type === 'text' ? [i] : []));
+  const headerText = textAt(shape.header.columns);
+  const detailText = textAt(shape.detail?.columns ?? []);
+  const check = (row: WireValues, at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
+    for (const i of at) {
+      const v = row[i];
+      const why = typeof v === 'string' ? dialect.unstorableText(v) : undefined;
+      if (why) {
+        throw new MessageRejectedError(
+          'bad-content',
+          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why} (the central's database is ${dialect.name})`,
+          { messageId, siteId: batch.siteId, type: 'batch' },
+        );
+      }
+    }
+  };
+  for (const c of batch.changes) {
+    if (c.op !== 'upsert') continue;
+    check(c.header, headerText, shape.header.columns, c.key);
+    if (detailText.length) for (const d of c.details) check(d, detailText, shape.detail!.columns, c.key);
+  }
+}
+
 /** Where each of `names` sits in `columns` (the shape's schema makes every key column one of them). */
 function positions(names: readonly string[], columns: readonly string[]): number[] {
   return names.map((n) => columns.indexOf(n));
@@ -126,6 +157,7 @@ export class BatchMerger {
     let byKey: Map<string, HeaderChange>;
     try {
       byKey = verifyHashes(batch, m.messageId);
+      checkStorableText(batch, this.db.dialect, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
       await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
     } catch (err) {
@@ -372,6 +404,8 @@ export class BatchMerger {
       await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget, joinKey);
     // In place: by the site column plus the key (only changed rows are written); else plain inserts.
     const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
+    // values are converted for the columns as they are (see TargetTables.liveSpec)
+    const live = (table: string, specs: readonly ColumnSpec[]) => specs.map((s) => this.targets.liveSpec(table, s));
     await writeRows(
       tx,
       headerTable,
@@ -379,10 +413,19 @@ export class BatchMerger {
       shape.header.columns,
       upserts.map((c) => c.header),
       by(shape.header.key),
+      live(headerTable, shape.header.columns),
     );
     if (!detail) return;
     const lines = upserts.flatMap((c) => c.details);
-    await writeRows(tx, detail.table, site, detail.shape.columns, lines, by(detail.shape.key));
+    await writeRows(
+      tx,
+      detail.table,
+      site,
+      detail.shape.columns,
+      lines,
+      by(detail.shape.key),
+      live(detail.table, detail.shape.columns),
+    );
   }
 }
 
@@ -496,13 +539,15 @@ async function writeRows(
   specs: ColumnSpec[],
   rows: WireValues[],
   upsertKey?: readonly string[],
+  /** The columns' live types, which a dialect's statement may cast values to (default: `specs`). */
+  liveSpecs: readonly ColumnSpec[] = specs,
 ): Promise<void> {
   if (rows.length === 0) return;
   const d = tx.dialect;
   const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
   const sqlTypes = [
     d.columnType({ name: SITE_COLUMN, type: 'integer', nullable: false }, true),
-    ...specs.map((s) => d.columnType(s, false)),
+    ...liveSpecs.map((s) => d.columnType(s, false)),
   ];
   const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {

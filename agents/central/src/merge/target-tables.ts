@@ -56,6 +56,8 @@ export class TargetTables {
   private readonly checked = new Map<string, Promise<void>>();
   private readonly primaryKeys = new Map<string, readonly string[]>();
   private readonly collations = new Map<string, ReadonlyMap<string, { collation: string }>>();
+  /** Each ensured table's columns as its catalogue describes them (their live types). */
+  private readonly liveColumns = new Map<string, ReadonlyMap<string, ColumnSpec>>();
 
   /** `onIndexError`: an index the central could not add to a table (the table is used without it). */
   constructor(
@@ -96,6 +98,7 @@ export class TargetTables {
       if (!isExactComparison(comparison)) out.push({ table, column, collation, comparison });
     }
     return out;
+    this.liveColumns.clear();
   }
 
   /**
@@ -106,6 +109,15 @@ export class TargetTables {
     const pk = this.primaryKeys.get(table);
     const want = [SITE_COLUMN, ...key];
     return !!pk && pk.length === want.length && want.every((c) => pk.includes(c));
+  }
+
+  /**
+   * `spec` as an ensured table's column really is: a column an earlier release created from the
+   * coarse type keeps that type (a site's `timestamp` in a TIMESTAMPTZ column), and a value must be
+   * converted for it, not for the type the site now describes. `spec` itself for a column not seen.
+   */
+  liveSpec(table: string, spec: ColumnSpec): ColumnSpec {
+    return this.liveColumns.get(table)?.get(spec.name) ?? spec;
   }
 
   private async doEnsure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
@@ -159,6 +171,7 @@ export class TargetTables {
     }
     this.primaryKeys.set(table, info.primaryKey);
     this.collations.set(table, await columnCollations(this.db, table));
+    this.liveColumns.set(table, new Map(info.columns.map((c) => [c.name, c])));
     const have = new Set(info.columns.map((c) => c.name));
     if (!have.has(SITE_COLUMN)) {
       throw new MessageRejectedError('bad-content', `central table ${table} has no ${SITE_COLUMN} column`);

@@ -7,7 +7,7 @@ describe('key columns the central creates compare exactly (no server needed)', (
     expect(d.columnType({ name: 'k', type: 'text', nullable: false }, true)).toBe(
       'VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin',
     );
-    expect(d.columnType({ name: 'v', type: 'text', nullable: true }, false)).toBe('TEXT');
+    expect(d.columnType({ name: 'v', type: 'text', nullable: true }, false)).toBe('LONGTEXT');
     expect(d.columnType({ name: 'b', type: 'binary', nullable: false }, true)).toBe('VARBINARY(255)');
   });
 
