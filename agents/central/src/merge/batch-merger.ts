@@ -8,6 +8,7 @@ import {
   type HeaderBatch,
   type HeaderChange,
   type PipelineShape,
+  type WireValue,
   type WireValues,
 } from '@sitesync/protocol';
 import { foldKeyValue, type Database, type Dialect, type Queryable } from '@sitesync/db';
@@ -121,6 +122,42 @@ export function checkStorableText(batch: HeaderBatch, dialect: Dialect, messageI
   }
 }
 
+/**
+ * Refuses a batch carrying an integer column's value as a JSON number beyond ±(2^53 - 1), or not
+ * a whole number: such a number was rounded before it got here (a site of an earlier release
+ * reading an int64 as a double), so storing it would store another value than the site holds.
+ * Sites send integers beyond that range as decimal strings.
+ */
+export function checkExactIntegers(batch: HeaderBatch, messageId: string): void {
+  const shape = batch.pipeline;
+  const intAt = (cols: readonly ColumnSpec[]) => cols.flatMap((c, i) => (c.type === 'integer' ? [i] : []));
+  const headerInts = intAt(shape.header.columns);
+  const detailInts = intAt(shape.detail?.columns ?? []);
+  if (!headerInts.length && !detailInts.length) return;
+  // A deletion carries its key alone: a rounded one would delete another header.
+  const keyCols = shape.header.key.map((k) => shape.header.columns.find((c) => c.name === k)!);
+  const keyInts = intAt(keyCols);
+  const check = (row: readonly WireValue[], at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
+    for (const i of at) {
+      const v = row[i];
+      if (typeof v === 'number' && !Number.isSafeInteger(v)) {
+        throw new MessageRejectedError(
+          'bad-content',
+          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${v} as a JSON number: ` +
+            `an integer beyond ±2^53 (or not whole) has lost its exact value; upgrade the site, which sends it as text`,
+          { messageId, siteId: batch.siteId, type: 'batch' },
+        );
+      }
+    }
+  };
+  for (const c of batch.changes) {
+    check(c.key, keyInts, keyCols, c.key);
+    if (c.op !== 'upsert') continue;
+    check(c.header, headerInts, shape.header.columns, c.key);
+    if (detailInts.length) for (const d of c.details) check(d, detailInts, shape.detail!.columns, c.key);
+  }
+}
+
 /** Where each of `names` sits in `columns` (the shape's schema makes every key column one of them). */
 function positions(names: readonly string[], columns: readonly string[]): number[] {
   return names.map((n) => columns.indexOf(n));
@@ -158,6 +195,7 @@ export class BatchMerger {
     try {
       byKey = verifyHashes(batch, m.messageId);
       checkStorableText(batch, this.db.dialect, m.messageId);
+      checkExactIntegers(batch, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
       await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
     } catch (err) {
