@@ -137,8 +137,20 @@ export abstract class Dialect {
     return isWellFormed(v) ? undefined : 'a lone UTF-16 surrogate, which UTF-8 text cannot hold';
   }
 
+  /**
+   * Why this database cannot store a double that travels by name (`'NaN'`, `'Infinity'`,
+   * `'-Infinity'`, `'-0'`: see `FLOAT_NAMES`) exactly, or undefined when it can. SQLite keeps the
+   * infinities but makes NaN a NULL and -0 a 0.
+   */
+  unstorableFloat(v: string): string | undefined {
+    if (v === 'NaN') return 'NaN, which SQLite stores as NULL';
+    if (v === '-0') return 'a negative zero, which SQLite stores as 0';
+    return undefined;
+  }
+
   /** A wire value made bindable for a column of `type`. */
   bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+    if (type === 'number' && (v === 'Infinity' || v === '-Infinity')) return Number(v);
     if (type === 'binary' && typeof v === 'string' && v.startsWith(BINARY_PREFIX)) {
       return Buffer.from(v.slice(BINARY_PREFIX.length), 'base64');
     }
@@ -458,6 +470,10 @@ class PostgresDialect extends Dialect {
   override unstorableText(v: string): string | undefined {
     return v.includes('\0') ? 'a NUL character, which PostgreSQL text cannot hold' : super.unstorableText(v);
   }
+  /** double precision holds NaN, both infinities and -0. */
+  override unstorableFloat(): string | undefined {
+    return undefined;
+  }
   protected kindType(spec: ColumnSpec): string | undefined {
     switch (spec.kind) {
       case 'int64':
@@ -768,6 +784,10 @@ class MssqlDialect extends Dialect {
   }
   /** nvarchar is UTF-16: it holds any JavaScript string, a lone surrogate included (tedious writes UCS-2). */
   override readonly holdsAnyText = true;
+  /** float (binary64) has no NaN or infinities. */
+  override unstorableFloat(v: string): string | undefined {
+    return v === '-0' ? undefined : `${v}, which a SQL Server float cannot hold`;
+  }
   override unstorableText(): string | undefined {
     return undefined;
   }
@@ -935,6 +955,12 @@ class MssqlDialect extends Dialect {
 /** MySQL/MariaDB. `CREATE INDEX IF NOT EXISTS` (the target tables' index) needs MariaDB; MySQL 8 lacks it. */
 class MysqlDialect extends Dialect {
   readonly name = 'mysql';
+  /** DOUBLE has no NaN or infinities, and stores -0 as 0. */
+  override unstorableFloat(v: string): string | undefined {
+    return v === '-0'
+      ? 'a negative zero, which MariaDB/MySQL stores as 0'
+      : `${v}, which a MariaDB/MySQL DOUBLE cannot hold`;
+  }
   readonly maxParams = 65_000;
   quote(id: string): string {
     return `\`${id.replace(/`/g, '``')}\``;

@@ -6,9 +6,13 @@ export type WireValue = string | number | boolean | null;
 /** One table row on the wire: column name -> value. */
 export type WireRow = Record<string, WireValue>;
 
+/** The wire forms of the doubles JSON cannot carry as numbers. */
+export const FLOAT_NAMES: ReadonlySet<string> = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
+
 /**
  * Turns a value read by any database driver into its wire form, the same way on every side:
- * Date -> ISO-8601 UTC, bigint -> decimal string, Buffer -> `base64:` string, undefined -> null.
+ * Date -> ISO-8601 UTC, bigint -> decimal string, Buffer -> `base64:` string, undefined -> null,
+ * NaN / ±Infinity / -0 -> `'NaN'`, `'Infinity'`, `'-Infinity'`, `'-0'`.
  */
 export function toWireValue(value: unknown): WireValue {
   if (value === null || value === undefined) return null;
@@ -17,7 +21,10 @@ export function toWireValue(value: unknown): WireValue {
     case 'boolean':
       return value;
     case 'number':
-      if (!Number.isFinite(value)) throw new TypeError(`non-finite number ${value} cannot be synced`);
+      // JSON has no NaN, no infinities and no negative zero: a double holding one travels as its
+      // name (the central stores it where its database can, and refuses the batch where not).
+      if (!Number.isFinite(value)) return Number.isNaN(value) ? 'NaN' : value > 0 ? 'Infinity' : '-Infinity';
+      if (value === 0 && 1 / value < 0) return '-0';
       return value;
     case 'bigint':
       return value.toString();

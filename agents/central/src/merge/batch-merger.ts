@@ -1,4 +1,5 @@
 import {
+  FLOAT_NAMES,
   MAX_HEADER_KEY_LENGTH,
   MessageRejectedError,
   encodeKey,
@@ -92,20 +93,28 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
 }
 
 /**
- * Refuses a batch holding a text value the central's database cannot store as it is (a lone UTF-16
- * surrogate where text is UTF-8, a NUL on PostgreSQL), naming the column: its driver would store
- * something else (U+FFFD) without an error, or fail the batch on every delivery.
+ * Refuses a batch holding a value the central's database cannot store as it is, naming the column:
+ * a text with a lone UTF-16 surrogate where text is UTF-8, or a NUL on PostgreSQL (its driver would
+ * store something else, U+FFFD, without an error, or fail the batch on every delivery); a double
+ * sent by name (NaN, an infinity, -0) where its columns cannot hold it.
  */
-export function checkStorableText(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
-  if (dialect.holdsAnyText) return;
+export function checkStorableValues(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
   const shape = batch.pipeline;
-  const textAt = (cols: readonly ColumnSpec[]) => cols.flatMap((c, i) => (c.type === 'text' ? [i] : []));
-  const headerText = textAt(shape.header.columns);
-  const detailText = textAt(shape.detail?.columns ?? []);
+  const checkedAt = (cols: readonly ColumnSpec[]) =>
+    cols.flatMap((c, i) => ((c.type === 'text' && !dialect.holdsAnyText) || c.type === 'number' ? [i] : []));
+  const headerAt = checkedAt(shape.header.columns);
+  const detailAt = checkedAt(shape.detail?.columns ?? []);
+  if (!headerAt.length && !detailAt.length) return;
   const check = (row: WireValues, at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
     for (const i of at) {
       const v = row[i];
-      const why = typeof v === 'string' ? dialect.unstorableText(v) : undefined;
+      if (typeof v !== 'string') continue;
+      const why =
+        cols[i]!.type === 'text'
+          ? dialect.unstorableText(v)
+          : FLOAT_NAMES.has(v)
+            ? dialect.unstorableFloat(v)
+            : undefined;
       if (why) {
         throw new MessageRejectedError(
           'bad-content',
@@ -117,8 +126,8 @@ export function checkStorableText(batch: HeaderBatch, dialect: Dialect, messageI
   };
   for (const c of batch.changes) {
     if (c.op !== 'upsert') continue;
-    check(c.header, headerText, shape.header.columns, c.key);
-    if (detailText.length) for (const d of c.details) check(d, detailText, shape.detail!.columns, c.key);
+    check(c.header, headerAt, shape.header.columns, c.key);
+    if (detailAt.length) for (const d of c.details) check(d, detailAt, shape.detail!.columns, c.key);
   }
 }
 
@@ -194,7 +203,7 @@ export class BatchMerger {
     let byKey: Map<string, HeaderChange>;
     try {
       byKey = verifyHashes(batch, m.messageId);
-      checkStorableText(batch, this.db.dialect, m.messageId);
+      checkStorableValues(batch, this.db.dialect, m.messageId);
       checkExactIntegers(batch, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
       await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);

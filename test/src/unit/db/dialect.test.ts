@@ -17,6 +17,18 @@ function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+describe('doubles sent by name (NaN, infinities, -0)', () => {
+  it('each dialect says which it cannot store exactly', () => {
+    const refused = (name: DialectName) =>
+      ['NaN', 'Infinity', '-Infinity', '-0'].filter((v) => dialectFor(name).unstorableFloat(v) !== undefined);
+    expect(refused('postgres')).toEqual([]);
+    expect(refused('sqlite')).toEqual(['NaN', '-0']);
+    expect(refused('mysql')).toEqual(['NaN', 'Infinity', '-Infinity', '-0']);
+    expect(refused('mssql')).toEqual(['NaN', 'Infinity', '-Infinity']);
+    expect(dialectFor('sqlite').bindValue('-Infinity', 'number')).toBe(-Infinity);
+  });
+});
+
 describe('placeholders', () => {
   it('number each "?" in order, but not one inside a quoted identifier or a string literal', () => {
     const sql = `SELECT "a?b", [c?]]d], \`e?\`, ? FROM t WHERE x = 'it''s ?' AND "f""?" = ? AND y = ?`;

@@ -176,10 +176,13 @@ describe('wire values', () => {
     expect(toWireValue(Buffer.alloc(0))).toBe('base64:');
   });
 
-  it('refuses NaN and infinities instead of sending null', () => {
-    expect(() => toWireValue(NaN)).toThrow(TypeError);
-    expect(() => toWireValue(Infinity)).toThrow(TypeError);
-    expect(() => toWireValue(-Infinity)).toThrow(TypeError);
+  it('sends NaN, the infinities and -0 by name, never as null or 0 (JSON has none of them)', () => {
+    expect(toWireValue(NaN)).toBe('NaN');
+    expect(toWireValue(Infinity)).toBe('Infinity');
+    expect(toWireValue(-Infinity)).toBe('-Infinity');
+    expect(toWireValue(-0)).toBe('-0');
+    expect(toWireValue(0)).toBe(0);
+    expect(JSON.stringify([toWireValue(-0), toWireValue(NaN)])).toBe('["-0","NaN"]');
   });
 
   it('refuses values it cannot represent faithfully', () => {
