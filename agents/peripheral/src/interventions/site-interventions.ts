@@ -166,6 +166,11 @@ export class SiteInterventions {
   async onAccepted(m: DecodedMessage<'intervention.accepted'>): Promise<void> {
     const { transferId, guid } = m.body;
     const reply = await this.db.transaction(async (tx): Promise<'deleted' | 'none' | { conflict: string }> => {
+      // Lock the transfer row first: the same acceptance delivered twice is handled by two handlers
+      // at once, and without the lock the second could read the transfer as still `sent` and then
+      // find the intervention already deleted by the first, and answer a conflict. Waiting here, it
+      // reads what the first committed (each statement after the lock sees it) and answers the same.
+      await tx.execute(`UPDATE intervention_transfer SET updated_at = updated_at WHERE transfer_id = ?`, [transferId]);
       const t = (
         await tx.query<SiteTransferRow>(`SELECT * FROM intervention_transfer WHERE transfer_id = ?`, [transferId])
       )[0];
