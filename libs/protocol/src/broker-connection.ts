@@ -86,6 +86,8 @@ export class BrokerConnection extends EventEmitter {
   private readonly consumers: ConsumerOptions[] = [];
   private readonly inFlightHandlers = new Set<Promise<void>>();
   private inFlightPublishes = 0;
+  /** Publish channels that closed: an unconfirmed publish on one was lost with it, not refused by the broker. */
+  private readonly closedChannels = new WeakSet<ConfirmChannel>();
   /** Mandatory publishes in publish order (a return comes before its publish's confirm, on the same channel). */
   private pendingMandatory: PendingPublish[] = [];
   private readonly windowWaiters: Array<() => void> = [];
@@ -166,6 +168,7 @@ export class BrokerConnection extends EventEmitter {
       const pub = await model.createConfirmChannel();
       pub.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'publish channel error'));
       pub.on('close', () => {
+        this.closedChannels.add(pub);
         if (this.model === model && this.state === 'CONNECTED' && !this.closing)
           void model.close().catch(() => undefined);
       });
@@ -312,8 +315,18 @@ export class BrokerConnection extends EventEmitter {
         let ok: boolean;
         try {
           ok = ch.publish(exchange, m.routingKey, m.content, { ...m.options, mandatory }, (err) => {
-            if (err) reject(new TransientError(`publish not confirmed: ${String(err)}`, 'BROKER_NACK'));
-            else if (pending?.returned) reject(new UnroutableError(exchange, m.routingKey, pending.returned));
+            if (err) {
+              // amqplib fails the callbacks of a closing channel before our own 'close' listener
+              // runs: look once the close has been handled, to tell a broker's basic.nack (the
+              // queue refused it, e.g. full with reject-publish) from a publish lost with its channel.
+              setImmediate(() =>
+                reject(
+                  this.closedChannels.has(ch)
+                    ? new TransientError('publish not confirmed: the channel closed', 'BROKER_DISCONNECTED')
+                    : new TransientError(`publish refused by the broker (basic.nack): ${String(err)}`, 'BROKER_NACK'),
+                ),
+              );
+            } else if (pending?.returned) reject(new UnroutableError(exchange, m.routingKey, pending.returned));
             else resolve();
           });
         } catch (err) {

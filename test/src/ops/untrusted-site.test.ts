@@ -82,7 +82,25 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     await until('the planted letter', async () => (await ch.checkQueue(dlq)).messageCount === 1);
 
     const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
-    expect(list).toEqual([expect.objectContaining({ queue: dlq, trust: 'unverified', count: 1 })]);
+    // Its site is only what its header claims: shown with a "?", and never matched by --site.
+    expect(list).toEqual([expect.objectContaining({ queue: dlq, trust: 'unverified', site: '102?', count: 1 })]);
+    const bySite = await syncctl([...base, 'replay', '--site', '102', '--dry-run']);
+    expect(bySite.out).toContain('0 would replay, 0 refused');
+    // Vouching for a user needs one message named by id, not a filter.
+    const vouchAll = await syncctl([
+      ...base,
+      'replay',
+      '--all',
+      '--force',
+      '--exchange',
+      world.topology.up,
+      '--routing-key',
+      '102.batch',
+      '--as-user',
+      SITE_102_USER,
+    ]);
+    expect(vouchAll.code).not.toBe(0);
+    expect(vouchAll.out).toMatch(/--as-user goes with one message \(--id\)/);
 
     const replay = await syncctl([...base, 'replay', '--id', planted.options.messageId]);
     expect(replay.code).toBe(1);

@@ -496,10 +496,12 @@ dlq
       >();
       for (const q of queues) {
         for (const d of await scanQueue(broker, ctx, q)) {
-          const key = [q, d.siteId, d.type, d.reason, d.trust].join('|');
+          const key = [q, d.siteId ?? `${d.claimedSiteId}?`, d.type, d.reason, d.trust].join('|');
           const g = groups.get(key) ?? {
             queue: q,
-            site: String(d.siteId ?? '?'),
+            // an unverified letter's site is only what its header claims: shown with a "?"
+            site:
+              d.siteId !== undefined ? String(d.siteId) : d.claimedSiteId !== undefined ? `${d.claimedSiteId}?` : '?',
             type: d.type,
             reason: d.reason,
             trust: d.trust,
@@ -575,8 +577,10 @@ dlq
         throw new InvalidArgumentError('give --exchange and --routing-key together');
       if (opts.exchange !== undefined && !opts.force)
         throw new InvalidArgumentError('an explicit target (--exchange, --routing-key) needs --force');
-      if (opts.asUser !== undefined && opts.exchange === undefined)
-        throw new InvalidArgumentError('--as-user goes with an explicit target (--exchange, --routing-key)');
+      if (opts.asUser !== undefined && (opts.exchange === undefined || opts.id === undefined))
+        throw new InvalidArgumentError(
+          '--as-user goes with one message (--id) and an explicit target (--exchange, --routing-key)',
+        );
       const target =
         opts.exchange !== undefined && opts.routingKey !== undefined
           ? { exchange: opts.exchange, routingKey: opts.routingKey, ...(opts.asUser ? { user: opts.asUser } : {}) }

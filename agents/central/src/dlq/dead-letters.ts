@@ -51,7 +51,10 @@ export interface DeadLetter {
   queue: string;
   messageId: string;
   type: string;
+  /** The site its verified route names (the first segment of its routing key); undefined when unverified. */
   siteId: number | undefined;
+  /** The site its `x-sitesync-site` header claims: shown, never acted on. */
+  claimedSiteId: number | undefined;
   reason: string;
   error: string;
   /** Seconds since it was first published (its timestamp property). */
@@ -169,7 +172,8 @@ function toDeadLetter(ctx: DeadLetterContext, queue: string, m: GetMessage): Dea
     queue,
     messageId,
     type: typeof m.properties.type === 'string' ? m.properties.type : '',
-    siteId: asNumber(h[HEADER_SITE]),
+    siteId: route ? asNumber(route.routingKey.split('.')[0]) : undefined,
+    claimedSiteId: asNumber(h[HEADER_SITE]),
     reason,
     error: trust === 'signed' ? headerText(h, HEADER_ERROR) : '',
     ageSeconds: ts === undefined ? undefined : Math.max(0, Math.round(Date.now() / 1000 - ts)),
@@ -419,7 +423,7 @@ export async function purgeDeadLetters(broker: BrokerConnection, queues: string[
   return out;
 }
 
-/** Dead letters in the central's shared dead-letter queues, counted by the site they claim. */
+/** Dead letters in the central's shared dead-letter queues, counted by the site their verified route names. */
 export async function centralDeadLettersBySite(
   broker: BrokerConnection,
   ctx: DeadLetterContext,

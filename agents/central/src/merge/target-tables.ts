@@ -81,6 +81,7 @@ export class TargetTables {
     this.checked.clear();
     this.primaryKeys.clear();
     this.collations.clear();
+    this.liveColumns.clear();
   }
 
   /**
@@ -98,7 +99,6 @@ export class TargetTables {
       if (!isExactComparison(comparison)) out.push({ table, column, collation, comparison });
     }
     return out;
-    this.liveColumns.clear();
   }
 
   /**

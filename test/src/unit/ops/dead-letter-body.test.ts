@@ -10,6 +10,7 @@ function deadLetter(body: unknown, gzip = false): DeadLetter {
     messageId: 'm',
     type: 'batch',
     siteId: 101,
+    claimedSiteId: 101,
     reason: 'schema',
     error: 'x',
     ageSeconds: 1,

@@ -203,4 +203,28 @@ describe.skipIf(reportSkip('topology on a real broker', AMQP))('topology on a re
       expect(dead && dead.properties.messageId).toBe(m.options.messageId);
     });
   });
+
+  it('a publish a full queue refuses (basic.nack) fails as BROKER_NACK; one lost with its closed channel does not', async () => {
+    const full = `${topology.prefix}full`;
+    await conn.withChannel(async (ch) => {
+      await ch.assertQueue(full, { durable: false, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
+      await ch.bindQueue(full, topology.down, `${SITE + 1}.#`);
+    });
+    const reconnectsBefore = conn.reconnects;
+    try {
+      const one = () => encodeMessage('batch.ack', batchAck(SITE + 1), { siteId: SITE + 1, appId: 'unit' });
+      await conn.publish(topology.down, one());
+      await expect(conn.publish(topology.down, one())).rejects.toMatchObject({ code: 'BROKER_NACK' });
+      // An exchange that does not exist closes the publish channel (404): the publish was not refused
+      // by a queue, it was lost with the channel, and must not be taken for a full queue.
+      await expect(conn.publish(`${topology.prefix}no-such-exchange`, one())).rejects.toMatchObject({
+        code: 'BROKER_DISCONNECTED',
+      });
+    } finally {
+      // the lost channel takes the connection down; it comes back by itself
+      for (let i = 0; i < 100 && !(conn.connected && conn.reconnects > reconnectsBefore); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      await conn.withChannel((ch) => ch.deleteQueue(full));
+    }
+  });
 });
