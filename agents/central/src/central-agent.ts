@@ -27,7 +27,7 @@ import { checkSender } from './merge/batch-merger';
 import { findSiteRows, SITE_TABLE } from './merge/site-registry';
 import { readSiteStatus } from './ops/site-status';
 import { MessageSigner } from './dlq/message-signer';
-import type { DeadLetterContext } from './dlq/dead-letters';
+import { loadSitesOfUser, type DeadLetterContext } from './dlq/dead-letters';
 import { publishDeadLetter, routedSite, senderOf, type Sender } from './dlq/dead-lettering';
 
 export const APP_ID = 'sitesync-central';
@@ -66,10 +66,10 @@ export class CentralAgent {
     });
   }
 
-  /** What reading and replaying dead letters needs; only once started (the key is in the database). */
-  get deadLetterContext(): DeadLetterContext {
-    if (!this.signer) throw new Error('the central agent is not started');
-    return { topology: this.topology, signer: this.signer };
+  /** What reading and replaying dead letters needs (the key and the sites are in the database): only once started. */
+  async deadLetterContext(): Promise<DeadLetterContext> {
+    if (!this.signer || !this.db) throw new Error('the central agent is not started');
+    return { topology: this.topology, signer: this.signer, sitesOfUser: await loadSitesOfUser(this.db) };
   }
 
   get database(): Database | undefined {

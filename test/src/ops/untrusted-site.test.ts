@@ -297,6 +297,41 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     expect(await rowCount(restarted.database!, HEADERS, 102)).toBe(0);
   });
 
+  it("a planted x-death naming another site's route (which RabbitMQ before 3.13 keeps) leaves the broker dead letter unverified", async () => {
+    const { central, base } = await setup();
+    const t = world.topology;
+    await central.close();
+    const ch = await world.rawChannel();
+    const msg = siteBatch(101, 9501);
+    msg.options.headers['x-death'] = [
+      { queue: t.centralSyncQueue, reason: 'delivery_limit', exchange: t.up, 'routing-keys': ['102.batch'], count: 1 },
+    ];
+    await publishRaw(ch, t.up, msg);
+    const dlq = t.deadLetterQueue(t.centralSyncQueue);
+    await until('the broker to dead-letter it after its delivery limit', async () => {
+      const m = await ch.get(t.centralSyncQueue, { noAck: false });
+      if (m) ch.nack(m, false, true);
+      return (await ch.checkQueue(dlq)).messageCount === 1;
+    });
+    const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
+    const x = list[0]!;
+    // Either the broker wrote its own entry (a route back to 101) or it kept the planted one, which
+    // names a site guest does not speak for: then the letter is unverified. Never a route to 102.
+    if (x.trust === 'broker') {
+      expect((await syncctl([...base, 'replay', '--id', msg.options.messageId, '--dry-run'])).out).toContain(
+        '101.batch',
+      );
+    } else {
+      expect(x).toMatchObject({ queue: dlq, trust: 'unverified' });
+      const replay = await syncctl([...base, 'replay', '--id', msg.options.messageId]);
+      expect(replay.code).toBe(1);
+      expect(replay.out).toMatch(/unverified/);
+    }
+    expect((await syncctl([...base, 'replay', '--id', msg.options.messageId, '--dry-run'])).out).not.toContain(
+      '102.batch',
+    );
+  });
+
   it('a body that inflates past 2 GiB is dead-lettered too-large; the central stays up with bounded memory', async () => {
     const { central, ch } = await setup();
     const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);

@@ -36,6 +36,7 @@ import {
   bodyText,
   centralDeadLettersBySite,
   existingDeadLetterQueues,
+  loadSitesOfUser,
   purgeDeadLetters,
   replayDeadLetters,
   scanQueue,
@@ -89,12 +90,13 @@ program
   .action(async (opts: { staleAfter?: string; broker: boolean; json?: boolean }) => {
     const cfg = tryLoadConfig();
     const staleAfterSeconds = opts.staleAfter ? positiveInt(opts.staleAfter, '--stale-after') : cfg?.staleAfterSeconds;
-    let signer: MessageSigner | undefined;
+    let ctx: Omit<DeadLetterContext, 'topology'> | undefined;
     let rows = await withDb(program, 'central', async (db) => {
-      if (opts.broker && cfg) signer = await MessageSigner.forDatabase(db);
+      if (opts.broker && cfg)
+        ctx = { signer: await MessageSigner.forDatabase(db), sitesOfUser: await loadSitesOfUser(db) };
       return readSiteStatus(db, staleAfterSeconds ? { staleAfterSeconds } : {});
     });
-    if (opts.broker && cfg && signer) rows = await addBrokerFigures(rows, cfg, signer);
+    if (opts.broker && cfg && ctx) rows = await addBrokerFigures(rows, cfg, ctx);
     else if (opts.broker)
       process.stderr.write('syncctl: no central config (--config or SYNC_CONFIG): no queue depths\n');
     if (opts.json) {
@@ -132,7 +134,11 @@ function positiveInt(v: string, what: string): number {
 }
 
 /** Queue depths (management API) and dead letters per site (AMQP); a broker that does not answer is reported, not fatal. */
-async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig, signer: MessageSigner): Promise<SiteStatus[]> {
+async function addBrokerFigures(
+  rows: SiteStatus[],
+  cfg: CentralConfig,
+  ctx: Omit<DeadLetterContext, 'topology'>,
+): Promise<SiteStatus[]> {
   const topology = new Topology({ prefix: cfg.amqp.prefix });
   let queues;
   try {
@@ -149,7 +155,7 @@ async function addBrokerFigures(rows: SiteStatus[], cfg: CentralConfig, signer: 
   });
   try {
     await broker.connect();
-    central = await centralDeadLettersBySite(broker, { topology, signer });
+    central = await centralDeadLettersBySite(broker, { ...ctx, topology });
   } catch (err) {
     process.stderr.write(`syncctl: no dead-letter counts: ${(err as Error).message}\n`);
   } finally {
@@ -444,18 +450,19 @@ async function withDeadLetters<T>(
     prefix ??= cfg.amqp.prefix;
   }
   const topology = new Topology({ prefix });
-  const { siteIds, signer } = await withDb(program, 'central', async (db) => ({
+  const { siteIds, signer, sitesOfUser } = await withDb(program, 'central', async (db) => ({
     siteIds: (
       await db.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${db.dialect.quote(SITE_TABLE)}`)
     ).map((r) => Number(r.id_efector)),
     signer: await MessageSigner.forDatabase(db),
+    sitesOfUser: await loadSitesOfUser(db),
   }));
   const log = createLogger('syncctl', 'warn', false);
   const broker = new BrokerConnection({ url, name: 'syncctl', log });
   await broker.connect();
   try {
     const queues = await existingDeadLetterQueues(broker, topology, siteIds);
-    return await fn(broker, queues, { topology, signer });
+    return await fn(broker, queues, { topology, signer, sitesOfUser });
   } finally {
     await broker.close();
   }

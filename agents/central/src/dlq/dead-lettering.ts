@@ -25,10 +25,16 @@ export const CENTRAL_HEADERS = [
   HEADER_SIGNATURE,
 ] as const;
 
-/** The headers of `h` without the ones only the central may set. */
+/**
+ * The headers of `h` without the ones only the central or the broker may set: the central's own,
+ * and the broker's dead-letter history (`x-death`, `x-first-death-*`, `x-last-death-*`), which a
+ * sender can plant too.
+ */
 export function senderHeaders(h: Record<string, unknown> | undefined): Record<string, unknown> {
   const out = { ...(h ?? {}) };
   for (const k of CENTRAL_HEADERS) delete out[k];
+  for (const k of Object.keys(out))
+    if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) delete out[k];
   return out;
 }
 

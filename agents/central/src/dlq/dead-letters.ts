@@ -17,8 +17,10 @@ import {
   type EncodedMessage,
   type Topology,
 } from '@sitesync/protocol';
+import type { Queryable } from '@sitesync/db';
 import { HEADER_SIGNATURE, type MessageSigner } from './message-signer';
 import { senderHeaders, signedReplay } from './dead-lettering';
+import { expectedUser, SITE_TABLE } from '../merge/site-registry';
 
 /** Replays refused past this many, unless forced: a message that keeps failing needs a fix, not a loop. */
 export const DEFAULT_MAX_REPLAYS = 3;
@@ -26,10 +28,26 @@ export const DEFAULT_MAX_REPLAYS = 3;
 export const MASKED_FIELD =
   /patient|paciente|name|nombre|dni|document|birth|nacimiento|address|direccion|phone|telefono|email/i;
 
-/** What reads and replays dead letters needs: the names, and the central's signing key. */
+/** What reads and replays dead letters needs: the names, the central's signing key, and who each site is. */
 export interface DeadLetterContext {
   topology: Topology;
   signer: MessageSigner;
+  /** The sites each broker user speaks for (`EstadoSyncGeneral.broker_user`, default `site-<id>`). */
+  sitesOfUser: ReadonlyMap<string, ReadonlySet<number>>;
+}
+
+/** Which sites each broker user speaks for, from `EstadoSyncGeneral`. */
+export async function loadSitesOfUser(db: Queryable): Promise<Map<string, Set<number>>> {
+  const rows = await db.query<{ id_efector: unknown; broker_user: string | null }>(
+    `SELECT DISTINCT id_efector, broker_user FROM ${db.dialect.quote(SITE_TABLE)}`,
+  );
+  const out = new Map<string, Set<number>>();
+  for (const r of rows) {
+    const site = Number(r.id_efector);
+    const user = expectedUser({ id_efector: site, broker_user: r.broker_user });
+    out.set(user, (out.get(user) ?? new Set()).add(site));
+  }
+  return out;
 }
 
 /**
@@ -125,6 +143,9 @@ function brokerRoute(
   const replay = signedReplay(m, { exchange, routingKey }, ctx.signer);
   if (replay) return { route: { exchange, routingKey, user: replay.user }, replays: replay.replays };
   const userId = typeof m.properties.userId === 'string' ? m.properties.userId : '';
+  // A sender may have planted its own x-death entry, which a broker before 3.13 keeps when it
+  // dead-letters the message: up the routing key must name a site the publishing user speaks for.
+  if (exchange === t.up && !ctx.sitesOfUser.get(userId)?.has(Number(routingKey.split('.')[0]))) return undefined;
   return { route: { exchange, routingKey, user: userId }, replays: 0 };
 }
 
@@ -377,8 +398,6 @@ export async function replayDeadLetters(
       }
       const replays = d.replays + 1;
       const headers = senderHeaders(d.headers);
-      for (const k of Object.keys(headers))
-        if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) delete headers[k];
       headers[HEADER_REPLAYS] = replays;
       headers[HEADER_ORIGINAL_USER] = route.user;
       headers[HEADER_SIGNATURE] = ctx.signer.signReplay(d.messageId, d.content, { ...route, replays });

@@ -22,8 +22,8 @@ export interface SupervisedCentral {
   readonly database: Database | undefined;
   readonly brokerConnection: BrokerConnection | undefined;
   readonly interventionService: CentralInterventions | undefined;
-  /** Names and the signing key for reading and replaying dead letters (throws before start). */
-  readonly deadLetterContext: DeadLetterContext;
+  /** Names, the signing key and the sites' users, for reading and replaying dead letters (rejects before start). */
+  deadLetterContext(): Promise<DeadLetterContext>;
 }
 
 /** A dead letter as the page shows it: no body, no headers (they may hold patient data). */
@@ -137,9 +137,10 @@ export class DeadLetterBoard {
     return this.exclusive(async () => {
       const letters: DeadLetter[] = [];
       const failed: string[] = [];
+      const ctx = await this.central.deadLetterContext();
       for (const q of await this.existingQueues(broker, db)) {
         try {
-          letters.push(...(await scanQueue(broker, this.central.deadLetterContext, q)));
+          letters.push(...(await scanQueue(broker, ctx, q)));
         } catch {
           failed.push(q);
         }
@@ -154,7 +155,7 @@ export class DeadLetterBoard {
     return this.exclusive(async () => {
       this.cached = undefined;
       const queues = await this.existingQueues(broker, db);
-      return replayDeadLetters(broker, this.central.deadLetterContext, queues, { messageId });
+      return replayDeadLetters(broker, await this.central.deadLetterContext(), queues, { messageId });
     });
   }
 }
