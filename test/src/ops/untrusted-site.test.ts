@@ -332,6 +332,22 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     );
   });
 
+  it("a message with headers near the encoding limit is still parked in its site's queue (the headers noted, not kept)", async () => {
+    const { central, ch } = await setup();
+    const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);
+    const bad = siteBatch(101, 9601);
+    bad.options.headers[HEADER_CHECKSUM] = 'x';
+    // amqplib encodes at most 64 KiB of headers: the sender's fit, the copy with the central's own would not.
+    bad.options.headers['x-padding'] = 'p'.repeat(65_100);
+    await publishRaw(ch, world.topology.up, bad);
+    const dead = await until('the rejection', () => ch.get(rejects101!, { noAck: true }));
+    const h = dead.properties.headers as Record<string, unknown>;
+    expect(h[HEADER_REASON]).toBe('checksum-mismatch');
+    expect(h['x-padding']).toBeUndefined();
+    expect(Number(h['x-sitesync-sender-headers-dropped'])).toBeGreaterThan(65_100);
+    expect(central.state).toBe('RUNNING');
+  });
+
   it('a body that inflates past 2 GiB is dead-lettered too-large; the central stays up with bounded memory', async () => {
     const { central, ch } = await setup();
     const [rejects101] = await declareRejectQueues(ch, world.topology, [101]);

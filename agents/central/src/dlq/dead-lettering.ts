@@ -38,6 +38,13 @@ export function senderHeaders(h: Record<string, unknown> | undefined): Record<st
   return out;
 }
 
+/** The sender's headers to keep on a dead letter: all of them, or a note of their size when too large. */
+function keptSenderHeaders(h: Record<string, unknown> | undefined): Record<string, unknown> {
+  const kept = senderHeaders(h);
+  const size = Buffer.byteLength(JSON.stringify(kept));
+  return size <= MAX_KEPT_SENDER_HEADER_BYTES ? kept : { [HEADER_DROPPED_HEADERS]: size };
+}
+
 /**
  * The site a message on the up exchange came from: the first segment of its routing key. The
  * broker's topic permissions let a site publish only keys that start with its own id, so this is
@@ -86,6 +93,16 @@ export function senderOf(msg: ConsumeMessage, signer: MessageSigner): Sender {
   if (replay) return replay;
   return { user: typeof msg.properties.userId === 'string' ? msg.properties.userId : undefined, replays: 0 };
 }
+
+/**
+ * Sender headers kept on a dead letter up to this size (as JSON): larger ones are replaced by a
+ * note, so that the copy with the central's own headers still encodes (amqplib encodes at most
+ * 64 KiB of headers) instead of failing until the broker's delivery limit moves the message to
+ * the shared dead-letter queue, around the sender's cap.
+ */
+export const MAX_KEPT_SENDER_HEADER_BYTES = 16 * 1024;
+/** Set on a dead letter whose sender headers were too large to keep: their size in bytes. */
+export const HEADER_DROPPED_HEADERS = 'x-sitesync-sender-headers-dropped';
 
 /** Where a dead letter went: its queue, and whether that is the sending site's own queue. */
 export interface DeadLettered {
@@ -143,7 +160,7 @@ export async function publishDeadLetter(
       contentType: typeof p.contentType === 'string' ? p.contentType : 'application/octet-stream',
       ...(typeof p.contentEncoding === 'string' ? { contentEncoding: p.contentEncoding } : {}),
       headers: {
-        ...senderHeaders(p.headers as Record<string, unknown> | undefined),
+        ...keptSenderHeaders(p.headers as Record<string, unknown> | undefined),
         [HEADER_REASON]: reason,
         [HEADER_ERROR]: error.slice(0, 1000),
         [HEADER_ORIGINAL_EXCHANGE]: origin.exchange,
