@@ -93,77 +93,71 @@ export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string,
 }
 
 /**
- * Refuses a batch holding a value the central's database cannot store as it is, naming the column:
- * a text with a lone UTF-16 surrogate where text is UTF-8, or a NUL on PostgreSQL (its driver would
- * store something else, U+FFFD, without an error, or fail the batch on every delivery); a double
- * sent by name (NaN, an infinity, -0) where its columns cannot hold it.
+ * Why the central cannot store `v` in a column like `col` exactly, or undefined: a text with a
+ * lone UTF-16 surrogate where text is UTF-8, or a NUL on PostgreSQL (its driver would store
+ * something else, U+FFFD, without an error, or fail the batch on every delivery); a double sent by
+ * name (NaN, an infinity, -0) where its columns cannot hold it; an integer as a JSON number beyond
+ * ±(2^53 - 1) or not whole, rounded before it got here (a site of an earlier release reading an
+ * int64 as a double: sites send such integers as decimal strings).
  */
-export function checkStorableValues(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
-  const shape = batch.pipeline;
-  const checkedAt = (cols: readonly ColumnSpec[]) =>
-    cols.flatMap((c, i) => ((c.type === 'text' && !dialect.holdsAnyText) || c.type === 'number' ? [i] : []));
-  const headerAt = checkedAt(shape.header.columns);
-  const detailAt = checkedAt(shape.detail?.columns ?? []);
-  if (!headerAt.length && !detailAt.length) return;
-  const check = (row: WireValues, at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
-    for (const i of at) {
-      const v = row[i];
-      if (typeof v !== 'string') continue;
-      const why =
-        cols[i]!.type === 'text'
-          ? dialect.unstorableText(v)
-          : FLOAT_NAMES.has(v)
-            ? dialect.unstorableFloat(v)
-            : undefined;
-      if (why) {
-        throw new MessageRejectedError(
-          'bad-content',
-          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why} (the central's database is ${dialect.name})`,
-          { messageId, siteId: batch.siteId, type: 'batch' },
-        );
-      }
+function unstorable(col: ColumnSpec, v: WireValue, dialect: Dialect): string | undefined {
+  switch (col.type) {
+    case 'text': {
+      const why = typeof v === 'string' && !dialect.holdsAnyText ? dialect.unstorableText(v) : undefined;
+      return why && `${why} (the central's database is ${dialect.name})`;
     }
-  };
-  for (const c of batch.changes) {
-    if (c.op !== 'upsert') continue;
-    check(c.header, headerAt, shape.header.columns, c.key);
-    if (detailAt.length) for (const d of c.details) check(d, detailAt, shape.detail!.columns, c.key);
+    case 'number': {
+      const why = typeof v === 'string' && FLOAT_NAMES.has(v) ? dialect.unstorableFloat(v) : undefined;
+      return why && `${why} (the central's database is ${dialect.name})`;
+    }
+    case 'integer':
+      return typeof v === 'number' && !Number.isSafeInteger(v)
+        ? `${v} as a JSON number: an integer beyond ±2^53 (or not whole) has lost its exact value; upgrade the site, which sends it as text`
+        : undefined;
+    default:
+      return undefined;
   }
 }
 
 /**
- * Refuses a batch carrying an integer column's value as a JSON number beyond ±(2^53 - 1), or not
- * a whole number: such a number was rounded before it got here (a site of an earlier release
- * reading an int64 as a double), so storing it would store another value than the site holds.
- * Sites send integers beyond that range as decimal strings.
+ * Refuses, naming the column, a batch holding a value the central cannot store as it is (see
+ * `unstorable`), in one walk over the columns that can hold one. A deletion's key is checked too:
+ * a rounded one would delete another header.
  */
-export function checkExactIntegers(batch: HeaderBatch, messageId: string): void {
+export function checkStorableValues(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
   const shape = batch.pipeline;
-  const intAt = (cols: readonly ColumnSpec[]) => cols.flatMap((c, i) => (c.type === 'integer' ? [i] : []));
-  const headerInts = intAt(shape.header.columns);
-  const detailInts = intAt(shape.detail?.columns ?? []);
-  if (!headerInts.length && !detailInts.length) return;
-  // A deletion carries its key alone: a rounded one would delete another header.
+  const checked = (cols: readonly ColumnSpec[]) =>
+    cols.flatMap((c, i) => (c.type === 'text' || c.type === 'number' || c.type === 'integer' ? [i] : []));
   const keyCols = shape.header.key.map((k) => shape.header.columns.find((c) => c.name === k)!);
-  const keyInts = intAt(keyCols);
-  const check = (row: readonly WireValue[], at: readonly number[], cols: readonly ColumnSpec[], key: unknown) => {
-    for (const i of at) {
-      const v = row[i];
-      if (typeof v === 'number' && !Number.isSafeInteger(v)) {
+  const at = {
+    header: checked(shape.header.columns),
+    detail: checked(shape.detail?.columns ?? []),
+    key: checked(keyCols),
+  };
+  const check = (
+    row: readonly WireValue[],
+    positions: readonly number[],
+    cols: readonly ColumnSpec[],
+    key: unknown,
+  ) => {
+    for (const i of positions) {
+      const why = unstorable(cols[i]!, row[i]!, dialect);
+      if (why) {
         throw new MessageRejectedError(
           'bad-content',
-          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${v} as a JSON number: ` +
-            `an integer beyond ±2^53 (or not whole) has lost its exact value; upgrade the site, which sends it as text`,
+          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why}`,
           { messageId, siteId: batch.siteId, type: 'batch' },
         );
       }
     }
   };
   for (const c of batch.changes) {
-    check(c.key, keyInts, keyCols, c.key);
-    if (c.op !== 'upsert') continue;
-    check(c.header, headerInts, shape.header.columns, c.key);
-    if (detailInts.length) for (const d of c.details) check(d, detailInts, shape.detail!.columns, c.key);
+    if (c.op !== 'upsert') {
+      check(c.key, at.key, keyCols, c.key);
+      continue;
+    }
+    check(c.header, at.header, shape.header.columns, c.key);
+    if (at.detail.length) for (const d of c.details) check(d, at.detail, shape.detail!.columns, c.key);
   }
 }
 
@@ -204,7 +198,6 @@ export class BatchMerger {
     try {
       byKey = verifyHashes(batch, m.messageId);
       checkStorableValues(batch, this.db.dialect, m.messageId);
-      checkExactIntegers(batch, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
       await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
     } catch (err) {
