@@ -28,7 +28,7 @@ import { findSiteRows, SITE_TABLE } from './merge/site-registry';
 import { readSiteStatus } from './ops/site-status';
 import { MessageSigner } from './dlq/message-signer';
 import { loadSitesOfUser, type DeadLetterContext } from './dlq/dead-letters';
-import { publishDeadLetter, routedSite, senderOf, type Sender } from './dlq/dead-lettering';
+import { publishDeadLetter, senderOf, SiteDeadLettersFullError, type Sender } from './dlq/dead-lettering';
 
 export const APP_ID = 'sitesync-central';
 
@@ -227,7 +227,7 @@ export class CentralAgent {
     };
     this.log.warn(ctx, 'dead-lettering message');
     try {
-      const to = await publishDeadLetter(
+      const dlq = await publishDeadLetter(
         this.broker!,
         this.topology,
         this.signer!,
@@ -236,15 +236,14 @@ export class CentralAgent {
         err.message,
       );
       this.metrics.deadLetters.inc({ reason: err.reason });
-      this.log.debug({ ...ctx, queue: to.queue }, 'dead-lettered');
+      this.log.debug({ ...ctx, queue: dlq }, 'dead-lettered');
     } catch (e) {
-      const site = routedSite(d.msg, this.topology);
-      if (site !== undefined && (e as { code?: unknown }).code === 'BROKER_NACK') {
+      if (e instanceof SiteDeadLettersFullError) {
         this.log.error(
-          { ...ctx, site, queue: this.topology.siteRejectsQueue(site) },
+          { ...ctx, site: e.site, queue: e.queue },
           "the site's dead-letter queue is full: message dropped",
         );
-        this.metrics.deadLettersDropped.inc({ site: String(site), reason: err.reason });
+        this.metrics.deadLettersDropped.inc({ site: String(e.site), reason: err.reason });
       } else {
         this.log.warn({ ...ctx, err: errorInfo(e) }, 'could not dead-letter the message; redelivering');
         // Not at once: whatever kept the copy from landing (a queue being re-created, a broker alarm) needs a moment.

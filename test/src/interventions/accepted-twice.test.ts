@@ -1,9 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SiteInterventions } from '@sitesync/peripheral';
-import type { Database } from '@sitesync/db';
 import type { DecodedMessage, MessageBody, MessageType } from '@sitesync/protocol';
 import { reportSkip } from '../support/services.js';
-import { backendUrl, openScratch, type BackendName, type Scratch } from '../unit/db/scratch-databases.js';
+import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 101;
 /** Rounds of a transfer whose acceptance arrives twice at once: enough to meet the race often. */
@@ -25,19 +24,14 @@ describe.each(['sqlite', 'postgres', 'mysql'] as BackendName[])(
   'an acceptance handled twice at once on a %s site',
   (backend) => {
     const url = backendUrl(backend);
-    let opened: { db: Database; scratch: Scratch } | undefined;
-    afterEach(async () => {
-      await opened?.db.close();
-      await opened?.scratch.drop();
-      opened = undefined;
-    });
+    const openDb = scratchPerTest(backend);
 
     it.skipIf(reportSkip(`concurrent acceptances on ${backend}`, url))(
       'deletes the intervention once and answers source-deleted both times, never a conflict',
       async () => {
-        opened = await openScratch(backend, 'site');
+        const db = await openDb('site');
         const sent: Array<{ type: MessageType; body: unknown }> = [];
-        const si = new SiteInterventions(opened.db, SITE_ID, async (type, body) => {
+        const si = new SiteInterventions(db, SITE_ID, async (type, body) => {
           sent.push({ type, body });
         });
         await si.onProcedurePublished(
@@ -59,7 +53,7 @@ describe.each(['sqlite', 'postgres', 'mysql'] as BackendName[])(
           expect(
             sent.map((s) => s.type).filter((t) => t !== 'intervention.transfer' && t !== 'procedure.catalogue'),
           ).toEqual(['intervention.source-deleted', 'intervention.source-deleted']);
-          const left = await opened.db.query(`SELECT id FROM intervention WHERE guid = ?`, [iv.guid]);
+          const left = await db.query(`SELECT id FROM intervention WHERE guid = ?`, [iv.guid]);
           expect(left).toEqual([]);
         }
       },

@@ -7,12 +7,14 @@ import {
   decodeMessage,
   encodeMessage,
   hashHeader,
+  HeaderHasher,
   type DecodedMessage,
   type EncodedMessage,
   type HeaderBatch,
   type HeaderChange,
   type MessageType,
   type PipelineShape,
+  type RawMessage,
   type WireRow,
   type WireValues,
   type Topology,
@@ -148,6 +150,42 @@ export function asVersion1(
       ...msg.options,
       headers: { ...msg.options.headers, [HEADER_SCHEMA]: 1, [HEADER_CHECKSUM]: bodyChecksum(content) },
     },
+  };
+}
+
+/** What a consumer receives for an encoded message: the same bytes and properties. */
+export function asDelivered(m: EncodedMessage): RawMessage {
+  return {
+    content: m.content,
+    properties: { ...m.options, headers: { ...m.options.headers } },
+    fields: { routingKey: m.routingKey },
+  };
+}
+
+/** A batch body as the central's consumer hands it on: published by site `body.siteId` (user `site-<id>`), decoded. */
+export function deliveredBatch(body: HeaderBatch): DecodedMessage<'batch'> {
+  const m = encodeMessage('batch', body, { siteId: body.siteId, appId: 'test', userId: `site-${body.siteId}` });
+  return decodeMessage(asDelivered(m)) as DecodedMessage<'batch'>;
+}
+
+/** A batch of `shape` (no details) upserting `headers`, given as value rows, with their hashes. */
+export function valueBatch(siteId: number, shape: PipelineShape, headers: WireValues[], version = 1): HeaderBatch {
+  const columns = shape.header.columns.map((c) => c.name);
+  const keyAt = shape.header.key.map((k) => columns.indexOf(k));
+  const hasher = new HeaderHasher(shape.algorithm, columns);
+  return {
+    sessionId: randomUUID(),
+    siteId,
+    pipeline: shape,
+    version,
+    seq: 0,
+    changes: headers.map((header) => ({
+      op: 'upsert' as const,
+      key: keyAt.map((i) => header[i]!),
+      hash: hasher.hash(header),
+      header,
+      details: [],
+    })),
   };
 }
 

@@ -1,20 +1,11 @@
-import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
 import type { Database } from '@sitesync/db';
-import {
-  decodeMessage,
-  encodeMessage,
-  HeaderHasher,
-  MessageRejectedError,
-  toWireValue,
-  type DecodedMessage,
-  type PipelineShape,
-  type WireValues,
-} from '@sitesync/protocol';
+import { MessageRejectedError, toWireValue, type DecodedMessage, type PipelineShape } from '@sitesync/protocol';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, postgresUrl, reportSkip } from '../support/services.js';
-import { backendUrl, openScratch, type BackendName, type Scratch } from '../unit/db/scratch-databases.js';
+import { deliveredBatch, valueBatch } from '../support/messages.js';
+import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 101;
 const SHAPE: PipelineShape = {
@@ -34,35 +25,21 @@ const ODD = [NaN, Infinity, -Infinity, -0];
 
 /** A batch of one header per value, as the central's consumer hands it on. */
 function delivered(values: number[], firstId = 1): DecodedMessage<'batch'> {
-  const hasher = new HeaderHasher('md5', ['id', 'f']);
-  const changes = values.map((v, i) => {
-    const header: WireValues = [firstId + i, toWireValue(v)];
-    return { op: 'upsert' as const, key: [firstId + i], hash: hasher.hash(header), header, details: [] };
-  });
-  const m = encodeMessage(
-    'batch',
-    { sessionId: randomUUID(), siteId: SITE_ID, pipeline: SHAPE, version: 1, seq: 0, changes },
-    { siteId: SITE_ID, appId: 'test', userId: `site-${SITE_ID}` },
+  return deliveredBatch(
+    valueBatch(
+      SITE_ID,
+      SHAPE,
+      values.map((v, i) => [firstId + i, toWireValue(v)]),
+    ),
   );
-  return decodeMessage({
-    content: m.content,
-    properties: { ...m.options, headers: { ...m.options.headers } },
-    fields: { routingKey: m.routingKey },
-  }) as DecodedMessage<'batch'>;
 }
 
 describe.each(['sqlite', 'postgres', 'mysql'] as BackendName[])('NaN, infinities and -0 at a %s central', (backend) => {
   const url = backendUrl(backend);
-  let opened: { db: Database; scratch: Scratch } | undefined;
-  afterEach(async () => {
-    await opened?.db.close();
-    await opened?.scratch.drop();
-    opened = undefined;
-  });
+  const openDb = scratchPerTest(backend);
 
   async function merger(): Promise<{ db: Database; merger: BatchMerger }> {
-    opened = await openScratch(backend, 'central');
-    const db = opened.db;
+    const db = await openDb('central');
     await registerSite(db, { siteId: SITE_ID, pipeline: 'floats', headerTable: 'c_floats' });
     return { db, merger: new BatchMerger(db, new TargetTables(db)) };
   }

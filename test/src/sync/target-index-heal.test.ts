@@ -1,11 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
 import { dialectFor, type Database, type TableInfo } from '@sitesync/db';
-import { decodeMessage, encodeMessage, type DecodedMessage } from '@sitesync/protocol';
-import { LAB_SHAPE, labBatch, type LabOrder } from '../support/messages.js';
+import type { DecodedMessage } from '@sitesync/protocol';
+import { LAB_SHAPE, deliveredBatch, labBatch, type LabOrder } from '../support/messages.js';
 import { reportSkip } from '../support/services.js';
-import { backendUrl, openScratch, type BackendName, type Scratch } from '../unit/db/scratch-databases.js';
+import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql', 'mssql'];
 const SITE_ID = 101;
@@ -34,16 +33,7 @@ async function dropIndex(db: Database, table: string, index: string): Promise<vo
 
 /** A lab batch from the site as the central's consumer hands it on. */
 function delivered(orders: LabOrder[], version: number): DecodedMessage<'batch'> {
-  const m = encodeMessage('batch', labBatch(SITE_ID, orders, { version, sessionId: randomUUID() }), {
-    siteId: SITE_ID,
-    appId: 'test',
-    userId: `site-${SITE_ID}`,
-  });
-  return decodeMessage({
-    content: m.content,
-    properties: { ...m.options, headers: { ...m.options.headers } },
-    fields: { routingKey: m.routingKey },
-  }) as DecodedMessage<'batch'>;
+  return deliveredBatch(labBatch(SITE_ID, orders, { version }));
 }
 
 /** A central that has just started on `db`: nothing checked yet. */
@@ -53,16 +43,10 @@ function freshCentral(db: Database): BatchMerger {
 
 describe.each(BACKENDS)('central target tables on %s', (backend) => {
   const url = backendUrl(backend);
-  let opened: { db: Database; scratch: Scratch } | undefined;
-  afterEach(async () => {
-    await opened?.db.close();
-    await opened?.scratch.drop();
-    opened = undefined;
-  });
+  const openDb = scratchPerTest(backend);
 
   async function central(): Promise<Database> {
-    opened = await openScratch(backend, 'central');
-    const db = opened.db;
+    const db = await openDb('central');
     await registerSite(db, { siteId: SITE_ID, pipeline: 'lab', headerTable: HEADERS, detailTable: DETAILS });
     return db;
   }

@@ -1,18 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
 import type { Database } from '@sitesync/db';
-import {
-  decodeMessage,
-  encodeMessage,
-  HeaderHasher,
-  MessageRejectedError,
-  type DecodedMessage,
-  type PipelineShape,
-  type WireValues,
-} from '@sitesync/protocol';
+import { MessageRejectedError, type DecodedMessage, type PipelineShape } from '@sitesync/protocol';
 import { reportSkip } from '../support/services.js';
-import { backendUrl, openScratch, type BackendName, type Scratch } from '../unit/db/scratch-databases.js';
+import { deliveredBatch, valueBatch } from '../support/messages.js';
+import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 101;
 const SHAPE: PipelineShape = {
@@ -30,41 +22,17 @@ const SHAPE: PipelineShape = {
 
 /** A batch of one header as the central's consumer hands it on (the JSON escapes a lone surrogate as `\udxxx`). */
 function delivered(body: string, version = 1): DecodedMessage<'batch'> {
-  const header: WireValues = [1, body];
-  const hash = new HeaderHasher('md5', ['id', 'body']).hash(header);
-  const m = encodeMessage(
-    'batch',
-    {
-      sessionId: randomUUID(),
-      siteId: SITE_ID,
-      pipeline: SHAPE,
-      version,
-      seq: 0,
-      changes: [{ op: 'upsert', key: [1], hash, header, details: [] }],
-    },
-    { siteId: SITE_ID, appId: 'test', userId: `site-${SITE_ID}` },
-  );
-  return decodeMessage({
-    content: m.content,
-    properties: { ...m.options, headers: { ...m.options.headers } },
-    fields: { routingKey: m.routingKey },
-  }) as DecodedMessage<'batch'>;
+  return deliveredBatch(valueBatch(SITE_ID, SHAPE, [[1, body]], version));
 }
 
 const BACKENDS: BackendName[] = ['sqlite', 'postgres', 'mysql'];
 
 describe.each(BACKENDS)('text the central cannot hold on %s', (backend) => {
   const url = backendUrl(backend);
-  let opened: { db: Database; scratch: Scratch } | undefined;
-  afterEach(async () => {
-    await opened?.db.close();
-    await opened?.scratch.drop();
-    opened = undefined;
-  });
+  const openDb = scratchPerTest(backend);
 
   async function merger(): Promise<{ db: Database; merger: BatchMerger }> {
-    opened = await openScratch(backend, 'central');
-    const db = opened.db;
+    const db = await openDb('central');
     await registerSite(db, { siteId: SITE_ID, pipeline: 'notes', headerTable: 'c_notes' });
     return { db, merger: new BatchMerger(db, new TargetTables(db)) };
   }

@@ -104,10 +104,15 @@ export const MAX_KEPT_SENDER_HEADER_BYTES = 16 * 1024;
 /** Set on a dead letter whose sender headers were too large to keep: their size in bytes. */
 export const HEADER_DROPPED_HEADERS = 'x-sitesync-sender-headers-dropped';
 
-/** Where a dead letter went: its queue, and whether that is the sending site's own queue. */
-export interface DeadLettered {
-  queue: string;
-  site: number | undefined;
+/** A site's own dead-letter queue refused a dead letter (basic.nack): it is at its cap. */
+export class SiteDeadLettersFullError extends Error {
+  override name = 'SiteDeadLettersFullError';
+  constructor(
+    readonly site: number,
+    readonly queue: string,
+  ) {
+    super(`the dead-letter queue ${queue} of site ${site} is full`);
+  }
 }
 
 /**
@@ -116,7 +121,8 @@ export interface DeadLettered {
  * caller acks the original only then, so nothing is lost). What the central rejects from a site
  * goes to that site's own capped queue (`siteRejectsQueue`); what it cannot attribute goes to the
  * queue's shared dead-letter queue. The target queue is re-declared first, so one deleted while the
- * central runs is back before the message goes out.
+ * central runs is back before the message goes out. Resolves with the queue; rejects with
+ * {@link SiteDeadLettersFullError} when the site's own queue refused the copy.
  */
 export async function publishDeadLetter(
   broker: BrokerConnection,
@@ -125,7 +131,7 @@ export async function publishDeadLetter(
   from: { queue: string; msg: ConsumeMessage; sender: Sender },
   reason: string,
   error: string,
-): Promise<DeadLettered> {
+): Promise<string> {
   const { msg, queue } = from;
   const p = msg.properties;
   const site = routedSite(msg, topology);
@@ -172,6 +178,13 @@ export async function publishDeadLetter(
       },
     },
   };
-  await broker.publish(topology.dlx, copy, true);
-  return { queue: dlq, site };
+  try {
+    await broker.publish(topology.dlx, copy, true);
+  } catch (err) {
+    // Only the broker's own refusal: a publish lost with its channel is not a full queue.
+    if (site !== undefined && (err as { code?: unknown }).code === 'BROKER_NACK')
+      throw new SiteDeadLettersFullError(site, dlq);
+    throw err;
+  }
+  return dlq;
 }

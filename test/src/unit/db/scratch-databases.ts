@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { afterEach } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,4 +107,21 @@ export async function openScratch(
     await scratch.drop().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Registers an `afterEach` that closes and drops what the returned function opened: a scratch
+ * database of `backend` for one test (call it inside the test).
+ */
+export function scratchPerTest(backend: BackendName): (role: DatabaseRole) => Promise<Database> {
+  let opened: { db: Database; scratch: Scratch } | undefined;
+  afterEach(async () => {
+    await opened?.db.close();
+    await opened?.scratch.drop();
+    opened = undefined;
+  });
+  return async (role) => {
+    opened = await openScratch(backend, role);
+    return opened.db;
+  };
 }

@@ -14,22 +14,14 @@ import {
   encodeMessage,
   isDecoded,
   routingKeyFor,
-  type EncodedMessage,
   type MessageType,
   type RawMessage,
   type RejectReason,
 } from '@sitesync/protocol';
 import { SITE_ID, batch, batchAck, sessionAck, sessionCompleted, sessionStarted } from './fixtures.js';
-import { version1Body } from '../../support/messages.js';
+import { asDelivered, version1Body } from '../../support/messages.js';
 
-/** What a consumer receives for an encoded message: the same bytes and properties. */
-function delivered(m: EncodedMessage): RawMessage {
-  return {
-    content: m.content,
-    properties: { ...m.options, headers: { ...m.options.headers } },
-    fields: { routingKey: m.routingKey },
-  };
-}
+const delivered = asDelivered;
 
 /** A message built by hand (bypassing encodeMessage's own validation), with a correct checksum unless told otherwise. */
 function handmade(
