@@ -23,14 +23,20 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     await world.teardown();
   });
 
+  /** A central config file for syncctl: this world's broker, prefix and management API, and `dbUrl`. */
+  function centralConfigFile(dbUrl: string): string {
+    const file = join(world.dir, 'central.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: dbUrl } }),
+    );
+    return file;
+  }
+
   it('onboards a site end to end (row, broker user, queue), the site syncs with its own user, and status shows it', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');
     const central = await world.startCentral(centralUrl);
-    const cfgFile = join(world.dir, 'central.json');
-    writeFileSync(
-      cfgFile,
-      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: centralUrl } }),
-    );
+    const cfgFile = centralConfigFile(centralUrl);
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
 
@@ -97,11 +103,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
   it('check-permissions finds a site user still allowed onto the dead-letter exchange (an older release), and --fix takes it away', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');
     await world.startCentral(centralUrl);
-    const cfgFile = join(world.dir, 'central.json');
-    writeFileSync(
-      cfgFile,
-      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: centralUrl } }),
-    );
+    const cfgFile = centralConfigFile(centralUrl);
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
     const add = await syncctl([

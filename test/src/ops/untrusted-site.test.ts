@@ -71,6 +71,23 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     return { central, db, ch, base };
   }
 
+  /**
+   * Publishes `msg` as a site to the central's queue (no central running) and requeues it until the
+   * broker gives up at its delivery limit and dead-letters it itself; returns that dead-letter queue.
+   */
+  async function deadByDeliveryLimit(msg: EncodedMessage): Promise<string> {
+    const t = world.topology;
+    const ch = await world.rawChannel();
+    await publishRaw(ch, t.up, msg);
+    const dlq = t.deadLetterQueue(t.centralSyncQueue);
+    await until('the broker to dead-letter it after its delivery limit', async () => {
+      const m = await ch.get(t.centralSyncQueue, { noAck: false });
+      if (m) ch.nack(m, false, true);
+      return (await ch.checkQueue(dlq)).messageCount === 1;
+    });
+    return dlq;
+  }
+
   it('a planted dead letter claiming another site is listed unverified and not replayed, even forced, as that site', async () => {
     const { db, ch, base } = await setup();
     // What a site user could do before it lost write on the dead-letter exchange: plant a "dead
@@ -276,17 +293,10 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     const { central, base } = await setup();
     const t = world.topology;
     await central.close();
-    const ch = await world.rawChannel();
     const msg = siteBatch(101, 9401);
     // A header naming another route: the broker's route, not this, is what a replay takes.
     msg.options.headers[HEADER_ORIGINAL_ROUTING_KEY] = '102.batch';
-    await publishRaw(ch, t.up, msg);
-    const dlq = t.deadLetterQueue(t.centralSyncQueue);
-    await until('the broker to dead-letter it after its delivery limit', async () => {
-      const m = await ch.get(t.centralSyncQueue, { noAck: false });
-      if (m) ch.nack(m, false, true);
-      return (await ch.checkQueue(dlq)).messageCount === 1;
-    });
+    const dlq = await deadByDeliveryLimit(msg);
     const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
     expect(list).toEqual([expect.objectContaining({ queue: dlq, trust: 'broker', reason: 'delivery_limit' })]);
     const restarted = await world.startCentral(world.dbUrl('sqlite', 'central'));
@@ -301,18 +311,11 @@ describe.skipIf(!broker)('a site is an untrusted tenant', () => {
     const { central, base } = await setup();
     const t = world.topology;
     await central.close();
-    const ch = await world.rawChannel();
     const msg = siteBatch(101, 9501);
     msg.options.headers['x-death'] = [
       { queue: t.centralSyncQueue, reason: 'delivery_limit', exchange: t.up, 'routing-keys': ['102.batch'], count: 1 },
     ];
-    await publishRaw(ch, t.up, msg);
-    const dlq = t.deadLetterQueue(t.centralSyncQueue);
-    await until('the broker to dead-letter it after its delivery limit', async () => {
-      const m = await ch.get(t.centralSyncQueue, { noAck: false });
-      if (m) ch.nack(m, false, true);
-      return (await ch.checkQueue(dlq)).messageCount === 1;
-    });
+    const dlq = await deadByDeliveryLimit(msg);
     const list = JSON.parse((await syncctl([...base, 'list', '--json'])).out) as Array<Record<string, unknown>>;
     const x = list[0]!;
     // Either the broker wrote its own entry (a route back to 101) or it kept the planted one, which

@@ -2,6 +2,7 @@ import type { Database } from '@sitesync/db';
 import type { HashingFileInput } from '@sitesync/protocol';
 import { toWireValues } from '@sitesync/protocol';
 import type { DbKind } from './harness.js';
+import { mysqlUrl, postgresUrl } from './services.js';
 
 /**
  * A site table with one column of every kind of value, on each site dialect, and how to write its
@@ -9,6 +10,13 @@ import type { DbKind } from './harness.js';
  */
 
 export const SITE_ID = 101;
+
+/** The dialects a value test can run on here: SQLite always, PostgreSQL and MariaDB when they answer. */
+export const VALUE_DB_KINDS: DbKind[] = [
+  'sqlite',
+  ...(postgresUrl() ? (['postgres'] as const) : []),
+  ...(mysqlUrl() ? (['mysql'] as const) : []),
+];
 
 /** How a column's value is compared: each form a driver may give is reduced to one text, exactly. */
 export type Kind =

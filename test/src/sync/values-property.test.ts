@@ -4,10 +4,11 @@ process.env.TZ = 'America/Argentina/Buenos_Aires';
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
+import { amqpUrl } from '../support/services.js';
 import {
   SITE_ID,
+  VALUE_DB_KINDS,
   columnsOf,
   createSiteTables,
   expected,
@@ -20,11 +21,7 @@ import {
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping the value property test: no RabbitMQ available');
 
-const KINDS: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const KINDS = VALUE_DB_KINDS;
 /** Each available dialect once as a site and once as a central (the full matrix is values.test.ts). */
 const PAIRS = KINDS.map((site, i) => [site, KINDS[(i + 1) % KINDS.length]!] as const);
 /** Generated cases per pair: each is two sessions (a first sync of random rows, then a random change). */

@@ -3,11 +3,12 @@
 process.env.TZ = 'America/Argentina/Buenos_Aires';
 
 import { describe, expect, it } from 'vitest';
-import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { type TestWorld, worldPerTest } from '../support/harness.js';
+import { amqpUrl } from '../support/services.js';
 import {
   COLUMNS,
   SITE_ID,
+  VALUE_DB_KINDS,
   centralTypes,
   columnsOf,
   createSiteTables,
@@ -21,11 +22,7 @@ import {
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping value round trips: no RabbitMQ available');
 
-const KINDS: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const KINDS = VALUE_DB_KINDS;
 /** Every site dialect available to every central dialect available (SQL Server: see dialect.test.ts). */
 const PAIRS = KINDS.flatMap((site) => KINDS.map((central) => [site, central] as const));
 
