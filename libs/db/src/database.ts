@@ -106,6 +106,23 @@ const PG_TYPES = {
   },
 };
 
+/** The parts of a mysql2 result field a type cast reads. */
+interface MysqlField {
+  type: string;
+  string(): string | null;
+}
+
+/**
+ * mysql2 reads a DOUBLE or FLOAT's text with its own digit loop, which is not correctly rounded:
+ * MariaDB's exact `973344272535.6991` arrived as 973344272535.6992. `Number()` of the same text is
+ * exact (the text is the server's shortest round-trip form), so floats are parsed with it.
+ */
+function mysqlTypeCast(field: MysqlField, next: () => unknown): unknown {
+  if (field.type !== 'DOUBLE' && field.type !== 'FLOAT') return next();
+  const text = field.string();
+  return text === null ? null : Number(text);
+}
+
 /** Page cache of a central SQLite database, KiB. */
 const CENTRAL_SQLITE_CACHE_KIB = 64 * 1024;
 
@@ -178,6 +195,7 @@ function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceO
         supportBigNumbers: true,
         bigNumberStrings: false,
         timezone: 'Z',
+        extra: { typeCast: mysqlTypeCast },
       };
   }
 }
