@@ -24,8 +24,8 @@ if (!broker) console.log('[sitesync tests] skipping the value property test: no 
 const KINDS = VALUE_DB_KINDS;
 /** Each available dialect once as a site and once as a central (the full matrix is values.test.ts). */
 const PAIRS = KINDS.map((site, i) => [site, KINDS[(i + 1) % KINDS.length]!] as const);
-/** Generated cases per pair: each is two sessions (a first sync of random rows, then a random change). */
-const RUNS = 20;
+/** Generated cases per pair: each is two sessions (a first sync of random rows, then a random change). SITESYNC_PROPERTY_RUNS runs more, for a soak. */
+const RUNS = Number(process.env.SITESYNC_PROPERTY_RUNS ?? 20);
 
 const INT64 = { min: -(2n ** 63n), max: 2n ** 63n - 1n };
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
