@@ -5,7 +5,7 @@ import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '
 import { dialectFor, type Dialect, type Statement } from './dialect';
 import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
 import { columnSpecOf } from './schema-types';
-import { pgDateToWire, pgTimestampToWire } from './value-forms';
+import { pgDateToWire, pgInstantToWire, pgTimestampToWire } from './value-forms';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 
 /** Which sitesync tables a database holds. */
@@ -86,22 +86,32 @@ interface DriverHandles {
   master?: {
     query(q: { text: string; values: readonly unknown[]; rowMode: 'array' }): Promise<{ rows: unknown[][] }>;
   };
+  /** TypeORM's mysql driver: its mysql2 pool. */
+  pool?: {
+    query(
+      q: { sql: string; values: readonly unknown[]; rowsAsArray: true; typeCast: typeof mysqlRowTypeCast },
+      done: (err: Error | null, rows: unknown[][]) => void,
+    ): void;
+  };
 }
 
 /** PostgreSQL type oids whose values are read as text, never through the process's time zone. */
 const PG_TIMESTAMP_OID = 1114;
 const PG_DATE_OID = 1082;
+const PG_TIMESTAMPTZ_OID = 1184;
 
 /**
  * node-postgres' type parsers, except `timestamp without time zone` and `date`, which it would turn
  * into a `Date` in the process's local time zone (a site agent in Buenos Aires moved 23:59:59 to
  * 02:59:59 the next day, and a 1901 date by the zone's local mean time): they are kept as their
- * wall clock (see value-forms.ts). `int8` and `numeric` stay text, as pg gives them by default.
+ * wall clock (see value-forms.ts). A `timestamptz` becomes its UTC instant as text, keeping the
+ * microseconds a `Date` drops. `int8` and `numeric` stay text, as pg gives them by default.
  */
 const PG_TYPES = {
   getTypeParser(oid: number, format?: 'text' | 'binary'): unknown {
     if (format !== 'binary' && oid === PG_TIMESTAMP_OID) return pgTimestampToWire;
     if (format !== 'binary' && oid === PG_DATE_OID) return pgDateToWire;
+    if (format !== 'binary' && oid === PG_TIMESTAMPTZ_OID) return pgInstantToWire;
     return format === 'binary' ? pgTypes.getTypeParser(oid, 'binary') : pgTypes.getTypeParser(oid);
   },
 };
@@ -114,13 +124,35 @@ interface MysqlField {
 
 /**
  * mysql2 reads a DOUBLE or FLOAT's text with its own digit loop, which is not correctly rounded:
- * MariaDB's exact `973344272535.6991` arrived as 973344272535.6992. `Number()` of the same text is
- * exact (the text is the server's shortest round-trip form), so floats are parsed with it.
+ * MariaDB's exact `973344272535.6991` arrived as …6992. `Number()` of the same text is exact.
  */
 function mysqlTypeCast(field: MysqlField, next: () => unknown): unknown {
-  if (field.type !== 'DOUBLE' && field.type !== 'FLOAT') return next();
+  return field.type === 'DOUBLE' || field.type === 'FLOAT' ? textOf(field, Number) : next();
+}
+
+/**
+ * `mysqlTypeCast`, and for the rows `queryArrays` reads (a site's rows, `verify`'s): a DATETIME,
+ * TIMESTAMP or DATE as its text in wire form, since a `Date` keeps milliseconds only (a DATETIME(6)
+ * lost its microseconds). The form is the one a `Date` in UTC (driver time zone `Z`) gave before,
+ * so millisecond values keep their hashes (see value-forms.ts). Not for every query: the agents'
+ * own timestamps are read as `Date`s and written back as such.
+ */
+function mysqlRowTypeCast(field: MysqlField, next: () => unknown): unknown {
+  switch (field.type) {
+    case 'DATETIME':
+    case 'TIMESTAMP':
+      return textOf(field, pgTimestampToWire);
+    case 'DATE':
+    case 'NEWDATE':
+      return textOf(field, pgDateToWire);
+    default:
+      return mysqlTypeCast(field, next);
+  }
+}
+
+function textOf<T>(field: MysqlField, convert: (text: string) => T): T | null {
   const text = field.string();
-  return text === null ? null : Number(text);
+  return text === null ? null : convert(text);
 }
 
 /** Page cache of a central SQLite database, KiB. */
@@ -298,9 +330,10 @@ export class Database implements Queryable {
 
   /**
    * Runs one SELECT whose select list is exactly `columns`; returns each row as an array in that
-   * order. SQLite and PostgreSQL read arrays straight from the driver (better-sqlite3 `raw`, pg
-   * `rowMode: 'array'`), skipping an object per row: the site's scan reads every row of a first
-   * load this way. Other drivers read objects, picked by name.
+   * order. SQLite, PostgreSQL and MariaDB read arrays straight from the driver (better-sqlite3
+   * `raw`, pg `rowMode: 'array'`, mysql2 `rowsAsArray`), skipping an object per row: the site's
+   * scan reads every row of a first load this way. Other drivers read objects, picked by name.
+   * MariaDB's timestamps and dates come as their exact text here (see `mysqlRowTypeCast`).
    */
   queryArrays(sql: string, params: readonly unknown[], columns: readonly string[]): Promise<unknown[][]> {
     const text = this.dialect.render(sql);
@@ -319,6 +352,14 @@ export class Database implements Queryable {
     }
     if (this.dialect.name === 'postgres' && driver.master) {
       return driver.master.query({ text, values: params, rowMode: 'array' }).then((r) => r.rows);
+    }
+    if (this.dialect.name === 'mysql' && driver.pool) {
+      const pool = driver.pool;
+      return new Promise((resolve, reject) =>
+        pool.query({ sql: text, values: params, rowsAsArray: true, typeCast: mysqlRowTypeCast }, (err, rows) =>
+          err ? reject(err) : resolve(rows),
+        ),
+      );
     }
     return this.query<Record<string, unknown>>(sql, params).then((rows) => rows.map((r) => columns.map((c) => r[c])));
   }

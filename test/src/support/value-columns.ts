@@ -48,9 +48,9 @@ export const COLUMNS: Col[] = [
   { name: 'txt', kind: 'text', ddl: { sqlite: 'TEXT', postgres: 'TEXT', mysql: 'LONGTEXT' } },
   { name: 'note', kind: 'text', ddl: { sqlite: 'VARCHAR(20)', postgres: 'VARCHAR(20)', mysql: 'VARCHAR(20)' } },
   { name: 'd', kind: 'date', ddl: { sqlite: 'DATE', postgres: 'DATE', mysql: 'DATE' } },
-  { name: 'ts', kind: 'timestamp', ddl: { sqlite: 'DATETIME', postgres: 'TIMESTAMP(3)', mysql: 'DATETIME(3)' } },
-  { name: 'tm', kind: 'time', ddl: { postgres: 'TIME(3)', mysql: 'TIME(3)' } },
-  { name: 'tstz', kind: 'instant', ddl: { postgres: 'TIMESTAMPTZ(3)' } },
+  { name: 'ts', kind: 'timestamp', ddl: { sqlite: 'DATETIME', postgres: 'TIMESTAMP(6)', mysql: 'DATETIME(6)' } },
+  { name: 'tm', kind: 'time', ddl: { postgres: 'TIME(6)', mysql: 'TIME(6)' } },
+  { name: 'tstz', kind: 'instant', ddl: { postgres: 'TIMESTAMPTZ(6)' } },
   { name: 'bin', kind: 'binary', ddl: { sqlite: 'BLOB', postgres: 'BYTEA', mysql: 'LONGBLOB' }, literal: hex },
   { name: 'flag', kind: 'bool', ddl: { sqlite: 'BOOLEAN', postgres: 'BOOLEAN', mysql: 'TINYINT(1)' }, literal: bool },
   { name: 'u', kind: 'uuid', ddl: { postgres: 'UUID' } },
@@ -72,12 +72,11 @@ export function norm(kind: Kind, v: unknown): string | null {
       return m ? m[1]! : s;
     }
     case 'timestamp':
-    case 'time': {
-      const m = /^(?:1970-01-01T)?(\d{4}-\d\d-\d\d[T ])?(\d\d:\d\d:\d\d)(\.\d*?)?0*Z?$/.exec(s);
-      return m ? `${(m[1] ?? '').replace('T', ' ')}${m[2]}${m[3] === '.' ? '' : (m[3] ?? '')}` : s;
-    }
+    case 'time':
+      return wallClock(s);
     case 'instant':
-      return new Date(s.replace(' ', 'T').replace(/\+00$/, 'Z')).toISOString();
+      // (the test values are all at +00: an offset of zero is the same instant written in UTC)
+      return wallClock(s.replace(/(\+00|Z)$/, ''));
     case 'binary':
       return s.startsWith('base64:') ? Buffer.from(s.slice(7), 'base64').toString('hex') : s;
     case 'bool':
@@ -87,6 +86,12 @@ export function norm(kind: Kind, v: unknown): string | null {
     default:
       return s;
   }
+}
+
+/** A wall clock or time of day as one text: `2024-05-02 23:59:59.1234`, no trailing zeros in the fraction. */
+function wallClock(s: string): string {
+  const m = /^(?:1970-01-01T)?(\d{4}-\d\d-\d\d[T ])?(\d\d:\d\d:\d\d)(\.\d*?)?0*Z?$/.exec(s);
+  return m ? `${(m[1] ?? '').replace('T', ' ')}${m[2]}${m[3] === '.' ? '' : (m[3] ?? '')}` : s;
 }
 
 export function columnsOf(site: DbKind): Col[] {

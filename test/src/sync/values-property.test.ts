@@ -38,9 +38,9 @@ const timeText = fc
     h: fc.integer({ min: 0, max: 23 }),
     mi: fc.integer({ min: 0, max: 59 }),
     s: fc.integer({ min: 0, max: 59 }),
-    ms: fc.integer({ min: 0, max: 999 }),
+    us: fc.integer({ min: 0, max: 999_999 }),
   })
-  .map(({ h, mi, s, ms }) => `${pad(h)}:${pad(mi)}:${pad(s)}.${pad(ms, 3)}`);
+  .map(({ h, mi, s, us }) => `${pad(h)}:${pad(mi)}:${pad(s)}.${pad(us, 6)}`);
 /** Text any central here can hold: whole code points (no lone surrogate), no NUL (PostgreSQL refuses both). */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const text = (maxLength: number) =>

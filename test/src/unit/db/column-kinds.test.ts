@@ -4,6 +4,7 @@ import {
   dialectFor,
   mysqlWallClock,
   pgDateToWire,
+  pgInstantToWire,
   pgTimestampToWire,
   type DialectName,
 } from '@sitesync/db';
@@ -175,6 +176,24 @@ describe('wall clocks', () => {
     expect(pgTimestampToWire('1969-12-31 23:59:59.999')).toBe(
       new Date(Date.UTC(1969, 11, 31, 23, 59, 59, 999)).toISOString(),
     );
+  });
+
+  it("MariaDB's DATETIME text (all its declared digits) becomes the same wire form, trailing zeros beyond the millisecond dropped", () => {
+    expect(pgTimestampToWire('2024-05-02 10:20:00.123000')).toBe('2024-05-02T10:20:00.123Z');
+    expect(pgTimestampToWire('2024-05-02 10:20:00.000000')).toBe('2024-05-02T10:20:00.000Z');
+    expect(pgTimestampToWire('2024-05-02 10:20:00.123450')).toBe('2024-05-02T10:20:00.12345Z');
+  });
+
+  it('PostgreSQL timestamptz text in any session zone becomes its UTC instant, microseconds kept', () => {
+    expect(pgInstantToWire('1901-12-13 23:59:59.123456+00')).toBe('1901-12-13T23:59:59.123456Z');
+    expect(pgInstantToWire('1901-12-13 19:43:11.123456-04:16:48')).toBe('1901-12-13T23:59:59.123456Z');
+    expect(pgInstantToWire('2024-01-01 05:30:00+05:30')).toBe('2024-01-01T00:00:00.000Z');
+    expect(pgInstantToWire('2023-12-31 21:00:00.5-03')).toBe('2024-01-01T00:00:00.500Z');
+    expect(pgInstantToWire('0044-03-15 08:06:12-03:53:48 BC')).toBe('-000043-03-15T12:00:00.000Z');
+    expect(pgInstantToWire('0099-06-01 00:00:00+00')).toBe('0099-06-01T00:00:00.000Z');
+    expect(pgInstantToWire('infinity')).toBe('infinity');
+    // what a Date gave before, for a millisecond value: its hash does not change
+    expect(pgInstantToWire('2024-05-02 23:59:59.123+02')).toBe(new Date('2024-05-02T23:59:59.123+02:00').toISOString());
   });
 
   it('MariaDB takes a wire wall clock as text, microseconds kept; a value with an offset goes through a Date', () => {
