@@ -411,6 +411,24 @@ class SqliteDialect extends Dialect {
   render(sql: string): string {
     return sql;
   }
+  /** BINARY (the default) is exact; NOCASE folds A-Z only; RTRIM ignores trailing spaces. */
+  override keyComparison(collation: string | null | undefined): KeyComparison {
+    const c = (collation ?? 'BINARY').toUpperCase();
+    if (c === 'BINARY') return EXACT_COMPARISON;
+    if (c === 'NOCASE') return { ...EXACT_COMPARISON, ignoresCase: true, asciiCaseOnly: true };
+    if (c === 'RTRIM') return { ...EXACT_COMPARISON, ignoresTrailingSpaces: true };
+    // an application-defined collation: nothing says what it merges, so assume it may merge case
+    return { ...EXACT_COMPARISON, ignoresCase: true };
+  }
+  /** The primary key's columns with a collation other than BINARY, from the key's own index. */
+  override columnCollations(table: string): Statement {
+    return {
+      sql:
+        `SELECT x.name AS name, x.coll AS coll, 1 AS is_key FROM pragma_index_list(?) AS l, pragma_index_xinfo(l.name) AS x ` +
+        `WHERE l.origin = 'pk' AND x.key = 1 AND x.name IS NOT NULL AND upper(x.coll) <> 'BINARY'`,
+      params: [table],
+    };
+  }
   /** SQLite has no decimal: a REAL keeps 15 digits, so decimals are kept as their text. */
   protected kindType(spec: ColumnSpec): string | undefined {
     return spec.kind === 'decimal' ? 'TEXT' : undefined;
@@ -466,6 +484,36 @@ class PostgresDialect extends Dialect {
   }
   override boolLiteral(v: boolean): string {
     return v ? 'TRUE' : 'FALSE';
+  }
+  /**
+   * Exact by default. A `citext` column ignores case. A nondeterministic (ICU) collation takes
+   * canonically equivalent texts as one, and its strength may drop case (`ks-level2`) or case and
+   * accents (`ks-level1`); `columnCollations` names it with its locale so this can tell.
+   */
+  override keyComparison(collation: string | null | undefined): KeyComparison {
+    if (!collation) return EXACT_COMPARISON;
+    if (collation === 'citext') return { ...EXACT_COMPARISON, ignoresCase: true };
+    const level1 = /ks-level1|colstrength=primary/i.test(collation);
+    const level2 = /ks-level2|colstrength=secondary/i.test(collation);
+    return {
+      ignoresCase: level1 || level2,
+      ignoresAccents: level1,
+      ignoresTrailingSpaces: false,
+      ignoresNormalization: true,
+    };
+  }
+  /** Columns of `table` that compare inexactly: `citext`, or a nondeterministic collation (with its locale). */
+  override columnCollations(table: string): Statement {
+    return {
+      sql:
+        `SELECT a.attname AS name, CASE WHEN t.typname = 'citext' THEN 'citext' ELSE c.collname || ' (nondeterministic, ' || ` +
+        `COALESCE(to_jsonb(c) ->> 'colliculocale', to_jsonb(c) ->> 'colllocale', c.collcollate, '') || ')' END AS coll, ` +
+        `CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey)) ` +
+        `THEN 1 ELSE 0 END AS is_key FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid ` +
+        `LEFT JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 ` +
+        `AND NOT a.attisdropped AND (t.typname = 'citext' OR c.collisdeterministic = false)`,
+      params: [this.quote(table)],
+    };
   }
   override unstorableText(v: string): string | undefined {
     return v.includes('\0') ? 'a NUL character, which PostgreSQL text cannot hold' : super.unstorableText(v);

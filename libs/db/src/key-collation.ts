@@ -1,12 +1,17 @@
 /**
  * How a text column compares keys, beyond exact equality. Both MariaDB's and SQL Server's usual
  * default collations ignore case, and pad trailing spaces: 'abc', 'ABC' and 'abc ' are one key to
- * them, where a site (and PostgreSQL, SQLite) keeps three.
+ * them, where a site keeps three. PostgreSQL and SQLite compare exactly by default, but a legacy
+ * table can say otherwise: a `citext` or nondeterministic column, SQLite's NOCASE or RTRIM.
  */
 export interface KeyComparison {
   ignoresCase: boolean;
+  /** Only A-Z and a-z are one (SQLite's NOCASE): 'É' and 'é' stay two. */
+  asciiCaseOnly?: boolean;
   ignoresAccents: boolean;
   ignoresTrailingSpaces: boolean;
+  /** Canonically equivalent texts are one ('é' precomposed and 'e' + U+0301): ICU nondeterministic collations. */
+  ignoresNormalization?: boolean;
 }
 
 export const EXACT_COMPARISON: KeyComparison = Object.freeze({
@@ -16,15 +21,18 @@ export const EXACT_COMPARISON: KeyComparison = Object.freeze({
 });
 
 export function isExactComparison(c: KeyComparison): boolean {
-  return !c.ignoresCase && !c.ignoresAccents && !c.ignoresTrailingSpaces;
+  return loosenings(c).length === 0;
 }
 
-/** What `c` merges that `than` keeps apart ('case', 'accents', 'trailing spaces'); empty when nothing. */
+/** What `c` merges that `than` keeps apart ('case', 'accents', ...); empty when nothing. */
 export function loosenings(c: KeyComparison, than: KeyComparison = EXACT_COMPARISON): string[] {
   const out: string[] = [];
-  if (c.ignoresCase && !than.ignoresCase) out.push('case');
+  if (c.ignoresCase && (!than.ignoresCase || (than.asciiCaseOnly && !c.asciiCaseOnly))) {
+    out.push(c.asciiCaseOnly ? 'ASCII case' : 'case');
+  }
   if (c.ignoresAccents && !than.ignoresAccents) out.push('accents');
   if (c.ignoresTrailingSpaces && !than.ignoresTrailingSpaces) out.push('trailing spaces');
+  if (c.ignoresNormalization && !than.ignoresNormalization) out.push('Unicode normalization');
   return out;
 }
 
@@ -39,6 +47,7 @@ export function foldKeyValue(v: unknown, c: KeyComparison): unknown {
   let s = v;
   if (c.ignoresTrailingSpaces) s = s.replace(/ +$/, '');
   if (c.ignoresAccents) s = s.normalize('NFD').replace(/\p{M}+/gu, '');
-  if (c.ignoresCase) s = s.toLowerCase();
+  else if (c.ignoresNormalization) s = s.normalize('NFC');
+  if (c.ignoresCase) s = c.asciiCaseOnly ? s.replace(/[A-Z]+/g, (u) => u.toLowerCase()) : s.toLowerCase();
   return s;
 }

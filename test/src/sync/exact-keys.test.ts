@@ -90,21 +90,87 @@ describe.skipIf(!broker).each(kinds)('keys that differ only by case or trailing 
   });
 });
 
-describe.skipIf(!broker || !mysqlUrl())('a legacy MariaDB target table with a case-insensitive key', () => {
+/** A legacy target table whose key column merges keys a site keeps apart, one per dialect's way of doing it. */
+interface LegacyTable {
+  kind: DbKind;
+  /** What the table is, for the test names. */
+  what: string;
+  /** Statements creating it (the site column, `code`, `amount`, `label`; keyed by site and code). */
+  ddl: string[];
+  /** How db check and sites add describe its key column. */
+  described: string;
+  /** The collation the merge's refusal names. */
+  collation: RegExp;
+  /** Two keys of CODES that are one key there. */
+  colliding: RegExp;
+}
+
+const LEGACY_TABLES: LegacyTable[] = [
+  ...(mysqlUrl()
+    ? [
+        {
+          kind: 'mysql' as const,
+          what: "MariaDB's default collation",
+          ddl: [
+            `CREATE TABLE ${HEADERS} (id_efector INT NOT NULL, code VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, ` +
+              `amount BIGINT, label TEXT, PRIMARY KEY (id_efector, code))`,
+          ],
+          described: 'kt_orders.code (collation utf8mb4_general_ci: ignores case, accents, trailing spaces)',
+          collation: /collation utf8mb4_general_ci/,
+          colliding: /keys '(abc|ABC|abc )' and '(abc|ABC|abc )' are one key/,
+        },
+      ]
+    : []),
+  ...(postgresUrl()
+    ? [
+        {
+          kind: 'postgres' as const,
+          what: 'a PostgreSQL citext column',
+          ddl: [
+            `CREATE EXTENSION IF NOT EXISTS citext`,
+            `CREATE TABLE ${HEADERS} (id_efector INT NOT NULL, code citext NOT NULL, amount BIGINT, label TEXT, PRIMARY KEY (id_efector, code))`,
+          ],
+          described: 'kt_orders.code (collation citext: ignores case)',
+          collation: /collation citext/,
+          colliding: /keys '(abc|ABC)' and '(abc|ABC)' are one key/,
+        },
+        {
+          kind: 'postgres' as const,
+          what: 'a PostgreSQL nondeterministic ICU collation',
+          ddl: [
+            `CREATE COLLATION IF NOT EXISTS kt_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+            `CREATE TABLE ${HEADERS} (id_efector INT NOT NULL, code TEXT COLLATE kt_ci NOT NULL, amount BIGINT, label TEXT, PRIMARY KEY (id_efector, code))`,
+          ],
+          described:
+            'kt_orders.code (collation kt_ci (nondeterministic, und-u-ks-level2): ignores case, Unicode normalization)',
+          collation: /collation kt_ci \(nondeterministic, und-u-ks-level2\)/,
+          colliding: /keys '(abc|ABC)' and '(abc|ABC)' are one key/,
+        },
+      ]
+    : []),
+  {
+    kind: 'sqlite',
+    what: 'a SQLite NOCASE column',
+    ddl: [
+      `CREATE TABLE ${HEADERS} (id_efector INT NOT NULL, code TEXT COLLATE NOCASE NOT NULL, amount BIGINT, label TEXT, PRIMARY KEY (id_efector, code))`,
+    ],
+    described: 'kt_orders.code (collation NOCASE: ignores ASCII case)',
+    collation: /collation NOCASE/,
+    colliding: /keys '(abc|ABC)' and '(abc|ABC)' are one key/,
+  },
+];
+
+describe.skipIf(!broker).each(LEGACY_TABLES)('a legacy target table keyed by $what', (legacy) => {
   let world: TestWorld;
   worldPerTest(broker, (w) => (world = w));
 
-  /** The operator's table: key column in the server's default collation (utf8mb4_general_ci). */
+  /** The operator's table, made before sitesync came. */
   async function legacyCentral(): Promise<{ url: string; db: Database }> {
-    const url = world.dbUrl('mysql', 'central');
+    const url = world.dbUrl(legacy.kind, 'central');
     const db = await world.open(url, 'central');
-    await db.query(
-      `CREATE TABLE ${HEADERS} (id_efector INT NOT NULL, code VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, ` +
-        `amount BIGINT, label TEXT, PRIMARY KEY (id_efector, code))`,
-    );
+    for (const sql of legacy.ddl) await db.query(sql);
     return { url, db };
   }
-
   it('is reported by db check and refused by sites add unless the operator accepts it', async () => {
     const { url, db } = await legacyCentral();
     const add = (...more: string[]) =>
@@ -124,23 +190,19 @@ describe.skipIf(!broker || !mysqlUrl())('a legacy MariaDB target table with a ca
 
     const refused = await add();
     expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toContain(
-      'kt_orders.code (collation utf8mb4_general_ci: ignores case, accents, trailing spaces)',
-    );
+    expect(refused.stderr).toContain(legacy.described);
     expect(refused.stderr).toContain('--accept-case-insensitive-keys');
-    expect(await db.query(`SELECT id_efector FROM EstadoSyncGeneral`)).toEqual([]);
+    expect(await db.query(`SELECT id_efector FROM ${db.dialect.quote('EstadoSyncGeneral')}`)).toEqual([]);
 
     // Registered some other way (an older syncctl, by hand): db check reports the table.
     await db.execute(
-      `INSERT INTO EstadoSyncGeneral (id_efector, pipeline, tabla_encabezado, status, header_count, detail_count, deletion_count) VALUES (?, 'kt', ?, 'new', 0, 0, 0)`,
+      `INSERT INTO ${db.dialect.quote('EstadoSyncGeneral')} (id_efector, pipeline, tabla_encabezado, status, header_count, detail_count, deletion_count) VALUES (?, 'kt', ?, 'new', 0, 0, 0)`,
       [SITE, HEADERS],
     );
     const findings = await checkCentralDatabase(db);
     expect(findings.map((f) => f.kind)).toEqual(['inexact-keys']);
-    expect(findings[0]!.keys).toEqual([
-      'kt_orders.code (collation utf8mb4_general_ci: ignores case, accents, trailing spaces)',
-    ]);
-    await db.execute(`DELETE FROM EstadoSyncGeneral`);
+    expect(findings[0]!.keys).toEqual([legacy.described]);
+    await db.execute(`DELETE FROM ${db.dialect.quote('EstadoSyncGeneral')}`);
 
     const accepted = await add('--accept-case-insensitive-keys');
     expect(accepted.code, accepted.stderr).toBe(0);
@@ -182,15 +244,19 @@ describe.skipIf(!broker || !mysqlUrl())('a legacy MariaDB target table with a ca
     );
     const h = (dead.properties.headers ?? {}) as Record<string, unknown>;
     expect(h[HEADER_REASON]).toBe('bad-content');
-    expect(String(h[HEADER_ERROR])).toMatch(
-      /keys '(abc|ABC|abc )' and '(abc|ABC|abc )' are one key under the central column kt_orders\.code \(collation utf8mb4_general_ci\)/,
-    );
+    expect(String(h[HEADER_ERROR])).toMatch(legacy.colliding);
+    expect(String(h[HEADER_ERROR])).toMatch(legacy.collation);
 
     // Nothing was acked: the site still has all three to send.
     const again = await site.runSession();
     expect(again.totals.headers).toBe(3);
     void central;
   });
+});
+
+describe.skipIf(!broker || !mysqlUrl())('a MariaDB ledger from before the exact-key migration', () => {
+  let world: TestWorld;
+  worldPerTest(broker, (w) => (world = w));
 
   it('a ledger still comparing keys case-insensitively refuses the batch instead of crashing or acking it', async () => {
     const url = world.dbUrl('mysql', 'central');

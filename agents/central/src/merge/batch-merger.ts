@@ -12,7 +12,7 @@ import {
   type WireValue,
   type WireValues,
 } from '@sitesync/protocol';
-import { foldKeyValue, type Database, type Dialect, type Queryable } from '@sitesync/db';
+import { foldKeyValue, isExactComparison, type Database, type Dialect, type Queryable } from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
@@ -335,9 +335,9 @@ export class BatchMerger {
     const comparison = this.db.dialect.keyComparison(collation);
     // Encoded keys end in `]`: trailing spaces of a value never reach the end of one.
     const inexact = { ...comparison, ignoresTrailingSpaces: false };
-    return inexact.ignoresCase || inexact.ignoresAccents
-      ? [{ table: LEDGER_TABLE, column: 'header_key', collation, comparison: inexact }]
-      : [];
+    return isExactComparison(inexact)
+      ? []
+      : [{ table: LEDGER_TABLE, column: 'header_key', collation, comparison: inexact }];
   }
 
   /**

@@ -24,8 +24,8 @@ describe('key columns the central creates compare exactly (no server needed)', (
       const d = dialectFor(name);
       expect(d.keyCollation).toBeUndefined();
       expect(d.columnType({ name: 'k', type: 'text', nullable: false }, true)).not.toMatch(/COLLATE/);
-      expect(d.columnCollations('t')).toBeUndefined();
       expect(exactKeyStatements(d)).toEqual([]);
+      expect(isExactComparison(d.keyComparison(d.keyCollation))).toBe(true);
     }
   });
 });
@@ -68,6 +68,43 @@ describe('the migration that makes the ledger key exact (no server needed)', () 
     const my = dialectFor('mysql').columnCollations('lab_orders')!;
     expect(my.sql).toContain("(COLUMN_KEY = 'PRI') AS is_key");
     expect(my.sql).toContain('TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?');
+  });
+});
+
+describe('legacy PostgreSQL and SQLite columns that compare inexactly', () => {
+  const pg = dialectFor('postgres');
+  const lite = dialectFor('sqlite');
+
+  it('PostgreSQL: citext ignores case; a nondeterministic collation ignores normalization, and case or accents by its strength', () => {
+    expect(loosenings(pg.keyComparison('citext'))).toEqual(['case']);
+    expect(loosenings(pg.keyComparison('kt_ci (nondeterministic, und-u-ks-level2)'))).toEqual([
+      'case',
+      'Unicode normalization',
+    ]);
+    expect(loosenings(pg.keyComparison('kt_ai (nondeterministic, und-u-ks-level1)'))).toEqual([
+      'case',
+      'accents',
+      'Unicode normalization',
+    ]);
+    expect(loosenings(pg.keyComparison('kt_nd (nondeterministic, und)'))).toEqual(['Unicode normalization']);
+    expect(pg.columnCollations('Kt_Orders')!.params).toEqual(['"Kt_Orders"']);
+    expect(pg.columnCollations('t')!.sql).toContain('collisdeterministic = false');
+  });
+
+  it('SQLite: NOCASE folds ASCII letters only, RTRIM ignores trailing spaces, BINARY is exact', () => {
+    const nocase = lite.keyComparison('NOCASE');
+    expect(loosenings(nocase)).toEqual(['ASCII case']);
+    expect(foldKeyValue('ABC', nocase)).toBe(foldKeyValue('abc', nocase));
+    expect(foldKeyValue('É', nocase)).not.toBe(foldKeyValue('é', nocase));
+    expect(loosenings(lite.keyComparison('RTRIM'))).toEqual(['trailing spaces']);
+    expect(isExactComparison(lite.keyComparison('BINARY'))).toBe(true);
+    expect(lite.columnCollations('t')!.sql).toContain("l.origin = 'pk'");
+  });
+
+  it('canonically equivalent texts fold to one under a nondeterministic collation', () => {
+    const nd = pg.keyComparison('kt_nd (nondeterministic, und)');
+    expect(foldKeyValue('caf\u00e9', nd)).toBe(foldKeyValue('cafe\u0301', nd));
+    expect(foldKeyValue('cafe', nd)).not.toBe(foldKeyValue('caf\u00e9', nd));
   });
 });
 
