@@ -820,12 +820,13 @@ class MssqlDialect extends Dialect {
   /** nvarchar is UTF-16: it holds any JavaScript string, a lone surrogate included (tedious writes UCS-2). */
   override readonly holdsAnyText = true;
   /**
-   * float (binary64) has no NaN or infinities. A negative zero is refused too: nothing documents
-   * that a float column keeps its sign, and the mssql driver binds -0 as the integer 0.
+   * float (binary64) has no NaN or infinities. A negative zero is refused too, conservatively:
+   * nothing found documents that a float column keeps the sign of zero through the driver (it
+   * was not tried against a server here), and MariaDB's DOUBLE does not.
    */
   override unstorableFloat(v: string): string | undefined {
     return v === '-0'
-      ? 'a negative zero, which SQL Server is not known to keep in a float (the driver binds it as 0)'
+      ? 'a negative zero, which a SQL Server float is not known to keep'
       : `${v}, which a SQL Server float cannot hold`;
   }
   /**
