@@ -1,6 +1,14 @@
-import type { ColumnSpec } from '@sitesync/protocol';
+import type { ColumnKind, ColumnSpec } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from './key-collation';
-import { mysqlWallClock } from './value-forms';
+import {
+  mssqlDateTimeParam,
+  mssqlDateToWire,
+  mssqlDecimalToWire,
+  mssqlInstantToWire,
+  mssqlTimestampToWire,
+  mssqlTimeToWire,
+  mysqlWallClock,
+} from './value-forms';
 
 /** Binary values travel as `base64:<data>` (see toWireValue). */
 const BINARY_PREFIX = 'base64:';
@@ -21,6 +29,22 @@ export interface Statement {
 export interface LedgerUpsert {
   table: string;
   rows: ReadonlyArray<readonly [number, string, string, number, string | null, boolean]>;
+}
+
+/** A column as the database holds it: its kind and its type as the catalogue names it (`money`, `datetime2`). */
+export interface StoredColumn {
+  kind?: ColumnKind | undefined;
+  dbType?: string | undefined;
+}
+
+/**
+ * How one column is read exactly: its select expression (the quoted column, or an expression
+ * aliased to the column's name), and the conversion of the value the driver gives for it into its
+ * wire form (none: `toWireValue` alone).
+ */
+export interface ColumnReader {
+  sql: string;
+  toWire?: (driverValue: string) => string;
 }
 
 /** Keys over some columns, with the columns' SQL types (for dialects that bind a column as one array). */
@@ -53,6 +77,14 @@ export abstract class Dialect {
 
   /** Renders `?` placeholders into this dialect's form; a `?` inside quotes is not one. */
   abstract render(sql: string): string;
+
+  /**
+   * How to read `column` so that its value arrives exactly (see {@link ColumnReader}). Here, and on
+   * every dialect whose driver already reads each kind exactly, the column itself.
+   */
+  columnReader(column: string, _stored?: StoredColumn): ColumnReader {
+    return { sql: this.quote(column) };
+  }
 
   /** SELECT with a row limit. `body` starts after SELECT. */
   selectLimit(body: string, limit: number): string {
@@ -148,8 +180,11 @@ export abstract class Dialect {
     return undefined;
   }
 
-  /** A wire value made bindable for a column of `type`. */
-  bindValue(v: unknown, type: ColumnSpec['type']): unknown {
+  /**
+   * A wire value made bindable for a column of `type`; `kind`: the kind of the column it is bound
+   * for, where the caller knows it (the central's live column), for dialects that bind by it.
+   */
+  bindValue(v: unknown, type: ColumnSpec['type'], _kind?: ColumnKind): unknown {
     if (type === 'number' && (v === 'Infinity' || v === '-Infinity')) return Number(v);
     if (type === 'binary' && typeof v === 'string' && v.startsWith(BINARY_PREFIX)) {
       return Buffer.from(v.slice(BINARY_PREFIX.length), 'base64');
@@ -164,12 +199,12 @@ export abstract class Dialect {
    * `specs` hold them, for comparing keys in SQL: a binary key travels as `base64:` text.
    */
   keyBinder(specs: readonly ColumnSpec[], names: readonly string[]): (key: readonly unknown[]) => unknown[] {
-    const types = names.map((n) => {
+    const keySpecs = names.map((n) => {
       const spec = specs.find((s) => s.name === n);
       if (!spec) throw new Error(`key column ${n} is not among the columns ${specs.map((s) => s.name).join(', ')}`);
-      return spec.type;
+      return spec;
     });
-    return (key) => key.map((v, i) => this.bindValue(v, types[i]!));
+    return (key) => key.map((v, i) => this.bindValue(v, keySpecs[i]!.type, keySpecs[i]!.kind));
   }
 
   /** Multi-row INSERT. */
@@ -832,9 +867,48 @@ class MssqlDialect extends Dialect {
   }
   /** nvarchar is UTF-16: it holds any JavaScript string, a lone surrogate included (tedious writes UCS-2). */
   override readonly holdsAnyText = true;
-  /** float (binary64) has no NaN or infinities. */
+  /**
+   * float (binary64) has no NaN or infinities. A negative zero is refused too, conservatively:
+   * nothing found documents that a float column keeps the sign of zero through the driver (it
+   * was not tried against a server here), and MariaDB's DOUBLE does not.
+   */
   override unstorableFloat(v: string): string | undefined {
-    return v === '-0' ? undefined : `${v}, which a SQL Server float cannot hold`;
+    return v === '-0'
+      ? 'a negative zero, which a SQL Server float is not known to keep'
+      : `${v}, which a SQL Server float cannot hold`;
+  }
+  /**
+   * tedious reads decimals and money as JavaScript numbers (15-17 digits) and every date and time
+   * as a `Date` (milliseconds, and a TIME as 1970-01-01): those columns are read as SQL Server's
+   * own text instead, aliased to their names, and that text is turned into the wire forms the
+   * other dialects send (see value-forms.ts). `money` needs style 2 for its four decimals, so a
+   * decimal kind is read as text only when the catalogue type is known.
+   */
+  override columnReader(column: string, stored?: StoredColumn): ColumnReader {
+    const q = this.quote(column);
+    const type = stored?.dbType?.toLowerCase();
+    const as = (expr: string, toWire: (t: string) => string): ColumnReader => ({ sql: `${expr} AS ${q}`, toWire });
+    switch (type) {
+      case 'decimal':
+      case 'numeric':
+        return as(`CAST(${q} AS VARCHAR(50))`, mssqlDecimalToWire);
+      case 'money':
+      case 'smallmoney':
+        return as(`CONVERT(VARCHAR(30), ${q}, 2)`, mssqlDecimalToWire);
+    }
+    if (type === 'timestamp' || type === 'rowversion') return { sql: q };
+    switch (stored?.kind) {
+      case 'date':
+        return as(`CONVERT(VARCHAR(10), ${q}, 23)`, mssqlDateToWire);
+      case 'time':
+        return as(`CAST(${q} AS VARCHAR(16))`, mssqlTimeToWire);
+      case 'timestamp':
+        return as(`CONVERT(VARCHAR(27), ${q}, 121)`, mssqlTimestampToWire);
+      case 'timestamptz':
+        return as(`CONVERT(VARCHAR(34), ${q}, 121)`, mssqlInstantToWire);
+      default:
+        return { sql: q };
+    }
   }
   override unstorableText(): string | undefined {
     return undefined;
@@ -969,8 +1043,18 @@ class MssqlDialect extends Dialect {
     return `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = ${n} AND object_id = OBJECT_ID(${t})) CREATE INDEX ${this.quote(name)} ON ${this.quote(table)} (${columns.map((c) => this.quote(c)).join(', ')})`;
   }
 
-  override bindValue(v: unknown, type: ColumnSpec['type']): unknown {
-    if (type === 'timestamp' && typeof v === 'string') return new Date(v);
+  /**
+   * A date or time as ISO 8601 text (see `mssqlDateTimeParam`), never a `Date`, which the driver
+   * sends as a DATETIME (1/300 s, milliseconds only); SQL Server converts the text to the column's
+   * type. `kind`: the column's, where known; a text column keeps the wire text as it is. Only a
+   * form that text cannot carry (an offset other than Z) goes through a `Date`.
+   */
+  override bindValue(v: unknown, type: ColumnSpec['type'], kind?: ColumnKind): unknown {
+    if (typeof v === 'string') {
+      if (kind === 'date' || kind === 'timestamp' || kind === 'timestamptz')
+        return mssqlDateTimeParam(v, kind) ?? new Date(v);
+      if (kind === undefined && type === 'timestamp') return mssqlDateTimeParam(v, undefined) ?? new Date(v);
+    }
     return super.bindValue(v, type);
   }
 

@@ -1,19 +1,29 @@
 import { encodeKey, toWireValues, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
 import type { Database } from './database';
+import type { Dialect } from './dialect';
 
 /**
  * Where one pipeline's headers and their details live, and which rows count. `specs` (the
  * columns' wire types, in `columns` order) bind key values as the columns hold them: a binary key
- * travels as `base64:` text and must be compared as bytes.
+ * travels as `base64:` text and must be compared as bytes. `dbTypes` (the catalogue's type names,
+ * in `columns` order), with the specs' kinds, tell the dialect how to read each column exactly
+ * (see `Dialect.columnReader`); without them SQL Server reads decimals through its driver.
  */
 export interface HeaderSource {
-  header: { table: string; key: readonly string[]; columns: readonly string[]; specs: readonly ColumnSpec[] };
+  header: {
+    table: string;
+    key: readonly string[];
+    columns: readonly string[];
+    specs: readonly ColumnSpec[];
+    dbTypes?: readonly string[];
+  };
   /** `joinColumns`: the detail columns that hold the header key, in header-key order. */
   detail: {
     table: string;
     joinColumns: readonly string[];
     columns: readonly string[];
     specs: readonly ColumnSpec[];
+    dbTypes?: readonly string[];
   } | null;
   /** A condition on the header table (the hashing file's `filter`), as SQL text. */
   headerFilter?: string;
@@ -28,6 +38,48 @@ export interface HeaderWithDetails {
   headerKey: string;
   header: WireValues;
   details: WireValues[];
+}
+
+/** How one side's columns are read: the select list, and the rows read turned into wire values. */
+interface RowReader {
+  selectList: string;
+  toWire(rows: unknown[][]): WireValues[];
+}
+
+const readers = new WeakMap<object, { dialect: Dialect; reader: RowReader }>();
+
+/**
+ * The select list of `entity`'s columns (each as the dialect reads it exactly) and the conversion of
+ * the rows read, once per entity. Where no column needs a conversion (every column on SQLite and
+ * PostgreSQL) the list is the quoted columns and each row goes through `toWireValues` alone.
+ */
+function rowReader(
+  d: Dialect,
+  entity: { columns: readonly string[]; specs: readonly ColumnSpec[]; dbTypes?: readonly string[] },
+): RowReader {
+  const known = readers.get(entity);
+  if (known?.dialect === d) return known.reader;
+  const columns = entity.columns.map((c, i) =>
+    d.columnReader(c, { kind: entity.specs.find((s) => s.name === c)?.kind, dbType: entity.dbTypes?.[i] }),
+  );
+  const selectList = columns.map((c) => c.sql).join(', ');
+  const converted = columns.flatMap((c, i) => (c.toWire ? [[i, c.toWire] as const] : []));
+  const reader: RowReader = {
+    selectList,
+    toWire:
+      converted.length === 0
+        ? (rows) => rows.map(toWireValues)
+        : (rows) =>
+            rows.map((r) => {
+              for (const [i, toWire] of converted) {
+                const v = r[i];
+                if (typeof v === 'string') r[i] = toWire(v);
+              }
+              return toWireValues(r);
+            }),
+  };
+  readers.set(entity, { dialect: d, reader });
+  return reader;
 }
 
 /** Where each of `names` sits in `columns` (the key columns are always read). */
@@ -82,13 +134,14 @@ export async function* readHeadersByKeys(
     const where = [pred.sql];
     if (src.headerFilter) where.push(`(${src.headerFilter})`);
     if (src.scope) where.push(src.scope.sql);
+    const reader = rowReader(d, h);
     const rows = await db.queryArrays(
-      `SELECT ${h.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(h.table)} WHERE ${where.join(' AND ')}`,
+      `SELECT ${reader.selectList} FROM ${d.quote(h.table)} WHERE ${where.join(' AND ')}`,
       [...pred.params, ...(src.scope?.params ?? [])],
       h.columns,
     );
     if (rows.length === 0) continue;
-    const page = rows.map(toWireValues);
+    const page = reader.toWire(rows);
     yield await withDetails(
       db,
       src,
@@ -133,12 +186,13 @@ async function readPage(
     where.push(a.sql);
     params.push(...a.params);
   }
+  const reader = rowReader(d, h);
   const body =
-    `${h.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(h.table)}` +
+    `${reader.selectList} FROM ${d.quote(h.table)}` +
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
     ` ORDER BY ${h.key.map((c) => d.quote(c)).join(', ')}`;
   const rows = await db.queryArrays(d.selectLimit(body, pageSize), params, h.columns);
-  return rows.map(toWireValues);
+  return reader.toWire(rows);
 }
 
 /**
@@ -164,16 +218,16 @@ async function readDetails(db: Database, src: HeaderSource, keys: WireValue[][])
   const joinAt = positions(det.joinColumns, det.columns, det.table);
   const bind = d.keyBinder(det.specs, det.joinColumns);
   const chunk = d.chunkSize(det.joinColumns.length, 10 + (src.scope?.params.length ?? 0));
+  const reader = rowReader(d, det);
   for (let i = 0; i < keys.length; i += chunk) {
     const pred = d.keyPredicate([...det.joinColumns], keys.slice(i, i + chunk).map(bind));
     const rows = await db.queryArrays(
-      `SELECT ${det.columns.map((c) => d.quote(c)).join(', ')} FROM ${d.quote(det.table)} WHERE ${pred.sql}` +
+      `SELECT ${reader.selectList} FROM ${d.quote(det.table)} WHERE ${pred.sql}` +
         (src.scope ? ` AND ${src.scope.sql}` : ''),
       [...pred.params, ...(src.scope?.params ?? [])],
       det.columns,
     );
-    for (const r of rows) {
-      const wire = toWireValues(r);
+    for (const wire of reader.toWire(rows)) {
       const k = joinAt.length === 1 ? groupKey1(wire[joinAt[0]!]!) : groupKey(joinAt.map((j) => wire[j]!));
       let list = out.get(k);
       if (!list) out.set(k, (list = []));

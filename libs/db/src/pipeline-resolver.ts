@@ -15,6 +15,8 @@ export interface ResolvedEntity {
   /** Columns sent (and hashed): key, join and attribute columns, in table order. */
   columns: string[];
   specs: ColumnSpec[];
+  /** The columns' types as the catalogue names them (`money`, `datetime2`), in `columns` order: how to read each exactly. */
+  dbTypes: string[];
 }
 
 export interface ResolvedDetail extends ResolvedEntity {
@@ -165,16 +167,27 @@ export async function resolvePipeline(
       if (c.scale !== undefined) spec.scale = c.scale;
       return spec;
     });
+  const dbTypesOf = (info: TableInfo, cols: string[]): string[] =>
+    cols.map((n) => info.columns.find((x) => x.name === n)!.dbType);
   const header: ResolvedEntity = {
     table: base.name,
     key: headerKey,
     columns: headerCols,
     specs: specOf(base, headerCols),
+    dbTypes: dbTypesOf(base, headerCols),
   };
   let detail: ResolvedDetail | null = null;
   if (det && link) {
     const cols = ordered(det, new Set([...detailKey, ...joinColumns, ...detailAttrs]));
-    detail = { table: det.name, key: detailKey, columns: cols, specs: specOf(det, cols), join: link.join, joinColumns };
+    detail = {
+      table: det.name,
+      key: detailKey,
+      columns: cols,
+      specs: specOf(det, cols),
+      dbTypes: dbTypesOf(det, cols),
+      join: link.join,
+      joinColumns,
+    };
   }
   const has = (c: string) => base.columns.some((x) => x.name === c);
   const inTable = {

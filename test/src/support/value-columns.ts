@@ -2,7 +2,7 @@ import type { Database } from '@sitesync/db';
 import type { HashingFileInput } from '@sitesync/protocol';
 import { toWireValues } from '@sitesync/protocol';
 import type { DbKind } from './harness.js';
-import { mysqlUrl, postgresUrl } from './services.js';
+import { mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
 
 /**
  * A site table with one column of every kind of value, on each site dialect, and how to write its
@@ -11,11 +11,15 @@ import { mysqlUrl, postgresUrl } from './services.js';
 
 export const SITE_ID = 101;
 
-/** The dialects a value test can run on here: SQLite always, PostgreSQL and MariaDB when they answer. */
+/**
+ * The dialects a value test can run on here: SQLite always, PostgreSQL and MariaDB when they answer,
+ * SQL Server when SITESYNC_TEST_MSSQL_URL is set or Docker can start one (global-setup says why not).
+ */
 export const VALUE_DB_KINDS: DbKind[] = [
   'sqlite',
   ...(postgresUrl() ? (['postgres'] as const) : []),
   ...(mysqlUrl() ? (['mysql'] as const) : []),
+  ...(mssqlUrl() ? (['mssql'] as const) : []),
 ];
 
 /** How a column's value is compared: each form a driver may give is reduced to one text, exactly. */
@@ -31,29 +35,64 @@ export interface Col {
   literal?: (v: string, d: DbKind) => string;
 }
 
-const hex = (v: string, d: DbKind) => (d === 'postgres' ? `'\\x${v}'::bytea` : `X'${v}'`);
+const hex = (v: string, d: DbKind) => (d === 'postgres' ? `'\\x${v}'::bytea` : d === 'mssql' ? `0x${v}` : `X'${v}'`);
 const bool = (v: string, d: DbKind) => (d === 'postgres' ? v : v === 'true' ? '1' : '0');
 const num = (v: string) => v;
+/** An instant as a literal: SQL Server wants its offset as `+hh:mm`. */
+const instant = (v: string, d: DbKind) => `'${d === 'mssql' ? v.replace(/([+-]\d\d)$/, '$1:00') : v}'`;
 
 export const COLUMNS: Col[] = [
-  { name: 'id', kind: 'int', ddl: { sqlite: 'INTEGER', postgres: 'BIGINT', mysql: 'BIGINT' }, literal: num },
-  { name: 'big', kind: 'int', ddl: { sqlite: 'BIGINT', postgres: 'BIGINT', mysql: 'BIGINT' }, literal: num },
+  {
+    name: 'id',
+    kind: 'int',
+    ddl: { sqlite: 'INTEGER', postgres: 'BIGINT', mysql: 'BIGINT', mssql: 'BIGINT' },
+    literal: num,
+  },
+  {
+    name: 'big',
+    kind: 'int',
+    ddl: { sqlite: 'BIGINT', postgres: 'BIGINT', mysql: 'BIGINT', mssql: 'BIGINT' },
+    literal: num,
+  },
   {
     name: 'dbl',
     kind: 'float',
-    ddl: { sqlite: 'DOUBLE', postgres: 'DOUBLE PRECISION', mysql: 'DOUBLE' },
+    ddl: { sqlite: 'DOUBLE', postgres: 'DOUBLE PRECISION', mysql: 'DOUBLE', mssql: 'FLOAT(53)' },
     literal: num,
   },
-  { name: 'dec', kind: 'decimal', ddl: { postgres: 'NUMERIC(30, 10)', mysql: 'DECIMAL(30, 10)' }, literal: num },
-  { name: 'txt', kind: 'text', ddl: { sqlite: 'TEXT', postgres: 'TEXT', mysql: 'LONGTEXT' } },
-  { name: 'note', kind: 'text', ddl: { sqlite: 'VARCHAR(20)', postgres: 'VARCHAR(20)', mysql: 'VARCHAR(20)' } },
-  { name: 'd', kind: 'date', ddl: { sqlite: 'DATE', postgres: 'DATE', mysql: 'DATE' } },
-  { name: 'ts', kind: 'timestamp', ddl: { sqlite: 'DATETIME', postgres: 'TIMESTAMP(6)', mysql: 'DATETIME(6)' } },
-  { name: 'tm', kind: 'time', ddl: { postgres: 'TIME(6)', mysql: 'TIME(6)' } },
-  { name: 'tstz', kind: 'instant', ddl: { postgres: 'TIMESTAMPTZ(6)' } },
-  { name: 'bin', kind: 'binary', ddl: { sqlite: 'BLOB', postgres: 'BYTEA', mysql: 'LONGBLOB' }, literal: hex },
-  { name: 'flag', kind: 'bool', ddl: { sqlite: 'BOOLEAN', postgres: 'BOOLEAN', mysql: 'TINYINT(1)' }, literal: bool },
-  { name: 'u', kind: 'uuid', ddl: { postgres: 'UUID' } },
+  {
+    name: 'dec',
+    kind: 'decimal',
+    ddl: { postgres: 'NUMERIC(30, 10)', mysql: 'DECIMAL(30, 10)', mssql: 'DECIMAL(30, 10)' },
+    literal: num,
+  },
+  { name: 'txt', kind: 'text', ddl: { sqlite: 'TEXT', postgres: 'TEXT', mysql: 'LONGTEXT', mssql: 'NVARCHAR(MAX)' } },
+  {
+    name: 'note',
+    kind: 'text',
+    ddl: { sqlite: 'VARCHAR(20)', postgres: 'VARCHAR(20)', mysql: 'VARCHAR(20)', mssql: 'NVARCHAR(20)' },
+  },
+  { name: 'd', kind: 'date', ddl: { sqlite: 'DATE', postgres: 'DATE', mysql: 'DATE', mssql: 'DATE' } },
+  {
+    name: 'ts',
+    kind: 'timestamp',
+    ddl: { sqlite: 'DATETIME', postgres: 'TIMESTAMP(6)', mysql: 'DATETIME(6)', mssql: 'DATETIME2(7)' },
+  },
+  { name: 'tm', kind: 'time', ddl: { postgres: 'TIME(6)', mysql: 'TIME(6)', mssql: 'TIME(7)' } },
+  { name: 'tstz', kind: 'instant', ddl: { postgres: 'TIMESTAMPTZ(6)', mssql: 'DATETIMEOFFSET(7)' }, literal: instant },
+  {
+    name: 'bin',
+    kind: 'binary',
+    ddl: { sqlite: 'BLOB', postgres: 'BYTEA', mysql: 'LONGBLOB', mssql: 'VARBINARY(MAX)' },
+    literal: hex,
+  },
+  {
+    name: 'flag',
+    kind: 'bool',
+    ddl: { sqlite: 'BOOLEAN', postgres: 'BOOLEAN', mysql: 'TINYINT(1)', mssql: 'BIT' },
+    literal: bool,
+  },
+  { name: 'u', kind: 'uuid', ddl: { postgres: 'UUID', mssql: 'UNIQUEIDENTIFIER' } },
 ];
 
 /** A value in one text form, whatever form a driver or the wire gave it in (null stays null). */
@@ -128,7 +167,11 @@ export async function insertRow(db: Database, kind: DbKind, row: Record<string, 
   ]);
 }
 
-/** The rows of a table read back as text per column, keyed by id (`scope`: the central's site column). */
+/**
+ * The rows of a table read back as text per column, keyed by id (`scope`: the central's site column).
+ * Each column is read as the agents read it (`Dialect.columnReader`, for the column as the catalogue
+ * describes it): SQL Server's driver would round decimals and cut times to milliseconds.
+ */
 export async function readBack(
   db: Database,
   table: string,
@@ -137,13 +180,21 @@ export async function readBack(
 ): Promise<Map<string, string[]>> {
   const q = (s: string) => db.dialect.quote(s);
   const names = cols.map((c) => c.name);
+  const info = await db.describeTable(table);
+  const readers = names.map((n) => {
+    const c = info?.columns.find((x) => x.name === n);
+    return db.dialect.columnReader(n, { kind: c?.kind, dbType: c?.dbType });
+  });
   const rows = await db.queryArrays(
-    `SELECT ${names.map(q).join(', ')} FROM ${q(table)}${scoped ? ` WHERE ${q('id_efector')} = ?` : ''}`,
+    `SELECT ${readers.map((r) => r.sql).join(', ')} FROM ${q(table)}${scoped ? ` WHERE ${q('id_efector')} = ?` : ''}`,
     scoped ? [SITE_ID] : [],
     names,
   );
   const out = new Map<string, string[]>();
   for (const r of rows) {
+    readers.forEach((reader, i) => {
+      if (reader.toWire && typeof r[i] === 'string') r[i] = reader.toWire(r[i]);
+    });
     const wire = toWireValues(r);
     out.set(
       String(wire[0]),
@@ -166,10 +217,8 @@ export function pipeline(): HashingFileInput {
 
 /** The central's column types, from its catalogue. */
 export async function centralTypes(db: Database, table: string): Promise<Record<string, string>> {
-  const sql =
-    db.dialect.name === 'postgres'
-      ? `SELECT column_name AS c, data_type AS t FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?`
-      : `SELECT column_name AS c, data_type AS t FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`;
+  const schema = { postgres: 'current_schema()', mssql: 'SCHEMA_NAME()' }[db.dialect.name as string] ?? 'DATABASE()';
+  const sql = `SELECT column_name AS c, data_type AS t FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = ?`;
   const rows = await db.query<Record<string, string>>(sql, [table]);
   return Object.fromEntries(rows.map((r) => [r.c ?? r.C ?? r.COLUMN_NAME, (r.t ?? r.T ?? r.DATA_TYPE)!.toLowerCase()]));
 }

@@ -591,7 +591,10 @@ async function writeRows(
   ];
   const chunk = d.writeManyChunk(columns.length);
   for (let i = 0; i < rows.length; i += chunk) {
-    const values = rows.slice(i, i + chunk).map((r) => [site, ...specs.map((s, j) => d.bindValue(r[j], s.type))]);
+    // each value bound for the column as it is (SQL Server: a DATE, DATETIME2 or DATETIMEOFFSET takes its own text)
+    const values = rows
+      .slice(i, i + chunk)
+      .map((r) => [site, ...specs.map((s, j) => d.bindValue(r[j], s.type, liveSpecs[j]?.kind))]);
     await tx.run(d.writeMany(table, columns, sqlTypes, values, upsertKey));
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline } from '@sitesync/db';
+import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline, type TableInfo } from '@sitesync/db';
 import { ConfigError, HeaderHasher, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
 import { findSiteRows } from '../merge/site-registry';
 import { SITE_COLUMN } from '../merge/target-tables';
@@ -141,6 +141,11 @@ export async function verifySite(
   return out;
 }
 
+/** The central's own type of each column, to read it exactly (see `HeaderSource.dbTypes`). */
+function dbTypesOf(info: TableInfo, columns: readonly string[]): string[] {
+  return columns.map((c) => info.columns.find((x) => x.name === c)?.dbType ?? '');
+}
+
 async function centralSide(
   db: Database,
   siteId: number,
@@ -167,6 +172,7 @@ async function centralSide(
         joinColumns: p.detail.joinColumns,
         columns: p.detail.columns,
         specs: p.detail.specs,
+        dbTypes: dbTypesOf(info, p.detail.columns),
       };
     }
   }
@@ -179,7 +185,13 @@ async function centralSide(
   return hashAll(
     db,
     {
-      header: { table: headerTable, key: p.header.key, columns: p.header.columns, specs: p.header.specs },
+      header: {
+        table: headerTable,
+        key: p.header.key,
+        columns: p.header.columns,
+        specs: p.header.specs,
+        dbTypes: dbTypesOf(header, p.header.columns),
+      },
       detail,
       scope: { sql: `${db.dialect.quote(SITE_COLUMN)} = ?`, params: [siteId] },
     },
