@@ -128,6 +128,8 @@ describe('an index the central cannot add (no server needed)', () => {
     const db = {
       dialect: dialectFor('postgres'),
       describeTable: (name: string) => Promise.resolve(tables[name]),
+      // columns already as the site describes them: nothing to widen
+      columnTypes: () => Promise.resolve(new Map()),
       query: (sql: string) => {
         statements.push(sql);
         return Promise.reject(error);
