@@ -88,8 +88,17 @@ export class CentralAgent {
       const statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
       );
-      const targets = new TargetTables(this.db, (table, index, err) =>
-        this.log.warn({ table, index, err: errorInfo(err) }, 'could not add its index to a target table'),
+      const targets = new TargetTables(
+        this.db,
+        (table, index, err) =>
+          this.log.warn({ table, index, err: errorInfo(err) }, 'could not add its index to a target table'),
+        (table, columns, err) =>
+          err === undefined
+            ? this.log.info({ table, columns }, 'widened target table columns to the site types')
+            : this.log.warn(
+                { table, columns, err: errorInfo(err) },
+                'could not widen target table columns to the site types (values they cannot hold are refused)',
+              ),
       );
       this.merger = new BatchMerger(this.db, targets, statistics);
       this.sessions = new SessionTracker(this.db);

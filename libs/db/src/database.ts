@@ -5,6 +5,7 @@ import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '
 import { dialectFor, type Dialect, type Statement } from './dialect';
 import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
 import { columnSpecOf } from './schema-types';
+import { liveColumnType, type ColumnTypeRow, type LiveColumnType } from './column-fit';
 import { pgDateToWire, pgInstantToWire, pgTimestampToWire } from './value-forms';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
 
@@ -445,6 +446,19 @@ export class Database implements Queryable {
         await qr.release();
       }
     });
+  }
+
+  /**
+   * Each column of `table` with its SQL type as the catalogue spells it (TypeORM reports MariaDB's
+   * TEXT and LONGTEXT alike), by name; empty where types enforce nothing (SQLite) or no such table.
+   */
+  async columnTypes(table: string): Promise<Map<string, LiveColumnType>> {
+    const out = new Map<string, LiveColumnType>();
+    const stmt = this.dialect.columnTypes(table);
+    if (!stmt) return out;
+    for (const r of await this.query<ColumnTypeRow>(stmt.sql, stmt.params))
+      out.set(r.name, liveColumnType(r, this.dialect.name));
+    return out;
   }
 
   /**

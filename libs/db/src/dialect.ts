@@ -9,6 +9,7 @@ import {
   mssqlTimeToWire,
   mysqlWallClock,
 } from './value-forms';
+import type { LiveColumnType } from './column-fit';
 
 /** Binary values travel as `base64:<data>` (see toWireValue). */
 const BINARY_PREFIX = 'base64:';
@@ -119,6 +120,20 @@ export abstract class Dialect {
    */
   columnCollations(_table: string): Statement | undefined {
     return undefined;
+  }
+  /**
+   * The type of each column of `table` as the catalogue spells it (rows of `ColumnTypeRow`), or
+   * undefined where types enforce nothing (SQLite). One cheap catalogue query.
+   */
+  columnTypes(_table: string): Statement | undefined {
+    return undefined;
+  }
+  /**
+   * Statements that change existing columns to wider types of the same family, keeping each
+   * one's nullability and collation (and character set); empty when `changes` is.
+   */
+  widenColumns(_table: string, _changes: ReadonlyArray<{ live: LiveColumnType; type: string }>): string[] {
+    return [];
   }
   /**
    * Statements giving an existing text key column (part of the primary key) the key collation;
@@ -598,6 +613,27 @@ class PostgresDialect extends Dialect {
         return isKey ? 'VARCHAR(400)' : 'TEXT';
     }
   }
+  override columnTypes(table: string): Statement {
+    return {
+      sql:
+        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable, ` +
+        `COALESCE(a.attnum = ANY(i.indkey), false) AS is_key, ` +
+        `CASE WHEN a.attcollation <> t.typcollation THEN co.collname END AS coll, a.atthasdef AS dflt ` +
+        `FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_collation co ON co.oid = a.attcollation ` +
+        `LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary ` +
+        `WHERE a.attrelid = to_regclass(quote_ident(?)) AND a.attnum > 0 AND NOT a.attisdropped`,
+      params: [table],
+    };
+  }
+  /** One ALTER TABLE (one rewrite of the table); NOT NULL and defaults stay as they are. */
+  override widenColumns(table: string, changes: ReadonlyArray<{ live: LiveColumnType; type: string }>): string[] {
+    if (!changes.length) return [];
+    const alters = changes.map(
+      (c) =>
+        `ALTER COLUMN ${this.quote(c.live.name)} TYPE ${c.type}${c.live.collation ? ` COLLATE ${this.quote(c.live.collation)}` : ''}`,
+    );
+    return [`ALTER TABLE ${this.quote(table)} ${alters.join(', ')}`];
+  }
   timestampType(): string {
     return 'timestamptz';
   }
@@ -992,6 +1028,25 @@ class MssqlDialect extends Dialect {
         `IF @pk IS NOT NULL EXEC(N'ALTER TABLE ${qt} ADD CONSTRAINT ' + QUOTENAME(@pk) + N' PRIMARY KEY (' + @cols + N')');`,
     ];
   }
+  override columnTypes(table: string): Statement {
+    return {
+      sql:
+        `SELECT c.name, TYPE_NAME(c.system_type_id) AS type, c.max_length AS len, c.precision AS prec, c.scale AS scale, ` +
+        `c.is_nullable AS nullable, CASE WHEN EXISTS (SELECT 1 FROM sys.indexes i JOIN sys.index_columns ic ` +
+        `ON ic.object_id = i.object_id AND ic.index_id = i.index_id WHERE i.object_id = c.object_id AND i.is_primary_key = 1 ` +
+        `AND ic.column_id = c.column_id) THEN 1 ELSE 0 END AS is_key, c.collation_name AS coll, ` +
+        `CASE WHEN c.default_object_id <> 0 THEN 1 ELSE 0 END AS dflt FROM sys.columns c WHERE c.object_id = OBJECT_ID(?)`,
+      params: [table],
+    };
+  }
+  /** One ALTER COLUMN each (SQL Server takes one per statement), restating NULL / NOT NULL and the collation. */
+  override widenColumns(table: string, changes: ReadonlyArray<{ live: LiveColumnType; type: string }>): string[] {
+    return changes.map(
+      (c) =>
+        `ALTER TABLE ${this.quote(table)} ALTER COLUMN ${this.quote(c.live.name)} ${c.type}` +
+        `${c.live.collation && !/\bCOLLATE\b/i.test(c.type) ? ` COLLATE ${c.live.collation}` : ''}${c.live.nullable ? ' NULL' : ' NOT NULL'}`,
+    );
+  }
   timestampType(): string {
     return 'datetime2';
   }
@@ -1171,6 +1226,31 @@ class MysqlDialect extends Dialect {
     return [
       `ALTER TABLE ${this.quote(table)} MODIFY ${this.quote(column)} ${type} CHARACTER SET utf8mb4 COLLATE ${this.keyCollation} NOT NULL`,
     ];
+  }
+  override columnTypes(table: string): Statement {
+    return {
+      sql:
+        `SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, IS_NULLABLE AS nullable, (COLUMN_KEY = 'PRI') AS is_key, ` +
+        `COLLATION_NAME AS coll, CHARACTER_SET_NAME AS charset, COLUMN_DEFAULT AS dflt FROM information_schema.COLUMNS ` +
+        `WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`,
+      params: [table],
+    };
+  }
+  /**
+   * One ALTER TABLE (one copy of the table), restating NULL / NOT NULL and a text column's
+   * character set and collation: MODIFY would otherwise give it the table's defaults.
+   */
+  override widenColumns(table: string, changes: ReadonlyArray<{ live: LiveColumnType; type: string }>): string[] {
+    if (!changes.length) return [];
+    const mods = changes.map((c) => {
+      const text = c.live.charset && c.live.charset !== 'binary' && !/\bCOLLATE\b/i.test(c.type);
+      return (
+        `MODIFY ${this.quote(c.live.name)} ${c.type}` +
+        `${text ? ` CHARACTER SET ${c.live.charset}${c.live.collation ? ` COLLATE ${c.live.collation}` : ''}` : ''}` +
+        `${c.live.nullable ? ' NULL' : ' NOT NULL'}`
+      );
+    });
+    return [`ALTER TABLE ${this.quote(table)} ${mods.join(', ')}`];
   }
   timestampType(): string {
     return 'datetime(3)';

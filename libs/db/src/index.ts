@@ -4,8 +4,15 @@ export * from './url';
 export * from './database';
 export * from './sql-script';
 export * from './schema-types';
+export * from './column-fit';
 export * from './value-forms';
-export { CENTRAL_MIGRATIONS, SITE_MIGRATIONS, exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './migrations';
+export {
+  CENTRAL_MIGRATIONS,
+  SITE_MIGRATIONS,
+  exactKeyStatements,
+  INEXACT_KEYS_ACCEPTED_COLUMN,
+  PIPELINE_SHAPE_COLUMN,
+} from './migrations';
 export * from './pipeline-resolver';
 export * from './interventions';
 export * from './header-reader';

@@ -12,7 +12,17 @@ import {
   type WireValue,
   type WireValues,
 } from '@sitesync/protocol';
-import { foldKeyValue, isExactComparison, type Database, type Dialect, type Queryable } from '@sitesync/db';
+import {
+  describeSite,
+  foldKeyValue,
+  isExactComparison,
+  narrowValue,
+  PIPELINE_SHAPE_COLUMN,
+  type Database,
+  type Dialect,
+  type LiveColumnType,
+  type Queryable,
+} from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
@@ -119,33 +129,63 @@ function unstorable(col: ColumnSpec, v: WireValue, dialect: Dialect): string | u
   }
 }
 
+/** The columns of a batch's target tables that are narrower than the site's (see `TargetTables.narrowColumns`). */
+export interface NarrowTargetColumns {
+  table: string;
+  header: ReadonlyMap<string, LiveColumnType>;
+  detailTable?: string | null;
+  detail?: ReadonlyMap<string, LiveColumnType>;
+}
+
 /**
  * Refuses, naming the column, a batch holding a value the central cannot store as it is (see
- * `unstorable`), in one walk over the columns that can hold one. A deletion's key is checked too:
- * a rounded one would delete another header.
+ * `unstorable`), or one that a narrow target column would change or refuse (`narrow`: a text
+ * longer than it holds, a double with more decimals than a DECIMAL's scale; see `narrowValue`),
+ * in one walk over the columns that can hold one. A deletion's key is checked too: a rounded one
+ * would delete another header.
  */
-export function checkStorableValues(batch: HeaderBatch, dialect: Dialect, messageId: string): void {
+export function checkStorableValues(
+  batch: HeaderBatch,
+  dialect: Dialect,
+  messageId: string,
+  narrow?: NarrowTargetColumns,
+): void {
   const shape = batch.pipeline;
-  const checked = (cols: readonly ColumnSpec[]) =>
-    cols.flatMap((c, i) => (c.type === 'text' || c.type === 'number' || c.type === 'integer' ? [i] : []));
+  const empty = new Map<string, LiveColumnType>();
+  const checked = (cols: readonly ColumnSpec[], live: ReadonlyMap<string, LiveColumnType>) =>
+    cols.flatMap((c, i) =>
+      c.type === 'text' || c.type === 'number' || c.type === 'integer' || live.has(c.name) ? [i] : [],
+    );
   const keyCols = shape.header.key.map((k) => shape.header.columns.find((c) => c.name === k)!);
+  const liveOf = { header: narrow?.header ?? empty, detail: narrow?.detail ?? empty };
   const at = {
-    header: checked(shape.header.columns),
-    detail: checked(shape.detail?.columns ?? []),
-    key: checked(keyCols),
+    header: checked(shape.header.columns, liveOf.header),
+    detail: checked(shape.detail?.columns ?? [], liveOf.detail),
+    key: checked(keyCols, liveOf.header),
   };
   const check = (
     row: readonly WireValue[],
     positions: readonly number[],
     cols: readonly ColumnSpec[],
+    live: ReadonlyMap<string, LiveColumnType>,
+    table: string | null | undefined,
     key: unknown,
   ) => {
     for (const i of positions) {
-      const why = unstorable(cols[i]!, row[i]!, dialect);
+      const col = cols[i]!;
+      const v = row[i]!;
+      let why = unstorable(col, v, dialect);
+      let name = col.name;
+      const narrowCol = why ? undefined : live.get(col.name);
+      const narrowWhy = narrowCol && narrowValue(dialect, narrowCol, v);
+      if (narrowWhy) {
+        why = `${narrowWhy}, where the site's column is ${describeSite(col)} (see syncctl db check: narrow-column)`;
+        name = `${table ?? '?'}.${col.name}`;
+      }
       if (why) {
         throw new MessageRejectedError(
           'bad-content',
-          `column ${cols[i]!.name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why}`,
+          `column ${name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why}`,
           { messageId, siteId: batch.siteId, type: 'batch' },
         );
       }
@@ -153,11 +193,12 @@ export function checkStorableValues(batch: HeaderBatch, dialect: Dialect, messag
   };
   for (const c of batch.changes) {
     if (c.op !== 'upsert') {
-      check(c.key, at.key, keyCols, c.key);
+      check(c.key, at.key, keyCols, liveOf.header, narrow?.table, c.key);
       continue;
     }
-    check(c.header, at.header, shape.header.columns, c.key);
-    if (at.detail.length) for (const d of c.details) check(d, at.detail, shape.detail!.columns, c.key);
+    check(c.header, at.header, shape.header.columns, liveOf.header, narrow?.table, c.key);
+    if (at.detail.length)
+      for (const d of c.details) check(d, at.detail, shape.detail!.columns, liveOf.detail, narrow?.detailTable, c.key);
   }
 }
 
@@ -174,6 +215,8 @@ function positions(names: readonly string[], columns: readonly string[]): number
 export class BatchMerger {
   /** How the ledger's `header_key` compares (exact once migrated; read once). */
   private ledgerKey: Promise<InexactKeyColumn[]> | undefined;
+  /** The shape last recorded per `site|pipeline` (see recordShape). */
+  private readonly recordedShapes = new Map<string, string>();
 
   constructor(
     private readonly db: Database,
@@ -197,8 +240,14 @@ export class BatchMerger {
     let byKey: Map<string, HeaderChange>;
     try {
       byKey = verifyHashes(batch, m.messageId);
-      checkStorableValues(batch, this.db.dialect, m.messageId);
       await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+      checkStorableValues(batch, this.db.dialect, m.messageId, {
+        table: row.tabla_encabezado,
+        header: this.targets.narrowColumns(row.tabla_encabezado),
+        detailTable: row.tabla_detalle,
+        detail: row.tabla_detalle ? this.targets.narrowColumns(row.tabla_detalle) : undefined,
+      });
+      await this.recordShape(batch, row);
       await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
     } catch (err) {
       if (err instanceof MessageRejectedError) err.senderVerified = true;
@@ -327,6 +376,22 @@ export class BatchMerger {
         }
       }
     }
+  }
+
+  /**
+   * Records the pipeline shape a site sends in its `EstadoSyncGeneral` row, once per site, pipeline
+   * and shape in the life of the process: `syncctl db check` compares the target tables with it.
+   */
+  private async recordShape(batch: HeaderBatch, row: { id_efector: number }): Promise<void> {
+    const shape = JSON.stringify(batch.pipeline);
+    const key = `${row.id_efector}|${batch.pipeline.name}`;
+    if (this.recordedShapes.get(key) === shape) return;
+    await this.db.execute(
+      `UPDATE ${this.db.dialect.quote(SITE_TABLE)} SET ${this.db.dialect.quote(PIPELINE_SHAPE_COLUMN)} = ? ` +
+        `WHERE id_efector = ? AND pipeline = ?`,
+      [shape, batch.siteId, batch.pipeline.name],
+    );
+    this.recordedShapes.set(key, shape);
   }
 
   private async ledgerKeyColumn(): Promise<InexactKeyColumn[]> {

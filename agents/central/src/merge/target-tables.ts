@@ -1,5 +1,13 @@
 import { MessageRejectedError, isTransientError, type ColumnSpec, type PipelineShape } from '@sitesync/protocol';
-import { isExactComparison, loosenings, type Database, type KeyComparison, type Queryable } from '@sitesync/db';
+import {
+  columnFit,
+  isExactComparison,
+  loosenings,
+  type Database,
+  type KeyComparison,
+  type LiveColumnType,
+  type Queryable,
+} from '@sitesync/db';
 
 /** The site id column every central target table carries: several sites may share one table. */
 export const SITE_COLUMN = 'id_efector';
@@ -58,11 +66,18 @@ export class TargetTables {
   private readonly collations = new Map<string, ReadonlyMap<string, { collation: string }>>();
   /** Each ensured table's columns as its catalogue describes them (their live types). */
   private readonly liveColumns = new Map<string, ReadonlyMap<string, ColumnSpec>>();
+  /** Each ensured table's columns that are narrower than the site's and stay so (see `narrowColumns`). */
+  private readonly narrow = new Map<string, ReadonlyMap<string, LiveColumnType>>();
 
-  /** `onIndexError`: an index the central could not add to a table (the table is used without it). */
+  /**
+   * `onIndexError`: an index the central could not add to a table (the table is used without it).
+   * `onWidened`: columns widened to the site's type (`name: old -> new`), or, with `err`, that could
+   * not be (the table is used as it is, and values it cannot hold are refused).
+   */
   constructor(
     private readonly db: Database,
     private readonly onIndexError: (table: string, index: string, err: unknown) => void = () => undefined,
+    private readonly onWidened: (table: string, columns: string[], err?: unknown) => void = () => undefined,
   ) {}
 
   ensure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
@@ -82,6 +97,16 @@ export class TargetTables {
     this.primaryKeys.clear();
     this.collations.clear();
     this.liveColumns.clear();
+    this.narrow.clear();
+  }
+
+  /**
+   * The columns of an ensured table narrower than the site's that were not widened (another type
+   * family, a key column, a server's limit, a failed ALTER), with their live types: the merge
+   * checks each value for them (see `narrowValue`). Empty for a table the central created.
+   */
+  narrowColumns(table: string): ReadonlyMap<string, LiveColumnType> {
+    return this.narrow.get(table) ?? new Map();
   }
 
   /**
@@ -156,6 +181,7 @@ export class TargetTables {
     // them (the table and its index are separate statements, and MariaDB has no transactional DDL)
     // heals on the next batch instead of leaving the table without its index for good.
     let info = await this.db.describeTable(table);
+    const existed = !!info;
     if (!info) {
       const defs = [
         { name: SITE_COLUMN, type: 'INT', nullable: false },
@@ -168,6 +194,12 @@ export class TargetTables {
       await this.db.query(d.createTableIfMissing(table, defs, [SITE_COLUMN, ...key]));
       info = await this.db.describeTable(table);
       if (!info) throw new Error(`table ${table} could not be created`);
+    }
+    // A table an earlier release created keeps its narrow columns: widen those that can be without
+    // loss, note the others for the merge's value check.
+    if (existed && (await this.widenColumns(table, columns))) {
+      info = await this.db.describeTable(table);
+      if (!info) throw new Error(`table ${table} vanished while its columns were widened`);
     }
     this.primaryKeys.set(table, info.primaryKey);
     this.collations.set(table, await columnCollations(this.db, table));
@@ -206,5 +238,39 @@ export class TargetTables {
         this.onIndexError(table, index, err);
       }
     }
+  }
+
+  /**
+   * Widens in place each column of `table` narrower than the site's within its type family (see
+   * `columnFit`), in one statement where the dialect allows; records the narrow columns left as
+   * they are. True when a column was altered.
+   */
+  private async widenColumns(table: string, columns: readonly ColumnSpec[]): Promise<boolean> {
+    const d = this.db.dialect;
+    const types = await this.db.columnTypes(table);
+    const narrow = new Map<string, LiveColumnType>();
+    this.narrow.set(table, narrow);
+    const widen: Array<{ live: LiveColumnType; type: string }> = [];
+    for (const c of columns) {
+      const live = types.get(c.name);
+      if (!live) continue;
+      const fit = columnFit(d, live, c);
+      if (fit.fit === 'widen') widen.push({ live, type: fit.type });
+      else if (fit.fit === 'narrow') narrow.set(c.name, live);
+    }
+    if (!widen.length) return false;
+    const described = widen.map((w) => `${w.live.name}: ${w.live.sqlType} -> ${w.type}`);
+    try {
+      for (const sql of d.widenColumns(table, widen)) await this.db.query(sql);
+    } catch (err) {
+      // A view or an index on the column, or a user without ALTER: the table still takes every
+      // value it can hold exactly; the others are refused by name.
+      if (isTransientError(err)) throw err;
+      for (const w of widen) narrow.set(w.live.name, w.live);
+      this.onWidened(table, described, err);
+      return false;
+    }
+    this.onWidened(table, described);
+    return true;
   }
 }

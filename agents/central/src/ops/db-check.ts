@@ -1,6 +1,9 @@
-import { ConfigError, type HashingFile } from '@sitesync/protocol';
+import { ConfigError, PipelineShapeSchema, type ColumnSpec, type HashingFile } from '@sitesync/protocol';
 import {
+  columnFit,
+  describeSite,
   INEXACT_KEYS_ACCEPTED_COLUMN,
+  PIPELINE_SHAPE_COLUMN,
   resolvePipeline,
   splitSqlScript,
   type Database,
@@ -25,6 +28,7 @@ export type FindingKind =
   | 'orphan-details'
   | 'duplicate-keys'
   | 'inexact-keys'
+  | 'narrow-column'
   | 'null-keys'
   | 'foreign-key'
   | 'missing-procedure'
@@ -508,6 +512,8 @@ interface SiteRowRef {
   last_version: unknown;
   /** `sites add --accept-case-insensitive-keys` (null where the column is not there yet). */
   inexact_keys_accepted: unknown;
+  /** The pipeline shape (JSON) the site last sent (null before its first batch since it was recorded). */
+  pipeline_shape: string | null;
 }
 
 async function siteRows(ctx: CheckContext): Promise<SiteRowRef[] | undefined> {
@@ -516,8 +522,11 @@ async function siteRows(ctx: CheckContext): Promise<SiteRowRef[] | undefined> {
   const accepted = hasColumn(info, INEXACT_KEYS_ACCEPTED_COLUMN)
     ? ctx.q(INEXACT_KEYS_ACCEPTED_COLUMN)
     : `NULL AS ${ctx.q(INEXACT_KEYS_ACCEPTED_COLUMN)}`;
+  const shape = hasColumn(info, PIPELINE_SHAPE_COLUMN)
+    ? ctx.q(PIPELINE_SHAPE_COLUMN)
+    : `NULL AS ${ctx.q(PIPELINE_SHAPE_COLUMN)}`;
   return ctx.db.query<SiteRowRef>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, last_version, ${accepted} FROM ${ctx.q(SITE_TABLE)}`,
+    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, last_version, ${accepted}, ${shape} FROM ${ctx.q(SITE_TABLE)}`,
   );
 }
 
@@ -615,6 +624,79 @@ async function checkTargetTables(ctx: CheckContext): Promise<void> {
   }
   for (const pair of pairs.values()) await checkCentralOrphans(ctx, pair);
   await checkKeyCollations(ctx, rows);
+  await checkColumnTypes(ctx, rows);
+}
+
+/**
+ * Target table columns narrower than the site's column (by the shape each site last sent, recorded
+ * in its `EstadoSyncGeneral` row): in another type family (a double in a DECIMAL, a wall clock or a
+ * date in a TIMESTAMPTZ), which the central never changes by itself because reports may read the
+ * column, with what it costs; and in the same family, which the central widens at its next batch
+ * from that site after a start. A site that sent no batch since the shape was recorded is not checked.
+ */
+async function checkColumnTypes(ctx: CheckContext, rows: readonly SiteRowRef[]): Promise<void> {
+  const d = ctx.db.dialect;
+  const found = new Map<string, { problem: string; fix: string; sites: string[] }>();
+  for (const r of rows) {
+    if (!r.pipeline_shape) continue;
+    let parsed;
+    try {
+      parsed = PipelineShapeSchema.safeParse(JSON.parse(r.pipeline_shape));
+    } catch {
+      continue;
+    }
+    if (!parsed.success) continue;
+    const shape = parsed.data;
+    const site = `id_efector=${Number(r.id_efector)}, pipeline=${r.pipeline}`;
+    const tables: Array<[string | null, readonly ColumnSpec[]]> = [
+      [r.tabla_encabezado, shape.header.columns],
+      [r.tabla_detalle, shape.detail?.columns ?? []],
+    ];
+    for (const [table, columns] of tables) {
+      if (!table || !columns.length || !(await ctx.table(table))) continue;
+      const live = await ctx.db.columnTypes(table);
+      for (const c of columns) {
+        const l = live.get(c.name);
+        if (!l) continue;
+        const fit = columnFit(d, l, c);
+        if (fit.fit === 'holds') continue;
+        const where = `${table}.${c.name}`;
+        const key = `${where}|${describeSite(c)}`;
+        const seen = found.get(key);
+        if (seen) {
+          seen.sites.push(site);
+          continue;
+        }
+        const alter = (type: string) => d.widenColumns(table, [{ live: l, type }]).join('; ');
+        found.set(
+          key,
+          fit.fit === 'widen'
+            ? {
+                problem: `${where} is ${l.sqlType}, narrower than the site's ${describeSite(c)}: the central widens it to ${fit.type} when it next merges a batch of this pipeline after a start`,
+                fix: `nothing (or restart the central agent); to do it now: ${alter(fit.type)}`,
+                sites: [site],
+              }
+            : {
+                problem: `${where} is ${l.sqlType} where the site's column is ${describeSite(c)}: ${fit.cost}`,
+                fix: fit.suggested
+                  ? `check the reports and jobs that read ${where}, then change its type: ${alter(fit.suggested)} (see docs/operations.md, "Changing a target column's type")`
+                  : `name a target table whose column holds the site's values, or narrow the site's column`,
+                sites: [site],
+              },
+        );
+      }
+    }
+  }
+  for (const [key, f] of found) {
+    ctx.add({
+      kind: 'narrow-column',
+      where: key.slice(0, key.indexOf('|')),
+      problem: f.problem,
+      count: f.sites.length,
+      keys: f.sites.slice(0, ctx.maxKeys),
+      fix: f.fix,
+    });
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { CentralExactKeys1733400000000 } from './central-exact-keys';
 import { CentralInit1732500000000 } from './central-init';
+import { CentralPipelineShape1733500000000 } from './central-pipeline-shape';
 import { CentralSecrets1733300000000 } from './central-secrets';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
@@ -10,6 +11,8 @@ export const CENTRAL_MIGRATIONS = [
   CentralInterventions1732600000000,
   CentralSecrets1733300000000,
   CentralExactKeys1733400000000,
+  CentralPipelineShape1733500000000,
 ];
 export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000, SiteUnackedIndex1733000000000];
 export { exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './central-exact-keys';
+export { PIPELINE_SHAPE_COLUMN } from './central-pipeline-shape';

@@ -866,6 +866,7 @@ for (const backend of BACKENDS) {
           'CentralInterventions1732600000000',
           'CentralSecrets1733300000000',
           'CentralExactKeys1733400000000',
+          'CentralPipelineShape1733500000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
