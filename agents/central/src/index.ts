@@ -6,6 +6,7 @@ export * from './merge/session-tracker';
 export * from './merge/site-registry';
 export * from './merge/target-tables';
 export * from './merge/table-statistics';
+export * from './merge/ledger-statements';
 export * from './interventions/central-interventions';
 export * from './interventions/outgoing';
 export { formatTable } from '@sitesync/protocol';

@@ -1,6 +1,6 @@
 import { encodeKey, toWireRow, type WireValue } from '@sitesync/protocol';
 import type { Database, Queryable } from './database';
-import type { Dialect } from './dialect';
+import type { Dialect } from './dialects';
 import type { ResolvedPipeline } from './pipeline-resolver';
 
 /**

@@ -1,5 +1,5 @@
 import type { ColumnSpec, WireValue } from '@sitesync/protocol';
-import type { Dialect, DialectName } from './dialect';
+import type { Dialect, DialectName } from './dialects';
 
 /** A column of an existing table as the catalogue spells its type (see `Dialect.columnTypes`). */
 export interface LiveColumnType {

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { types as pgTypes } from 'pg';
 import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
 import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '@sitesync/protocol';
-import { dialectFor, type Dialect, type Statement } from './dialect';
+import { dialectFor, type Dialect, type Statement } from './dialects';
 import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
 import { columnSpecOf } from './schema-types';
 import { liveColumnType, type ColumnTypeRow, type LiveColumnType } from './column-fit';

@@ -1,6 +1,6 @@
 import { encodeKey, toWireValues, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
 import type { Database } from './database';
-import type { Dialect } from './dialect';
+import type { Dialect } from './dialects';
 
 /**
  * Where one pipeline's headers and their details live, and which rows count. `specs` (the

@@ -1,4 +1,4 @@
-export * from './dialect';
+export * from './dialects';
 export * from './key-collation';
 export * from './url';
 export * from './database';

@@ -1,5 +1,5 @@
 import type { Database, Queryable } from './database';
-import type { Dialect, DialectName } from './dialect';
+import type { Dialect, DialectName } from './dialects';
 
 /**
  * The journal of long operations run by `syncctl` (database upgrades, provisioning bundles): one row

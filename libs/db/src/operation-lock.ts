@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { SyncError } from '@sitesync/protocol';
 import type { Database } from './database';
-import type { Dialect } from './dialect';
+import type { Dialect } from './dialects';
 import type { JournalOperation } from './journal';
 
 /**

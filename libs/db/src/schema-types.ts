@@ -1,5 +1,5 @@
 import { COLUMN_TYPE_OF_KIND, type ColumnKind, type ColumnSpec } from '@sitesync/protocol';
-import type { DialectName } from './dialect';
+import type { DialectName } from './dialects';
 
 /** What the catalogue says of a column (TypeORM's `TableColumn`, or its type name alone). */
 export interface CatalogColumn {

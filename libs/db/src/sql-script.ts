@@ -1,4 +1,4 @@
-import type { DialectName } from './dialect';
+import type { DialectName } from './dialects';
 
 /**
  * Splitting SQL scripts (upgrade scripts, bundle entries) into the statements or batches a driver

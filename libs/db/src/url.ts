@@ -1,5 +1,5 @@
 import { ConfigError } from '@sitesync/protocol';
-import type { DialectName } from './dialect';
+import type { DialectName } from './dialects';
 
 export interface ParsedDatabaseUrl {
   dialect: DialectName;

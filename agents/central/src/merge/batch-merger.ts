@@ -26,6 +26,7 @@ import {
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
 import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
+import { ledgerReturnsWinners, upsertLedger } from './ledger-statements';
 
 type DetailShape = NonNullable<PipelineShape['detail']>;
 
@@ -427,7 +428,7 @@ export class BatchMerger {
         if (Boolean(Number(r.deleted)) === (c.op === 'delete')) winners.push(c);
       }
     };
-    const chunk = d.ledgerReturnsWinners ? d.writeManyChunk(7) : d.chunkSize(7, 10, 500);
+    const chunk = ledgerReturnsWinners(d) ? d.writeManyChunk(7) : d.chunkSize(7, 10, 500);
     for (let i = 0; i < keys.length; i += chunk) {
       const rows = keys.slice(i, i + chunk).map((k) => {
         const c = byKey.get(k)!;
@@ -440,11 +441,11 @@ export class BatchMerger {
           c.op === 'delete',
         ] as const;
       });
-      const stmt = d.upsertLedger({ table: LEDGER_TABLE, rows });
-      if (d.ledgerReturnsWinners) take(await tx.query(stmt.sql, stmt.params));
+      const stmt = upsertLedger(d, { table: LEDGER_TABLE, rows });
+      if (ledgerReturnsWinners(d)) take(await tx.query(stmt.sql, stmt.params));
       else await tx.run(stmt);
     }
-    if (d.ledgerReturnsWinners) return winners;
+    if (ledgerReturnsWinners(d)) return winners;
     const sel = d.chunkSize(1, 10, 1000);
     for (let i = 0; i < keys.length; i += sel) {
       const part = keys.slice(i, i + sel);

@@ -1,5 +1,5 @@
 import { TableColumn, type MigrationInterface, type QueryRunner } from 'typeorm';
-import type { Dialect } from '../dialect';
+import type { Dialect } from '../dialects';
 import { dialectOf } from './column-types';
 
 /** The central's own columns that hold a site's keys, with their type (see CentralInit). */

@@ -1,5 +1,5 @@
 import { TableIndex, type QueryRunner, type Table, type TableColumnOptions } from 'typeorm';
-import { dialectFor, type Dialect, type DialectName } from '../dialect';
+import { dialectFor, type Dialect, type DialectName } from '../dialects';
 
 export function dialectOf(qr: QueryRunner): Dialect {
   const t = qr.connection.options.type;

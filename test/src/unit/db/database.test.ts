@@ -1,13 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
-import {
-  Database,
-  dialectFor,
-  readHeaderPages,
-  readHeadersByKeys,
-  type HeaderWithDetails,
-  type LedgerUpsert,
-} from '@sitesync/db';
+import { Database, dialectFor, readHeaderPages, readHeadersByKeys, type HeaderWithDetails } from '@sitesync/db';
+import { ledgerReturnsWinners, upsertLedger, type LedgerUpsert } from '@sitesync/central';
 import type { ColumnSpec } from '@sitesync/protocol';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from '@sitesync/db';
 import { mysqlUrl, postgresUrl, reportSkip } from '../../support/services.js';
@@ -77,7 +71,7 @@ for (const backend of BACKENDS) {
       }
 
       function upsert(rows: LedgerUpsert['rows']): Promise<number> {
-        return db.run(db.dialect.upsertLedger({ table: 'sync_ledger', rows }));
+        return db.run(upsertLedger(db.dialect, { table: 'sync_ledger', rows }));
       }
 
       it('uses the dialect named by its URL', () => {
@@ -194,11 +188,11 @@ for (const backend of BACKENDS) {
         expect(await ledger(3, '[3]')).toMatchObject({ version: 1, row_hash: 'c1' });
       });
 
-      it.runIf(dialectFor(backend).ledgerReturnsWinners)(
+      it.runIf(ledgerReturnsWinners(dialectFor(backend)))(
         'the ledger upsert returns exactly the rows it wrote: the winners',
         async () => {
           const written = async (rows: LedgerUpsert['rows']) => {
-            const stmt = db.dialect.upsertLedger({ table: 'sync_ledger', rows });
+            const stmt = upsertLedger(db.dialect, { table: 'sync_ledger', rows });
             const got = await db.query<{ header_key: string; deleted: unknown }>(stmt.sql, stmt.params);
             return got.map((r) => [r.header_key, Boolean(Number(r.deleted))]).sort();
           };
@@ -366,7 +360,9 @@ for (const backend of BACKENDS) {
             `INSERT INTO ${q('sync_inbox')} (message_id, id_efector, message_type, processed_at) VALUES (?, ?, ?, ?)`,
             ['rollback-1', 9, 'batch', db.dialect.now()],
           );
-          await tx.run(db.dialect.upsertLedger({ table: 'sync_ledger', rows: [[9, 'main', '[1]', 2, 'after', true]] }));
+          await tx.run(
+            upsertLedger(db.dialect, { table: 'sync_ledger', rows: [[9, 'main', '[1]', 2, 'after', true]] }),
+          );
           throw boom;
         });
         await expect(outcome).rejects.toBe(boom);
