@@ -3,9 +3,16 @@ import type { Server } from 'node:http';
 import type { Logger } from './logger';
 import { startHttpServer, type MetricsSource, type RouteHandler } from './http-server';
 
+/**
+ * Where an agent is in its life: `STARTING` until its database and broker are set up, `RUNNING`,
+ * `STOPPING` while it lets its work finish on close, then `STOPPED`; `FAILED` when it could not
+ * start (it is closed again). `/healthz` reports it.
+ */
+export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
 /** What the process wrapper needs of an agent (both agents satisfy it). */
 export interface ServableAgent {
-  readonly state: string;
+  readonly state: AgentState;
   readonly metrics: { registry: MetricsSource };
   readonly database: { ping(): Promise<boolean> } | undefined;
   readonly brokerConnection: { connected: boolean } | undefined;

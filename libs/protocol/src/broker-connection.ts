@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import * as amqp from 'amqplib';
 import type { Channel, ConfirmChannel, ChannelModel, ConsumeMessage } from 'amqplib';
-import { TransientError } from './errors';
+import { TransientError, errorInfo } from './errors';
 import type { EncodedMessage } from './envelope';
 
 /** Minimal logger shape (pino satisfies it). */
@@ -398,11 +398,15 @@ export class BrokerConnection extends EventEmitter {
   }
 }
 
-/** A log-friendly view of an error. */
-export function errorInfo(err: unknown): { message: string; code?: string; name?: string } {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return { message: err.message, name: err.name, ...(code !== undefined ? { code: String(code) } : {}) };
+/**
+ * The broker user a connection URL names (`amqp://user:pass@host`), percent-decoded; `guest` when
+ * it names none, as amqplib then logs in as guest. Undefined when the text is not a URL (the
+ * connection itself reports that).
+ */
+export function brokerUserOf(url: string): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url).username) || 'guest';
+  } catch {
+    return undefined;
   }
-  return { message: String(err) };
 }

@@ -112,3 +112,12 @@ export function isTransientError(err: unknown): boolean {
   }
   return false;
 }
+
+/** A log-friendly view of an error. */
+export function errorInfo(err: unknown): { message: string; code?: string; name?: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { message: err.message, name: err.name, ...(code !== undefined ? { code: String(code) } : {}) };
+  }
+  return { message: String(err) };
+}

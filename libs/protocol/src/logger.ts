@@ -2,7 +2,7 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger };
 
-/** pino JSON lines; pretty when stdout is a terminal (or SITESYNC_PRETTY_LOGS=1). */
+/** pino JSON lines; pretty when `pretty` (by default: when stdout is a terminal). */
 export function createLogger(name: string, level = 'info', pretty = process.stdout.isTTY): Logger {
   return pino({
     name,

@@ -1,5 +1,6 @@
 import { MessageRejectedError, isTransientError } from './errors';
-import { errorInfo, type Log } from './broker-connection';
+import { errorInfo } from './errors';
+import type { Log } from './broker-connection';
 
 export interface RetryOptions {
   /** True once the agent is shutting down: stop retrying, the caller requeues. */
