@@ -15,17 +15,10 @@ import {
   type HeaderWithDetails,
   type ResolvedPipeline,
 } from '@sitesync/db';
-import { ROW_STATE_TABLE } from './row-state';
+import { ROW_STATE_TABLE, readRowState, type RowState } from './row-state';
 
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
 export type DirtyHeader = HeaderChange & { headerKey: string; rows: number };
-
-interface RowState {
-  target: string | null;
-  pendingHash: string | null;
-  pendingBatch: string | null;
-  pendingDelete: boolean;
-}
 
 export interface ScanStats {
   scanned: number;
@@ -61,7 +54,11 @@ export class ChangeScanner {
     const knownBefore = Number(known[0]?.n ?? 0);
     let seenKnown = 0;
     for await (const page of readHeaderPages(this.db, this.source, this.pageSize)) {
-      const state = await this.readState(page.map((h) => h.headerKey));
+      const state = await readRowState(
+        this.db,
+        this.p.name,
+        page.map((h) => h.headerKey),
+      );
       seenKnown += page.filter((h) => state.has(h.headerKey)).length;
       yield* this.dirtyOf(page, state);
     }
@@ -78,10 +75,21 @@ export class ChangeScanner {
     const found = new Set<string>();
     for await (const page of readHeadersByKeys(this.db, this.source, keys)) {
       for (const h of page) found.add(h.headerKey);
-      yield* this.dirtyOf(page, await this.readState(page.map((h) => h.headerKey)));
+      yield* this.dirtyOf(
+        page,
+        await readRowState(
+          this.db,
+          this.p.name,
+          page.map((h) => h.headerKey),
+        ),
+      );
     }
     const gone = keys.map((key) => ({ key, headerKey: encodeKey(key) })).filter((g) => !found.has(g.headerKey));
-    const known = await this.readState(gone.map((g) => g.headerKey));
+    const known = await readRowState(
+      this.db,
+      this.p.name,
+      gone.map((g) => g.headerKey),
+    );
     for (const g of gone) {
       if (!known.has(g.headerKey)) continue;
       this.stats.deleted++;
@@ -119,41 +127,15 @@ export class ChangeScanner {
       const st = state.get(headerKey);
       // Clean only if the central acknowledged this hash AND nothing different is still in flight
       // (an unacknowledged send of another hash or a deletion may already be merged centrally).
-      if (st && st.target === hash && (st.pendingBatch === null || (!st.pendingDelete && st.pendingHash === hash)))
+      if (
+        st &&
+        st.target === hash &&
+        (st.pendingBatchMessageId === null || (!st.pendingDelete && st.pendingHash === hash))
+      )
         continue;
       this.stats.dirty++;
       yield { op: 'upsert', key, hash, header, details: rows, headerKey, rows: 1 + rows.length };
     }
-  }
-
-  private async readState(headerKeys: string[]): Promise<Map<string, RowState>> {
-    const out = new Map<string, RowState>();
-    const d = this.db.dialect;
-    const chunk = d.chunkSize(1);
-    for (let i = 0; i < headerKeys.length; i += chunk) {
-      const stmt = d.selectByKeys(
-        ROW_STATE_TABLE,
-        ['header_key', 'TargetHash', 'pending_hash', 'pending_batch', 'pending_delete'],
-        ['pipeline', this.p.name],
-        { column: 'header_key', sqlType: d.textType(400), values: headerKeys.slice(i, i + chunk) },
-      );
-      const rows = await this.db.query<{
-        header_key: string;
-        TargetHash: string | null;
-        pending_hash: string | null;
-        pending_batch: string | null;
-        pending_delete: unknown;
-      }>(stmt.sql, stmt.params);
-      for (const r of rows) {
-        out.set(r.header_key, {
-          target: r.TargetHash,
-          pendingHash: r.pending_hash,
-          pendingBatch: r.pending_batch,
-          pendingDelete: Boolean(Number(r.pending_delete)),
-        });
-      }
-    }
-    return out;
   }
 
   /** Headers the side table knows that are no longer in the source (or no longer match the filter). */

@@ -4,40 +4,28 @@ import {
   MessageRejectedError,
   Topology,
   decodeMessage,
-  encodeMessage,
   errorInfo,
   isTransientError,
   runWithRetry,
   tlsSocketOptions,
   type DecodedMessage,
   type Delivery,
-  type MessageBody,
   type Logger,
-  type SessionAck,
 } from '@sitesync/protocol';
-import {
-  Database,
-  changeTrackingInstalled,
-  installChangeTracking,
-  uninstallChangeTracking,
-  resolvePipeline,
-  type ResolvedPipeline,
-} from '@sitesync/db';
+import { Database, changeTrackingInstalled, installChangeTracking, uninstallChangeTracking } from '@sitesync/db';
 import type { PeripheralConfig } from './config';
-import { applyBatchAck } from './row-state';
 import { RunLog } from './run-log';
-import { APP_ID, SyncSession, type SessionResult } from './sync-session';
+import { SyncSession, type SessionResult } from './sync-session';
 import { PeripheralMetrics } from './metrics';
-import { AckTracker } from './ack-tracker';
+import { PipelineCache } from './pipeline-cache';
+import { SessionAcks } from './session-acks';
+import { encodeSiteMessage } from './site-message';
 import { SiteInterventions } from './interventions/site-interventions';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 /** Sessions re-send the procedure catalogue and unanswered transfers at most this often (every (re)connect does too). */
 export const RESUME_INTERVAL_MS = 60_000;
-
-/** A session re-reads the pipelines' table definitions at most this often (and after a failed session). */
-export const PIPELINE_RECHECK_MS = 5 * 60_000;
 
 /**
  * The site agent: owns the site database, the broker connection and the site queue consumer
@@ -53,13 +41,11 @@ export class PeripheralAgent {
   private cron: Cron | undefined;
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<SessionResult> | undefined;
-  private readonly acks = new AckTracker();
+  /** Resolved at start; sessions re-resolve (staging tables may be recreated). */
+  private pipelines: PipelineCache | undefined;
+  private acks: SessionAcks | undefined;
   private siteInterventions: SiteInterventions | undefined;
   private transferTimer: NodeJS.Timeout | undefined;
-  /** Pipelines as resolved at start (sessions re-resolve: staging tables may be recreated). */
-  private readonly pipelines = new Map<string, ResolvedPipeline>();
-  private pipelinesResolvedAt = 0;
-  private lastSessionStatus = 'ok';
   private interventionsResumedAt = 0;
   private closing: Promise<void> | undefined;
 
@@ -88,7 +74,9 @@ export class PeripheralAgent {
   async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'site' });
-      for (const resolved of await this.resolvedPipelines(true)) {
+      this.pipelines = new PipelineCache(this.db, this.config.pipelines);
+      this.acks = new SessionAcks(this.db, this.pipelines, this.metrics);
+      for (const resolved of await this.pipelines.resolve(true)) {
         // (Re)creates the triggers at every start: a DBA may have dropped them; the next session
         // then runs a full scan if they are new.
         if (resolved.config.changeTracking === 'triggers') await installChangeTracking(this.db, resolved);
@@ -103,11 +91,7 @@ export class PeripheralAgent {
       this.siteInterventions = new SiteInterventions(this.db, this.config.siteId, (type, body) =>
         this.broker!.publish(
           this.topology.up,
-          encodeMessage(type, body, {
-            siteId: this.config.siteId,
-            appId: APP_ID,
-            ...(this.userId ? { userId: this.userId } : {}),
-          }),
+          encodeSiteMessage(type, body, { siteId: this.config.siteId, userId: this.userId }),
         ),
       );
       this.broker = new BrokerConnection({
@@ -161,7 +145,7 @@ export class PeripheralAgent {
     return this.siteInterventions;
   }
 
-  /** Acks and session results from the central. */
+  /** Acks, procedures and interventions from the central. */
   private async onSiteMessage(d: Delivery): Promise<void> {
     const queue = this.topology.siteQueue(this.config.siteId);
     let m: DecodedMessage | undefined;
@@ -199,26 +183,13 @@ export class PeripheralAgent {
     }
   }
 
+  /** Hands each message to the module that owns it: acks to the session's ack path, the rest to SiteInterventions. */
   private async applyCentralMessage(m: DecodedMessage): Promise<void> {
     switch (m.type) {
-      case 'batch.ack': {
-        const body = m.body as MessageBody<'batch.ack'>;
-        // Counted in the ack's own transaction; a redelivered ack finds nothing pending any more,
-        // so it is counted once.
-        await applyBatchAck(this.db!, body.batchMessageId, this.pipelines.get(body.pipeline), async (tx, changed) => {
-          if (changed > 0) await this.runLog!.addAcked(body.sessionId, body.headers + body.deletions, tx);
-        });
-        this.acks.batchAckApplied(body.sessionId, body.batchMessageId);
-        if (m.timestamp) this.metrics.ackLatency.observe(Math.max(0, Date.now() / 1000 - m.timestamp));
-        return;
-      }
-      case 'session.ack': {
-        const ack = m.body as SessionAck;
-        if (!this.acks.sessionAck(ack)) {
-          await this.runLog!.confirmLate(ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
-        }
-        return;
-      }
+      case 'batch.ack':
+        return this.acks!.onBatchAck(m as DecodedMessage<'batch.ack'>);
+      case 'session.ack':
+        return this.acks!.onSessionAck(m as DecodedMessage<'session.ack'>);
       case 'procedure.published':
         return this.siteInterventions!.onProcedurePublished(m as DecodedMessage<'procedure.published'>);
       case 'intervention.accepted':
@@ -232,25 +203,11 @@ export class PeripheralAgent {
     }
   }
 
-  /**
-   * The pipelines as resolved against the live schema, re-resolved when the last resolution is
-   * older than PIPELINE_RECHECK_MS or the last session did not end ok (a changed table then gives
-   * its clear configuration error instead of a failing query).
-   */
-  private async resolvedPipelines(force = false): Promise<ResolvedPipeline[]> {
-    if (force || Date.now() - this.pipelinesResolvedAt > PIPELINE_RECHECK_MS || this.lastSessionStatus !== 'ok') {
-      for (const [i, p] of this.config.pipelines.entries()) {
-        const resolved = await resolvePipeline(this.db!, p, `pipelines.${i}`);
-        this.pipelines.set(resolved.name, resolved);
-      }
-      this.pipelinesResolvedAt = Date.now();
-    }
-    return this.config.pipelines.map((p) => this.pipelines.get(p.name)!);
-  }
-
   /** Runs one session now. Concurrent calls share the running session. */
   runSession(): Promise<SessionResult> {
-    if (!this.db || !this.broker || !this.runLog) return Promise.reject(new Error('agent not started'));
+    if (!this.db || !this.broker || !this.runLog || !this.pipelines || !this.acks) {
+      return Promise.reject(new Error('agent not started'));
+    }
     if (!this.current && this.broker.connected && Date.now() - this.interventionsResumedAt >= RESUME_INTERVAL_MS) {
       // Each cycle also reports the procedure catalogue (the central re-sends what the site lacks)
       // and re-sends unanswered transfers (the central answers a repeat the same way); at most once
@@ -266,15 +223,10 @@ export class PeripheralAgent {
       runLog: this.runLog,
       userId: this.userId,
       acks: this.acks,
-      resolvePipelines: () => this.resolvedPipelines(),
-      onBatchSent: (pipeline, headers, rows, bytes) => this.metrics.batchSent(pipeline, headers, rows, bytes),
+      pipelines: this.pipelines,
+      metrics: this.metrics,
     })
       .run()
-      .then((r) => {
-        this.lastSessionStatus = r.status;
-        this.metrics.sessionFinished(r);
-        return r;
-      })
       .finally(() => {
         this.current = undefined;
       });
@@ -314,7 +266,7 @@ export class PeripheralAgent {
       if (this.timer) clearTimeout(this.timer);
       if (this.transferTimer) clearInterval(this.transferTimer);
       // A session waiting for acks ends now as unconfirmed; its acks are applied by the next start.
-      this.acks.abortAll();
+      this.acks?.abortAll();
       try {
         await this.current;
       } catch {

@@ -15,6 +15,16 @@ const STATE_COLUMNS = [
   'updated_at',
 ] as const;
 
+/** What the side table says of one header: the hash acknowledged, and the send not acknowledged yet. */
+export interface RowState {
+  /** TargetHash: the hash the central acknowledged. */
+  target: string | null;
+  pendingHash: string | null;
+  /** The message id of the batch carrying this header and not acknowledged yet (column `pending_batch`). */
+  pendingBatchMessageId: string | null;
+  pendingDelete: boolean;
+}
+
 export interface PendingRow {
   headerKey: string;
   /** The hash sent; null for a deletion. */
@@ -28,7 +38,7 @@ export interface PendingRow {
 export async function markPending(
   tx: Queryable,
   pipeline: string,
-  batchId: string,
+  batchMessageId: string,
   rows: readonly PendingRow[],
 ): Promise<void> {
   const d = tx.dialect;
@@ -39,47 +49,10 @@ export async function markPending(
   for (let i = 0; i < rows.length; i += chunk) {
     const values = rows
       .slice(i, i + chunk)
-      .map((r) => [pipeline, r.headerKey, r.hash, d.bool(false), r.hash, batchId, d.bool(r.hash === null), now]);
+      .map((r) => [pipeline, r.headerKey, r.hash, d.bool(false), r.hash, batchMessageId, d.bool(r.hash === null), now]);
     // Every column but the key is rewritten (updated_at changes anyway): no "only if changed" test.
     await tx.run(d.writeMany(ROW_STATE_TABLE, STATE_COLUMNS, types, values, ['pipeline', 'header_key'], false));
   }
-}
-
-/**
- * Applies the central's `batch.ack`: TargetHash := the hash that batch sent. Rows re-sent by a later
- * batch meanwhile carry that batch's id and are left for its own ack. Acked deletions disappear.
- * `andThen` runs in the same transaction with the number of rows the ack changed (0 for an ack
- * applied before).
- */
-export async function applyBatchAck(
-  db: Database,
-  batchId: string,
-  pipeline: ResolvedPipeline | undefined,
-  andThen?: (tx: Queryable, changed: number) => Promise<void>,
-): Promise<number> {
-  return db.transaction(async (tx) => {
-    const d = tx.dialect;
-    const q = (c: string) => d.quote(c);
-    if (pipeline && (pipeline.inTable.target || pipeline.inTable.sync)) {
-      const acked = await tx.query<{ header_key: string; pending_hash: string }>(
-        `SELECT header_key, pending_hash FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`,
-        [batchId, d.bool(false)],
-      );
-      await writeInTableTargetHash(tx, pipeline, acked);
-    }
-    const updated = await tx.execute(
-      `UPDATE ${q(ROW_STATE_TABLE)} SET ${q('TargetHash')} = pending_hash, ` +
-        `${q('IsSync')} = CASE WHEN pending_hash = ${q('SourceHash')} THEN ${d.boolLiteral(true)} ELSE ${d.boolLiteral(false)} END, ` +
-        `pending_hash = NULL, pending_batch = NULL, updated_at = ? WHERE pending_batch = ? AND pending_delete = ?`,
-      [d.now(), batchId, d.bool(false)],
-    );
-    const deleted = await tx.execute(
-      `DELETE FROM ${q(ROW_STATE_TABLE)} WHERE pending_batch = ? AND pending_delete = ?`,
-      [batchId, tx.dialect.bool(true)],
-    );
-    await andThen?.(tx, updated + deleted);
-    return updated + deleted;
-  });
 }
 
 /**
@@ -106,38 +79,37 @@ export async function writeInTableSourceHash(
   }
 }
 
-/** After an ack: TargetHash := the hash sent, IsSync := (SourceHash = TargetHash), in the base table. */
-async function writeInTableTargetHash(
-  tx: Queryable,
-  p: ResolvedPipeline,
-  acked: ReadonlyArray<{ header_key: string; pending_hash: string }>,
-): Promise<void> {
-  const { source, target, sync } = p.inTable;
-  if (!target && !sync) return;
-  const d = tx.dialect;
-  const q = (c: string) => d.quote(c);
-  const where = p.header.key.map((k) => `${q(k)} = ?`).join(' AND ');
-  for (const r of acked) {
-    const sets: string[] = [];
-    const params: unknown[] = [];
-    if (target) {
-      sets.push(`${q(target)} = ?`);
-      params.push(r.pending_hash);
+/** The row state of `headerKeys` of one pipeline; keys the side table does not know are absent. */
+export async function readRowState(
+  db: Database,
+  pipeline: string,
+  headerKeys: readonly string[],
+): Promise<Map<string, RowState>> {
+  const out = new Map<string, RowState>();
+  const d = db.dialect;
+  const chunk = d.chunkSize(1);
+  for (let i = 0; i < headerKeys.length; i += chunk) {
+    const stmt = d.selectByKeys(
+      ROW_STATE_TABLE,
+      ['header_key', 'TargetHash', 'pending_hash', 'pending_batch', 'pending_delete'],
+      ['pipeline', pipeline],
+      { column: 'header_key', sqlType: d.textType(400), values: headerKeys.slice(i, i + chunk) },
+    );
+    const rows = await db.query<{
+      header_key: string;
+      TargetHash: string | null;
+      pending_hash: string | null;
+      pending_batch: string | null;
+      pending_delete: unknown;
+    }>(stmt.sql, stmt.params);
+    for (const r of rows) {
+      out.set(r.header_key, {
+        target: r.TargetHash,
+        pendingHash: r.pending_hash,
+        pendingBatchMessageId: r.pending_batch,
+        pendingDelete: Boolean(Number(r.pending_delete)),
+      });
     }
-    if (sync) {
-      if (source) {
-        sets.push(
-          `${q(sync)} = CASE WHEN ${q(source)} = ? THEN ${d.boolLiteral(true)} ELSE ${d.boolLiteral(false)} END`,
-        );
-        params.push(r.pending_hash);
-      } else {
-        sets.push(`${q(sync)} = ?`);
-        params.push(d.bool(true));
-      }
-    }
-    await tx.execute(`UPDATE ${q(p.header.table)} SET ${sets.join(', ')} WHERE ${where}`, [
-      ...params,
-      ...decodeKey(r.header_key),
-    ]);
   }
+  return out;
 }

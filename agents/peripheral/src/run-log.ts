@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TransientError } from '@sitesync/protocol';
-import type { Database, Queryable } from '@sitesync/db';
+import type { Database } from '@sitesync/db';
 
 export const RUN_LOG_TABLE = 'LAB_SyncStatus';
 const LOCK_NAME = 'session';
@@ -16,7 +16,10 @@ export interface SessionCounts {
   acked: number;
 }
 
-/** The site's run log (`LAB_SyncStatus`), session lock and version counter. */
+/**
+ * The site's run log (`LAB_SyncStatus`), session lock and version counter. What the acks write into
+ * the run log (`headers_acked`, a late outcome) is written by session-acks.ts, in the ack's transaction.
+ */
 export class RunLog {
   readonly owner = randomUUID();
 
@@ -108,14 +111,6 @@ export class RunLog {
     );
   }
 
-  /** Counts acknowledged headers; `tx` puts it in the transaction that applied the ack. */
-  async addAcked(sessionId: string, headers: number, tx: Queryable = this.db): Promise<void> {
-    await tx.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET headers_acked = headers_acked + ? WHERE session_id = ?`, [
-      headers,
-      sessionId,
-    ]);
-  }
-
   async finish(
     sessionId: string,
     status: SessionStatus,
@@ -130,19 +125,6 @@ export class RunLog {
         `details_sent = ?, deletions_sent = ?, error = ? WHERE session_id = ?`,
       [d.now(), status, c.batches, c.headers, c.details, c.deletions, error ? error.slice(0, 2000) : null, sessionId],
     );
-  }
-
-  /**
-   * A `session.ack` for a session not waiting in this process (it timed out, or it is a `--once`
-   * run beside this agent, which holds the site queue): record the outcome.
-   */
-  async confirmLate(sessionId: string, status: 'ok' | 'incomplete'): Promise<void> {
-    await this.db.execute(`UPDATE ${this.q(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status IN (?, ?)`, [
-      status,
-      sessionId,
-      'unconfirmed',
-      'running',
-    ]);
   }
 }
 

@@ -1,11 +1,28 @@
+/**
+ * A batch at the site, from the row to the central's ack, in four files:
+ *
+ * 1. change-scanner.ts: reads a pipeline's headers a page at a time, hashes each with its details and
+ *    compares with the row state (row-state.ts): changed, new and deleted headers come out dirty.
+ * 2. this file: packs dirty headers into bounded batches; for each, marks its rows pending under the
+ *    batch's message id (`markPending`, row-state.ts), then publishes it with a confirm. At the end it
+ *    publishes `session.completed` and waits for the acks.
+ * 3. session-acks.ts: the agent hands it every `batch.ack` and `session.ack` from the site queue. A
+ *    batch ack sets TargetHash := the hash sent and counts the headers in the run log (run-log.ts),
+ *    in one transaction; the session ack, once every batch it counts is applied, resolves the
+ *    waiting session.
+ * 4. the session then runs the `after` hook and writes its outcome into the run log.
+ *
+ * The batch's message id is the envelope's `message_id`, the `batchMessageId` of its ack and the
+ * `pending_batch` column of the row state; the code calls it `batchMessageId` throughout.
+ */
 import { randomUUID } from 'node:crypto';
 import {
   encodeKey,
-  encodeMessage,
   errorInfo,
   type BrokerConnection,
   type HeaderChange,
   type Logger,
+  type MessageBody,
   type SessionAck,
   type SessionTotals,
   type Topology,
@@ -21,10 +38,11 @@ import {
 import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending, writeInTableSourceHash } from './row-state';
 import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
+import { encodeSiteMessage } from './site-message';
 import type { PeripheralConfig } from './config';
-import type { AckTracker } from './ack-tracker';
+import type { SessionAcks } from './session-acks';
+import type { PipelineCache } from './pipeline-cache';
 
-export const APP_ID = 'sitesync-peripheral';
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
 
@@ -40,6 +58,12 @@ export interface SessionResult {
   durationMs: number;
 }
 
+/** What a session reports (PeripheralMetrics does it). */
+export interface SessionMetrics {
+  batchSent(pipeline: string, headers: number, rows: number, bytes: number): void;
+  sessionFinished(r: SessionResult): void;
+}
+
 export interface SessionDeps {
   config: PeripheralConfig;
   db: Database;
@@ -48,12 +72,11 @@ export interface SessionDeps {
   log: Logger;
   runLog: RunLog;
   userId: string | undefined;
-  /** Follows this session's acknowledgements. */
-  acks: AckTracker;
-  /** The pipelines resolved against the live schema (the agent caches them: catalog queries cost tens of ms per table). */
-  resolvePipelines(): Promise<ResolvedPipeline[]>;
-  /** Observes sent batches (metrics). */
-  onBatchSent?(pipeline: string, headers: number, rows: number, bytes: number): void;
+  /** Applies the central's acks and resolves this session's wait for them. */
+  acks: SessionAcks;
+  /** The pipelines resolved against the live schema; told how the session ended. */
+  pipelines: PipelineCache;
+  metrics?: SessionMetrics;
 }
 
 /** One sync cycle of a site: DESIGN 3.1 steps 1-6. */
@@ -72,6 +95,13 @@ export class SyncSession {
   constructor(private readonly deps: SessionDeps) {}
 
   async run(): Promise<SessionResult> {
+    const result = await this.runLocked();
+    this.deps.pipelines.sessionFinished(result.status);
+    this.deps.metrics?.sessionFinished(result);
+    return result;
+  }
+
+  private async runLocked(): Promise<SessionResult> {
     const { config, runLog, log } = this.deps;
     const started = Date.now();
     const ttlMs = config.lockTtlSeconds * 1000;
@@ -106,7 +136,7 @@ export class SyncSession {
         await this.deps.broker.connect();
         await this.hook('before');
         await this.hook('legacy');
-        const pipelines = await this.deps.resolvePipelines();
+        const pipelines = await this.deps.pipelines.resolve();
         await this.publish('session.started', {
           sessionId: this.sessionId,
           siteId: config.siteId,
@@ -165,23 +195,22 @@ export class SyncSession {
 
   private publish<T extends 'session.started' | 'session.completed' | 'batch'>(
     type: T,
-    body: Parameters<typeof encodeMessage<T>>[1],
-    messageId?: string,
+    body: MessageBody<T>,
+    batchMessageId?: string,
   ): Promise<void> {
-    const m = encodeMessage(type, body, {
-      siteId: this.deps.config.siteId,
-      appId: APP_ID,
-      ...(this.deps.userId ? { userId: this.deps.userId } : {}),
-      ...(messageId ? { messageId } : {}),
-      validate: type !== 'batch',
-    });
+    const m = encodeSiteMessage(
+      type,
+      body,
+      { siteId: this.deps.config.siteId, userId: this.deps.userId },
+      { ...(batchMessageId ? { messageId: batchMessageId } : {}), validate: type !== 'batch' },
+    );
     // Counted now, so that nothing keeps the batch's rows alive while the publish waits for its
     // confirm: only the encoded buffer stays in flight (the rows would be promoted to the old
     // generation and make the heap grow with the size of the site).
     // (No closure may name `body`: V8 would keep it in the context the `then` callback shares.)
     const sent = type === 'batch' ? batchSummary(body as HeaderBatchBody, m.content.length) : undefined;
     return this.deps.broker.publish(this.deps.topology.up, m).then(() => {
-      if (sent) this.deps.onBatchSent?.(sent.pipeline, sent.headers, sent.rows, sent.bytes);
+      if (sent) this.deps.metrics?.batchSent(sent.pipeline, sent.headers, sent.rows, sent.bytes);
     });
   }
 
@@ -226,11 +255,11 @@ export class SyncSession {
       changes = [];
       rows = 0;
       bytes = 0;
-      const messageId = randomUUID();
+      const batchMessageId = randomUUID();
       this.assertLockHeld();
       const pending = batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null }));
       await this.deps.db.transaction(async (tx) => {
-        await markPending(tx, p.name, messageId, pending);
+        await markPending(tx, p.name, batchMessageId, pending);
         await writeInTableSourceHash(tx, p, pending);
       });
       const body = {
@@ -248,7 +277,7 @@ export class SyncSession {
         } else this.totals.deletions++;
       }
       this.totals.batches++;
-      const sent = this.publish('batch', body, messageId).catch((err: unknown) => {
+      const sent = this.publish('batch', body, batchMessageId).catch((err: unknown) => {
         failure ??= err;
       });
       inFlight.add(sent);
