@@ -104,8 +104,11 @@ export function norm(kind: Kind, v: unknown): string | null {
       return s;
     case 'float':
       return typeof v === 'number' ? String(v) : s;
-    case 'decimal':
-      return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+    case 'decimal': {
+      const t = s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+      // a decimal zero has no sign: every database stores -0.000 as 0
+      return t === '-0' ? '0' : t;
+    }
     case 'date': {
       const m = /^(\d{4}-\d\d-\d\d)(?:T00:00:00(?:\.0+)?Z)?$/.exec(s);
       return m ? m[1]! : s;
