@@ -1,6 +1,8 @@
 import { Cron } from 'croner';
 import {
   BrokerConnection,
+  brokerUserOf,
+  type AgentState,
   MessageRejectedError,
   Topology,
   decodeMessage,
@@ -21,8 +23,6 @@ import { PipelineCache } from './pipeline-cache';
 import { SessionAcks } from './session-acks';
 import { encodeSiteMessage } from './site-message';
 import { SiteInterventions } from './interventions/site-interventions';
-
-export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 /** Sessions re-send the procedure catalogue and unanswered transfers at most this often (every (re)connect does too). */
 export const RESUME_INTERVAL_MS = 60_000;
@@ -58,12 +58,7 @@ export class PeripheralAgent {
 
   /** The broker user stamped into `user_id`. */
   get userId(): string | undefined {
-    if (this.config.amqp.userId) return this.config.amqp.userId;
-    try {
-      return decodeURIComponent(new URL(this.config.amqp.url).username) || 'guest';
-    } catch {
-      return undefined;
-    }
+    return this.config.amqp.userId ?? brokerUserOf(this.config.amqp.url);
   }
 
   /**

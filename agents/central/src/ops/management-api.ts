@@ -1,4 +1,5 @@
 import {
+  brokerUserOf,
   ConfigError,
   TransientError,
   type BrokerDefinitions,
@@ -57,7 +58,7 @@ export class ManagementApi {
     const m = managementUrl
       ? new URL(managementUrl)
       : new URL(`${amqp.protocol === 'amqps:' ? 'https' : 'http'}://${amqp.hostname}:${MANAGEMENT_PORT}`);
-    const user = decodeURIComponent(m.username || amqp.username || 'guest');
+    const user = decodeURIComponent(m.username) || brokerUserOf(amqpUrl)!;
     const password = decodeURIComponent(m.password || amqp.password || 'guest');
     m.username = '';
     m.password = '';
