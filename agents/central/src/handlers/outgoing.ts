@@ -5,8 +5,15 @@ export interface Outgoing<T extends MessageType = MessageType> {
   siteId: number;
   type: T;
   body: MessageBody<T>;
+  /** The message (or session) it answers, for the `correlation_id` property. */
+  correlationId?: string;
 }
 
-export function outgoing<T extends MessageType>(siteId: number, type: T, body: MessageBody<T>): Outgoing {
-  return { siteId, type, body } as Outgoing;
+export function outgoing<T extends MessageType>(
+  siteId: number,
+  type: T,
+  body: MessageBody<T>,
+  correlationId?: string,
+): Outgoing {
+  return { siteId, type, body, ...(correlationId === undefined ? {} : { correlationId }) } as Outgoing;
 }
