@@ -1,4 +1,4 @@
-import { MessageRejectedError, type DecodedMessage, type MessageType } from '@sitesync/protocol';
+import { MessageRejectedError, isDecoded, type DecodedMessage, type MessageType } from '@sitesync/protocol';
 import type { Queryable } from '@sitesync/db';
 import { expectedUser, findSiteRow, findSiteRows, type SiteRow } from './site-registry';
 
@@ -31,7 +31,7 @@ export async function verifySender<M extends DecodedMessage>(
 ): Promise<M & Pick<VerifiedMessage, 'siteRows'>> {
   const ctx = { messageId: m.messageId, siteId: m.siteId, type: m.type };
   let rows: SiteRow[];
-  if (isBatch(m)) {
+  if (isDecoded(m, 'batch')) {
     const pipeline = m.body.pipeline.name;
     const row = await findSiteRow(q, m.siteId, pipeline);
     if (!row) {
@@ -60,10 +60,6 @@ export async function verifySender<M extends DecodedMessage>(
     }
   }
   return { ...m, siteRows: rows };
-}
-
-function isBatch(m: DecodedMessage): m is DecodedMessage<'batch'> {
-  return m.type === 'batch';
 }
 
 /** What a message brought, as the inbox records it (sessions are closed by these sums). */
