@@ -1,4 +1,5 @@
 import {
+  type AgentState,
   BrokerConnection,
   MessageRejectedError,
   Topology,
@@ -11,7 +12,6 @@ import {
   type DecodedMessage,
   type Delivery,
   type Logger,
-  type MessageBody,
   type MessageType,
 } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
@@ -22,17 +22,18 @@ import { TargetTables } from './merge/target-tables';
 import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
-import type { Outgoing } from './interventions/outgoing';
-import { checkSender } from './merge/batch-merger';
-import { findSiteRows, SITE_TABLE } from './merge/site-registry';
-import { readSiteStatus } from './ops/site-status';
+import { verifySender, type VerifiedMessage } from './merge/inbox';
+import { SITE_TABLE } from './merge/site-registry';
+import { readSiteStatus } from './status/site-status';
+import type { HandlerContext } from './handlers/handler-context';
+import { handleRejectedBatch } from './handlers/batch-handler';
+import { handleMessage, INTERVENTION_MESSAGE_TYPES, SYNC_MESSAGE_TYPES } from './handlers/message-handlers';
+import type { Outgoing } from './handlers/outgoing';
 import { MessageSigner } from './dlq/message-signer';
 import { loadSitesOfUser, type DeadLetterContext } from './dlq/dead-letters';
 import { publishDeadLetter, senderOf, SiteDeadLettersFullError, type Sender } from './dlq/dead-lettering';
 
 export const APP_ID = 'sitesync-central';
-
-export type AgentState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 /**
  * The central agent: consumes the central sync queue with manual acks, merges each batch in one
@@ -44,9 +45,9 @@ export class CentralAgent {
   readonly metrics = new CentralMetrics();
   private db: Database | undefined;
   private broker: BrokerConnection | undefined;
-  private merger: BatchMerger | undefined;
-  private sessions: SessionTracker | undefined;
   private interventions: CentralInterventions | undefined;
+  /** What the handlers work with; set once started. */
+  private handlers: HandlerContext | undefined;
   private signer: MessageSigner | undefined;
   private dispatchTimer: NodeJS.Timeout | undefined;
   private dispatching: Promise<void> | undefined;
@@ -100,9 +101,13 @@ export class CentralAgent {
                 'could not widen target table columns to the site types (values they cannot hold are refused)',
               ),
       );
-      this.merger = new BatchMerger(this.db, targets, statistics);
-      this.sessions = new SessionTracker(this.db);
       this.interventions = new CentralInterventions(this.db, this.config.resendAfterSeconds * 1000);
+      this.handlers = {
+        merger: new BatchMerger(this.db, targets, statistics),
+        sessions: new SessionTracker(this.db),
+        interventions: this.interventions,
+        metrics: this.metrics,
+      };
       const a = this.config.amqp;
       this.broker = new BrokerConnection({
         url: a.url,
@@ -167,16 +172,14 @@ export class CentralAgent {
   }
 
   /**
-   * Decodes, handles with retries, then settles one delivery: ack on success; dead-letter (with a
-   * reason) a bad message or one that cannot be applied; requeue only when shutting down.
+   * Decodes, checks the sender, hands the message to the handler of its type and publishes what it
+   * returns (with retries), then settles the delivery: ack on success; dead-letter (with a reason) a
+   * bad message or one that cannot be applied; requeue only when shutting down.
    */
-  private async process(
-    d: Delivery,
-    queue: string,
-    expected: MessageType[],
-    handle: (m: DecodedMessage) => Promise<void>,
-  ): Promise<void> {
+  private async process(d: Delivery, queue: string, expected: readonly MessageType[]): Promise<void> {
     let m: DecodedMessage | undefined;
+    /** Set once the sender was checked: only then does a rejection count against the sender's session. */
+    let verified: VerifiedMessage | undefined;
     // A dead letter replayed with the central's credentials speaks for its original sender, when the
     // central's own signature on the replay says so; never on a header alone.
     const sender = senderOf(d.msg, this.signer!);
@@ -184,16 +187,24 @@ export class CentralAgent {
       m = decodeMessage(d.msg, expected, this.config.limits);
       if (sender.user !== m.userId) m = { ...m, userId: sender.user };
       const decoded = m;
-      await runWithRetry(() => handle(decoded), {
-        isStopping: () => this.stopping,
-        log: this.log,
-        onRetry: () => this.metrics.retries.inc(),
-        context: { messageId: m.messageId, type: m.type, siteId: m.siteId },
-      });
+      await runWithRetry(
+        async () => {
+          verified = undefined;
+          const v = await verifySender(this.db!, decoded);
+          verified = v;
+          await this.publishAll(await handleMessage(v, this.handlers!));
+        },
+        {
+          isStopping: () => this.stopping,
+          log: this.log,
+          onRetry: () => this.metrics.retries.inc(),
+          context: { messageId: m.messageId, type: m.type, siteId: m.siteId },
+        },
+      );
       d.settle('ack');
     } catch (err) {
       if (err instanceof MessageRejectedError) {
-        await this.deadLetter(d, queue, err, m, sender);
+        await this.deadLetter(d, queue, err, verified, sender);
       } else if (this.stopping || isTransientError(err)) {
         d.settle('requeue');
       } else {
@@ -203,29 +214,27 @@ export class CentralAgent {
         const rejected = new MessageRejectedError('bad-content', `cannot be applied: ${(err as Error).message}`, {
           ...(m ? { messageId: m.messageId, siteId: m.siteId, type: m.type } : {}),
         });
-        rejected.senderVerified = m?.type === 'batch';
-        await this.deadLetter(d, queue, rejected, m, sender);
+        await this.deadLetter(d, queue, rejected, verified, sender);
       }
     }
   }
 
   private onMessage(d: Delivery): Promise<void> {
-    return this.process(d, this.topology.centralSyncQueue, ['session.started', 'batch', 'session.completed'], (m) =>
-      this.handle(m),
-    );
+    return this.process(d, this.topology.centralSyncQueue, SYNC_MESSAGE_TYPES);
   }
 
   /**
    * Parks a message the central cannot use in its sender's dead-letter queue, then acks it. If the
    * copy is not routed (or not confirmed), the original is requeued: it is never acked unparked. A
    * site whose own dead-letter queue is full has its message dropped and counted instead: its cap
-   * bounds what it can park, and it keeps its rows until they are acknowledged.
+   * bounds what it can park, and it keeps its rows until they are acknowledged. `verified`: the
+   * message, if its sender was checked before it was rejected.
    */
   private async deadLetter(
     d: Delivery,
     queue: string,
     err: MessageRejectedError,
-    m: DecodedMessage | undefined,
+    verified: VerifiedMessage | undefined,
     sender: Sender,
   ): Promise<void> {
     const ctx = {
@@ -264,11 +273,9 @@ export class CentralAgent {
     // A rejected batch counts against its session (so the site learns the session is incomplete),
     // recorded before the ack: a crash in between redelivers it, and recording is idempotent.
     // Only once the sender is verified: a forged batch must not touch the victim's session.
-    if (m?.type === 'batch' && err.senderVerified) {
-      const b = m.body as MessageBody<'batch'>;
+    if (verified?.type === 'batch') {
       try {
-        await this.sessions!.batchRejected(m as DecodedMessage<'batch'>, err.reason);
-        await this.completeSession(b.sessionId, b.siteId, false);
+        await this.publishAll(await handleRejectedBatch(verified, err.reason, this.handlers!));
       } catch (e) {
         this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch; redelivering');
         d.settle('requeue');
@@ -278,72 +285,19 @@ export class CentralAgent {
     d.settle('ack');
   }
 
-  private async handle(m: DecodedMessage): Promise<void> {
-    switch (m.type) {
-      case 'batch': {
-        const started = process.hrtime.bigint();
-        const b = m.body as MessageBody<'batch'>;
-        const r = await this.merger!.merge(m as DecodedMessage<'batch'>);
-        this.metrics.mergeDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        this.metrics.batches.inc({ site: String(b.siteId), status: r.status });
-        if (r.status === 'applied') {
-          this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'header' }, r.headers);
-          this.metrics.rowsMerged.inc({ site: String(b.siteId), kind: 'detail' }, r.details);
-        }
-        await this.publishDown(
-          b.siteId,
-          'batch.ack',
-          {
-            sessionId: b.sessionId,
-            siteId: b.siteId,
-            pipeline: b.pipeline.name,
-            batchMessageId: m.messageId,
-            status: r.status,
-            headers: r.headers,
-            details: r.details,
-            deletions: r.deletions,
-            stale: r.stale,
-          },
-          m.messageId,
-        );
-        await this.completeSession(b.sessionId, b.siteId, r.status === 'duplicate');
-        return;
-      }
-      case 'session.started':
-        await this.sessions!.started(m as DecodedMessage<'session.started'>);
-        return;
-      case 'session.completed': {
-        const s = m.body as MessageBody<'session.completed'>;
-        await this.sessions!.completed(m as DecodedMessage<'session.completed'>);
-        // Redelivered session.completed re-sends the ack: the first may have been lost in a crash.
-        await this.completeSession(s.sessionId, s.siteId, true);
-        return;
-      }
-      default:
-        throw new MessageRejectedError('unknown-type', `unexpected message type ${m.type}`, { messageId: m.messageId });
-    }
-  }
-
   /** The central's procedure/intervention service (operator actions go through it too). */
   get interventionService(): CentralInterventions | undefined {
     return this.interventions;
   }
 
   private onInterventionMessage(d: Delivery): Promise<void> {
-    const types: MessageType[] = [
-      'procedure.catalogue',
-      'intervention.transfer',
-      'intervention.source-deleted',
-      'intervention.source-conflict',
-      'intervention.received',
-    ];
     // One site's messages are handled one at a time, in the order the queue delivered them: the
     // transfer gate reads what the site's catalogue recorded, so a catalogue followed by a transfer on
     // a version it lists must be judged in that order, which concurrent handlers (prefetch) would not
-    // guarantee. The key (the routing key's site part) only orders; the handler authenticates the sender.
+    // guarantee. The key (the routing key's site part) only orders; `process` authenticates the sender.
     const key = d.msg.fields.routingKey.split('.', 1)[0] ?? '';
     const run = (this.siteTails.get(key) ?? Promise.resolve()).then(() =>
-      this.process(d, this.topology.centralInterventionQueue, types, (m) => this.handleIntervention(m)),
+      this.process(d, this.topology.centralInterventionQueue, INTERVENTION_MESSAGE_TYPES),
     );
     const tail: Promise<void> = run
       .catch(() => undefined)
@@ -352,37 +306,6 @@ export class CentralAgent {
       });
     this.siteTails.set(key, tail);
     return run;
-  }
-
-  private async handleIntervention(m: DecodedMessage): Promise<void> {
-    const rows = await findSiteRows(this.db!, m.siteId);
-    for (const r of rows) checkSender(m, r);
-    if (rows.length === 0 && m.type !== 'intervention.transfer') {
-      throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
-        messageId: m.messageId,
-        siteId: m.siteId,
-        type: m.type,
-      });
-    }
-    const svc = this.interventions!;
-    let out: Outgoing[];
-    switch (m.type) {
-      case 'procedure.catalogue':
-        out = await svc.onCatalogue(m as DecodedMessage<'procedure.catalogue'>);
-        break;
-      case 'intervention.transfer':
-        out = await svc.onTransferUp(m as DecodedMessage<'intervention.transfer'>, rows.length > 0);
-        break;
-      case 'intervention.source-deleted':
-        out = await svc.onSourceDeleted(m as DecodedMessage<'intervention.source-deleted'>);
-        break;
-      case 'intervention.source-conflict':
-        out = await svc.onSourceConflict(m as DecodedMessage<'intervention.source-conflict'>);
-        break;
-      default:
-        out = await svc.onReceived(m as DecodedMessage<'intervention.received'>);
-    }
-    await this.publishAll(out);
   }
 
   /** Runs the transfer/procedure dispatcher once (also on a timer); never two at once. */
@@ -398,28 +321,14 @@ export class CentralAgent {
     return this.dispatching;
   }
 
-  private async publishAll(out: Outgoing[]): Promise<void> {
+  /** Publishes what a handler returned, in order, each confirmed. */
+  private async publishAll(out: readonly Outgoing[]): Promise<void> {
     for (const o of out) {
       await this.broker!.publish(
         this.topology.down,
-        encodeMessage(o.type, o.body as never, { siteId: o.siteId, appId: APP_ID }),
+        encodeMessage(o.type, o.body, { siteId: o.siteId, appId: APP_ID, correlationId: o.correlationId }),
       );
     }
-  }
-
-  private async completeSession(sessionId: string, siteId: number, resend: boolean): Promise<void> {
-    const ack = await this.sessions!.tryComplete(sessionId, resend);
-    if (ack) await this.publishDown(siteId, 'session.ack', ack, sessionId);
-  }
-
-  private async publishDown<T extends 'batch.ack' | 'session.ack'>(
-    siteId: number,
-    type: T,
-    body: MessageBody<T>,
-    correlationId: string,
-  ): Promise<void> {
-    const msg = encodeMessage(type, body, { siteId, appId: APP_ID, correlationId });
-    await this.broker!.publish(this.topology.down, msg);
   }
 
   /** Stops consuming, lets open transactions finish, closes channels, connection and database. Idempotent. */

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { SiteState, SiteStatus } from './ops/site-status';
+import type { SiteState, SiteStatus } from './status/site-status';
 
 /** What the scrape-time gauges read: the sites' status and the depth of each queue. */
 export interface CentralMetricsSource {

@@ -182,17 +182,17 @@ export class PeripheralAgent {
   private async applyCentralMessage(m: DecodedMessage): Promise<void> {
     switch (m.type) {
       case 'batch.ack':
-        return this.acks!.onBatchAck(m as DecodedMessage<'batch.ack'>);
+        return this.acks!.onBatchAck(m);
       case 'session.ack':
-        return this.acks!.onSessionAck(m as DecodedMessage<'session.ack'>);
+        return this.acks!.onSessionAck(m);
       case 'procedure.published':
-        return this.siteInterventions!.onProcedurePublished(m as DecodedMessage<'procedure.published'>);
+        return this.siteInterventions!.onProcedurePublished(m);
       case 'intervention.accepted':
-        return this.siteInterventions!.onAccepted(m as DecodedMessage<'intervention.accepted'>);
+        return this.siteInterventions!.onAccepted(m);
       case 'intervention.rejected':
-        return this.siteInterventions!.onRejected(m as DecodedMessage<'intervention.rejected'>);
+        return this.siteInterventions!.onRejected(m);
       case 'intervention.deliver':
-        return this.siteInterventions!.onDeliver(m as DecodedMessage<'intervention.deliver'>);
+        return this.siteInterventions!.onDeliver(m);
       default:
         throw new MessageRejectedError('unknown-type', `unexpected message type ${m.type}`, { messageId: m.messageId });
     }

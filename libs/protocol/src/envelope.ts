@@ -171,15 +171,22 @@ export interface RawMessage {
   fields?: { routingKey?: string };
 }
 
-export interface DecodedMessage<T extends MessageType = MessageType> {
-  type: T;
+/** What every decoded message carries besides its type and body. */
+interface DecodedEnvelope {
   messageId: string;
   siteId: number;
   userId: string | undefined;
   appId: string | undefined;
   timestamp: number | undefined;
-  body: MessageBody<T>;
 }
+
+/**
+ * A message that passed {@link decodeMessage}: a union discriminated by `type`, so `switch (m.type)`
+ * narrows `body` to that type's schema.
+ */
+export type DecodedMessage<T extends MessageType = MessageType> = {
+  [K in T]: DecodedEnvelope & { type: K; body: MessageBody<K> };
+}[T];
 
 function headerNumber(v: unknown): number | undefined {
   if (typeof v === 'number') return v;
@@ -278,6 +285,7 @@ export function decodeMessage(
       siteId,
     });
   }
+  // The body was parsed by the schema of `type`: the pairing the union states, which TypeScript cannot follow here.
   return {
     type,
     messageId,
@@ -285,11 +293,14 @@ export function decodeMessage(
     userId: typeof p.userId === 'string' ? p.userId : undefined,
     appId: typeof p.appId === 'string' ? p.appId : undefined,
     timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
-    body: parsed.data as MessageBody<typeof type>,
-  };
+    body: parsed.data,
+  } as DecodedMessage;
 }
 
 /** Narrows a decoded message to one type. */
-export function isDecoded<T extends MessageType>(m: DecodedMessage, type: T): m is DecodedMessage<T> {
+export function isDecoded<T extends MessageType>(
+  m: DecodedMessage,
+  type: T,
+): m is Extract<DecodedMessage, { type: T }> {
   return m.type === type;
 }

@@ -41,8 +41,6 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 /** The message itself is bad: it goes to the dead-letter queue with `reason`, and nothing of it is applied. */
 export class MessageRejectedError extends SyncError {
   override name = 'MessageRejectedError';
-  /** Set once the message's sender was checked against its claimed site. */
-  senderVerified = false;
   constructor(
     readonly reason: RejectReason,
     message: string,

@@ -20,7 +20,7 @@ import {
   type Topology,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
-import { registerSite } from '@sitesync/central';
+import { registerSite, verifySender, type BatchMerger, type MergeResult } from '@sitesync/central';
 import type { TestWorld } from './harness.js';
 import { until } from './wait.js';
 
@@ -166,6 +166,16 @@ export function asDelivered(m: EncodedMessage): RawMessage {
 export function deliveredBatch(body: HeaderBatch): DecodedMessage<'batch'> {
   const m = encodeMessage('batch', body, { siteId: body.siteId, appId: 'test', userId: `site-${body.siteId}` });
   return decodeMessage(asDelivered(m)) as DecodedMessage<'batch'>;
+}
+
+/** A merger driven as the central's consumer drives it: each batch's sender is checked first, then the batch merged. */
+export interface SenderCheckedMerger {
+  merge(m: DecodedMessage<'batch'>): Promise<MergeResult>;
+}
+
+/** `merger` behind the central's sender check against `db`'s `EstadoSyncGeneral` (see `verifySender`). */
+export function senderChecked(db: Database, merger: BatchMerger): SenderCheckedMerger {
+  return { merge: async (m) => merger.merge(await verifySender(db, m)) };
 }
 
 /** A batch of `shape` (no details) upserting `headers`, given as value rows, with their hashes. */

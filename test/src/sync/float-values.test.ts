@@ -4,7 +4,7 @@ import type { Database } from '@sitesync/db';
 import { MessageRejectedError, toWireValue, type DecodedMessage, type PipelineShape } from '@sitesync/protocol';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, postgresUrl, reportSkip } from '../support/services.js';
-import { deliveredBatch, valueBatch } from '../support/messages.js';
+import { deliveredBatch, senderChecked, valueBatch, type SenderCheckedMerger } from '../support/messages.js';
 import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 101;
@@ -38,10 +38,10 @@ describe.each(['sqlite', 'postgres', 'mysql'] as BackendName[])('NaN, infinities
   const url = backendUrl(backend);
   const openDb = scratchPerTest(backend);
 
-  async function merger(): Promise<{ db: Database; merger: BatchMerger }> {
+  async function merger(): Promise<{ db: Database; merger: SenderCheckedMerger }> {
     const db = await openDb('central');
     await registerSite(db, { siteId: SITE_ID, pipeline: 'floats', headerTable: 'c_floats' });
-    return { db, merger: new BatchMerger(db, new TargetTables(db)) };
+    return { db, merger: senderChecked(db, new BatchMerger(db, new TargetTables(db))) };
   }
 
   /** The stored double of header `id` (as text on PostgreSQL: its own spelling), undefined when none. */

@@ -3,7 +3,7 @@ import { BatchMerger, TargetTables, checkCentralDatabase, registerSite } from '@
 import type { Database } from '@sitesync/db';
 import { MessageRejectedError, type DecodedMessage, type PipelineShape, type WireValues } from '@sitesync/protocol';
 import { reportSkip } from '../support/services.js';
-import { deliveredBatch, valueBatch } from '../support/messages.js';
+import { deliveredBatch, senderChecked, valueBatch, type SenderCheckedMerger } from '../support/messages.js';
 import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 131;
@@ -55,7 +55,7 @@ describe.each(['postgres', 'mysql'] as const)(
     const url = backendUrl(backend as BackendName);
     const openDb = scratchPerTest(backend);
 
-    async function legacyCentral(): Promise<{ db: Database; merger: BatchMerger; widened: string[] }> {
+    async function legacyCentral(): Promise<{ db: Database; merger: SenderCheckedMerger; widened: string[] }> {
       const db = await openDb('central');
       await db.query(LEGACY[backend]);
       await registerSite(db, { siteId: SITE_ID, pipeline: SHAPE.name, headerTable: TABLE });
@@ -64,7 +64,7 @@ describe.each(['postgres', 'mysql'] as const)(
         if (err) throw err instanceof Error ? err : new Error(String(err));
         widened.push(...cols);
       });
-      return { db, merger: new BatchMerger(db, targets), widened };
+      return { db, merger: senderChecked(db, new BatchMerger(db, targets)), widened };
     }
 
     async function stored(db: Database, id: number): Promise<Record<string, unknown> | undefined> {

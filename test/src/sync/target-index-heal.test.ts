@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
 import { dialectFor, type Database, type TableInfo } from '@sitesync/db';
 import type { DecodedMessage } from '@sitesync/protocol';
-import { LAB_SHAPE, deliveredBatch, labBatch, type LabOrder } from '../support/messages.js';
+import {
+  LAB_SHAPE,
+  deliveredBatch,
+  labBatch,
+  senderChecked,
+  type LabOrder,
+  type SenderCheckedMerger,
+} from '../support/messages.js';
 import { reportSkip } from '../support/services.js';
 import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
@@ -37,8 +44,8 @@ function delivered(orders: LabOrder[], version: number): DecodedMessage<'batch'>
 }
 
 /** A central that has just started on `db`: nothing checked yet. */
-function freshCentral(db: Database): BatchMerger {
-  return new BatchMerger(db, new TargetTables(db));
+function freshCentral(db: Database): SenderCheckedMerger {
+  return senderChecked(db, new BatchMerger(db, new TargetTables(db)));
 }
 
 describe.each(BACKENDS)('central target tables on %s', (backend) => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
+import { BatchMerger, TargetTables, registerSite, verifySender } from '@sitesync/central';
 import type { Database } from '@sitesync/db';
 import { MessageRejectedError, type DecodedMessage, type PipelineShape } from '@sitesync/protocol';
 import { reportSkip } from '../support/services.js';
-import { deliveredBatch, valueBatch } from '../support/messages.js';
+import { deliveredBatch, senderChecked, valueBatch, type SenderCheckedMerger } from '../support/messages.js';
 import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
 
 const SITE_ID = 101;
@@ -31,10 +31,10 @@ describe.each(BACKENDS)('text the central cannot hold on %s', (backend) => {
   const url = backendUrl(backend);
   const openDb = scratchPerTest(backend);
 
-  async function merger(): Promise<{ db: Database; merger: BatchMerger }> {
+  async function merger(): Promise<{ db: Database; merger: SenderCheckedMerger }> {
     const db = await openDb('central');
     await registerSite(db, { siteId: SITE_ID, pipeline: 'notes', headerTable: 'c_notes' });
-    return { db, merger: new BatchMerger(db, new TargetTables(db)) };
+    return { db, merger: senderChecked(db, new BatchMerger(db, new TargetTables(db))) };
   }
 
   async function stored(db: Database): Promise<unknown> {
@@ -48,11 +48,13 @@ describe.each(BACKENDS)('text the central cannot hold on %s', (backend) => {
     'a lone surrogate is refused with the column named, never stored as U+FFFD',
     async () => {
       const { db, merger: m } = await merger();
-      const err = await m.merge(delivered('before \ud800 after')).catch((e: unknown) => e);
+      const batch = delivered('before \ud800 after');
+      // Refused after its sender was verified, so the central counts it against its session.
+      await expect(verifySender(db, batch)).resolves.toMatchObject({ siteRows: [{ id_efector: SITE_ID }] });
+      const err = await m.merge(batch).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MessageRejectedError);
       expect((err as MessageRejectedError).reason).toBe('bad-content');
       expect((err as MessageRejectedError).message).toMatch(/column body .*lone UTF-16 surrogate/);
-      expect((err as MessageRejectedError).senderVerified).toBe(true);
       expect(await stored(db)).toBeUndefined();
     },
   );

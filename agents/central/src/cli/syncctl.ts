@@ -27,7 +27,7 @@ import { provisionSite } from '../ops/provision-site';
 import { checkSitePermissions } from '../ops/site-permissions';
 import { verifySite } from '../ops/verify';
 import { registerDbCommands } from './db-commands';
-import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
+import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
 import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
 import { CentralInterventions } from '../interventions/central-interventions';
 import { registerBundleCommands } from './bundle-commands';

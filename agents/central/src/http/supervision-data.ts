@@ -13,7 +13,7 @@ import {
 import { SITE_TABLE } from '../merge/site-registry';
 import { SESSION_TABLE } from '../merge/session-tracker';
 import { ManagementApi, type QueueInfo } from '../ops/management-api';
-import { formatAge, isoOrNull, readSiteStatus, withBrokerFigures, type SiteStatus } from '../ops/site-status';
+import { formatAge, isoOrNull, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
 
 /** What the page needs of the central agent (`CentralAgent` has all of it). */
 export interface SupervisedCentral {

@@ -7,7 +7,7 @@ import {
   type InterventionRow,
   type Queryable,
 } from '@sitesync/db';
-import { outgoing, type Outgoing } from './outgoing';
+import { outgoing, type Outgoing } from '../handlers/outgoing';
 
 /** States of a transfer in the log (`intervention_transfer.state`). */
 export type TransferState =

@@ -1,36 +1,13 @@
-import {
-  FLOAT_NAMES,
-  MAX_HEADER_KEY_LENGTH,
-  MessageRejectedError,
-  encodeKey,
-  HeaderHasher,
-  type ColumnSpec,
-  type DecodedMessage,
-  type HeaderBatch,
-  type HeaderChange,
-  type PipelineShape,
-  type WireValue,
-  type WireValues,
-} from '@sitesync/protocol';
-import {
-  describeSite,
-  foldKeyValue,
-  isExactComparison,
-  narrowValue,
-  PIPELINE_SHAPE_COLUMN,
-  type Database,
-  type Dialect,
-  type LiveColumnType,
-  type Queryable,
-} from '@sitesync/db';
+import { MessageRejectedError, encodeKey, type HeaderBatch, type HeaderChange } from '@sitesync/protocol';
+import { foldKeyValue, isExactComparison, PIPELINE_SHAPE_COLUMN, type Database, type Queryable } from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
-import { expectedUser, findSiteRow, SITE_TABLE } from './site-registry';
+import { SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
 import { ledgerReturnsWinners, upsertLedger } from './ledger-statements';
+import { checkStorableValues, positions, verifyHashes } from './batch-content';
+import { replaceRows } from './replace-rows';
+import { claimInbox, forgetRejectedBatch, type VerifiedMessage } from './inbox';
 
-type DetailShape = NonNullable<PipelineShape['detail']>;
-
-export const INBOX_TABLE = 'sync_inbox';
 export const LEDGER_TABLE = 'sync_ledger';
 
 export interface MergeResult {
@@ -40,172 +17,6 @@ export interface MergeResult {
   deletions: number;
   /** Headers skipped because the central already holds a newer version. */
   stale: number;
-}
-
-/** Rejects a message whose claimed site is not the one its authenticated broker user speaks for. */
-export function checkSender(m: DecodedMessage, row: { broker_user: string | null; id_efector: number }): void {
-  const expected = expectedUser(row);
-  if (m.userId !== expected) {
-    throw new MessageRejectedError(
-      'forged-site',
-      `message for site ${m.siteId} was published by broker user ${JSON.stringify(m.userId ?? null)}, expected ${JSON.stringify(expected)}`,
-      { messageId: m.messageId, siteId: m.siteId, type: m.type },
-    );
-  }
-}
-
-/**
- * Checks every change against the pipeline's shape and recomputes every header hash (a mismatch
- * means the batch was corrupted or hand-edited); returns the changes by encoded header key, the
- * form the ledger keys them by. A key that appears twice in one batch is refused: the site never
- * sends one, and which of the two should win would be undefined.
- */
-export function verifyHashes(batch: HeaderBatch, messageId: string): Map<string, HeaderChange> {
-  const shape = batch.pipeline;
-  const headerCols = shape.header.columns.map((c) => c.name);
-  const hasher = new HeaderHasher(
-    shape.algorithm,
-    headerCols,
-    shape.detail?.columns.map((c) => c.name),
-  );
-  const keyAt = positions(shape.header.key, headerCols);
-  const ctx = { messageId, siteId: batch.siteId, type: 'batch' };
-  const byKey = new Map<string, HeaderChange>();
-  for (const c of batch.changes) {
-    const key = encodeKey(c.key);
-    if (byKey.has(key)) {
-      throw new MessageRejectedError('bad-content', `key ${key.slice(0, 80)} appears twice in the batch`, ctx);
-    }
-    byKey.set(key, c);
-    if (key.length > MAX_HEADER_KEY_LENGTH) {
-      throw new MessageRejectedError(
-        'bad-content',
-        `key ${JSON.stringify(c.key).slice(0, 80)} is longer than ${MAX_HEADER_KEY_LENGTH} characters`,
-        ctx,
-      );
-    }
-    if (c.key.length !== batch.pipeline.header.key.length) {
-      throw new MessageRejectedError(
-        'bad-content',
-        `key ${JSON.stringify(c.key)} does not match the pipeline key`,
-        ctx,
-      );
-    }
-    // (Each row holds one value per column of the shape: the batch schema checked that.)
-    if (c.op !== 'upsert') continue;
-    if (keyAt.some((at, i) => c.header[at] !== c.key[i])) {
-      throw new MessageRejectedError('bad-content', `header ${JSON.stringify(c.key)} key does not match its row`, ctx);
-    }
-    if (hasher.hash(c.header, c.details) !== c.hash) {
-      throw new MessageRejectedError('row-hash-mismatch', `row hash mismatch for header ${JSON.stringify(c.key)}`, ctx);
-    }
-  }
-  return byKey;
-}
-
-/**
- * Why the central cannot store `v` in a column like `col` exactly, or undefined: a text with a
- * lone UTF-16 surrogate where text is UTF-8, or a NUL on PostgreSQL (its driver would store
- * something else, U+FFFD, without an error, or fail the batch on every delivery); a double sent by
- * name (NaN, an infinity, -0) where its columns cannot hold it; an integer as a JSON number beyond
- * ±(2^53 - 1) or not whole, rounded before it got here (a site of an earlier release reading an
- * int64 as a double: sites send such integers as decimal strings).
- */
-function unstorable(col: ColumnSpec, v: WireValue, dialect: Dialect): string | undefined {
-  switch (col.type) {
-    case 'text': {
-      const why = typeof v === 'string' && !dialect.holdsAnyText ? dialect.unstorableText(v) : undefined;
-      return why && `${why} (the central's database is ${dialect.name})`;
-    }
-    case 'number': {
-      const why = typeof v === 'string' && FLOAT_NAMES.has(v) ? dialect.unstorableFloat(v) : undefined;
-      return why && `${why} (the central's database is ${dialect.name})`;
-    }
-    case 'integer':
-      return typeof v === 'number' && !Number.isSafeInteger(v)
-        ? `${v} as a JSON number: an integer beyond ±2^53 (or not whole) has lost its exact value; upgrade the site, which sends it as text`
-        : undefined;
-    default:
-      return undefined;
-  }
-}
-
-/** The columns of a batch's target tables that are narrower than the site's (see `TargetTables.narrowColumns`). */
-export interface NarrowTargetColumns {
-  table: string;
-  header: ReadonlyMap<string, LiveColumnType>;
-  detailTable?: string | null;
-  detail?: ReadonlyMap<string, LiveColumnType>;
-}
-
-/**
- * Refuses, naming the column, a batch holding a value the central cannot store as it is (see
- * `unstorable`), or one that a narrow target column would change or refuse (`narrow`: a text
- * longer than it holds, a double with more decimals than a DECIMAL's scale; see `narrowValue`),
- * in one walk over the columns that can hold one. A deletion's key is checked too: a rounded one
- * would delete another header.
- */
-export function checkStorableValues(
-  batch: HeaderBatch,
-  dialect: Dialect,
-  messageId: string,
-  narrow?: NarrowTargetColumns,
-): void {
-  const shape = batch.pipeline;
-  const empty = new Map<string, LiveColumnType>();
-  const checked = (cols: readonly ColumnSpec[], live: ReadonlyMap<string, LiveColumnType>) =>
-    cols.flatMap((c, i) =>
-      c.type === 'text' || c.type === 'number' || c.type === 'integer' || live.has(c.name) ? [i] : [],
-    );
-  const keyCols = shape.header.key.map((k) => shape.header.columns.find((c) => c.name === k)!);
-  const liveOf = { header: narrow?.header ?? empty, detail: narrow?.detail ?? empty };
-  const at = {
-    header: checked(shape.header.columns, liveOf.header),
-    detail: checked(shape.detail?.columns ?? [], liveOf.detail),
-    key: checked(keyCols, liveOf.header),
-  };
-  const check = (
-    row: readonly WireValue[],
-    positions: readonly number[],
-    cols: readonly ColumnSpec[],
-    live: ReadonlyMap<string, LiveColumnType>,
-    table: string | null | undefined,
-    key: unknown,
-  ) => {
-    for (const i of positions) {
-      const col = cols[i]!;
-      const v = row[i]!;
-      let why = unstorable(col, v, dialect);
-      let name = col.name;
-      const narrowCol = why ? undefined : live.get(col.name);
-      const narrowWhy = narrowCol && narrowValue(dialect, narrowCol, v);
-      if (narrowWhy) {
-        why = `${narrowWhy}, where the site's column is ${describeSite(col)} (see syncctl db check: narrow-column)`;
-        name = `${table ?? '?'}.${col.name}`;
-      }
-      if (why) {
-        throw new MessageRejectedError(
-          'bad-content',
-          `column ${name} of header ${JSON.stringify(key).slice(0, 80)} holds ${why}`,
-          { messageId, siteId: batch.siteId, type: 'batch' },
-        );
-      }
-    }
-  };
-  for (const c of batch.changes) {
-    if (c.op !== 'upsert') {
-      check(c.key, at.key, keyCols, liveOf.header, narrow?.table, c.key);
-      continue;
-    }
-    check(c.header, at.header, shape.header.columns, liveOf.header, narrow?.table, c.key);
-    if (at.detail.length)
-      for (const d of c.details) check(d, at.detail, shape.detail!.columns, liveOf.detail, narrow?.detailTable, c.key);
-  }
-}
-
-/** Where each of `names` sits in `columns` (the shape's schema makes every key column one of them). */
-function positions(names: readonly string[], columns: readonly string[]): number[] {
-  return names.map((n) => columns.indexOf(n));
 }
 
 /**
@@ -225,46 +36,34 @@ export class BatchMerger {
     private readonly statistics = new TableStatistics(db),
   ) {}
 
-  async merge(m: DecodedMessage<'batch'>): Promise<MergeResult> {
+  /** Merges a batch whose sender was verified against its pipeline's row (see `verifySender`). */
+  async merge(m: VerifiedMessage<'batch'>): Promise<MergeResult> {
     const batch = m.body;
     const pipeline = batch.pipeline.name;
-    // Checks that need no transaction first: unknown or forged site, content, target tables.
-    const row = await findSiteRow(this.db, batch.siteId, pipeline);
-    if (!row) {
-      throw new MessageRejectedError(
-        'unknown-site',
-        `no EstadoSyncGeneral row for site ${batch.siteId} pipeline ${JSON.stringify(pipeline)}`,
-        { messageId: m.messageId, siteId: batch.siteId, type: 'batch' },
-      );
-    }
-    checkSender(m, row);
-    let byKey: Map<string, HeaderChange>;
-    try {
-      byKey = verifyHashes(batch, m.messageId);
-      await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
-      checkStorableValues(batch, this.db.dialect, m.messageId, {
-        table: row.tabla_encabezado,
-        header: this.targets.narrowColumns(row.tabla_encabezado),
-        detailTable: row.tabla_detalle,
-        detail: row.tabla_detalle ? this.targets.narrowColumns(row.tabla_detalle) : undefined,
-      });
-      await this.recordShape(batch, row);
-      await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
-    } catch (err) {
-      if (err instanceof MessageRejectedError) err.senderVerified = true;
-      throw err;
-    }
+    const [row] = m.siteRows;
+    if (!row) throw new Error(`batch ${m.messageId} reached the merge without its site row`);
+    // Checks that need no transaction first: content, target tables.
+    const byKey = verifyHashes(batch, m.messageId);
+    await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+    checkStorableValues(batch, this.db.dialect, m.messageId, {
+      table: row.tabla_encabezado,
+      header: this.targets.narrowColumns(row.tabla_encabezado),
+      detailTable: row.tabla_detalle,
+      detail: row.tabla_detalle ? this.targets.narrowColumns(row.tabla_detalle) : undefined,
+    });
+    await this.recordShape(batch, row);
+    await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
 
     const result = await this.db.transaction(async (tx): Promise<MergeResult> => {
       const counts = countChanges(batch.changes);
       const fresh = await claimInbox(tx, m, pipeline, counts);
       if (!fresh) return { status: 'duplicate', ...counts, stale: 0 };
       const won = await this.advanceLedger(tx, batch, byKey);
-      await this.replaceRows(tx, batch, row.tabla_encabezado, row.tabla_detalle, won);
+      await replaceRows(tx, this.targets, batch, row.tabla_encabezado, row.tabla_detalle, won);
       const applied = countChanges(won);
       await recordProgress(tx, batch, counts);
       // A replayed dead letter no longer counts against its session.
-      await tx.execute(`DELETE FROM sync_rejected WHERE message_id = ?`, [m.messageId]);
+      await forgetRejectedBatch(tx, m.messageId);
       return { status: 'applied', ...applied, stale: batch.changes.length - won.length };
     });
     if (result.status === 'applied') {
@@ -460,79 +259,6 @@ export class BatchMerger {
     }
     return winners;
   }
-
-  /**
-   * Writes the winners: deletions remove the header and its details; upserts delete the lines the
-   * site no longer has, then update the header and each detail line in place (rows whose values did
-   * not change are not written at all). Only the pages of rows that really changed get dirty,
-   * which is what an incremental session's commit costs. A legacy target table without the
-   * expected primary key takes delete + insert instead.
-   */
-  private async replaceRows(
-    tx: Queryable,
-    batch: HeaderBatch,
-    headerTable: string,
-    detailTable: string | null,
-    won: HeaderChange[],
-  ): Promise<void> {
-    if (won.length === 0) return;
-    const shape = batch.pipeline;
-    const detail = shape.detail && detailTable ? { table: detailTable, shape: shape.detail } : undefined;
-    const joinCols = detail
-      ? shape.header.key.map((hk) => Object.entries(detail.shape.join).find(([, h]) => h === hk)![0])
-      : [];
-    const upserts = won.filter((c): c is Extract<HeaderChange, { op: 'upsert' }> => c.op === 'upsert');
-    // Keys are bound as their columns hold them: a binary key is `base64:` text on the wire.
-    const headerKey = tx.dialect.keyBinder(shape.header.columns, shape.header.key);
-    const joinKey = detail ? tx.dialect.keyBinder(detail.shape.columns, joinCols) : headerKey;
-    const inPlace =
-      this.targets.keyedBy(headerTable, shape.header.key) &&
-      (!detail || this.targets.keyedBy(detail.table, detail.shape.key));
-    const site = batch.siteId;
-    // A header whose new lines are too many to name in one "delete the others" statement is
-    // replaced whole, like every header when the tables lack the key for in-place writes.
-    const budget = tx.dialect.arrayParameters ? Infinity : tx.dialect.chunkSize(1, 20, 2000);
-    const fitsBudget = (c: (typeof upserts)[number]) =>
-      !detail || joinCols.length + c.details.length * detail.shape.key.length <= budget;
-    const inPlaceUpserts = inPlace ? upserts.filter(fitsBudget) : [];
-    // Rows removed first: those of deleted headers, and of every header replaced whole.
-    const updatedInPlace = new Set<HeaderChange>(inPlaceUpserts);
-    const cleared = won.filter((c) => !updatedInPlace.has(c)).map((c) => c.key);
-    if (detail) await deleteByKeys(tx, detail.table, site, joinCols, cleared.map(joinKey));
-    await deleteByKeys(tx, headerTable, site, shape.header.key, cleared.map(headerKey));
-    // Then the lines these headers no longer have. Before the upserts, not after: the end state is
-    // the same (a line another header of the batch now holds is kept and re-pointed below when both
-    // headers are in one group of the delete, and deleted then written again when they are not:
-    // non-array dialects take the headers in groups that fit their parameter limit), but a header
-    // the central has never seen has no lines to look at, where after the upserts every line just
-    // written would be found again (the whole detail set, on a first load).
-    if (detail && inPlaceUpserts.length)
-      await deleteVanishedDetails(tx, detail.table, site, joinCols, detail.shape, inPlaceUpserts, budget, joinKey);
-    // In place: by the site column plus the key (only changed rows are written); else plain inserts.
-    const by = (key: readonly string[]) => (inPlace ? [SITE_COLUMN, ...key] : undefined);
-    // values are converted for the columns as they are (see TargetTables.liveSpec)
-    const live = (table: string, specs: readonly ColumnSpec[]) => specs.map((s) => this.targets.liveSpec(table, s));
-    await writeRows(
-      tx,
-      headerTable,
-      site,
-      shape.header.columns,
-      upserts.map((c) => c.header),
-      by(shape.header.key),
-      live(headerTable, shape.header.columns),
-    );
-    if (!detail) return;
-    const lines = upserts.flatMap((c) => c.details);
-    await writeRows(
-      tx,
-      detail.table,
-      site,
-      detail.shape.columns,
-      lines,
-      by(detail.shape.key),
-      live(detail.table, detail.shape.columns),
-    );
-  }
 }
 
 /** A key as the folding of `inexact` columns sees it (values of other columns as they are). */
@@ -557,112 +283,12 @@ function describeColumns(cols: readonly InexactKeyColumn[]): string {
 
 /** A ledger row found by a key of the batch that is not exactly one of its keys. */
 function ledgerCollision(batch: HeaderBatch, stored: string, keys: readonly string[]): MessageRejectedError {
-  const err = new MessageRejectedError(
+  return new MessageRejectedError(
     'bad-content',
     `the ledger's stored key ${stored} is not a key of the batch but was found by one of them ` +
       `(${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}): ${LEDGER_TABLE}.header_key compares keys inexactly`,
     { siteId: batch.siteId, type: 'batch' },
   );
-  err.senderVerified = true;
-  return err;
-}
-
-/** Deletes the rows of `site` whose `columns` hold one of `keys`. */
-async function deleteByKeys(
-  tx: Queryable,
-  table: string,
-  site: number,
-  columns: readonly string[],
-  keys: ReadonlyArray<readonly unknown[]>,
-): Promise<void> {
-  const d = tx.dialect;
-  const chunk = d.chunkSize(columns.length, 10, 500);
-  for (let i = 0; i < keys.length; i += chunk) {
-    const pred = d.keyPredicate(columns, keys.slice(i, i + chunk));
-    await tx.execute(`DELETE FROM ${d.quote(table)} WHERE ${d.quote(SITE_COLUMN)} = ? AND ${pred.sql}`, [
-      site,
-      ...pred.params,
-    ]);
-  }
-}
-
-/**
- * Deletes the detail lines of these headers that their new detail set no longer has (run before
- * the upserts, see replaceRows). Headers are taken in groups whose parameters fit one statement
- * (all at once where key sets are array parameters); each group keeps only its own new lines, so a
- * line moving to a header of another group is deleted here and written again by the upsert.
- */
-async function deleteVanishedDetails(
-  tx: Queryable,
-  table: string,
-  site: number,
-  joinCols: readonly string[],
-  shape: DetailShape,
-  upserts: ReadonlyArray<Extract<HeaderChange, { op: 'upsert' }>>,
-  budget: number,
-  joinKey: (key: readonly unknown[]) => unknown[],
-): Promise<void> {
-  const d = tx.dialect;
-  const typeOf = (c: string) =>
-    d.columnType(
-      shape.columns.find((s) => s.name === c)!,
-      true,
-    );
-  const cost = (c: (typeof upserts)[number]) => joinCols.length + c.details.length * shape.key.length;
-  const keyAt = positions(
-    shape.key,
-    shape.columns.map((s) => s.name),
-  );
-  const lineKey = d.keyBinder(shape.columns, shape.key);
-  let i = 0;
-  while (i < upserts.length) {
-    const headers: Array<readonly unknown[]> = [];
-    const lines: Array<readonly unknown[]> = [];
-    let params = 0;
-    for (; i < upserts.length; i++) {
-      const c = upserts[i]!;
-      if (headers.length > 0 && params + cost(c) > budget) break;
-      headers.push(joinKey(c.key));
-      for (const line of c.details) lines.push(lineKey(keyAt.map((at) => line[at]!)));
-      params += cost(c);
-    }
-    await tx.run(
-      d.deleteUnlisted(
-        table,
-        [SITE_COLUMN, site],
-        { columns: joinCols, sqlTypes: joinCols.map(typeOf), keys: headers },
-        { columns: shape.key, sqlTypes: shape.key.map(typeOf), keys: lines },
-      ),
-    );
-  }
-}
-
-/** Inserts rows of `site`, or upserts them by `upsertKey` (writing only rows whose values changed). */
-async function writeRows(
-  tx: Queryable,
-  table: string,
-  site: number,
-  specs: ColumnSpec[],
-  rows: WireValues[],
-  upsertKey?: readonly string[],
-  /** The columns' live types, which a dialect's statement may cast values to (default: `specs`). */
-  liveSpecs: readonly ColumnSpec[] = specs,
-): Promise<void> {
-  if (rows.length === 0) return;
-  const d = tx.dialect;
-  const columns = [SITE_COLUMN, ...specs.map((s) => s.name)];
-  const sqlTypes = [
-    d.columnType({ name: SITE_COLUMN, type: 'integer', nullable: false }, true),
-    ...liveSpecs.map((s) => d.columnType(s, false)),
-  ];
-  const chunk = d.writeManyChunk(columns.length);
-  for (let i = 0; i < rows.length; i += chunk) {
-    // each value bound for the column as it is (SQL Server: a DATE, DATETIME2 or DATETIMEOFFSET takes its own text)
-    const values = rows
-      .slice(i, i + chunk)
-      .map((r) => [site, ...specs.map((s, j) => d.bindValue(r[j], s.type, liveSpecs[j]?.kind))]);
-    await tx.run(d.writeMany(table, columns, sqlTypes, values, upsertKey));
-  }
 }
 
 function countChanges(changes: readonly HeaderChange[]): { headers: number; details: number; deletions: number } {
@@ -676,48 +302,6 @@ function countChanges(changes: readonly HeaderChange[]): { headers: number; deta
     } else deletions++;
   }
   return { headers, details, deletions };
-}
-
-/**
- * Records the message id; false when it was already processed (redelivery or replay). A concurrent
- * duplicate waits on the first one's row lock and then sees it.
- */
-export async function claimInbox(
-  tx: Queryable,
-  m: DecodedMessage,
-  pipeline: string | null,
-  counts: { headers: number; details: number; deletions: number },
-): Promise<boolean> {
-  const sessionId = (m.body as { sessionId?: string }).sessionId ?? null;
-  const inserted = await tx.run(
-    tx.dialect.insertIgnore(
-      INBOX_TABLE,
-      [
-        'message_id',
-        'id_efector',
-        'message_type',
-        'session_id',
-        'pipeline',
-        'headers',
-        'details',
-        'deletions',
-        'processed_at',
-      ],
-      [
-        m.messageId,
-        m.siteId,
-        m.type,
-        sessionId,
-        pipeline,
-        counts.headers,
-        counts.details,
-        counts.deletions,
-        tx.dialect.now(),
-      ],
-    ),
-  );
-  if (inserted === 0) return false;
-  return true;
 }
 
 /** Progress of the site's current session in `EstadoSyncGeneral`; a batch of an older session does not reset it. */

@@ -1,16 +1,9 @@
-import {
-  MessageRejectedError,
-  type DecodedMessage,
-  type SessionAck,
-  type SessionCompleted,
-  type SessionStarted,
-} from '@sitesync/protocol';
+import { MessageRejectedError, type SessionAck, type SessionCompleted, type SessionStarted } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
-import { checkSender, claimInbox, INBOX_TABLE } from './batch-merger';
-import { findSiteRows, SITE_TABLE, type SiteRow } from './site-registry';
+import { claimInbox, receivedBatches, recordRejectedBatch, rejectedBatches, type VerifiedMessage } from './inbox';
+import { SITE_TABLE } from './site-registry';
 
 export const SESSION_TABLE = 'sync_session';
-export const REJECTED_TABLE = 'sync_rejected';
 
 interface SessionRow {
   session_id: string;
@@ -33,17 +26,11 @@ interface SessionRow {
 export class SessionTracker {
   constructor(private readonly db: Database) {}
 
-  private async siteRows(m: DecodedMessage, pipelines?: string[]): Promise<SiteRow[]> {
-    const rows = await findSiteRows(this.db, m.siteId);
-    if (rows.length === 0) {
-      throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, {
-        messageId: m.messageId,
-        siteId: m.siteId,
-        type: m.type,
-      });
-    }
-    for (const r of rows) checkSender(m, r);
-    const missing = (pipelines ?? []).filter((p) => !rows.some((r) => r.pipeline === p));
+  /** Opens the session: the site's rows of the pipelines it names are reset for it. */
+  async started(m: VerifiedMessage<'session.started'>): Promise<void> {
+    const s: SessionStarted = m.body;
+    const rows = m.siteRows;
+    const missing = s.pipelines.filter((p) => !rows.some((r) => r.pipeline === p.name)).map((p) => p.name);
     if (missing.length) {
       throw new MessageRejectedError(
         'unknown-site',
@@ -51,15 +38,6 @@ export class SessionTracker {
         { messageId: m.messageId, siteId: m.siteId, type: m.type },
       );
     }
-    return rows;
-  }
-
-  async started(m: DecodedMessage<'session.started'>): Promise<void> {
-    const s: SessionStarted = m.body;
-    const rows = await this.siteRows(
-      m,
-      s.pipelines.map((p) => p.name),
-    );
     await this.db.transaction(async (tx) => {
       if (!(await claimInbox(tx, m, null, { headers: 0, details: 0, deletions: 0 }))) return;
       await ensureSession(tx, s.sessionId, s.siteId, s.version);
@@ -100,9 +78,9 @@ export class SessionTracker {
     });
   }
 
-  async completed(m: DecodedMessage<'session.completed'>): Promise<void> {
+  /** Records the totals the site states for the session. */
+  async completed(m: VerifiedMessage<'session.completed'>): Promise<void> {
     const s: SessionCompleted = m.body;
-    await this.siteRows(m);
     await this.db.transaction(async (tx) => {
       if (!(await claimInbox(tx, m, null, { headers: 0, details: 0, deletions: 0 }))) return;
       await ensureSession(tx, s.sessionId, s.siteId, s.version);
@@ -126,17 +104,11 @@ export class SessionTracker {
    * Counts a dead-lettered batch against its session, so the session can still be closed (as
    * incomplete). Idempotent per message id; a successful replay removes the mark.
    */
-  async batchRejected(m: DecodedMessage<'batch'>, reason: string): Promise<void> {
+  async batchRejected(m: VerifiedMessage<'batch'>, reason: string): Promise<void> {
     const b = m.body;
     await this.db.transaction(async (tx) => {
       await ensureSession(tx, b.sessionId, b.siteId, b.version);
-      await tx.run(
-        tx.dialect.insertIgnore(
-          REJECTED_TABLE,
-          ['message_id', 'session_id', 'id_efector', 'reason', 'rejected_at'],
-          [m.messageId, b.sessionId, b.siteId, reason, tx.dialect.now()],
-        ),
-      );
+      await recordRejectedBatch(tx, m, reason);
     });
   }
 
@@ -151,35 +123,14 @@ export class SessionTracker {
       const s = rows[0];
       if (!s || s.expected_batches === null) return undefined;
       if (s.acked_at !== null && !resend) return undefined;
-      const sums = await tx.query<{
-        pipeline: string | null;
-        b: number | string;
-        h: number | string | null;
-        d: number | string | null;
-        x: number | string | null;
-      }>(
-        `SELECT pipeline, COUNT(*) AS b, SUM(headers) AS h, SUM(details) AS d, SUM(deletions) AS x FROM ${INBOX_TABLE} ` +
-          `WHERE session_id = ? AND message_type = ? GROUP BY pipeline`,
-        [sessionId, 'batch'],
-      );
-      const received = { batches: 0, headers: 0, details: 0, deletions: 0 };
-      for (const r of sums) {
-        received.batches += Number(r.b);
-        received.headers += Number(r.h ?? 0);
-        received.details += Number(r.d ?? 0);
-        received.deletions += Number(r.x ?? 0);
-      }
+      const received = await receivedBatches(tx, sessionId);
       const expected = {
         batches: s.expected_batches,
         headers: s.expected_headers ?? 0,
         details: s.expected_details ?? 0,
         deletions: s.expected_deletions ?? 0,
       };
-      const rej = await tx.query<{ n: number | string }>(
-        `SELECT COUNT(*) AS n FROM ${REJECTED_TABLE} WHERE session_id = ?`,
-        [sessionId],
-      );
-      const rejected = Number(rej[0]?.n ?? 0);
+      const rejected = await rejectedBatches(tx, sessionId);
       if (received.batches + rejected < expected.batches) return undefined;
       const complete =
         rejected === 0 &&

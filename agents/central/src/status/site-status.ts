@@ -2,7 +2,12 @@ import type { Database } from '@sitesync/db';
 import type { Topology } from '@sitesync/protocol';
 import { SITE_TABLE } from '../merge/site-registry';
 import { SESSION_TABLE } from '../merge/session-tracker';
-import type { QueueInfo } from './management-api';
+
+/** What the broker says of a queue (as the management API answers, see `ManagementApi.queues`). */
+export interface QueueFigures {
+  messages: number;
+  consumers: number;
+}
 
 /** A site is stale when no session completed for this long. @default 1 hour */
 export const DEFAULT_STALE_AFTER_SECONDS = 3600;
@@ -107,7 +112,7 @@ export async function readSiteStatus(
 export function withBrokerFigures(
   rows: SiteStatus[],
   t: Topology,
-  queues: Map<string, QueueInfo> | undefined,
+  queues: ReadonlyMap<string, QueueFigures> | undefined,
   centralDeadLetters: Map<number, number> | undefined,
 ): SiteStatus[] {
   return rows.map((r) => {
