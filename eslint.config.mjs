@@ -32,7 +32,71 @@ export default tseslint.config(
       'import-x/no-cycle': 'error',
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@sitesync/*/src/*', '@sitesync/*/dist/*'], message: 'Use the package entry point.' }] },
+        {
+          patterns: [
+            {
+              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
+              message: 'Use the package entry point.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The agents never import the operator tooling, and the central agent never the site agent.
+    files: ['agents/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
+              message: 'Use the package entry point.',
+            },
+            { group: ['@sitesync/syncctl', '**/tools/**'], message: 'An agent does not import the operator tooling.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['agents/central/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
+              message: 'Use the package entry point.',
+            },
+            { group: ['@sitesync/syncctl', '**/tools/**'], message: 'An agent does not import the operator tooling.' },
+            { group: ['@sitesync/peripheral'], message: 'The central agent does not depend on the site agent.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The libraries import no agent and no tool.
+    files: ['libs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
+              message: 'Use the package entry point.',
+            },
+            {
+              group: ['@sitesync/central', '@sitesync/peripheral', '@sitesync/syncctl'],
+              message: 'A library does not import an agent or the tooling.',
+            },
+          ],
+        },
       ],
     },
   },

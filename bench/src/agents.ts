@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLogger } from '@sitesync/protocol';
+import { createLogger, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
-import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
+import { PeripheralAgent } from '@sitesync/peripheral';
 import { createAndSeed, labPipeline } from './lab-data.js';
 import type { DialectName } from './options.js';
 import type { BenchWorld } from './world.js';

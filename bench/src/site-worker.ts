@@ -5,14 +5,9 @@
  * runs one session of every site at once and reports when each got its `session.ack`.
  * Driven over IPC by measure/concurrent.ts.
  */
-import { createLogger } from '@sitesync/protocol';
+import { createLogger, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
-import {
-  PeripheralAgent,
-  parsePeripheralConfig,
-  type PeripheralConfigInput,
-  type SessionResult,
-} from '@sitesync/peripheral';
+import { PeripheralAgent, type SessionResult } from '@sitesync/peripheral';
 import { counterTotal, forgetSentRows } from './agents.js';
 import { createAndSeed } from './lab-data.js';
 import type { DialectName } from './options.js';

@@ -1,3 +1,8 @@
+/**
+ * The central agent (`sync-central run`), and what syncctl (tools/syncctl) uses of it: the config,
+ * the site registry and target tables, the dead-letter tools (which the supervision page shares),
+ * interventions, session tracking and site status. Nothing here imports the tools.
+ */
 export * from './config';
 export * from './central-agent';
 export * from './metrics';
@@ -11,7 +16,6 @@ export * from './merge/table-statistics';
 export * from './merge/ledger-statements';
 export * from './interventions/central-interventions';
 export * from './handlers/outgoing';
-export { formatTable } from '@sitesync/protocol';
 export * from './http/api';
 export * from './http/auth';
 export * from './http/login-throttle';
@@ -19,13 +23,4 @@ export * from './http/supervision';
 export * from './dlq/dead-letters';
 export * from './dlq/dead-lettering';
 export * from './dlq/message-signer';
-export * from './ops/management-api';
 export * from './status/site-status';
-export * from './ops/provision-site';
-export * from './ops/site-permissions';
-export * from './ops/verify';
-export * from './ops/db-check';
-export * from './ops/db-upgrade';
-export * from './ops/customisations';
-export * from './ops/upgrade-scripts';
-export * from './ops/upgrade-targets';

@@ -1,4 +1,3 @@
-export * from './config';
 export * from './peripheral-agent';
 export * from './sync-session';
 export * from './change-scanner';

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { ConfigError, createLogger, errorInfo, formatTable, serveAgentProcess } from '@sitesync/protocol';
-import { loadPeripheralConfig } from './config';
+import { loadPeripheralConfig } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import { PeripheralAgent } from './peripheral-agent';
 import { SiteInterventions } from './interventions/site-interventions';

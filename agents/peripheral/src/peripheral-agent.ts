@@ -15,7 +15,7 @@ import {
   type Logger,
 } from '@sitesync/protocol';
 import { Database, changeTrackingInstalled, installChangeTracking, uninstallChangeTracking } from '@sitesync/db';
-import type { PeripheralConfig } from './config';
+import type { PeripheralConfig } from '@sitesync/protocol';
 import { RunLog } from './run-log';
 import { SyncSession, type SessionResult } from './sync-session';
 import { PeripheralMetrics } from './metrics';

@@ -1,5 +1,5 @@
 import { resolvePipeline, type Database, type ResolvedPipeline } from '@sitesync/db';
-import type { PeripheralConfig } from './config';
+import type { PeripheralConfig } from '@sitesync/protocol';
 import type { SessionStatus } from './run-log';
 
 /** A session re-reads the pipelines' table definitions at most this often (and after a failed session). */

@@ -39,7 +39,7 @@ import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending, writeInTableSourceHash } from './row-state';
 import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
 import { encodeSiteMessage } from './site-message';
-import type { PeripheralConfig } from './config';
+import type { PeripheralConfig } from '@sitesync/protocol';
 import type { SessionAcks } from './session-acks';
 import type { PipelineCache } from './pipeline-cache';
 

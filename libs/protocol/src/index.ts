@@ -12,3 +12,5 @@ export * from './agent-process';
 export * from './retry';
 export * from './format-table';
 export * from './broker-definitions';
+export * from './management-api';
+export * from './site-config';

@@ -11,10 +11,10 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as amqp from 'amqplib';
-import { createLogger, Topology, type Logger } from '@sitesync/protocol';
+import { createLogger, Topology, type Logger, formatTable, parsePeripheralConfig } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
-import { CentralAgent, formatTable, parseCentralConfig, registerSite, SITE_TABLE } from '@sitesync/central';
-import { PeripheralAgent, parsePeripheralConfig, type SessionResult } from '@sitesync/peripheral';
+import { CentralAgent, parseCentralConfig, registerSite, SITE_TABLE } from '@sitesync/central';
+import { PeripheralAgent, type SessionResult } from '@sitesync/peripheral';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 import {
   changeOrder,

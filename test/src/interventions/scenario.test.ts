@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Database } from '@sitesync/db';
 import type { CentralAgent } from '@sitesync/central';
-import type { PeripheralAgent, PeripheralConfigInput } from '@sitesync/peripheral';
+import type { PeripheralAgent } from '@sitesync/peripheral';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { until } from '../support/wait.js';
+import { type PeripheralConfigInput } from '@sitesync/protocol';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping intervention scenario: no RabbitMQ available');

@@ -1,8 +1,14 @@
 import type * as amqp from 'amqplib';
-import { decodeMessage, type DecodedMessage, type MessageBody, type MessageType } from '@sitesync/protocol';
+import {
+  decodeMessage,
+  type DecodedMessage,
+  type MessageBody,
+  type MessageType,
+  type PeripheralConfigInput,
+} from '@sitesync/protocol';
 import type { Database, InterventionRow as DbInterventionRow } from '@sitesync/db';
 import type { CentralAgent, TransferRow } from '@sitesync/central';
-import type { PeripheralAgent, PeripheralConfigInput } from '@sitesync/peripheral';
+import type { PeripheralAgent } from '@sitesync/peripheral';
 import type { DbKind, TestWorld } from '../support/harness.js';
 import { waitFor } from '../support/messages.js';
 

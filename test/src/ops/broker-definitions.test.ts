@@ -9,8 +9,8 @@ import {
   rabbitPasswordHash,
   siteUserName,
   type BrokerDefinitions,
+  ManagementApi,
 } from '@sitesync/protocol';
-import { ManagementApi } from '@sitesync/central';
 import { amqpUrl, managementUrl } from '../support/services.js';
 import { REPO } from '../support/wait.js';
 

@@ -2,11 +2,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ManagementApi, type SiteStatus } from '@sitesync/central';
+import { type SiteStatus } from '@sitesync/central';
 import { TestWorld } from '../support/harness.js';
 import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 import { syncctl, until } from '../support/wait.js';
+import { ManagementApi } from '@sitesync/protocol';
 
 const broker = amqpUrl();
 const mgmt = managementUrl();

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Database } from '@sitesync/db';
 import { type TestWorld, worldPerTest, closeBrokerConnections } from '../support/harness.js';
-import { ManagementApi } from '@sitesync/central';
 import { amqpUrl, managementUrl } from '../support/services.js';
 import { centralSnapshot, countRows, siteSnapshot } from '../support/compare.js';
 import { changeResult } from '../support/lab-data.js';
 import { PrivatePostgres } from '../support/private-postgres.js';
 import { REPO, syncctl, until } from '../support/wait.js';
+import { ManagementApi } from '@sitesync/protocol';
 
 const broker = amqpUrl();
 const mgmt = managementUrl();

@@ -17,7 +17,7 @@ import {
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { plantUnknownPipelineDeadLetter } from '../support/messages.js';
-import { REPO, until } from '../support/wait.js';
+import { REPO, SYNCCTL, until } from '../support/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -79,7 +79,7 @@ function hashWithSyncctl(input: string): Promise<{ code: number; stdout: string;
   return new Promise((res) => {
     const child = execFile(
       process.execPath,
-      [join(REPO, 'agents/central/bin/syncctl.js'), 'users', 'hash-password'],
+      [join(REPO, SYNCCTL), 'users', 'hash-password'],
       { timeout: 30_000 },
       (err, stdout, stderr) => res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );

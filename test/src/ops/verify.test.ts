@@ -2,11 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeKey } from '@sitesync/protocol';
-import type { PipelineVerification } from '@sitesync/central';
 import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
 import { syncctl } from '../support/wait.js';
+import { type PipelineVerification } from '@sitesync/syncctl';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping syncctl verify: no RabbitMQ available');

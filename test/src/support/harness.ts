@@ -4,10 +4,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
-import { createLogger, Topology, type Logger } from '@sitesync/protocol';
+import {
+  createLogger,
+  Topology,
+  type Logger,
+  parsePeripheralConfig,
+  type PeripheralConfigInput,
+} from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
-import { PeripheralAgent, parsePeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
+import { PeripheralAgent } from '@sitesync/peripheral';
 import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
 import { mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
 import { createSqlServerDatabase, dropSqlServerDatabase, sqlServerDatabaseUrl } from './sqlserver.js';

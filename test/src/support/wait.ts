@@ -15,7 +15,7 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
 
 export const REPO = resolve(fileURLToPath(import.meta.url), '../../../..');
 
-/** Runs a bin of the product (e.g. `agents/central/bin/syncctl.js`) and collects its output. */
+/** Runs a bin of the product (e.g. `tools/syncctl/bin/syncctl.js`) and collects its output. */
 export function runBin(
   bin: string,
   args: string[],
@@ -29,7 +29,7 @@ export function runBin(
 }
 
 /** The central's operator CLI, as a path under the repository (for runBin). */
-export const SYNCCTL = 'agents/central/bin/syncctl.js';
+export const SYNCCTL = 'tools/syncctl/bin/syncctl.js';
 
 /** Runs `syncctl` with `args`. */
 export function syncctl(

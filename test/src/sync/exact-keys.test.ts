@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { HEADER_ERROR, HEADER_REASON, type HashingFileInput } from '@sitesync/protocol';
 import { Database, resolvePipeline } from '@sitesync/db';
-import { checkCentralDatabase, registerSite, verifySite } from '@sitesync/central';
+import { registerSite } from '@sitesync/central';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { syncctl, until } from '../support/wait.js';
+import { checkCentralDatabase, verifySite } from '@sitesync/syncctl';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping exact keys: no RabbitMQ available');

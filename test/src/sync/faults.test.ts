@@ -71,7 +71,8 @@ describe.skipIf(!broker)('faults and concurrency', () => {
     const central = await world.startCentral(world.dbUrl('sqlite', 'central'));
     await world.registerSite(central.database!, 101);
     const input = await world.prepareSite(101, world.dbUrl('sqlite', 'site101'), { orders: 50 });
-    const { PeripheralAgent, parsePeripheralConfig } = await import('@sitesync/peripheral');
+    const { PeripheralAgent } = await import('@sitesync/peripheral');
+    const { parsePeripheralConfig } = await import('@sitesync/protocol');
     const { testLogger } = await import('../support/harness.js');
     const down = new PeripheralAgent(
       parsePeripheralConfig({ ...input, amqp: { ...input.amqp, url: 'amqp://guest:guest@127.0.0.1:1' } }),

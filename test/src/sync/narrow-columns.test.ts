@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BatchMerger, TargetTables, checkCentralDatabase, registerSite } from '@sitesync/central';
+import { BatchMerger, TargetTables, registerSite } from '@sitesync/central';
 import type { Database } from '@sitesync/db';
 import { MessageRejectedError, type DecodedMessage, type PipelineShape, type WireValues } from '@sitesync/protocol';
 import { reportSkip } from '../support/services.js';
 import { deliveredBatch, senderChecked, valueBatch, type SenderCheckedMerger } from '../support/messages.js';
 import { backendUrl, scratchPerTest, type BackendName } from '../unit/db/scratch-databases.js';
+import { checkCentralDatabase } from '@sitesync/syncctl';
 
 const SITE_ID = 131;
 const TABLE = 'c_narrow';

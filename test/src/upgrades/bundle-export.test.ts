@@ -3,7 +3,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Database, insertIntervention } from '@sitesync/db';
-import { loadPeripheralConfig, type PeripheralConfigInput } from '@sitesync/peripheral';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { createLabTables, labPipeline, seedLabData } from '../support/lab-data.js';
@@ -18,6 +17,7 @@ import {
 } from '../interventions/transfer-support.js';
 import { snapshotDir, SYNCCTL } from './bundle-support.js';
 import { runBin } from '../support/wait.js';
+import { loadPeripheralConfig, type PeripheralConfigInput } from '@sitesync/protocol';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping bundle export: no RabbitMQ available');

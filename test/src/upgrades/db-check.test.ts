@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { registerSite, type Finding } from '@sitesync/central';
+import { registerSite } from '@sitesync/central';
 import { Database } from '@sitesync/db';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { labPipeline } from '../support/lab-data.js';
@@ -15,6 +15,7 @@ import {
   writeScripts,
   writeSiteConfig,
 } from './upgrade-fixtures.js';
+import { type Finding } from '@sitesync/syncctl';
 
 /** Runs `syncctl db check --json` and returns its exit code and findings. */
 async function check(args: string[]): Promise<{ code: number; findings: Finding[]; stderr: string }> {

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { readCustomisations, UPGRADE_STEPS } from '@sitesync/central';
 import { installChangeTracking, OperationJournal, resolvePipeline, type Database } from '@sitesync/db';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { labPipeline } from '../support/lab-data.js';
@@ -13,6 +12,7 @@ import {
   writeScripts,
   writeSiteConfig,
 } from './upgrade-fixtures.js';
+import { readCustomisations, UPGRADE_STEPS } from '@sitesync/syncctl';
 
 /** A release's scripts: a new reference table of wards filled from the orders, plus small data fixes. */
 function releaseScripts(kind: DbKind): Record<string, Record<string, string>> {

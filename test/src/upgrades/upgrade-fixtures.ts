@@ -1,11 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Database } from '@sitesync/db';
-import type { PeripheralConfigInput } from '@sitesync/peripheral';
 import type { DbKind, TestWorld } from '../support/harness.js';
 import { createLabTables, seedLabData } from '../support/lab-data.js';
 import { amqpUrl, mssqlUrl, mysqlUrl, postgresUrl } from '../support/services.js';
 import { createSqlServerDatabase } from '../support/sqlserver.js';
+import { type PeripheralConfigInput } from '@sitesync/protocol';
 
 /** Shared setup of the `syncctl db check` / `db upgrade` suites. */
 

@@ -1,5 +1,5 @@
 import type { Database } from '@sitesync/db';
-import type { BrokerConnection, Topology } from '@sitesync/protocol';
+import { ManagementApi, type BrokerConnection, type QueueInfo, type Topology } from '@sitesync/protocol';
 import type { CentralConfig } from '../config';
 import type { CentralInterventions } from '../interventions/central-interventions';
 import {
@@ -12,7 +12,6 @@ import {
 } from '../dlq/dead-letters';
 import { SITE_TABLE } from '../merge/site-registry';
 import { SESSION_TABLE } from '../merge/session-tracker';
-import { ManagementApi, type QueueInfo } from '../ops/management-api';
 import { formatAge, isoOrNull, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
 
 /** What the page needs of the central agent (`CentralAgent` has all of it). */

@@ -4,9 +4,10 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadCentralConfig, verifyPassword } from '@sitesync/central';
-import { PERIPHERAL_NODE_OPTIONS, loadPeripheralConfig } from '@sitesync/peripheral';
+import { PERIPHERAL_NODE_OPTIONS } from '@sitesync/peripheral';
 import type { BrokerDefinitions } from '@sitesync/protocol';
 import { REPO } from '../../support/wait.js';
+import { loadPeripheralConfig } from '@sitesync/protocol';
 
 /**
  * No Docker engine runs here, so the deployment files are checked by reading them: the essentials
@@ -93,10 +94,21 @@ describe('deploy/Dockerfile', () => {
   it('gives npm ci every workspace of the root package.json, in the build and in the runtime dependencies', () => {
     const workspaces = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { workspaces: string[] })
       .workspaces;
-    for (const stage of ['build', 'prod-deps']) {
+    for (const stage of ['build', 'agent-deps', 'syncctl-deps']) {
       const copies = instruction(chain(all, stage), 'COPY').join('\n');
       for (const w of workspaces) expect(copies, `${stage} copies ${w}/package.json`).toContain(`${w}/package.json`);
     }
+  });
+
+  it("the central image carries neither syncctl nor its dependencies; syncctl is an image of its own", () => {
+    const central = chain(all, 'central');
+    expect(instruction(central, 'COPY').join('\n')).not.toMatch(/tools\/syncctl|syncctl-deps/);
+    expect(instruction(chain(all, 'agent-deps'), 'RUN').join('\n')).not.toContain('@sitesync/syncctl');
+    const tool = chain(all, 'syncctl');
+    expect(instruction(tool, 'COPY').join('\n')).toContain('tools/syncctl/dist');
+    expect(instruction(tool, 'USER').at(-1)).not.toMatch(/USER\s+(root|0)\b/);
+    expect(instruction(tool, 'RUN').join('\n')).not.toMatch(/g\+\+|apt-get install/);
+    expect(existsSync(join(REPO, 'tools/syncctl/bin/syncctl.js'))).toBe(true);
   });
 
   it('copies only paths that exist in the build context', () => {

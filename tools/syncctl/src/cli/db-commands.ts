@@ -1,12 +1,11 @@
 import { type Command } from 'commander';
-import { ConfigError, formatTable } from '@sitesync/protocol';
+import { ConfigError, formatTable, loadPeripheralConfig } from '@sitesync/protocol';
 import { Database, parseDatabaseUrl, redact, type DatabaseRole } from '@sitesync/db';
-import { loadPeripheralConfig } from '@sitesync/peripheral';
-import { loadCentralConfig } from '../config';
 import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check';
 import { upgradeDatabase, type UpgradeResult, type UpgradeTarget } from '../ops/db-upgrade';
 import { addedForeignKeys, emptyScripts, readUpgradeScripts, type UpgradeScripts } from '../ops/upgrade-scripts';
 import { centralUpgradeTarget, siteUpgradeTarget } from '../ops/upgrade-targets';
+import { loadCentralConfig } from '@sitesync/central';
 
 /** `syncctl db check` and `syncctl db upgrade`; see docs/upgrades.md. */
 

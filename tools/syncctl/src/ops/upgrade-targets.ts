@@ -1,5 +1,4 @@
 import { dirtyTableName, TRACKING_TABLE, type Database } from '@sitesync/db';
-import { SITE_TABLE } from '../merge/site-registry';
 import {
   checkCentralDatabase,
   checkSiteDatabase,
@@ -8,6 +7,7 @@ import {
   type SiteCheckInput,
 } from './db-check';
 import type { UpgradeTarget } from './db-upgrade';
+import { SITE_TABLE } from '@sitesync/central';
 
 /** sitesync's own tables at a site (site-init and interventions migrations, change tracking). */
 const SITE_TABLES = [

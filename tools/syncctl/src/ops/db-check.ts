@@ -11,9 +11,8 @@ import {
   type SqlToken,
   type TableInfo,
 } from '@sitesync/db';
-import { SITE_TABLE } from '../merge/site-registry';
-import { describeInexactColumn, inexactKeyColumns, SITE_COLUMN } from '../merge/target-tables';
 import type { AddedForeignKey } from './upgrade-scripts';
+import { SITE_TABLE, describeInexactColumn, inexactKeyColumns, SITE_COLUMN } from '@sitesync/central';
 
 /**
  * Pre-checks (`syncctl db check`, and the first step of `syncctl db upgrade`): every inconsistency

@@ -1,7 +1,7 @@
 import { ConfigError, HashingFileSchema, configErrorFrom, type HashingFile } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
-import { expectedUser, findSiteRows } from '../merge/site-registry';
 import type { BundleFile } from './bundle-reader';
+import { expectedUser, findSiteRows } from '@sitesync/central';
 
 export interface SiteBundleOptions {
   siteId: number;

@@ -1,15 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import {
-  ConfigError,
-  HashingFileSchema,
-  SiteIdSchema,
-  applyEnvOverrides,
-  configErrorFrom,
-  type EnvKey,
-  type HashingFile,
-} from '@sitesync/protocol';
+import { applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
+import { ConfigError } from './errors';
+import { SiteIdSchema } from './messages';
+import { HashingFileSchema, type HashingFile } from './pipeline';
 
 export const DEFAULT_MAX_BATCH_ROWS = 5000;
 export const DEFAULT_MAX_BATCH_BYTES = 1_000_000;

@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '@sitesync/protocol';
 import { Database, JOURNAL_TABLE, OperationJournal, OperationLock, type DatabaseRole } from '@sitesync/db';
-import { loadCentralConfig } from '../config';
 import { applyBundle } from '../bundles/bundle-applier';
 import { exportSiteBundle } from '../bundles/bundle-exporter';
 import { readBundle, type BundleContent } from '../bundles/bundle-reader';
@@ -11,6 +10,7 @@ import { describePlan } from '../bundles/bundle-report';
 import { planBundle } from '../bundles/bundle-validator';
 import { writeBundle } from '../bundles/bundle-writer';
 import type { TableOverlay } from '../bundles/schema-model';
+import { loadCentralConfig } from '@sitesync/central';
 
 interface GlobalOpts {
   config?: string;

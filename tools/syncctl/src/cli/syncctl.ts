@@ -13,6 +13,7 @@ import {
   rabbitPasswordHash,
   siteUserName,
   tlsSocketOptions,
+  ManagementApi,
 } from '@sitesync/protocol';
 import {
   Database,
@@ -21,17 +22,22 @@ import {
   type DatabaseRole,
   type ResolvedPipeline,
 } from '@sitesync/db';
-import { loadCentralConfig, type CentralConfig } from '../config';
-import { ManagementApi } from '../ops/management-api';
 import { provisionSite } from '../ops/provision-site';
 import { checkSitePermissions } from '../ops/site-permissions';
 import { verifySite } from '../ops/verify';
 import { registerDbCommands } from './db-commands';
-import { formatAge, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
-import { findSiteRows, registerSite, SITE_TABLE } from '../merge/site-registry';
-import { CentralInterventions } from '../interventions/central-interventions';
 import { registerBundleCommands } from './bundle-commands';
 import {
+  loadCentralConfig,
+  type CentralConfig,
+  formatAge,
+  readSiteStatus,
+  withBrokerFigures,
+  type SiteStatus,
+  findSiteRows,
+  registerSite,
+  SITE_TABLE,
+  CentralInterventions,
   DEFAULT_MAX_REPLAYS,
   bodyText,
   centralDeadLettersBySite,
@@ -42,8 +48,9 @@ import {
   scanQueue,
   type DeadLetterFilter,
   type DeadLetterContext,
-} from '../dlq/dead-letters';
-import { MessageSigner } from '../dlq/message-signer';
+  MessageSigner,
+  hashPassword,
+} from '@sitesync/central';
 
 interface GlobalOpts {
   config?: string;
@@ -737,8 +744,6 @@ users
   .command('hash-password')
   .description('read a password from stdin and print its scrypt hash, for "passwordHash" in the "users" config')
   .action(async () => {
-    // Loaded here so that the other commands do not pay for it.
-    const { hashPassword } = await import('../http/auth.js');
     const password = await readPassword();
     if (password.length < 8) throw new InvalidArgumentError('use a password of at least 8 characters');
     process.stdout.write(`${await hashPassword(password)}\n`);

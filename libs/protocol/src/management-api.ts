@@ -1,11 +1,6 @@
-import {
-  brokerUserOf,
-  ConfigError,
-  TransientError,
-  type BrokerDefinitions,
-  type Permissions,
-  type TopicPermission,
-} from '@sitesync/protocol';
+import { brokerUserOf } from './broker-connection';
+import type { BrokerDefinitions, Permissions, TopicPermission } from './broker-definitions';
+import { ConfigError, TransientError } from './errors';
 
 /** Default port of the RabbitMQ management plugin. */
 export const MANAGEMENT_PORT = 15672;

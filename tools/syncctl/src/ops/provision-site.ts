@@ -7,9 +7,9 @@ import {
   sitePermissions,
   siteUserName,
   type Logger,
+  ManagementApi,
 } from '@sitesync/protocol';
-import { checkTargetKeys, registerSite, SITE_TABLE, type SiteRegistration } from '../merge/site-registry';
-import { ManagementApi } from './management-api';
+import { checkTargetKeys, registerSite, SITE_TABLE, type SiteRegistration } from '@sitesync/central';
 
 export interface BrokerAccess {
   /** The central's AMQP URL (its vhost is the site's). */

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline, type TableInfo } from '@sitesync/db';
 import { ConfigError, HeaderHasher, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
-import { findSiteRows } from '../merge/site-registry';
-import { SITE_COLUMN } from '../merge/target-tables';
+import { findSiteRows, SITE_COLUMN } from '@sitesync/central';
 
 /** One side of a pipeline: how many headers and details, and a digest of every (key, hash). */
 export interface SideSummary {

@@ -1,7 +1,6 @@
 import type { Database } from '@sitesync/db';
-import { sitePermissions, type Topology } from '@sitesync/protocol';
-import { expectedUser, SITE_TABLE } from '../merge/site-registry';
-import type { ManagementApi } from './management-api';
+import { sitePermissions, type Topology, type ManagementApi } from '@sitesync/protocol';
+import { expectedUser, SITE_TABLE } from '@sitesync/central';
 
 /** One site user's broker permissions against what sitesync grants a site (`sitePermissions`). */
 export interface SitePermissionCheck {
