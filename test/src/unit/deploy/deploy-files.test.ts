@@ -100,7 +100,7 @@ describe('deploy/Dockerfile', () => {
     }
   });
 
-  it("the central image carries neither syncctl nor its dependencies; syncctl is an image of its own", () => {
+  it('the central image carries neither syncctl nor its dependencies; syncctl is an image of its own', () => {
     const central = chain(all, 'central');
     expect(instruction(central, 'COPY').join('\n')).not.toMatch(/tools\/syncctl|syncctl-deps/);
     expect(instruction(chain(all, 'agent-deps'), 'RUN').join('\n')).not.toContain('@sitesync/syncctl');
