@@ -14,7 +14,7 @@ import {
   type Logger,
   type MessageType,
 } from '@sitesync/protocol';
-import { Database } from '@sitesync/db';
+import { Database, SITE_TABLE } from '@sitesync/db';
 import type { CentralConfig } from './config';
 import { BatchMerger } from './merge/batch-merger';
 import { SessionTracker } from './merge/session-tracker';
@@ -23,7 +23,6 @@ import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import { verifySender, type VerifiedMessage } from './merge/inbox';
-import { SITE_TABLE } from './merge/site-registry';
 import { readSiteStatus } from './status/site-status';
 import type { HandlerContext } from './handlers/handler-context';
 import { handleRejectedBatch } from './handlers/batch-handler';

@@ -14,8 +14,9 @@ import {
   type HeaderSource,
   type HeaderWithDetails,
   type ResolvedPipeline,
+  ROW_STATE_TABLE,
 } from '@sitesync/db';
-import { ROW_STATE_TABLE, readRowState, type RowState } from './row-state';
+import { readRowState, type RowState } from './row-state';
 
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
 export type DirtyHeader = HeaderChange & { headerKey: string; rows: number };

@@ -1,8 +1,6 @@
+import { ROW_STATE_TABLE } from '@sitesync/db';
 import type { Database, Queryable, ResolvedPipeline } from '@sitesync/db';
 import { decodeKey } from '@sitesync/protocol';
-
-/** The side table holding SourceHash/TargetHash/IsSync per pipeline and header key. */
-export const ROW_STATE_TABLE = 'sync_row_state';
 
 const STATE_COLUMNS = [
   'pipeline',

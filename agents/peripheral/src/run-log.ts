@@ -1,8 +1,8 @@
+import { RUN_LOG_TABLE } from '@sitesync/db';
 import { randomUUID } from 'node:crypto';
 import { TransientError } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 
-export const RUN_LOG_TABLE = 'LAB_SyncStatus';
 const LOCK_NAME = 'session';
 const VERSION_COUNTER = 'version';
 
@@ -33,7 +33,7 @@ export class RunLog {
   /** When the last session the central confirmed complete started (everything older is central). */
   async lastCompleteStart(): Promise<Date | undefined> {
     const rows = await this.db.query<{ started: unknown }>(
-      `SELECT MAX(started_at) AS started FROM ${this.db.dialect.quote('LAB_SyncStatus')} WHERE status = 'ok'`,
+      `SELECT MAX(started_at) AS started FROM ${this.db.dialect.quote(RUN_LOG_TABLE)} WHERE status = 'ok'`,
     );
     const v = rows[0]?.started;
     if (v === null || v === undefined) return undefined;

@@ -1,8 +1,7 @@
 import { decodeKey, type DecodedMessage, type SessionAck } from '@sitesync/protocol';
 import type { Database, Queryable, ResolvedPipeline } from '@sitesync/db';
-import { ROW_STATE_TABLE } from './row-state';
-import { RUN_LOG_TABLE } from './run-log';
 import type { PipelineCache } from './pipeline-cache';
+import { ROW_STATE_TABLE, RUN_LOG_TABLE } from '@sitesync/db';
 
 /** The metric the ack path reports (PeripheralMetrics has it). */
 export interface AckMetrics {

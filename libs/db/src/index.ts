@@ -19,3 +19,4 @@ export * from './header-reader';
 export * from './change-tracking';
 export * from './journal';
 export * from './operation-lock';
+export * from './table-names';

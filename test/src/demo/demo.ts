@@ -12,8 +12,8 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as amqp from 'amqplib';
 import { createLogger, Topology, type Logger, formatTable, parsePeripheralConfig } from '@sitesync/protocol';
-import { Database } from '@sitesync/db';
-import { CentralAgent, parseCentralConfig, registerSite, SITE_TABLE } from '@sitesync/central';
+import { Database, SITE_TABLE } from '@sitesync/db';
+import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
 import { PeripheralAgent, type SessionResult } from '@sitesync/peripheral';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 import {

@@ -18,7 +18,6 @@ import {
   hashHeader,
 } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
-import { SITE_TABLE } from '@sitesync/central';
 import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import {
@@ -34,6 +33,7 @@ import {
   takeMessages,
   waitFor,
 } from '../support/messages.js';
+import { SITE_TABLE } from '@sitesync/db';
 
 const broker = amqpUrl();
 const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];

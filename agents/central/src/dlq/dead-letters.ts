@@ -20,7 +20,8 @@ import {
 import type { Queryable } from '@sitesync/db';
 import { HEADER_SIGNATURE, type MessageSigner } from './message-signer';
 import { senderHeaders, signedReplay } from './dead-lettering';
-import { expectedUser, SITE_TABLE } from '../merge/site-registry';
+import { expectedUser } from '../merge/site-registry';
+import { SITE_TABLE } from '@sitesync/db';
 
 /** Replays refused past this many, unless forced: a message that keeps failing needs a fix, not a loop. */
 export const DEFAULT_MAX_REPLAYS = 3;

@@ -10,9 +10,8 @@ import {
   type DeadLetter,
   type DeadLetterContext,
 } from '../dlq/dead-letters';
-import { SITE_TABLE } from '../merge/site-registry';
-import { SESSION_TABLE } from '../merge/session-tracker';
 import { formatAge, isoOrNull, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
+import { SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
 
 /** What the page needs of the central agent (`CentralAgent` has all of it). */
 export interface SupervisedCentral {

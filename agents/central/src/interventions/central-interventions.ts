@@ -6,6 +6,7 @@ import {
   type Database,
   type InterventionRow,
   type Queryable,
+  SITE_TABLE,
 } from '@sitesync/db';
 import { outgoing, type Outgoing } from '../handlers/outgoing';
 
@@ -90,7 +91,7 @@ export class CentralInterventions {
         );
       }
       const registered = (
-        await tx.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${d.quote('EstadoSyncGeneral')}`)
+        await tx.query<{ id_efector: number }>(`SELECT DISTINCT id_efector FROM ${d.quote(SITE_TABLE)}`)
       ).map((r) => Number(r.id_efector));
       const targets = sites === 'all' ? registered : sites;
       const unknown = targets.filter((s) => !registered.includes(s));
@@ -103,10 +104,9 @@ export class CentralInterventions {
   /** Asks to move an unfinished intervention held centrally to `toSite`. Exactly one of concurrent requests wins. */
   async requestTransferOut(guid: string, toSite: number, requestedBy = 'operator'): Promise<string> {
     return this.db.transaction(async (tx) => {
-      const site = await tx.query(
-        `SELECT id_efector FROM ${tx.dialect.quote('EstadoSyncGeneral')} WHERE id_efector = ?`,
-        [toSite],
-      );
+      const site = await tx.query(`SELECT id_efector FROM ${tx.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`, [
+        toSite,
+      ]);
       if (!site.length) throw new TransferRefusedError(`site ${toSite} is not registered`);
       const rows = await tx.query<InterventionRow>(`SELECT * FROM intervention WHERE guid = ?`, [guid]);
       const i = rows[0];

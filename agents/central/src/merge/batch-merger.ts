@@ -1,14 +1,19 @@
 import { MessageRejectedError, encodeKey, type HeaderBatch, type HeaderChange } from '@sitesync/protocol';
-import { foldKeyValue, isExactComparison, PIPELINE_SHAPE_COLUMN, type Database, type Queryable } from '@sitesync/db';
+import {
+  LEDGER_TABLE,
+  foldKeyValue,
+  isExactComparison,
+  PIPELINE_SHAPE_COLUMN,
+  type Database,
+  type Queryable,
+  SITE_TABLE,
+} from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
-import { SITE_TABLE } from './site-registry';
 import { TableStatistics } from './table-statistics';
 import { ledgerReturnsWinners, upsertLedger } from './ledger-statements';
 import { checkStorableValues, positions, verifyHashes } from './batch-content';
 import { replaceRows } from './replace-rows';
 import { claimInbox, forgetRejectedBatch, type VerifiedMessage } from './inbox';
-
-export const LEDGER_TABLE = 'sync_ledger';
 
 export interface MergeResult {
   status: 'applied' | 'duplicate';

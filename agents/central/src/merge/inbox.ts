@@ -1,11 +1,7 @@
+import { INBOX_TABLE, REJECTED_TABLE } from '@sitesync/db';
 import { MessageRejectedError, isDecoded, type DecodedMessage, type MessageType } from '@sitesync/protocol';
 import type { Queryable } from '@sitesync/db';
 import { expectedUser, findSiteRow, findSiteRows, type SiteRow } from './site-registry';
-
-/** Every message the central applied, by message id: the duplicate check, and what sessions count. */
-export const INBOX_TABLE = 'sync_inbox';
-/** Batches of a verified sender that were dead-lettered, by message id: they count against their session. */
-export const REJECTED_TABLE = 'sync_rejected';
 
 /**
  * A decoded message whose broker user was checked against the `EstadoSyncGeneral` row(s) of the

@@ -1,9 +1,7 @@
+import { SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
 import { MessageRejectedError, type SessionAck, type SessionCompleted, type SessionStarted } from '@sitesync/protocol';
 import type { Database, Queryable } from '@sitesync/db';
 import { claimInbox, receivedBatches, recordRejectedBatch, rejectedBatches, type VerifiedMessage } from './inbox';
-import { SITE_TABLE } from './site-registry';
-
-export const SESSION_TABLE = 'sync_session';
 
 interface SessionRow {
   session_id: string;

@@ -1,5 +1,5 @@
 import { ConfigError } from '@sitesync/protocol';
-import { INEXACT_KEYS_ACCEPTED_COLUMN, type Queryable } from '@sitesync/db';
+import { SITE_TABLE, INEXACT_KEYS_ACCEPTED_COLUMN, type Queryable } from '@sitesync/db';
 import { describeInexactColumn, inexactKeyColumns, type InexactKeyColumn } from './target-tables';
 
 /** One row of `EstadoSyncGeneral`: a site's pipeline, its target tables and sync state. */
@@ -11,8 +11,6 @@ export interface SiteRow {
   broker_user: string | null;
   last_version: number | null;
 }
-
-export const SITE_TABLE = 'EstadoSyncGeneral';
 
 export async function findSiteRow(q: Queryable, siteId: number, pipeline: string): Promise<SiteRow | undefined> {
   const rows = await q.query<SiteRow>(

@@ -1,7 +1,6 @@
 import type { Database } from '@sitesync/db';
 import type { Topology } from '@sitesync/protocol';
-import { SITE_TABLE } from '../merge/site-registry';
-import { SESSION_TABLE } from '../merge/session-tracker';
+import { SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
 
 /** What the broker says of a queue (as the management API answers, see `ManagementApi.queues`). */
 export interface QueueFigures {

@@ -21,6 +21,7 @@ import {
   resolvePipeline,
   type DatabaseRole,
   type ResolvedPipeline,
+  SITE_TABLE,
 } from '@sitesync/db';
 import { provisionSite } from '../ops/provision-site';
 import { checkSitePermissions } from '../ops/site-permissions';
@@ -36,7 +37,6 @@ import {
   type SiteStatus,
   findSiteRows,
   registerSite,
-  SITE_TABLE,
   CentralInterventions,
   DEFAULT_MAX_REPLAYS,
   bodyText,

@@ -10,9 +10,10 @@ import {
   type ResolvedPipeline,
   type SqlToken,
   type TableInfo,
+  SITE_TABLE,
 } from '@sitesync/db';
 import type { AddedForeignKey } from './upgrade-scripts';
-import { SITE_TABLE, describeInexactColumn, inexactKeyColumns, SITE_COLUMN } from '@sitesync/central';
+import { describeInexactColumn, inexactKeyColumns, SITE_COLUMN } from '@sitesync/central';
 
 /**
  * Pre-checks (`syncctl db check`, and the first step of `syncctl db upgrade`): every inconsistency

@@ -9,7 +9,8 @@ import {
   type Logger,
   ManagementApi,
 } from '@sitesync/protocol';
-import { checkTargetKeys, registerSite, SITE_TABLE, type SiteRegistration } from '@sitesync/central';
+import { checkTargetKeys, registerSite, type SiteRegistration } from '@sitesync/central';
+import { SITE_TABLE } from '@sitesync/db';
 
 export interface BrokerAccess {
   /** The central's AMQP URL (its vhost is the site's). */

@@ -1,6 +1,7 @@
 import type { Database } from '@sitesync/db';
 import { sitePermissions, type Topology, type ManagementApi } from '@sitesync/protocol';
-import { expectedUser, SITE_TABLE } from '@sitesync/central';
+import { expectedUser } from '@sitesync/central';
+import { SITE_TABLE } from '@sitesync/db';
 
 /** One site user's broker permissions against what sitesync grants a site (`sitePermissions`). */
 export interface SitePermissionCheck {

@@ -1,4 +1,4 @@
-import { dirtyTableName, TRACKING_TABLE, type Database } from '@sitesync/db';
+import { dirtyTableName, TRACKING_TABLE, type Database, SITE_TABLE } from '@sitesync/db';
 import {
   checkCentralDatabase,
   checkSiteDatabase,
@@ -7,7 +7,6 @@ import {
   type SiteCheckInput,
 } from './db-check';
 import type { UpgradeTarget } from './db-upgrade';
-import { SITE_TABLE } from '@sitesync/central';
 
 /** sitesync's own tables at a site (site-init and interventions migrations, change tracking). */
 const SITE_TABLES = [
