@@ -79,7 +79,7 @@ export interface SessionDeps {
   metrics?: SessionMetrics;
 }
 
-/** One sync cycle of a site: DESIGN 3.1 steps 1-6. */
+/** One sync cycle of a site: steps 1-12 of docs/architecture.md "One session, end to end". */
 export class SyncSession {
   readonly sessionId = randomUUID();
   private readonly totals: SessionTotals = { batches: 0, headers: 0, details: 0, deletions: 0 };

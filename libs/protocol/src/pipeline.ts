@@ -21,7 +21,7 @@ export const LinkEntitySchema = z
   .strict();
 
 /**
- * The pipeline "hashing file" (DESIGN 3.1). Keys follow the seed document (Algorithm, BaseEntity,
+ * The pipeline "hashing file" (docs/protocol.md "Hashing file"). Keys follow the seed document (Algorithm, BaseEntity,
  * LinkEntities, Attributes, Filter, FieldSourceHash/FieldTargetHash/FieldSyncHash), in camelCase.
  */
 export const HashingFileSchema = z

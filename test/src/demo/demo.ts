@@ -4,7 +4,7 @@
  * Seeds two SQLite site databases with lab orders, runs an initial load on both sites at once,
  * changes a few rows, runs a second (incremental) session, and checks that the central holds
  * exactly what each site holds. Then it moves one unfinished intervention from site 102 through the
- * central to site 101, which first gets the procedure version it is based on (DESIGN 3.3).
+ * central to site 101, which first gets the procedure version it is based on (docs/interventions.md).
  * Everything it writes lives in `.demo/` at the repository root.
  */
 import { mkdirSync, rmSync } from 'node:fs';

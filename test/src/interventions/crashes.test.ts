@@ -19,7 +19,7 @@ import {
 } from './transfer-support.js';
 
 /**
- * DESIGN 3.3: "Crash any agent at any step: after restart every GUID is active on exactly one system."
+ * The intervention invariant (docs/interventions.md): "Crash any agent at any step: after restart every GUID is active on exactly one system."
  * The agents run as child processes (the real binaries) and are killed with SIGKILL at each step of
  * both flows, then started again. Where a step is too short to hit by polling, the other side is
  * paused (SIGSTOP) so the step holds still until the kill; it is resumed (SIGCONT) right after.

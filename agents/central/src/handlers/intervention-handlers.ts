@@ -1,6 +1,6 @@
 import type { MessageHandler } from './handler-context';
 
-// The intervention messages (DESIGN 3.3) are handled by the central's intervention service, which
+// The intervention messages (docs/interventions.md) are handled by the central's intervention service, which
 // returns what to send; these name the step each message type is.
 
 /** `procedure.catalogue`: what the site holds; may release transfers waiting on a procedure. */

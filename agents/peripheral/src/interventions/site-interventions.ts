@@ -29,7 +29,7 @@ export interface NewIntervention {
 }
 
 /**
- * The site side of DESIGN 3.3: stores procedure versions and reports its catalogue, sends
+ * The site side of procedures and interventions (docs/interventions.md): stores procedure versions and reports its catalogue, sends
  * interventions marked for transfer, deletes them when the central took them, and stores those the
  * central delivers. Every step is one transaction and is answered the same way when repeated.
  */
