@@ -3,6 +3,29 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 
+/** Another package is imported by its entry point, never by a path into its source or build. */
+const DEEP = {
+  group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
+  message: 'Use the package entry point.',
+};
+const NO_TOOLS = {
+  group: ['@sitesync/syncctl', '**/tools/**'],
+  message: 'An agent does not import the operator tooling.',
+};
+const NO_SITE_AGENT = {
+  group: ['@sitesync/peripheral'],
+  message: 'The central agent does not depend on the site agent.',
+};
+const NO_AGENTS = {
+  group: ['@sitesync/central', '@sitesync/peripheral', '@sitesync/syncctl'],
+  message: 'A library does not import an agent or the tooling.',
+};
+
+/** `no-restricted-imports` with the deep-import rule and `more`. */
+function restrictedImports(...more) {
+  return ['error', { patterns: [DEEP, ...more] }];
+}
+
 export default tseslint.config(
   {
     ignores: [
@@ -30,75 +53,22 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'import-x/no-cycle': 'error',
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
-              message: 'Use the package entry point.',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': restrictedImports(),
     },
   },
   {
     // The agents never import the operator tooling, and the central agent never the site agent.
     files: ['agents/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
-              message: 'Use the package entry point.',
-            },
-            { group: ['@sitesync/syncctl', '**/tools/**'], message: 'An agent does not import the operator tooling.' },
-          ],
-        },
-      ],
-    },
+    rules: { 'no-restricted-imports': restrictedImports(NO_TOOLS) },
   },
   {
     files: ['agents/central/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
-              message: 'Use the package entry point.',
-            },
-            { group: ['@sitesync/syncctl', '**/tools/**'], message: 'An agent does not import the operator tooling.' },
-            { group: ['@sitesync/peripheral'], message: 'The central agent does not depend on the site agent.' },
-          ],
-        },
-      ],
-    },
+    rules: { 'no-restricted-imports': restrictedImports(NO_TOOLS, NO_SITE_AGENT) },
   },
   {
     // The libraries import no agent and no tool.
     files: ['libs/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['@sitesync/*/src/*', '@sitesync/*/dist/*', '**/libs/*/*', '**/agents/*/*', '**/tools/*/*'],
-              message: 'Use the package entry point.',
-            },
-            {
-              group: ['@sitesync/central', '@sitesync/peripheral', '@sitesync/syncctl'],
-              message: 'A library does not import an agent or the tooling.',
-            },
-          ],
-        },
-      ],
-    },
+    rules: { 'no-restricted-imports': restrictedImports(NO_AGENTS) },
   },
   {
     files: ['**/*.mjs'],
