@@ -1,7 +1,7 @@
 import { type Command } from 'commander';
 import { ConfigError, formatTable, loadPeripheralConfig } from '@sitesync/protocol';
 import { Database, parseDatabaseUrl, redact, type DatabaseRole } from '@sitesync/db';
-import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check';
+import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check/check-context';
 import { upgradeDatabase, type UpgradeResult, type UpgradeTarget } from '../ops/db-upgrade';
 import { addedForeignKeys, emptyScripts, readUpgradeScripts, type UpgradeScripts } from '../ops/upgrade-scripts';
 import { centralUpgradeTarget, siteUpgradeTarget } from '../ops/upgrade-targets';
