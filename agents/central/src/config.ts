@@ -174,7 +174,18 @@ export function parseCentralConfig(raw: unknown): CentralConfig {
   return Object.freeze(parsed.data);
 }
 
-/** Reads the config file (optional) and `SYNC_*` environment overrides: the only place reading `process.env`. */
+/**
+ * Whether a central config is given at all: a file (`file` or `SYNC_CONFIG`) or the broker URL in
+ * `SYNC_AMQP_URL`. syncctl asks before it reaches for the broker where the database alone would do.
+ */
+export function hasCentralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(file || env.SYNC_CONFIG || env.SYNC_AMQP_URL);
+}
+
+/**
+ * Reads the config file (optional) and `SYNC_*` environment overrides: with `hasCentralConfig`, the
+ * only place of the central and syncctl reading `process.env`.
+ */
 export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): CentralConfig {
   let raw: Record<string, unknown> = {};
   const path = file ?? env.SYNC_CONFIG;

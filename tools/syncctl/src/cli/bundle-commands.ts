@@ -10,12 +10,7 @@ import { describePlan } from '../bundles/bundle-report';
 import { planBundle } from '../bundles/bundle-validator';
 import { writeBundle } from '../bundles/bundle-writer';
 import type { TableOverlay } from '../bundles/schema-model';
-import { loadCentralConfig } from '@sitesync/central';
-
-interface GlobalOpts {
-  config?: string;
-  db?: string;
-}
+import { siteId, type SyncctlContext } from './context';
 
 interface ApplyOpts {
   role: string;
@@ -25,7 +20,7 @@ interface ApplyOpts {
 }
 
 /** Registers `bundle apply` and `bundle export` on syncctl. */
-export function registerBundleCommands(program: Command): void {
+export function registerBundleCommands(program: Command, ctx: SyncctlContext): void {
   const bundle = program
     .command('bundle')
     .description('provisioning bundles: numbered SQL scripts, data imports and config files, applied in order');
@@ -46,9 +41,7 @@ export function registerBundleCommands(program: Command): void {
     .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
     .action(async (source: string, opts: ApplyOpts) => {
       const role = databaseRole(opts.role);
-      const url =
-        program.opts<GlobalOpts>().db ??
-        (role === 'central' ? loadCentralConfig(program.opts<GlobalOpts>().config).db.url : undefined);
+      const url = role === 'central' ? ctx.centralDbUrl() : ctx.options.db;
       if (!url) throw new InvalidArgumentError('give the target database with --db <url>');
       const content = await readBundle(source);
       await (opts.dryRun ? dryRun(url, role, content, opts) : apply(url, role, content, opts));
@@ -59,14 +52,14 @@ export function registerBundleCommands(program: Command): void {
     .description(
       'write a bundle (folder, or a file ending in .zip) that provisions a new site: the procedure catalogue and the site config',
     )
-    .requiredOption('--site <id>', 'the site (efector id), registered with syncctl sites add', positiveInt)
+    .requiredOption('--site <id>', 'the site (efector id), registered with syncctl sites add', siteId)
     .requiredOption('--pipeline-file <file...>', "the site's hashing file(s)")
     .option('--amqp-url <url>', 'the broker as the site reaches it (default: the central config)')
     .option('--prefix <prefix>', 'topology prefix (default: the central config)')
     .action(async (out: string, opts: { site: number; pipelineFile: string[]; amqpUrl?: string; prefix?: string }) => {
-      const g = program.opts<GlobalOpts>();
+      const g = ctx.options;
       // The central config is only needed for what the options do not give.
-      const cfg = !opts.amqpUrl || !g.db ? loadCentralConfig(g.config) : undefined;
+      const cfg = !opts.amqpUrl || !g.db ? ctx.centralConfig() : undefined;
       const amqpUrl = opts.amqpUrl ?? cfg!.amqp.url;
       const prefix = opts.prefix ?? cfg?.amqp.prefix ?? '';
       const url = g.db ?? cfg!.db.url;
@@ -182,12 +175,6 @@ function configDir(opts: ApplyOpts): { configDir?: string } {
 function databaseRole(v: string): DatabaseRole {
   if (v !== 'site' && v !== 'central') throw new InvalidArgumentError('--role is site or central');
   return v;
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('a site id is a positive integer (efector id)');
-  return n;
 }
 
 async function readText(file: string): Promise<string> {

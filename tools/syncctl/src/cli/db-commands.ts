@@ -1,11 +1,11 @@
 import { type Command } from 'commander';
 import { ConfigError, formatTable, loadPeripheralConfig } from '@sitesync/protocol';
 import { Database, parseDatabaseUrl, redact, type DatabaseRole } from '@sitesync/db';
-import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check';
+import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check/check-context';
 import { upgradeDatabase, type UpgradeResult, type UpgradeTarget } from '../ops/db-upgrade';
 import { addedForeignKeys, emptyScripts, readUpgradeScripts, type UpgradeScripts } from '../ops/upgrade-scripts';
 import { centralUpgradeTarget, siteUpgradeTarget } from '../ops/upgrade-targets';
-import { loadCentralConfig } from '@sitesync/central';
+import { writeJson, type SyncctlContext } from './context';
 
 /** `syncctl db check` and `syncctl db upgrade`; see docs/upgrades.md. */
 
@@ -16,11 +16,6 @@ interface DbCommandOptions {
   sites?: string;
   maxKeys: string;
   stuckAfter: string;
-}
-
-interface GlobalOptions {
-  config?: string;
-  db?: string;
 }
 
 /** The database an invocation works on and how it is checked. */
@@ -35,7 +30,7 @@ interface ResolvedTarget {
 const DEFAULT_STUCK_AFTER = '1h';
 
 /** Registers the `db` command group (check, upgrade) on syncctl's program. */
-export function registerDbCommands(program: Command): void {
+export function registerDbCommands(program: Command, ctx: SyncctlContext): void {
   const db = program.command('db').description('database pre-checks and upgrades (see docs/upgrades.md)');
   const common = (cmd: Command) =>
     cmd
@@ -54,13 +49,13 @@ export function registerDbCommands(program: Command): void {
     .description('list every inconsistency that would break an upgrade or a sync; exit 1 when any is found')
     .option('--json', 'machine-readable output')
     .action(async (opts: DbCommandOptions & { json?: boolean }) => {
-      const resolved = resolveTarget(program.opts<GlobalOptions>(), opts);
+      const resolved = resolveTarget(ctx, opts);
       const database = await Database.open(resolved.url, { role: resolved.role, migrate: false });
       try {
         const findings = await resolved.target.check(database, addedForeignKeys(resolved.scripts));
         if (findings.length) process.exitCode = 1;
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify({ role: resolved.role, findings }, null, 2)}\n`);
+          writeJson({ role: resolved.role, findings });
           return;
         }
         process.stdout.write(formatFindings(findings));
@@ -82,7 +77,7 @@ export function registerDbCommands(program: Command): void {
     .option('--step', 'run only the next pending step, then stop')
     .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
     .action(async (opts: DbCommandOptions & { continue?: boolean; step?: boolean; breakLock?: boolean }) => {
-      const resolved = resolveTarget(program.opts<GlobalOptions>(), opts);
+      const resolved = resolveTarget(ctx, opts);
       const database = await Database.open(resolved.url, { role: resolved.role, migrate: false });
       try {
         const result = await upgradeDatabase(database, resolved.target, {
@@ -99,7 +94,7 @@ export function registerDbCommands(program: Command): void {
     });
 }
 
-function resolveTarget(global: GlobalOptions, opts: DbCommandOptions): ResolvedTarget {
+function resolveTarget(ctx: SyncctlContext, opts: DbCommandOptions): ResolvedTarget {
   const role = opts.role ?? (opts.siteConfig ? 'site' : 'central');
   if (role !== 'central' && role !== 'site') {
     throw new ConfigError(`--role ${JSON.stringify(role)}: expected central or site`, 'role');
@@ -111,7 +106,7 @@ function resolveTarget(global: GlobalOptions, opts: DbCommandOptions): ResolvedT
   if (role === 'site') {
     if (opts.sites) throw new ConfigError('--sites applies to the central only', 'sites');
     const site = opts.siteConfig ? loadPeripheralConfig(opts.siteConfig) : undefined;
-    const url = global.db ?? site?.db.url;
+    const url = ctx.options.db ?? site?.db.url;
     if (!url) {
       throw new ConfigError(
         '--role site needs --site-config <file> (its pipelines, hooks and db.url) or --db <url>',
@@ -131,7 +126,7 @@ function resolveTarget(global: GlobalOptions, opts: DbCommandOptions): ResolvedT
     };
   }
   if (opts.siteConfig) throw new ConfigError('--site-config applies to --role site only', 'site-config');
-  const url = global.db ?? loadCentralConfig(global.config).db.url;
+  const url = ctx.centralDbUrl();
   return {
     role,
     url,

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError } from '@sitesync/protocol';
 import { JOURNAL_TABLE, OperationJournal, OperationLock, type Database, type JournalEntry } from '@sitesync/db';
-import type { Finding } from './db-check';
+import type { Finding } from './db-check/check-context';
 import {
   customisationKey,
   readCustomisations,

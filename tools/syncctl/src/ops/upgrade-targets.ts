@@ -1,11 +1,7 @@
 import { dirtyTableName, TRACKING_TABLE, type Database, SITE_TABLE } from '@sitesync/db';
-import {
-  checkCentralDatabase,
-  checkSiteDatabase,
-  type CentralCheckInput,
-  type CheckOptions,
-  type SiteCheckInput,
-} from './db-check';
+import type { CheckOptions } from './db-check/check-context';
+import { checkCentralDatabase, type CentralCheckInput } from './db-check/central-checks';
+import { checkSiteDatabase, type SiteCheckInput } from './db-check/site-checks';
 import type { UpgradeTarget } from './db-upgrade';
 
 /** sitesync's own tables at a site (site-init and interventions migrations, change tracking). */
