@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { BrokerConnection, ConfigError, Topology } from '@sitesync/protocol';
+import { BrokerConnection, ConfigError, Topology, tlsSocketOptions } from '@sitesync/protocol';
 import { SITE_TABLE } from '@sitesync/db';
 import {
   DEFAULT_MAX_REPLAYS,
@@ -115,13 +115,11 @@ export function registerDlqCommands(program: Command, ctx: SyncctlContext): void
  */
 async function withDeadLetters<T>(ctx: SyncctlContext, dlq: Command, fn: DeadLetterWork<T>): Promise<T> {
   const b = dlq.opts<BrokerOptions>();
-  let url = b.amqp;
-  let prefix = b.prefix;
-  if (!url || prefix === undefined) {
-    const cfg = ctx.centralConfig();
-    url ??= cfg.amqp.url;
-    prefix ??= cfg.amqp.prefix;
-  }
+  // The central config gives what the options leave out, and its TLS files (CA, client
+  // certificate) in any case: an amqps broker with a private CA is reached as the agent reaches it.
+  const cfg = b.amqp && b.prefix !== undefined ? ctx.optionalCentralConfig() : ctx.centralConfig();
+  const url = b.amqp ?? cfg!.amqp.url;
+  const prefix = b.prefix ?? cfg!.amqp.prefix;
   const topology = new Topology({ prefix });
   const { siteIds, sources } = await ctx.withCentralDb(async (db) => ({
     siteIds: (
@@ -129,7 +127,12 @@ async function withDeadLetters<T>(ctx: SyncctlContext, dlq: Command, fn: DeadLet
     ).map((r) => Number(r.id_efector)),
     sources: await deadLetterSources(db),
   }));
-  const broker = new BrokerConnection({ url, name: 'syncctl', log: syncctlLog('warn') });
+  const broker = new BrokerConnection({
+    url,
+    name: 'syncctl',
+    log: syncctlLog('warn'),
+    ...(cfg ? { socketOptions: tlsSocketOptions(cfg.amqp) } : {}),
+  });
   await broker.connect();
   try {
     const queues = await existingDeadLetterQueues(broker, topology, siteIds);
