@@ -1,16 +1,23 @@
 import 'reflect-metadata';
-import { types as pgTypes } from 'pg';
-import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
+import { DataSource, type QueryRunner } from 'typeorm';
 import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '@sitesync/protocol';
 import { dialectFor, type Dialect, type Statement } from './dialects';
 import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
 import { columnSpecOf } from './schema-types';
 import { liveColumnType, type ColumnTypeRow, type LiveColumnType } from './column-fit';
-import { pgDateToWire, pgInstantToWire, pgTimestampToWire } from './value-forms';
-import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from './migrations';
+import {
+  dataSourceOptions,
+  ensurePostgresSchema,
+  exactIntegers,
+  hasInexactInteger,
+  mysqlRowTypeCast,
+  type DriverHandles,
+  type OpenOptions,
+  type SqliteConnection,
+  type SqliteStatement,
+} from './database-options';
 
-/** Which sitesync tables a database holds. */
-export type DatabaseRole = 'central' | 'site';
+export type { DatabaseRole, OpenOptions } from './database-options';
 
 /** Something that runs SQL: the database itself or an open transaction. */
 export interface Queryable {
@@ -44,14 +51,6 @@ export interface TableInfo {
   indexes: string[];
 }
 
-export interface OpenOptions {
-  role: DatabaseRole;
-  /** Run pending migrations on open. @default true */
-  migrate?: boolean;
-  /** Pool size for server databases. @default 10 */
-  poolSize?: number;
-}
-
 class QueryRunnerQueryable implements Transaction {
   constructor(
     readonly dialect: Dialect,
@@ -70,166 +69,6 @@ class QueryRunnerQueryable implements Transaction {
   }
   async runVerbatim(sql: string): Promise<void> {
     await this.qr.query(sql);
-  }
-}
-
-/** The driver objects `queryArrays` reads through (TypeORM's better-sqlite3 and postgres drivers). */
-interface SqliteStatement {
-  raw(on: boolean): SqliteStatement;
-  safeIntegers(on: boolean): SqliteStatement;
-  all(...params: unknown[]): unknown[];
-}
-interface SqliteConnection {
-  prepare(sql: string): SqliteStatement;
-}
-interface DriverHandles {
-  databaseConnection?: SqliteConnection;
-  master?: {
-    query(q: { text: string; values: readonly unknown[]; rowMode: 'array' }): Promise<{ rows: unknown[][] }>;
-  };
-  /** TypeORM's mysql driver: its mysql2 pool. */
-  pool?: {
-    query(
-      q: { sql: string; values: readonly unknown[]; rowsAsArray: true; typeCast: typeof mysqlRowTypeCast },
-      done: (err: Error | null, rows: unknown[][]) => void,
-    ): void;
-  };
-}
-
-/** PostgreSQL type oids whose values are read as text, never through the process's time zone. */
-const PG_TIMESTAMP_OID = 1114;
-const PG_DATE_OID = 1082;
-const PG_TIMESTAMPTZ_OID = 1184;
-
-/**
- * node-postgres' type parsers, except `timestamp without time zone` and `date`, which it would turn
- * into a `Date` in the process's local time zone (a site agent in Buenos Aires moved 23:59:59 to
- * 02:59:59 the next day, and a 1901 date by the zone's local mean time): they are kept as their
- * wall clock (see value-forms.ts). A `timestamptz` becomes its UTC instant as text, keeping the
- * microseconds a `Date` drops. `int8` and `numeric` stay text, as pg gives them by default.
- */
-const PG_TYPES = {
-  getTypeParser(oid: number, format?: 'text' | 'binary'): unknown {
-    if (format !== 'binary' && oid === PG_TIMESTAMP_OID) return pgTimestampToWire;
-    if (format !== 'binary' && oid === PG_DATE_OID) return pgDateToWire;
-    if (format !== 'binary' && oid === PG_TIMESTAMPTZ_OID) return pgInstantToWire;
-    return format === 'binary' ? pgTypes.getTypeParser(oid, 'binary') : pgTypes.getTypeParser(oid);
-  },
-};
-
-/** The parts of a mysql2 result field a type cast reads. */
-interface MysqlField {
-  type: string;
-  string(): string | null;
-}
-
-/**
- * mysql2 reads a DOUBLE or FLOAT's text with its own digit loop, which is not correctly rounded:
- * MariaDB's exact `973344272535.6991` arrived as …6992. `Number()` of the same text is exact.
- */
-function mysqlTypeCast(field: MysqlField, next: () => unknown): unknown {
-  return field.type === 'DOUBLE' || field.type === 'FLOAT' ? textOf(field, Number) : next();
-}
-
-/**
- * `mysqlTypeCast`, and for the rows `queryArrays` reads (a site's rows, `verify`'s): a DATETIME,
- * TIMESTAMP or DATE as its text in wire form, since a `Date` keeps milliseconds only (a DATETIME(6)
- * lost its microseconds). The form is the one a `Date` in UTC (driver time zone `Z`) gave before,
- * so millisecond values keep their hashes (see value-forms.ts). Not for every query: the agents'
- * own timestamps are read as `Date`s and written back as such.
- */
-function mysqlRowTypeCast(field: MysqlField, next: () => unknown): unknown {
-  switch (field.type) {
-    case 'DATETIME':
-    case 'TIMESTAMP':
-      return textOf(field, pgTimestampToWire);
-    case 'DATE':
-    case 'NEWDATE':
-      return textOf(field, pgDateToWire);
-    default:
-      return mysqlTypeCast(field, next);
-  }
-}
-
-function textOf<T>(field: MysqlField, convert: (text: string) => T): T | null {
-  const text = field.string();
-  return text === null ? null : convert(text);
-}
-
-/** Page cache of a central SQLite database, KiB. */
-const CENTRAL_SQLITE_CACHE_KIB = 64 * 1024;
-
-function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): DataSourceOptions {
-  const migrations = opts.role === 'central' ? CENTRAL_MIGRATIONS : SITE_MIGRATIONS;
-  const common = {
-    migrations,
-    migrationsTableName: `sitesync_${opts.role}_migrations`,
-    migrationsTransactionMode: 'each' as const,
-    logging: false,
-  };
-  const pool = opts.poolSize ?? 10;
-  switch (p.dialect) {
-    case 'sqlite':
-      return {
-        ...common,
-        type: 'better-sqlite3',
-        database: p.path!,
-        prepareDatabase: (db: { pragma(s: string): unknown }) => {
-          db.pragma('journal_mode = WAL');
-          db.pragma('synchronous = NORMAL');
-          db.pragma('busy_timeout = 10000');
-          db.pragma('foreign_keys = ON');
-          // The central merges every site into one file: SQLite's default 2 MiB page cache re-reads
-          // the ledger's and the tables' upper index pages from the OS on every batch. Sites keep
-          // the default (their memory is bounded; other programs write their file anyway).
-          if (opts.role === 'central') db.pragma(`cache_size = -${CENTRAL_SQLITE_CACHE_KIB}`);
-        },
-      };
-    case 'postgres':
-      return {
-        ...common,
-        type: 'postgres',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 5432,
-        username: p.user ?? 'postgres',
-        ...(p.password ? { password: p.password } : {}),
-        database: p.database ?? 'postgres',
-        ...(p.schema ? { schema: p.schema } : {}),
-        extra: { max: pool, types: PG_TYPES, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
-      };
-    case 'mssql':
-      return {
-        ...common,
-        type: 'mssql',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 1433,
-        username: p.user ?? 'sa',
-        password: p.password ?? '',
-        database: p.database ?? 'master',
-        ...(p.schema ? { schema: p.schema } : {}),
-        pool: { max: pool },
-        options: {
-          encrypt: p.params.encrypt === 'true',
-          trustServerCertificate: p.params.trustServerCertificate !== 'false',
-        },
-      };
-    case 'mysql':
-      return {
-        ...common,
-        type: 'mysql',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 3306,
-        username: p.user ?? 'root',
-        password: p.password ?? '',
-        database: p.database ?? 'test',
-        poolSize: pool,
-        // BIGINT (and DECIMAL) beyond ±2^53 as strings, within as numbers: exact, and the form
-        // integers have always had on the wire (bigNumberStrings would turn every one into text).
-        supportBigNumbers: true,
-        bigNumberStrings: false,
-        timezone: 'Z',
-        extra: { typeCast: mysqlTypeCast },
-      };
   }
 }
 
@@ -484,49 +323,5 @@ export class Database implements Queryable {
   close(): Promise<void> {
     this.closed ??= this.dataSource.isInitialized ? this.dataSource.destroy() : Promise.resolve();
     return this.closed;
-  }
-}
-
-/** True when a row holds a number that may be a rounded integer: beyond ±(2^53 - 1). */
-function hasInexactInteger(rows: readonly unknown[][]): boolean {
-  for (const r of rows) {
-    for (let i = 0; i < r.length; i++) {
-      const v = r[i];
-      if (typeof v === 'number' && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * SQLite integers read as bigints, in the form they travel in: a number within ±(2^53 - 1) (the form
- * every SQLite integer had on the wire before, so their hashes stay), a decimal string beyond (the
- * form PostgreSQL's and SQL Server's drivers give a bigint).
- */
-function exactIntegers(rows: unknown[][]): unknown[][] {
-  for (const r of rows) {
-    for (let i = 0; i < r.length; i++) {
-      const v = r[i];
-      if (typeof v === 'bigint') r[i] = v <= MAX_EXACT && v >= -MAX_EXACT ? Number(v) : v.toString();
-    }
-  }
-  return rows;
-}
-const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
-
-async function ensurePostgresSchema(p: ParsedDatabaseUrl): Promise<void> {
-  const ds = new DataSource({
-    type: 'postgres',
-    host: p.host ?? '127.0.0.1',
-    port: p.port ?? 5432,
-    username: p.user ?? 'postgres',
-    ...(p.password ? { password: p.password } : {}),
-    database: p.database ?? 'postgres',
-  });
-  await ds.initialize();
-  try {
-    await ds.query(`CREATE SCHEMA IF NOT EXISTS "${p.schema!.replace(/"/g, '""')}"`);
-  } finally {
-    await ds.destroy();
   }
 }

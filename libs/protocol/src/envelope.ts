@@ -3,7 +3,6 @@ import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { MessageRejectedError } from './errors';
 import { bodyChecksum } from './hashing';
 import {
-  BatchSchemaV1,
   isMessageType,
   MESSAGE_SCHEMAS,
   OLDEST_SCHEMA_VERSION,
@@ -12,6 +11,7 @@ import {
   type MessageBody,
   type MessageType,
 } from './messages';
+import { BatchSchemaV1 } from './sync-messages';
 
 export const HEADER_SITE = 'x-sitesync-site';
 export const HEADER_SCHEMA = 'x-sitesync-schema';

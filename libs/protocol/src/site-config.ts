@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
 import { ConfigError } from './errors';
-import { SiteIdSchema } from './messages';
+import { SiteIdSchema } from './site-id';
 import { HashingFileSchema, type HashingFile } from './pipeline';
 
 export const DEFAULT_MAX_BATCH_ROWS = 5000;
