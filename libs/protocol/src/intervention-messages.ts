@@ -1,5 +1,5 @@
 /**
- * The procedure and intervention messages (DESIGN 3.3): procedure versions published to sites and
+ * The procedure and intervention messages (docs/interventions.md): procedure versions published to sites and
  * the catalogue a site reports back, and the steps that move an intervention between a site and the
  * central (transfer, accepted or rejected, source deleted or in conflict, deliver, received). The
  * registry of every message type is in messages.ts.

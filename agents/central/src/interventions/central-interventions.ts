@@ -22,7 +22,7 @@ export type { ProcedureInput } from './procedures';
 export const DEFAULT_RESEND_AFTER_MS = 30_000;
 
 /**
- * The central side of DESIGN 3.3: procedure versions flow to sites, interventions move between
+ * The central side of procedures and interventions (docs/interventions.md): procedure versions flow to sites, interventions move between
  * systems so that each GUID is active on exactly one system. Every method is one transaction and
  * returns the messages to publish after it committed; every handler is idempotent, so a redelivered
  * or replayed message gets the same answer again. The steps themselves are in procedures.ts (versions
