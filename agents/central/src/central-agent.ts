@@ -80,8 +80,12 @@ export class CentralAgent {
     return this.broker;
   }
 
-  /** Opens the database (running migrations), connects, declares the topology and starts consuming. */
-  async start(): Promise<void> {
+  /**
+   * Opens the database (running migrations), connects, declares the topology and starts consuming.
+   * Waits for the broker (retrying) unless `requireBroker` is false: then it connects in the
+   * background, and a broker that refuses the user settles `brokerConnection.refused`.
+   */
+  async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
       this.db = await Database.open(this.config.db.url, { role: 'central' });
       this.signer = await MessageSigner.forDatabase(this.db);
@@ -127,7 +131,9 @@ export class CentralAgent {
         prefetch: this.config.prefetch,
         handler: (d) => this.onInterventionMessage(d),
       });
-      await this.broker.connectWithRetry();
+      const consuming = () => this.log.info({ queue: this.topology.centralSyncQueue }, 'central agent consuming');
+      if (opts.requireBroker === false) void this.broker.connectWithRetry().then(consuming, () => undefined);
+      else await this.broker.connectWithRetry().then(consuming);
       this.state = 'RUNNING';
       this.metrics.source = {
         siteStatus: () => readSiteStatus(this.db!, { staleAfterSeconds: this.config.staleAfterSeconds }),
@@ -135,7 +141,6 @@ export class CentralAgent {
       };
       this.dispatchTimer = setInterval(() => void this.dispatchNow(), this.config.dispatchIntervalMs);
       this.dispatchTimer.unref();
-      this.log.info({ queue: this.topology.centralSyncQueue }, 'central agent consuming');
     } catch (err) {
       this.state = 'FAILED';
       await this.close();
@@ -309,7 +314,8 @@ export class CentralAgent {
 
   /** Runs the transfer/procedure dispatcher once (also on a timer); never two at once. */
   dispatchNow(): Promise<void> {
-    if (!this.interventions || this.state !== 'RUNNING') return Promise.resolve();
+    // Without the broker nothing could be sent: wait for it rather than fail (and log) every interval.
+    if (!this.interventions || this.state !== 'RUNNING' || !this.broker?.connected) return Promise.resolve();
     this.dispatching ??= this.interventions
       .dispatch()
       .then((out) => this.publishAll(out))

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ConfigError, createLogger, errorInfo, serveAgentProcess } from '@sitesync/protocol';
+import { ConfigError, createLogger, reportFailure, serveAgentProcess } from '@sitesync/protocol';
 import { loadCentralConfig } from './config';
 import { CentralAgent } from './central-agent';
 import { supervisionRoutes } from './http/supervision';
@@ -20,19 +20,18 @@ async function run(opts: { config?: string }): Promise<number> {
   const log = createLogger('sync-central', config.logLevel);
   const agent = new CentralAgent(config, log);
   try {
-    await agent.start();
+    // Without waiting for the broker: /healthz answers (503) while it is away, and the agent keeps trying.
+    await agent.start({ requireBroker: false });
   } catch (err) {
-    log.error({ err: errorInfo(err) }, 'cannot start');
-    process.stderr.write(`sync-central: ${(err as Error).message}\n`);
-    return err instanceof ConfigError ? 2 : 1;
+    return reportFailure('sync-central', log, err, 'cannot start');
   }
-  await serveAgentProcess(agent, {
+  const proc = await serveAgentProcess(agent, {
     httpPort: config.httpPort,
     log,
     graceMs: SHUTDOWN_GRACE_MS,
     routes: supervisionRoutes(agent, { log }),
   });
-  return new Promise<number>(() => undefined); // runs until a signal
+  return proc.untilFailed('sync-central'); // or runs until a signal
 }
 
 const program = new Command('sync-central').description('sitesync central agent');

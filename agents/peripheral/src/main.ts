@@ -44,7 +44,7 @@ async function run(opts: { config?: string; once?: boolean }): Promise<number> {
     return r?.status === 'ok' ? 0 : 1;
   }
   agent.schedule();
-  return new Promise<number>(() => undefined); // runs until a signal
+  return proc.untilFailed('sync-peripheral'); // or runs until a signal
 }
 
 const program = new Command('sync-peripheral').description('sitesync site agent');

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Logger } from './logger';
+import { ConfigError, errorInfo } from './errors';
 import { startHttpServer, type MetricsSource, type RouteHandler } from './http-server';
 
 /**
@@ -15,7 +16,8 @@ export interface ServableAgent {
   readonly state: AgentState;
   readonly metrics: { registry: MetricsSource };
   readonly database: { ping(): Promise<boolean> } | undefined;
-  readonly brokerConnection: { connected: boolean } | undefined;
+  /** `refused` settles when the broker turned the agent's user away for good (see BrokerConnection). */
+  readonly brokerConnection: { connected: boolean; readonly refused?: Promise<Error> } | undefined;
   close(): Promise<void>;
 }
 
@@ -24,6 +26,23 @@ export interface AgentProcess {
   server: Server | undefined;
   /** Closes the HTTP server (the agent is closed by its owner). */
   closeServer(): void;
+  /**
+   * Pending while the agent runs (a signal ends the process). Once the broker refused the agent's
+   * user for good: reports it, closes the server and the agent, and resolves with the exit code.
+   */
+  untilFailed(program: string): Promise<number>;
+}
+
+/** Exit code of a process that stops on `err`: 2 for configuration (a refused broker user is one), else 1. */
+export function exitCodeFor(err: unknown): number {
+  return err instanceof ConfigError ? 2 : 1;
+}
+
+/** Logs why the agent stops and says it on stderr, as `program: message`; returns the exit code. */
+export function reportFailure(program: string, log: Logger, err: unknown, what: string): number {
+  log.error({ err: errorInfo(err) }, what);
+  process.stderr.write(`${program}: ${err instanceof Error ? err.message : String(err)}\n`);
+  return exitCodeFor(err);
 }
 
 /**
@@ -57,7 +76,26 @@ export async function serveAgentProcess(
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
-  return { server, closeServer: () => server?.close() };
+  // Nothing is left to run although nobody stopped the agent: that is a failure, never exit code 0.
+  process.once('beforeExit', () => {
+    if (agent.state === 'STOPPED' || process.exitCode) return;
+    opts.log.error({ state: agent.state }, 'the agent has nothing left to run but was not stopped: exiting with 1');
+    process.exitCode = 1;
+  });
+  const closeServer = () => server?.close();
+  return {
+    server,
+    closeServer,
+    untilFailed: async (program) => {
+      const refused = agent.brokerConnection?.refused;
+      if (!refused) return new Promise<number>(() => undefined);
+      const err = await refused;
+      const code = reportFailure(program, opts.log, err, 'stopping: the broker refused this agent');
+      closeServer();
+      await agent.close();
+      return code;
+    },
+  };
 }
 
 /** TLS socket options for amqps:// from PEM file paths. */

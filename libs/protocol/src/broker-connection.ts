@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import * as amqp from 'amqplib';
 import type { Channel, ConfirmChannel, ChannelModel, ConsumeMessage } from 'amqplib';
-import { TransientError, errorInfo } from './errors';
+import { ConfigError, TransientError, errorInfo, type SyncError } from './errors';
 import type { EncodedMessage } from './envelope';
 
 /** Minimal logger shape (pino satisfies it). */
@@ -21,7 +21,7 @@ export interface BrokerConnectionOptions {
   confirmWindow?: number;
   /** Runs on every (re)connect before consumers start: declare topology here. */
   setup?: (ch: Channel, open: () => Promise<Channel>) => Promise<void>;
-  /** Reconnect backoff bounds. @default 250 / 15000 ms */
+  /** Reconnect backoff bounds. @default 250 / 30000 ms */
   minBackoffMs?: number;
   maxBackoffMs?: number;
   /** Extra socket options (TLS ca/cert/key). */
@@ -64,6 +64,89 @@ export class UnroutableError extends TransientError {
   }
 }
 
+/** What the broker refused: the login, the virtual host, or an operation on a channel (a queue, an exchange). */
+export type BrokerRefusal = 'credentials' | 'vhost' | 'operation';
+
+/**
+ * The broker turned the configured user away: a wrong password or unknown user, no access to the
+ * virtual host, or no permission on a queue or exchange this agent must use. Retrying cannot help;
+ * the operator fixes `amqp.url` (or the user's permissions). Never carries the password.
+ */
+export class BrokerRefusedError extends ConfigError {
+  override name = 'BrokerRefusedError';
+  constructor(
+    readonly refusal: BrokerRefusal,
+    readonly user: string,
+    /** `host:port` of the broker. */
+    readonly server: string,
+    readonly vhost: string,
+    /** What the broker said (`ACCESS_REFUSED - ...`). */
+    readonly replyText: string,
+    options?: { cause?: unknown },
+  ) {
+    const key = 'amqp.url (SYNC_AMQP_URL)';
+    super(
+      refusal === 'credentials'
+        ? `the broker at ${server} refused the credentials of user ${user}: correct the user or password in ${key}`
+        : refusal === 'vhost'
+          ? `the broker at ${server} refused user ${user} access to virtual host ${vhost} (it does not exist, or the user has no permissions there): correct ${key}, or grant the user that virtual host`
+          : `the broker at ${server} refused user ${user} an operation this agent needs (${replyText}): ${key} must name this agent's own broker user (each site has its own), or the user needs that permission`,
+      'amqp.url',
+      { ...options, code: 'BROKER_REFUSED' },
+    );
+  }
+}
+
+/** Time between the reports of a broker that stays unreachable (the first failure is reported at once). */
+export const BROKER_FAILURE_LOG_INTERVAL_MS = 60_000;
+/** A connection lost sooner than this after it opened is not reconnected at once (no storm). */
+const STABLE_CONNECTION_MS = 10_000;
+const AMQP_ACCESS_REFUSED = 403;
+
+/**
+ * Whether `err` is the broker refusing the user, and what it refused. Channel errors carry the AMQP
+ * reply code; amqplib reports a refusal during the opening handshake only in its message text, so
+ * that is read here, once, and nowhere else.
+ */
+export function brokerRefusalOf(err: unknown): { refusal: BrokerRefusal; replyText: string } | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const code = (err as { code?: unknown }).code;
+  if (code === AMQP_ACCESS_REFUSED) return { refusal: 'operation', replyText: replyTextOf(err.message) };
+  if (code !== undefined) return undefined; // a socket error (ECONNREFUSED, ENOTFOUND, ...)
+  // amqplib 2.x: connection.close in answer to start-ok (the login) ...
+  if (/^Handshake terminated by server: 403 /.test(err.message))
+    return { refusal: 'credentials', replyText: replyTextOf(err.message) };
+  // ... and in answer to connection.open (the virtual host; amqplib does not keep the reply).
+  if (err.message.startsWith('Expected ConnectionOpenOk; got <ConnectionClose'))
+    return { refusal: 'vhost', replyText: err.message };
+  return undefined;
+}
+
+function replyTextOf(message: string): string {
+  const m = /with message "(.*)"$/.exec(message);
+  return m?.[1] ?? message;
+}
+
+/** `host:port` of a broker URL, for messages (never its credentials). */
+export function brokerAddressOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || (u.protocol === 'amqps:' ? 5671 : 5672)}`;
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+/** The virtual host a broker URL names (`/` when none). */
+export function brokerVhostOf(url: string): string {
+  try {
+    const path = new URL(url).pathname;
+    return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
+  } catch {
+    return '/';
+  }
+}
+
 /** A mandatory publish awaiting its confirm; `returned` is set when a `basic.return` for it came first. */
 interface PendingPublish {
   exchange: string;
@@ -92,9 +175,24 @@ export class BrokerConnection extends EventEmitter {
   private pendingMandatory: PendingPublish[] = [];
   private readonly windowWaiters: Array<() => void> = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** The wait between two attempts of `connectWithRetry`; `close()` ends it. */
+  private retryWait: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   private closing: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
+  /** Failed attempts since the last connect. */
   private failures = 0;
+  /** Connections in a row that were lost soon after they opened. */
+  private shortLived = 0;
+  private connectedAt = 0;
+  private lastFailureReport = 0;
+  private everConnected = false;
+  private settleRefused!: (err: BrokerRefusedError) => void;
+  /**
+   * Settles when the broker refused this connection's user before it ever connected: retrying is
+   * pointless, the process should stop. Pending otherwise (a refusal once it had run is retried,
+   * for an operator may be re-granting the user).
+   */
+  readonly refused = new Promise<BrokerRefusedError>((resolve) => (this.settleRefused = resolve));
   private readonly window: number;
   /** Set while the publish channel's write buffer is full; publishes wait for 'drain'. */
   private drained: Promise<unknown> | undefined;
@@ -118,31 +216,88 @@ export class BrokerConnection extends EventEmitter {
     return this.connecting;
   }
 
-  /** Connects, retrying with backoff until it works or `close()` is called. */
+  /**
+   * Connects, retrying with backoff until it works or `close()` is called. Rejects at once with a
+   * {@link BrokerRefusedError} when the broker refuses the user before it ever connected.
+   */
   async connectWithRetry(): Promise<void> {
     for (;;) {
       try {
         await this.connect();
         return;
       } catch (err) {
-        if (this.closing) throw err;
-        await this.sleep(this.backoff());
+        if (this.closing || err instanceof BrokerRefusedError) throw err;
+        await this.sleep(this.backoff(this.failures));
       }
     }
   }
 
-  private backoff(): number {
+  private backoff(failures: number): number {
     const min = this.opts.minBackoffMs ?? 250;
-    const max = this.opts.maxBackoffMs ?? 15_000;
-    const ms = Math.min(max, min * 2 ** Math.min(this.failures, 16));
+    const max = this.opts.maxBackoffMs ?? 30_000;
+    const ms = Math.min(max, min * 2 ** Math.min(failures, 16));
     return ms / 2 + Math.random() * (ms / 2);
   }
 
+  /** A wait that keeps the process alive (an agent waiting for its broker is running) and that `close()` ends. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      t.unref();
+      const wake = () => {
+        clearTimeout(timer);
+        this.retryWait = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.retryWait = { timer, wake };
     });
+  }
+
+  /**
+   * Counts a failed attempt and says what it was: a refusal of the user (final before the first
+   * connect), or a broker that cannot be reached or set up (retried). Reports the first failure at
+   * once, then at most every {@link BROKER_FAILURE_LOG_INTERVAL_MS}, with the number of attempts.
+   */
+  private attemptFailed(cause: unknown, during: 'connect' | 'setup'): SyncError {
+    this.failures++;
+    const refusal = brokerRefusalOf(cause);
+    const server = brokerAddressOf(this.opts.url);
+    let err: SyncError;
+    let what: string;
+    if (refusal) {
+      const refused = new BrokerRefusedError(
+        refusal.refusal,
+        brokerUserOf(this.opts.url) ?? 'guest',
+        server,
+        brokerVhostOf(this.opts.url),
+        refusal.replyText,
+        { cause },
+      );
+      if (!this.everConnected) {
+        this.settleRefused(refused);
+        return refused;
+      }
+      err = new TransientError(refused.message, 'BROKER_REFUSED', { cause: refused });
+      what = `broker refused user ${refused.user}`;
+    } else if (during === 'connect') {
+      err = new TransientError(
+        `cannot connect to the broker: unreachable at ${server} (${errorInfo(cause).message})`,
+        'BROKER_UNREACHABLE',
+        { cause },
+      );
+      what = `broker unreachable at ${server}`;
+    } else {
+      err = new TransientError(`broker setup failed: ${errorInfo(cause).message}`, 'BROKER_SETUP', { cause });
+      what = `broker setup failed at ${server}`;
+    }
+    const now = Date.now();
+    if (this.failures === 1 || now - this.lastFailureReport >= BROKER_FAILURE_LOG_INTERVAL_MS) {
+      this.lastFailureReport = now;
+      this.opts.log.warn(
+        { err: errorInfo(cause), attempts: this.failures },
+        this.failures === 1 ? `${what}; retrying` : `${what}, still (${this.failures} attempts so far); retrying`,
+      );
+    }
+    return err;
   }
 
   private async doConnect(): Promise<void> {
@@ -155,11 +310,7 @@ export class BrokerConnection extends EventEmitter {
         ...this.opts.socketOptions,
       });
     } catch (cause) {
-      this.failures++;
-      if (this.failures === 1) this.opts.log.warn({ err: errorInfo(cause) }, 'broker unreachable; will retry');
-      throw new TransientError(`cannot connect to the broker: ${(cause as Error).message}`, 'BROKER_UNREACHABLE', {
-        cause,
-      });
+      throw this.attemptFailed(cause, 'connect');
     }
     model.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'broker connection error'));
     model.on('close', () => this.onLost(model));
@@ -180,15 +331,20 @@ export class BrokerConnection extends EventEmitter {
       this.consumerChannels = [];
       for (const c of this.consumers) await this.startConsumer(model, c);
     } catch (err) {
-      this.failures++;
+      // Unset first: the close must not count as a lost connection (whose reconnect is immediate).
+      if (this.model === model) {
+        this.model = undefined;
+        this.pubChannel = undefined;
+        this.consumerChannels = [];
+      }
       await model.close().catch(() => undefined);
-      throw err instanceof TransientError
-        ? err
-        : new TransientError(`broker setup failed: ${(err as Error).message}`, 'BROKER_SETUP', { cause: err });
+      throw this.attemptFailed(err, 'setup');
     }
     if (this.failures > 0 || this.reconnects > 0)
-      this.opts.log.info({ reconnects: this.reconnects }, 'broker connected');
+      this.opts.log.info({ reconnects: this.reconnects, attempts: this.failures + 1 }, 'broker connected');
     this.failures = 0;
+    this.everConnected = true;
+    this.connectedAt = Date.now();
     this.state = 'CONNECTED';
     this.emit('connected');
   }
@@ -208,15 +364,18 @@ export class BrokerConnection extends EventEmitter {
     this.state = 'RECONNECTING';
     this.reconnects++;
     this.emit('disconnected');
-    this.opts.log.warn({}, 'broker connection lost; reconnecting');
-    this.scheduleReconnect(0);
+    // At once after a connection that lasted; after a backoff when connections keep dropping soon
+    // after they open (a refused operation, a broker that accepts and then closes).
+    this.shortLived = Date.now() - this.connectedAt < STABLE_CONNECTION_MS ? this.shortLived + 1 : 0;
+    this.opts.log.warn({ shortLived: this.shortLived || undefined }, 'broker connection lost; reconnecting');
+    this.scheduleReconnect(this.shortLived > 0 ? this.backoff(this.shortLived) : 0);
   }
 
   private scheduleReconnect(delay: number): void {
     if (this.reconnectTimer || this.closing) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connect().catch(() => this.scheduleReconnect(this.backoff()));
+      this.connect().catch(() => this.scheduleReconnect(this.backoff(this.failures)));
     }, delay);
   }
 
@@ -375,6 +534,7 @@ export class BrokerConnection extends EventEmitter {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      this.retryWait?.wake();
       try {
         await this.cancelConsumers();
       } catch {

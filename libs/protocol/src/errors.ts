@@ -57,9 +57,9 @@ export class ConfigError extends SyncError {
   constructor(
     message: string,
     readonly key: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; code?: string },
   ) {
-    super(message, 'CONFIG', options);
+    super(message, options?.code ?? 'CONFIG', options);
   }
 }
 
