@@ -29,7 +29,6 @@ export class RunLog {
     return this.db.dialect.quote(c);
   }
 
-  /** The next monotonic version of this site (survives restarts: kept in the site database). */
   /** When the last session the central confirmed complete started (everything older is central). */
   async lastCompleteStart(): Promise<Date | undefined> {
     const rows = await this.db.query<{ started: unknown }>(
@@ -41,6 +40,7 @@ export class RunLog {
     return Number.isNaN(d.getTime()) ? undefined : d;
   }
 
+  /** The next monotonic version of this site (survives restarts: kept in the site database). */
   async nextVersion(): Promise<number> {
     return this.db.transaction(async (tx) => {
       const n = await tx.execute(`UPDATE sync_counter SET value = value + 1 WHERE name = ?`, [VERSION_COUNTER]);
@@ -104,6 +104,7 @@ export class RunLog {
     );
   }
 
+  /** Writes the session's sent counts (what the broker confirmed so far); the status is left alone. */
   async progress(sessionId: string, c: Omit<SessionCounts, 'acked'>): Promise<void> {
     await this.db.execute(
       `UPDATE ${this.q(RUN_LOG_TABLE)} SET batches_sent = ?, headers_sent = ?, details_sent = ?, deletions_sent = ? WHERE session_id = ?`,
@@ -125,6 +126,50 @@ export class RunLog {
         `details_sent = ?, deletions_sent = ?, error = ? WHERE session_id = ?`,
       [d.now(), status, c.batches, c.headers, c.details, c.deletions, error ? error.slice(0, 2000) : null, sessionId],
     );
+  }
+}
+
+/**
+ * The sent counts of one session's run log entry, kept current as the broker confirms its batches:
+ * a site agent killed mid-session leaves an entry that says what it had sent. One UPDATE runs at a
+ * time; batches confirmed meanwhile are written together by the next one. The session's outcome
+ * goes through the same queue, so no count written before it can land after it.
+ */
+export class SentCounts {
+  private readonly counts = { batches: 0, headers: 0, details: 0, deletions: 0 };
+  private tail: Promise<void> = Promise.resolve();
+  private queued = false;
+
+  constructor(
+    private readonly runLog: RunLog,
+    private readonly sessionId: string,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** What the broker confirmed so far. */
+  get confirmed(): Omit<SessionCounts, 'acked'> {
+    return { ...this.counts };
+  }
+
+  /** Counts a batch the broker confirmed, and has the run log say so. */
+  add(c: Omit<SessionCounts, 'acked' | 'batches'>): void {
+    this.counts.batches++;
+    this.counts.headers += c.headers;
+    this.counts.details += c.details;
+    this.counts.deletions += c.deletions;
+    if (this.queued) return;
+    this.queued = true;
+    this.tail = this.tail.then(() => {
+      this.queued = false;
+      return this.runLog.progress(this.sessionId, this.confirmed).catch(this.onError);
+    });
+  }
+
+  /** Writes the outcome with the counts confirmed by then, after any write still queued. */
+  finish(status: SessionStatus, error?: string): Promise<void> {
+    const done = this.tail.then(() => this.runLog.finish(this.sessionId, status, this.confirmed, error));
+    this.tail = done.catch(() => undefined);
+    return done;
   }
 }
 

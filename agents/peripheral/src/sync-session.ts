@@ -4,7 +4,8 @@
  * 1. change-scanner.ts: reads a pipeline's headers a page at a time, hashes each with its details and
  *    compares with the row state (row-state.ts): changed, new and deleted headers come out dirty.
  * 2. this file: packs dirty headers into bounded batches; for each, marks its rows pending under the
- *    batch's message id (`markPending`, row-state.ts), then publishes it with a confirm. At the end it
+ *    batch's message id (`markPending`, row-state.ts), then publishes it with a confirm; each confirmed
+ *    batch is counted in the run log's sent columns (`SentCounts`, run-log.ts). At the end it
  *    publishes `session.completed` and waits for the acks.
  * 3. session-acks.ts: the agent hands it every `batch.ack` and `session.ack` from the site queue. A
  *    batch ack sets TargetHash := the hash sent and counts the headers in the run log (run-log.ts),
@@ -37,7 +38,7 @@ import {
 } from '@sitesync/db';
 import { ChangeScanner, type DirtyHeader } from './change-scanner';
 import { markPending, writeInTableSourceHash } from './row-state';
-import { SessionLockedError, type RunLog, type SessionStatus } from './run-log';
+import { SentCounts, SessionLockedError, type RunLog, type SessionStatus } from './run-log';
 import { encodeSiteMessage } from './site-message';
 import type { PeripheralConfig } from '@sitesync/protocol';
 import type { SessionAcks } from './session-acks';
@@ -50,6 +51,7 @@ export interface SessionResult {
   sessionId: string;
   version: number;
   status: SessionStatus;
+  /** What the session published; the run log holds what the broker confirmed (the same unless it failed). */
   totals: SessionTotals;
   /** Per pipeline: how it was read (`full` re-hash, or only the `changes` change tracking queued) and what it found. */
   scans: Array<{ pipeline: string; mode: 'full' | 'changes'; scanned: number; dirty: number; deleted: number }>;
@@ -83,6 +85,8 @@ export interface SessionDeps {
 export class SyncSession {
   readonly sessionId = randomUUID();
   private readonly totals: SessionTotals = { batches: 0, headers: 0, details: 0, deletions: 0 };
+  /** The run log's sent counts, written as the broker confirms each batch. */
+  private readonly sent: SentCounts;
   private readonly scans: SessionResult['scans'] = [];
   /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
   private lockLost = false;
@@ -92,7 +96,11 @@ export class SyncSession {
       throw new SessionLockedError('the session lock expired and was taken by another agent; stopping');
   }
 
-  constructor(private readonly deps: SessionDeps) {}
+  constructor(private readonly deps: SessionDeps) {
+    this.sent = new SentCounts(deps.runLog, this.sessionId, (err) =>
+      deps.log.warn({ err: errorInfo(err), sessionId: this.sessionId }, 'writing sent counts to the run log'),
+    );
+  }
 
   async run(): Promise<SessionResult> {
     const result = await this.runLocked();
@@ -154,7 +162,6 @@ export class SyncSession {
           finishedAt: new Date().toISOString(),
           totals: this.totals,
         });
-        await runLog.progress(this.sessionId, this.totals);
         ack = await this.deps.acks.wait(this.sessionId, config.ackTimeoutSeconds * 1000);
         status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
         await this.hook('after');
@@ -165,7 +172,7 @@ export class SyncSession {
       } finally {
         this.deps.acks.end(this.sessionId);
       }
-      await runLog.finish(this.sessionId, status, this.totals, error);
+      await this.sent.finish(status, error);
       slog.info({ status, ...this.totals, ms: Date.now() - started }, 'session finished');
       return {
         sessionId: this.sessionId,
@@ -270,16 +277,23 @@ export class SyncSession {
         seq: seq++,
         changes: batch.map(stripDirty),
       };
+      const counts = { headers: 0, details: 0, deletions: 0 };
       for (const c of batch) {
         if (c.op === 'upsert') {
-          this.totals.headers++;
-          this.totals.details += c.details.length;
-        } else this.totals.deletions++;
+          counts.headers++;
+          counts.details += c.details.length;
+        } else counts.deletions++;
       }
       this.totals.batches++;
-      const sent = this.publish('batch', body, batchMessageId).catch((err: unknown) => {
-        failure ??= err;
-      });
+      this.totals.headers += counts.headers;
+      this.totals.details += counts.details;
+      this.totals.deletions += counts.deletions;
+      const sent = this.publish('batch', body, batchMessageId).then(
+        () => this.sent.add(counts),
+        (err: unknown) => {
+          failure ??= err;
+        },
+      );
       inFlight.add(sent);
       void sent.finally(() => inFlight.delete(sent));
       // Let the event loop write the batch to the broker now. With a synchronous driver

@@ -93,7 +93,7 @@ td.error { color: var(--error); max-width: 28rem; overflow-wrap: anywhere; }
 .badge { display: inline-block; white-space: nowrap; min-width: 4.5em; padding: .05rem .5rem; border-radius: 2em; color: #fff; font-size: 12px; font-weight: 600; text-align: center; }
 .badge.ok, .badge.complete, .badge.completed, .badge.connected { background: var(--ok); }
 .badge.accepted, .badge.syncing, .badge.open, .badge.requested, .badge.awaiting-procedure, .badge.sent { background: var(--syncing); }
-.badge.stale, .badge.incomplete, .badge.cancelled { background: var(--stale); }
+.badge.stale, .badge.incomplete, .badge.abandoned, .badge.cancelled { background: var(--stale); }
 .badge.error, .badge.refused, .badge.rejected, .badge.conflict { background: var(--error); }
 .badge.other, .badge.not-connected { background: var(--muted); }
 .note { color: var(--muted); margin: 0 0 .4rem; }
@@ -118,7 +118,7 @@ export const PAGE_JS = `'use strict';
     return e;
   }
   function badge(state, label) {
-    var known = ['ok', 'syncing', 'stale', 'error', 'complete', 'incomplete', 'open', 'connected', 'not-connected',
+    var known = ['ok', 'syncing', 'stale', 'error', 'complete', 'incomplete', 'abandoned', 'open', 'connected', 'not-connected',
       'accepted', 'completed', 'rejected', 'conflict', 'requested', 'awaiting-procedure', 'sent', 'refused', 'cancelled'];
     return el('span', label || state || '-', 'badge ' + (known.indexOf(state) >= 0 ? state : 'other'));
   }

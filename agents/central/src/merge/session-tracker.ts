@@ -16,15 +16,23 @@ interface SessionRow {
   acked_at: unknown;
 }
 
+/** Says on `EstadoSyncGeneral` why a pipeline's row stopped syncing (see `abandonOlderSessions`). */
+const ABANDONED_ERROR =
+  'the site abandoned its session (the agent stopped before finishing it) and its next session does not name this pipeline';
+
 /**
  * Per-session accounting: `session.started` opens it, batches are counted from the inbox,
  * `session.completed` states the totals, and the session is acknowledged once every batch is
- * merged or rejected, whatever order the messages arrived in.
+ * merged or rejected, whatever order the messages arrived in. A session its site gave up on is
+ * closed `abandoned` when a newer one of that site starts.
  */
 export class SessionTracker {
   constructor(private readonly db: Database) {}
 
-  /** Opens the session: the site's rows of the pipelines it names are reset for it. */
+  /**
+   * Opens the session: the site's rows of the pipelines it names are reset for it, and the site's
+   * older sessions that never completed are closed as abandoned.
+   */
   async started(m: VerifiedMessage<'session.started'>): Promise<void> {
     const s: SessionStarted = m.body;
     const rows = m.siteRows;
@@ -73,6 +81,7 @@ export class SessionTracker {
           ],
         );
       }
+      await abandonOlderSessions(tx, s.siteId, s.version);
     });
   }
 
@@ -156,6 +165,37 @@ export class SessionTracker {
       return { sessionId, siteId: Number(s.id_efector), status, expected, received, rejectedBatches: rejected };
     });
   }
+}
+
+/**
+ * A site runs one session at a time (its session lock), so an older session of the site still open
+ * without its `session.completed` was given up by the site: its agent died or the session failed.
+ * It is closed `abandoned`; `acked_at` stays empty. Its batches that arrive later are still merged
+ * (the ledger keeps the newer versions), and a `session.completed` that was only overtaken (several
+ * central consumers) still closes it complete or incomplete through `tryComplete`. The site's rows
+ * of pipelines the newer session does not name would otherwise say `syncing` for good: they say
+ * `error`.
+ */
+async function abandonOlderSessions(tx: Queryable, siteId: number, version: number): Promise<void> {
+  // The newest version started for the site, not only this one: a late `session.started` of an
+  // older session (overtaken by a newer one) is closed at once.
+  const newest = await tx.query<{ v: number | string | null }>(
+    `SELECT MAX(last_version) AS v FROM ${tx.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
+    [siteId],
+  );
+  const v = Math.max(version, Number(newest[0]?.v ?? version));
+  const abandoned = await tx.execute(
+    `UPDATE ${SESSION_TABLE} SET status = ? WHERE id_efector = ? AND version < ? AND status = ? AND expected_batches IS NULL`,
+    ['abandoned', siteId, v, 'open'],
+  );
+  if (abandoned === 0) return;
+  const now = tx.dialect.now();
+  await tx.execute(
+    `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET status = ?, last_error = ?, ultimo_sync_fecha_fin = ?, last_seen = ? ` +
+      `WHERE id_efector = ? AND status = ? AND last_session_id IN ` +
+      `(SELECT session_id FROM ${SESSION_TABLE} WHERE id_efector = ? AND status = ?)`,
+    ['error', ABANDONED_ERROR, now, now, siteId, 'syncing', siteId, 'abandoned'],
+  );
 }
 
 async function ensureSession(tx: Queryable, sessionId: string, siteId: number, version: number): Promise<void> {
