@@ -8,6 +8,7 @@ export * from './intervention-messages';
 export * from './envelope';
 export * from './topology';
 export * from './broker-connection';
+export * from './broker-failures';
 export * from './logger';
 export * from './config-support';
 export * from './http-server';

@@ -1,4 +1,4 @@
-import { brokerUserOf } from './broker-connection';
+import { brokerUserOf } from './broker-failures';
 import type { BrokerDefinitions, Permissions, TopicPermission } from './broker-definitions';
 import { ConfigError, TransientError } from './errors';
 
