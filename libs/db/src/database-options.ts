@@ -138,11 +138,7 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
       return {
         ...common,
         type: 'postgres',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 5432,
-        username: p.user ?? 'postgres',
-        ...(p.password ? { password: p.password } : {}),
-        database: p.database ?? 'postgres',
+        ...postgresServer(p),
         ...(p.schema ? { schema: p.schema } : {}),
         extra: { max: pool, types: PG_TYPES, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
       };
@@ -150,11 +146,7 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
       return {
         ...common,
         type: 'mssql',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 1433,
-        username: p.user ?? 'sa',
-        password: p.password ?? '',
-        database: p.database ?? 'master',
+        ...server(p, { port: 1433, user: 'sa', database: 'master' }),
         ...(p.schema ? { schema: p.schema } : {}),
         pool: { max: pool },
         options: {
@@ -166,11 +158,7 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
       return {
         ...common,
         type: 'mysql',
-        host: p.host ?? '127.0.0.1',
-        port: p.port ?? 3306,
-        username: p.user ?? 'root',
-        password: p.password ?? '',
-        database: p.database ?? 'test',
+        ...server(p, { port: 3306, user: 'root', database: 'test' }),
         poolSize: pool,
         // BIGINT (and DECIMAL) beyond ±2^53 as strings, within as numbers: exact, and the form
         // integers have always had on the wire (bigNumberStrings would turn every one into text).
@@ -180,6 +168,26 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
         extra: { typeCast: mysqlTypeCast },
       };
   }
+}
+
+/** Where a server dialect's URL points, with the dialect's defaults for what it leaves out. */
+function server(
+  p: ParsedDatabaseUrl,
+  defaults: { port: number; user: string; database: string },
+): { host: string; port: number; username: string; password: string; database: string } {
+  return {
+    host: p.host ?? '127.0.0.1',
+    port: p.port ?? defaults.port,
+    username: p.user ?? defaults.user,
+    password: p.password ?? '',
+    database: p.database ?? defaults.database,
+  };
+}
+
+/** `server` for PostgreSQL: no password at all when the URL gives none (trust or peer authentication). */
+function postgresServer(p: ParsedDatabaseUrl) {
+  const { password, ...rest } = server(p, { port: 5432, user: 'postgres', database: 'postgres' });
+  return { ...rest, ...(password ? { password } : {}) };
 }
 
 /** True when a row holds a number that may be a rounded integer: beyond ±(2^53 - 1). */
@@ -213,11 +221,7 @@ const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 export async function ensurePostgresSchema(p: ParsedDatabaseUrl): Promise<void> {
   const ds = new DataSource({
     type: 'postgres',
-    host: p.host ?? '127.0.0.1',
-    port: p.port ?? 5432,
-    username: p.user ?? 'postgres',
-    ...(p.password ? { password: p.password } : {}),
-    database: p.database ?? 'postgres',
+    ...postgresServer(p),
   });
   await ds.initialize();
   try {

@@ -1,4 +1,4 @@
-import type { ColumnKind, ColumnSpec } from '@sitesync/protocol';
+import type { ColumnKind, ColumnSpec, ColumnType } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from '../key-collation';
 import type { LiveColumnType } from '../column-fit';
 import { flatten, valuesList } from './sql-text';
@@ -69,7 +69,16 @@ export abstract class Dialect {
     return `SELECT ${body} LIMIT ${Math.trunc(limit)}`;
   }
 
-  abstract columnType(spec: ColumnSpec, isKey: boolean): string;
+  /**
+   * The type of a column the central creates for the site's column `spec`: by its full kind when
+   * the site sent one (`kindType`), else by its coarse type (`coarseTypes`, as an earlier release
+   * did). `isKey`: part of the primary key or the detail index (text keys need a bounded, exact type).
+   */
+  columnType(spec: ColumnSpec, isKey: boolean): string {
+    return this.kindType(spec, isKey) ?? this.coarseTypes(isKey)[spec.type];
+  }
+  /** The column type for each coarse wire type (a spec without a kind, and every text column). */
+  protected abstract coarseTypes(isKey: boolean): Record<ColumnType, string>;
   /**
    * The column type for a column the site described in full (`spec.kind`, see ColumnSpec): the
    * same type, widened where this database has no exact equivalent, never narrowed. Undefined for

@@ -1,4 +1,4 @@
-import type { ColumnKind, ColumnSpec } from '@sitesync/protocol';
+import type { ColumnKind, ColumnSpec, ColumnType } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from '../key-collation';
 import {
   mssqlDateTimeParam,
@@ -10,7 +10,7 @@ import {
 } from '../value-forms';
 import type { LiveColumnType } from '../column-fit';
 import { Dialect, type ColumnReader, type Statement, type StoredColumn } from './dialect';
-import { decimalWithin, flatten, numberPlaceholders, valuesList } from './sql-text';
+import { decimalWithin, flatten, kindTypeOf, numberPlaceholders, valuesList } from './sql-text';
 
 /** SQL Server (tedious): `@n` parameters, at most 2,100 a statement; MERGE for upserts. */
 export class MssqlDialect extends Dialect {
@@ -74,44 +74,26 @@ export class MssqlDialect extends Dialect {
     return undefined;
   }
   protected kindType(spec: ColumnSpec, isKey: boolean): string | undefined {
-    switch (spec.kind) {
-      case 'int64':
-        return 'BIGINT';
-      case 'decimal':
-        return decimalWithin(spec, 38, 38) ?? 'DECIMAL(38, 10)';
-      case 'float64':
-        return 'FLOAT(53)';
-      case 'date':
-        return 'DATE';
-      case 'time':
-        return 'TIME(7)';
-      case 'timestamp':
-        return 'DATETIME2(7)';
-      case 'timestamptz':
-        return 'DATETIMEOFFSET(7)';
-      case 'uuid':
-        return isKey ? undefined : 'UNIQUEIDENTIFIER';
-      default:
-        return undefined;
-    }
+    return kindTypeOf(spec, {
+      int64: 'BIGINT',
+      decimal: decimalWithin(spec, 38, 38) ?? 'DECIMAL(38, 10)',
+      float64: 'FLOAT(53)',
+      date: 'DATE',
+      time: 'TIME(7)',
+      timestamp: 'DATETIME2(7)',
+      timestamptz: 'DATETIMEOFFSET(7)',
+      uuid: isKey ? undefined : 'UNIQUEIDENTIFIER',
+    });
   }
-  columnType(spec: ColumnSpec, isKey: boolean): string {
-    const byKind = this.kindType(spec, isKey);
-    if (byKind) return byKind;
-    switch (spec.type) {
-      case 'integer':
-        return 'BIGINT';
-      case 'number':
-        return 'DECIMAL(38, 10)';
-      case 'boolean':
-        return 'BIT';
-      case 'timestamp':
-        return 'DATETIME2(3)';
-      case 'binary':
-        return 'VARBINARY(MAX)';
-      default:
-        return isKey ? `NVARCHAR(400) COLLATE ${this.keyCollation}` : 'NVARCHAR(MAX)';
-    }
+  protected coarseTypes(isKey: boolean): Record<ColumnType, string> {
+    return {
+      integer: 'BIGINT',
+      number: 'DECIMAL(38, 10)',
+      boolean: 'BIT',
+      timestamp: 'DATETIME2(3)',
+      binary: 'VARBINARY(MAX)',
+      text: isKey ? `NVARCHAR(400) COLLATE ${this.keyCollation}` : 'NVARCHAR(MAX)',
+    };
   }
   /**
    * Binary, so case and accents count. SQL Server still pads trailing spaces under every collation

@@ -1,9 +1,9 @@
-import type { ColumnSpec } from '@sitesync/protocol';
+import type { ColumnSpec, ColumnType } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from '../key-collation';
 import { mysqlWallClock } from '../value-forms';
 import type { LiveColumnType } from '../column-fit';
 import { Dialect, type Statement } from './dialect';
-import { decimalWithin } from './sql-text';
+import { decimalWithin, kindTypeOf } from './sql-text';
 
 /** MySQL/MariaDB. `CREATE INDEX IF NOT EXISTS` (the target tables' index) needs MariaDB; MySQL 8 lacks it. */
 export class MysqlDialect extends Dialect {
@@ -22,46 +22,29 @@ export class MysqlDialect extends Dialect {
     return sql;
   }
   protected kindType(spec: ColumnSpec, isKey: boolean): string | undefined {
-    switch (spec.kind) {
-      case 'int64':
-        return 'BIGINT';
-      case 'decimal':
-        return decimalWithin(spec, 65, 30) ?? 'DECIMAL(65, 30)';
-      case 'float64':
-        return 'DOUBLE';
-      case 'date':
-        return 'DATE';
-      case 'time':
-        return 'TIME(6)';
+    return kindTypeOf(spec, {
+      int64: 'BIGINT',
+      decimal: decimalWithin(spec, 65, 30) ?? 'DECIMAL(65, 30)',
+      float64: 'DOUBLE',
+      date: 'DATE',
+      time: 'TIME(6)',
       // DATETIME, not TIMESTAMP: TIMESTAMP ends in 2038 and converts through the session's zone
-      case 'timestamp':
-      case 'timestamptz':
-        return 'DATETIME(6)';
-      case 'uuid':
-        return isKey ? undefined : 'CHAR(36)';
-      default:
-        return undefined;
-    }
+      timestamp: 'DATETIME(6)',
+      timestamptz: 'DATETIME(6)',
+      uuid: isKey ? undefined : 'CHAR(36)',
+    });
   }
-  columnType(spec: ColumnSpec, isKey: boolean): string {
-    const byKind = this.kindType(spec, isKey);
-    if (byKind) return byKind;
-    switch (spec.type) {
-      case 'integer':
-        return 'BIGINT';
-      case 'number':
-        return 'DECIMAL(38, 10)';
-      case 'boolean':
-        return 'TINYINT(1)';
-      case 'timestamp':
-        return 'DATETIME(3)';
-      case 'binary':
-        // a key column needs a length on MariaDB/MySQL (a BLOB cannot be one)
-        return isKey ? 'VARBINARY(255)' : 'LONGBLOB';
-      default:
-        // LONGTEXT: TEXT holds 64 KB, and the site's text may be longer
-        return isKey ? `VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${this.keyCollation}` : 'LONGTEXT';
-    }
+  protected coarseTypes(isKey: boolean): Record<ColumnType, string> {
+    return {
+      integer: 'BIGINT',
+      number: 'DECIMAL(38, 10)',
+      boolean: 'TINYINT(1)',
+      timestamp: 'DATETIME(3)',
+      // a key column needs a length on MariaDB/MySQL (a BLOB cannot be one)
+      binary: isKey ? 'VARBINARY(255)' : 'LONGBLOB',
+      // LONGTEXT: TEXT holds 64 KB, and the site's text may be longer
+      text: isKey ? `VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${this.keyCollation}` : 'LONGTEXT',
+    };
   }
   /**
    * Binary and NO PAD: `utf8mb4_bin` still pads trailing spaces ('abc' = 'abc '). MariaDB's name;

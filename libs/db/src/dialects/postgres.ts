@@ -1,8 +1,8 @@
-import type { ColumnSpec } from '@sitesync/protocol';
+import type { ColumnSpec, ColumnType } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from '../key-collation';
 import type { LiveColumnType } from '../column-fit';
 import { Dialect, type KeySet, type Statement } from './dialect';
-import { numberPlaceholders } from './sql-text';
+import { kindTypeOf, numberPlaceholders } from './sql-text';
 
 /** PostgreSQL (pg): key sets and bulk writes travel as array or JSON parameters. */
 export class PostgresDialect extends Dialect {
@@ -56,45 +56,27 @@ export class PostgresDialect extends Dialect {
     return undefined;
   }
   protected kindType(spec: ColumnSpec): string | undefined {
-    switch (spec.kind) {
-      case 'int64':
-        return 'BIGINT';
-      case 'decimal':
-        // unconstrained: any precision and scale, each value with the scale it was sent with
-        return 'NUMERIC';
-      case 'float64':
-        return 'DOUBLE PRECISION';
-      case 'date':
-        return 'DATE';
-      case 'time':
-        return 'TIME';
-      case 'timestamp':
-        return 'TIMESTAMP';
-      case 'timestamptz':
-        return 'TIMESTAMPTZ';
-      case 'uuid':
-        return 'UUID';
-      default:
-        return undefined;
-    }
+    return kindTypeOf(spec, {
+      int64: 'BIGINT',
+      // unconstrained: any precision and scale, each value with the scale it was sent with
+      decimal: 'NUMERIC',
+      float64: 'DOUBLE PRECISION',
+      date: 'DATE',
+      time: 'TIME',
+      timestamp: 'TIMESTAMP',
+      timestamptz: 'TIMESTAMPTZ',
+      uuid: 'UUID',
+    });
   }
-  columnType(spec: ColumnSpec, isKey: boolean): string {
-    const byKind = this.kindType(spec);
-    if (byKind) return byKind;
-    switch (spec.type) {
-      case 'integer':
-        return 'BIGINT';
-      case 'number':
-        return 'NUMERIC';
-      case 'boolean':
-        return 'BOOLEAN';
-      case 'timestamp':
-        return 'TIMESTAMPTZ';
-      case 'binary':
-        return 'BYTEA';
-      default:
-        return isKey ? 'VARCHAR(400)' : 'TEXT';
-    }
+  protected coarseTypes(isKey: boolean): Record<ColumnType, string> {
+    return {
+      integer: 'BIGINT',
+      number: 'NUMERIC',
+      boolean: 'BOOLEAN',
+      timestamp: 'TIMESTAMPTZ',
+      binary: 'BYTEA',
+      text: isKey ? 'VARCHAR(400)' : 'TEXT',
+    };
   }
   override columnTypes(table: string): Statement {
     return {

@@ -1,4 +1,4 @@
-import type { ColumnSpec } from '@sitesync/protocol';
+import type { ColumnKind, ColumnSpec } from '@sitesync/protocol';
 
 /** `(?, ?), (?, ?), ...`: `rows` tuples of `width` placeholders. Merges ask for the same few again and again. */
 const valuesLists = new Map<string, string>();
@@ -71,4 +71,15 @@ export function decimalWithin(spec: ColumnSpec, maxPrecision: number, maxScale: 
   return precision !== undefined && precision <= maxPrecision && scale <= maxScale && scale <= precision
     ? `DECIMAL(${precision}, ${scale})`
     : undefined;
+}
+
+/**
+ * A kind's column type from a dialect's table (`kindType`): undefined for a spec without a kind
+ * and for the kinds the table leaves to the coarse type (text, binary, boolean).
+ */
+export function kindTypeOf(
+  spec: ColumnSpec,
+  types: Partial<Record<ColumnKind, string | undefined>>,
+): string | undefined {
+  return spec.kind === undefined ? undefined : types[spec.kind];
 }

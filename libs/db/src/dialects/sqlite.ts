@@ -1,4 +1,4 @@
-import type { ColumnSpec } from '@sitesync/protocol';
+import type { ColumnSpec, ColumnType } from '@sitesync/protocol';
 import { EXACT_COMPARISON, type KeyComparison } from '../key-collation';
 import { Dialect, type Statement } from './dialect';
 
@@ -37,20 +37,8 @@ export class SqliteDialect extends Dialect {
   protected kindType(spec: ColumnSpec): string | undefined {
     return spec.kind === 'decimal' ? 'TEXT' : undefined;
   }
-  columnType(spec: ColumnSpec): string {
-    const byKind = this.kindType(spec);
-    if (byKind) return byKind;
-    switch (spec.type) {
-      case 'integer':
-      case 'boolean':
-        return 'INTEGER';
-      case 'number':
-        return 'REAL';
-      case 'binary':
-        return 'BLOB';
-      default:
-        return 'TEXT';
-    }
+  protected coarseTypes(): Record<ColumnType, string> {
+    return { integer: 'INTEGER', boolean: 'INTEGER', number: 'REAL', binary: 'BLOB', text: 'TEXT', timestamp: 'TEXT' };
   }
   timestampType(): string {
     return 'datetime';
