@@ -184,7 +184,7 @@ export function hasCentralConfig(file: string | undefined, env: NodeJS.ProcessEn
 
 /**
  * Reads the config file (optional) and `SYNC_*` environment overrides: with `hasCentralConfig`, the
- * only place of the central and syncctl reading `process.env`.
+ * only place of the central reading `process.env` (syncctl's entry hands its environment here).
  */
 export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): CentralConfig {
   let raw: Record<string, unknown> = {};

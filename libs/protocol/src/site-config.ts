@@ -127,7 +127,7 @@ export function parsePeripheralConfig(raw: unknown, baseDir = process.cwd()): Pe
   return Object.freeze({ ...cfg, pipelines });
 }
 
-/** Reads the config file (optional) and the environment: the only place that reads `process.env`. */
+/** Reads the site config file (optional) and the environment: the only place of the site agent reading `process.env`. */
 export function loadPeripheralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): PeripheralConfig {
   let raw: Record<string, unknown> = {};
   file ??= env.SYNC_CONFIG;
