@@ -1,4 +1,5 @@
 /** syncctl's operations, for scripts and tests: the command line is `cli/syncctl.ts`. */
+export { createSyncctlProgram } from './cli/program';
 export * from './ops/provision-site';
 export * from './ops/site-permissions';
 export * from './ops/verify';

@@ -14,7 +14,7 @@ import { positiveInt, siteId, writeJson, writeTable, type SyncctlContext } from 
 interface DefinitionsOptions {
   sites: string;
   vhost: string;
-  prefix: string;
+  prefix?: string;
   deliveryLimit: string;
   centralUser: string;
   adminUser: string;
@@ -31,7 +31,7 @@ export function registerBrokerCommands(program: Command, ctx: SyncctlContext): v
     )
     .requiredOption('--sites <ids>', 'comma-separated site ids')
     .option('--vhost <name>', 'virtual host', 'sitesync')
-    .option('--prefix <prefix>', 'topology prefix', '')
+    .option('--prefix <prefix>', 'topology prefix (default: none)')
     .option('--delivery-limit <n>', 'delivery attempts before dead-lettering', '5')
     .option('--central-user <name>', "the central agent's user", 'sitesync-central')
     .option('--admin-user <name>', "operators' user (management UI, syncctl sites add)", 'sitesync-admin')
@@ -76,7 +76,7 @@ function printDefinitions(opts: DefinitionsOptions): void {
   };
   const ids = opts.sites.split(',').map((x) => siteId(x.trim()));
   const defs = brokerDefinitions(
-    new Topology({ prefix: opts.prefix, deliveryLimit: positiveInt(opts.deliveryLimit, '--delivery-limit') }),
+    new Topology({ prefix: opts.prefix ?? '', deliveryLimit: positiveInt(opts.deliveryLimit, '--delivery-limit') }),
     {
       vhost: opts.vhost,
       central: user(opts.centralUser),

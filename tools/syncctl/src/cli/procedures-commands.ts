@@ -10,9 +10,9 @@ export function registerProceduresCommands(program: Command, ctx: SyncctlContext
     .command('publish <code> <version>')
     .description('store a procedure version and send it to sites (the running central agent delivers it)')
     .requiredOption('--definition-file <file>', 'the procedure definition (any text, e.g. JSON)')
-    .option('--name <name>', 'human name', '')
+    .option('--name <name>', 'human name (default: the code)')
     .option('--sites <ids>', 'comma-separated site ids (default: every registered site)')
-    .action(async (code: string, version: string, opts: { definitionFile: string; name: string; sites?: string }) => {
+    .action(async (code: string, version: string, opts: { definitionFile: string; name?: string; sites?: string }) => {
       const v = Number(version);
       if (!Number.isInteger(v) || v <= 0) throw new InvalidArgumentError('version is a positive integer');
       const definition = readFileSync(opts.definitionFile, 'utf8');

@@ -22,6 +22,7 @@ export function registerSitesCommands(program: Command, ctx: SyncctlContext): vo
   const sites = program.command('sites').description('sites known to the central');
   sites
     .command('list')
+    .description('registered sites: site id, pipeline, central header and detail tables, broker user, status')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
       await ctx.withCentralDb(async (db) => {

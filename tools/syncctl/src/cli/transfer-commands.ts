@@ -51,7 +51,9 @@ export function registerTransferCommands(program: Command, ctx: SyncctlContext):
         }
         const where = (s: number | null) => (s === null ? 'central' : `site ${s}`);
         writeTable(
+          // The id first: it is what transfer-cancel takes.
           rows.map((t) => ({
+            'transfer id': t.transfer_id,
             guid: t.guid,
             from: where(t.from_site),
             to: where(t.to_site),
