@@ -1,4 +1,3 @@
-import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { createSyncctlProgram } from '@sitesync/syncctl';
 import { runBin, syncctl } from '../../support/wait.js';
@@ -7,6 +6,9 @@ import { runBin, syncctl } from '../../support/wait.js';
  * `--help` is the reference operators read first: every command says what it does, an option the
  * command cannot run without says so, and no option claims a default it does not have.
  */
+
+/** syncctl's own commander (tools/syncctl may hold another major version than the test workspace). */
+type Command = ReturnType<typeof createSyncctlProgram>;
 
 /** A command and every command below it, with its path from the program (`sites list`). */
 function walk(cmd: Command, path: string[] = []): Array<{ path: string; cmd: Command }> {
