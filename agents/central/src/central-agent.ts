@@ -1,5 +1,6 @@
 import {
   type AgentState,
+  type ConfigOrigin,
   BrokerConnection,
   MessageRejectedError,
   Topology,
@@ -57,6 +58,8 @@ export class CentralAgent {
   constructor(
     readonly config: CentralConfig,
     private readonly log: Logger,
+    /** Where the config's keys came from, for errors to name (`loadCentralConfigWithOrigin`). */
+    private readonly origin?: ConfigOrigin,
   ) {
     this.topology = new Topology({
       prefix: config.amqp.prefix,
@@ -87,7 +90,10 @@ export class CentralAgent {
    */
   async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
-      this.db = await Database.open(this.config.db.url, { role: 'central' });
+      this.db = await Database.open(this.config.db.url, {
+        role: 'central',
+        urlSource: this.origin?.whereSet('db.url'),
+      });
       this.signer = await MessageSigner.forDatabase(this.db);
       const statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   ConfigError,
+  ConfigOrigin,
   DEFAULT_MAX_INFLATED_BYTES,
   DEFAULT_MAX_WIRE_BYTES,
   DEFAULT_SITE_DEAD_LETTER_MAX_BYTES,
@@ -187,6 +188,14 @@ export function hasCentralConfig(file: string | undefined, env: NodeJS.ProcessEn
  * only place of the central reading `process.env` (syncctl's entry hands its environment here).
  */
 export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): CentralConfig {
+  return loadCentralConfigWithOrigin(file, env).config;
+}
+
+/** `loadCentralConfig`, and where each key came from (the file or a `SYNC_*` variable), for errors to name. */
+export function loadCentralConfigWithOrigin(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): { config: CentralConfig; origin: ConfigOrigin } {
   let raw: Record<string, unknown> = {};
   const path = file ?? env.SYNC_CONFIG;
   if (path) {
@@ -205,5 +214,8 @@ export function loadCentralConfig(file: string | undefined, env: NodeJS.ProcessE
       throw new ConfigError(`${from}: not a JSON array of users: ${(cause as Error).message}`, 'users', { cause });
     }
   }
-  return parseCentralConfig(merged);
+  return {
+    config: parseCentralConfig(merged),
+    origin: new ConfigOrigin(path ? resolve(path) : undefined, env, ENV_KEYS),
+  };
 }

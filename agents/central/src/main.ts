@@ -1,15 +1,15 @@
 import { Command } from 'commander';
 import { ConfigError, createLogger, reportFailure, serveAgentProcess } from '@sitesync/protocol';
-import { loadCentralConfig } from './config';
+import { loadCentralConfigWithOrigin } from './config';
 import { CentralAgent } from './central-agent';
 import { supervisionRoutes } from './http/supervision';
 
 const SHUTDOWN_GRACE_MS = 60_000;
 
 async function run(opts: { config?: string }): Promise<number> {
-  let config;
+  let config, origin;
   try {
-    config = loadCentralConfig(opts.config);
+    ({ config, origin } = loadCentralConfigWithOrigin(opts.config));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sync-central: invalid configuration: ${err.message}\n`);
@@ -18,7 +18,7 @@ async function run(opts: { config?: string }): Promise<number> {
     throw err;
   }
   const log = createLogger('sync-central', config.logLevel);
-  const agent = new CentralAgent(config, log);
+  const agent = new CentralAgent(config, log, origin);
   try {
     // Without waiting for the broker: /healthz answers (503) while it is away, and the agent keeps trying.
     await agent.start({ requireBroker: false });

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { ConfigError, createLogger, errorInfo, formatTable, serveAgentProcess } from '@sitesync/protocol';
-import { loadPeripheralConfig } from '@sitesync/protocol';
+import { loadPeripheralConfigWithOrigin, type PeripheralConfig } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import { PeripheralAgent } from './peripheral-agent';
 import { SiteInterventions } from './interventions/site-interventions';
@@ -8,9 +8,9 @@ import { SiteInterventions } from './interventions/site-interventions';
 const SHUTDOWN_GRACE_MS = 60_000;
 
 async function run(opts: { config?: string; once?: boolean }): Promise<number> {
-  let config;
+  let config, origin;
   try {
-    config = loadPeripheralConfig(opts.config);
+    ({ config, origin } = loadPeripheralConfigWithOrigin(opts.config));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sync-peripheral: invalid configuration: ${err.message}\n`);
@@ -19,7 +19,7 @@ async function run(opts: { config?: string; once?: boolean }): Promise<number> {
     throw err;
   }
   const log = createLogger('sync-peripheral', config.logLevel).child({ siteId: config.siteId });
-  const agent = new PeripheralAgent(config, log);
+  const agent = new PeripheralAgent(config, log, origin);
   try {
     await agent.start({ requireBroker: opts.once === true });
   } catch (err) {
@@ -47,6 +47,13 @@ async function run(opts: { config?: string; once?: boolean }): Promise<number> {
   return proc.untilFailed('sync-peripheral'); // or runs until a signal
 }
 
+/** The site config and its database, for the commands that work on the database alone. */
+async function openSiteDatabase(file: string | undefined): Promise<{ config: PeripheralConfig; db: Database }> {
+  const { config, origin } = loadPeripheralConfigWithOrigin(file);
+  const db = await Database.open(config.db.url, { role: 'site', urlSource: origin.whereSet('db.url') });
+  return { config, db };
+}
+
 const program = new Command('sync-peripheral').description('sitesync site agent');
 program
   .command('run')
@@ -62,8 +69,7 @@ program
   .description('mark interventions for transfer to the central (the running agent sends them)')
   .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG)')
   .action(async (guids: string[], opts: { config?: string }) => {
-    const config = loadPeripheralConfig(opts.config);
-    const db = await Database.open(config.db.url, { role: 'site' });
+    const { config, db } = await openSiteDatabase(opts.config);
     try {
       const n = await new SiteInterventions(db, config.siteId, () => Promise.resolve()).requestTransfer(guids);
       process.stdout.write(`${n} of ${guids.length} intervention(s) marked for transfer\n`);
@@ -79,8 +85,7 @@ program
   .option('-c, --config <file>', 'config file (JSON; default $SYNC_CONFIG)')
   .option('--json', 'machine-readable output')
   .action(async (opts: { config?: string; json?: boolean }) => {
-    const config = loadPeripheralConfig(opts.config);
-    const db = await Database.open(config.db.url, { role: 'site' });
+    const { db } = await openSiteDatabase(opts.config);
     try {
       const rows = await db.query<Record<string, unknown>>(
         `SELECT id, guid, procedure_code, procedure_version, finished, state, transfer_requested, updated_at FROM intervention ORDER BY id`,

@@ -3,6 +3,7 @@ import {
   BrokerConnection,
   brokerUserOf,
   type AgentState,
+  type ConfigOrigin,
   MessageRejectedError,
   Topology,
   decodeMessage,
@@ -52,6 +53,8 @@ export class PeripheralAgent {
   constructor(
     readonly config: PeripheralConfig,
     private readonly log: Logger,
+    /** Where the config's keys came from, for errors to name (`loadPeripheralConfigWithOrigin`). */
+    private readonly origin?: ConfigOrigin,
   ) {
     this.topology = new Topology({ prefix: config.amqp.prefix, deliveryLimit: config.amqp.deliveryLimit });
   }
@@ -68,7 +71,7 @@ export class PeripheralAgent {
    */
   async start(opts: { requireBroker?: boolean } = {}): Promise<void> {
     try {
-      this.db = await Database.open(this.config.db.url, { role: 'site' });
+      this.db = await Database.open(this.config.db.url, { role: 'site', urlSource: this.origin?.whereSet('db.url') });
       this.pipelines = new PipelineCache(this.db, this.config.pipelines);
       this.acks = new SessionAcks(this.db, this.pipelines, this.metrics);
       for (const resolved of await this.pipelines.resolve(true)) {

@@ -20,6 +20,11 @@ export interface OpenOptions {
   migrate?: boolean;
   /** Pool size for server databases. @default 10 */
   poolSize?: number;
+  /**
+   * Where the URL was set, named by the errors of opening as `check <urlSource>`: e.g. `db.url in
+   * /etc/sitesync/central.json (or SYNC_DB_URL)` (see `ConfigOrigin.whereSet`). @default 'db.url'
+   */
+  urlSource?: string;
 }
 
 /** The driver objects `queryArrays` reads through (TypeORM's better-sqlite3 and postgres drivers). */

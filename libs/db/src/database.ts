@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { DataSource, type QueryRunner } from 'typeorm';
 import { ConfigError, TransientError, isTransientError, type ColumnSpec } from '@sitesync/protocol';
 import { dialectFor, type Dialect, type Statement } from './dialects';
-import { parseDatabaseUrl, redact, type ParsedDatabaseUrl } from './url';
+import { parseDatabaseUrl, urlWithoutPassword, type ParsedDatabaseUrl } from './url';
 import { columnSpecOf } from './schema-types';
 import { liveColumnType, type ColumnTypeRow, type LiveColumnType } from './column-fit';
 import {
@@ -130,12 +130,13 @@ export class Database implements Queryable {
       if (parsed.dialect === 'postgres' && parsed.schema) await ensurePostgresSchema(parsed);
       await ds.initialize();
     } catch (cause) {
-      const err = isTransientError(cause)
-        ? new TransientError(`cannot open database ${redact(url)}: ${(cause as Error).message}`, 'DB_UNREACHABLE', {
-            cause,
-          })
-        : new ConfigError(`cannot open database ${redact(url)}: ${(cause as Error).message}`, 'db.url', { cause });
-      throw err;
+      // Unreachable may pass (retry); refused (password, no such database, unwritable file) will not (stop).
+      const message =
+        `cannot open the ${opts.role} database at ${urlWithoutPassword(url)}: ${(cause as Error).message}` +
+        ` — check ${opts.urlSource ?? 'db.url'}`;
+      throw isTransientError(cause)
+        ? new TransientError(message, 'DB_UNREACHABLE', { cause })
+        : new ConfigError(message, 'db.url', { cause, code: 'DB_REFUSED' });
     }
     const db = new Database(ds, dialectFor(parsed.dialect), parsed);
     if (opts.migrate !== false) {

@@ -62,8 +62,17 @@ export function parseDatabaseUrl(url: string, key = 'db.url'): ParsedDatabaseUrl
   };
 }
 
+// The user and the password of a URL's authority. Greedy up to the LAST @ of the authority, as URL
+// parsers read it: a password may hold an unencoded @.
+const USER_PASSWORD = /(\/\/[^:/@]+):[^/?#]*@/;
+
 /** The URL with its password replaced, for logs and error messages. */
 export function redact(url: string): string {
-  // Greedy up to the LAST @ of the authority, as URL parsers read it: a password may hold an unencoded @.
-  return url.replace(/(\/\/[^:/@]+:)[^/?#]*@/, '$1***@');
+  return url.replace(USER_PASSWORD, '$1:***@');
+}
+
+/** The URL without its password, saying so when it had one (`postgres://u@h/db (password hidden)`): for operators. */
+export function urlWithoutPassword(url: string): string {
+  const shown = url.replace(USER_PASSWORD, '$1@');
+  return shown === url ? url : `${shown} (password hidden)`;
 }

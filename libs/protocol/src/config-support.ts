@@ -19,16 +19,17 @@ export function applyEnvOverrides(
 ): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const [name, spec] of Object.entries(keys)) {
-    let value = env[`SYNC_${name}`];
-    const file = env[`SYNC_${name}_FILE`];
-    if (value === undefined && file) {
+    const variable = envVariableOf(name, env);
+    if (variable === undefined) continue;
+    let value = env[variable]!;
+    if (variable !== `SYNC_${name}`) {
+      const file = value;
       try {
         value = readFileSync(file, 'utf8').trim();
       } catch (cause) {
-        throw new ConfigError(`SYNC_${name}_FILE: cannot read ${file}`, spec.path.join('.'), { cause });
+        throw new ConfigError(`${variable}: cannot read ${file}`, spec.path.join('.'), { cause });
       }
     }
-    if (value === undefined) continue;
     let v: unknown = value;
     if (spec.type === 'number') {
       v = Number(value);
@@ -45,6 +46,50 @@ export function applyEnvOverrides(
     obj[spec.path.at(-1)!] = v;
   }
   return out;
+}
+
+/** The variable that sets key `name` (`SYNC_<NAME>`, else `SYNC_<NAME>_FILE`), or undefined when neither is set. */
+function envVariableOf(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (env[`SYNC_${name}`] !== undefined) return `SYNC_${name}`;
+  return env[`SYNC_${name}_FILE`] ? `SYNC_${name}_FILE` : undefined;
+}
+
+/**
+ * Where a loaded config's keys came from: the config file (if any) and the `SYNC_*` variables that
+ * override it. Kept beside the config, not in it, so that errors can say where to fix a key.
+ */
+export class ConfigOrigin {
+  private readonly variables = new Map<string, { name: string; set: string | undefined; value?: string }>();
+
+  constructor(
+    /** The config file read, as an absolute path; undefined when the environment alone configures. */
+    readonly file: string | undefined,
+    env: NodeJS.ProcessEnv,
+    keys: Readonly<Record<string, EnvKey>>,
+  ) {
+    for (const [name, spec] of Object.entries(keys)) {
+      const set = envVariableOf(name, env);
+      this.variables.set(spec.path.join('.'), {
+        name: `SYNC_${name}`,
+        set,
+        ...(set && set !== `SYNC_${name}` ? { value: env[set] } : {}),
+      });
+    }
+  }
+
+  /**
+   * Where to change `key` (dotted), for "check …" in an error: `db.url in /etc/sitesync/central.json
+   * (or SYNC_DB_URL)` when the file set it, `SYNC_DB_URL` when the environment did.
+   */
+  whereSet(key: string): string {
+    const variable = this.variables.get(key);
+    if (variable?.set) {
+      const what = variable.value === undefined ? variable.set : `${variable.set} (${variable.value})`;
+      return this.file ? `${what}, which overrides ${key} in ${this.file}` : what;
+    }
+    if (this.file) return `${key} in ${this.file}${variable ? ` (or ${variable.name})` : ''}`;
+    return variable ? `${key} (${variable.name})` : key;
+  }
 }
 
 /** Names the first problem of a zod error as `config key "a.b": message`. */

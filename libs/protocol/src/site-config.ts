@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
+import { ConfigOrigin, applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
 import { ConfigError } from './errors';
 import { SiteIdSchema } from './site-id';
 import { HashingFileSchema, type HashingFile } from './pipeline';
@@ -129,6 +129,14 @@ export function parsePeripheralConfig(raw: unknown, baseDir = process.cwd()): Pe
 
 /** Reads the site config file (optional) and the environment: the only place of the site agent reading `process.env`. */
 export function loadPeripheralConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): PeripheralConfig {
+  return loadPeripheralConfigWithOrigin(file, env).config;
+}
+
+/** `loadPeripheralConfig`, and where each key came from (the file or a `SYNC_*` variable), for errors to name. */
+export function loadPeripheralConfigWithOrigin(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): { config: PeripheralConfig; origin: ConfigOrigin } {
   let raw: Record<string, unknown> = {};
   file ??= env.SYNC_CONFIG;
   if (file) {
@@ -144,5 +152,6 @@ export function loadPeripheralConfig(file: string | undefined, env: NodeJS.Proce
     .map((f) => f.trim())
     .filter(Boolean);
   if (files?.length) merged.pipelines = files.map((f) => ({ file: resolve(f) }));
-  return parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd());
+  const config = parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd());
+  return { config, origin: new ConfigOrigin(file ? resolve(file) : undefined, env, ENV_KEYS) };
 }

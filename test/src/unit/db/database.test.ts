@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
 import { Database, dialectFor, readHeaderPages, readHeadersByKeys, type HeaderWithDetails } from '@sitesync/db';
 import { ledgerReturnsWinners, upsertLedger, type LedgerUpsert } from '@sitesync/central';
@@ -969,6 +972,29 @@ describe('opening a database that is not there', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(TransientError);
+  });
+
+  it('the error of every dialect names the database, where its URL was set, and never the password', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sitesync-open-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const notAFolder = join(dir, 'not-a-folder');
+    writeFileSync(notAFolder, '');
+    for (const url of [
+      'postgres://sync:pw@127.0.0.1:1/central',
+      'mssql://sa:pw@127.0.0.1:1/master',
+      'mysql://root:pw@127.0.0.1:1/test',
+      `sqlite:${join(notAFolder, 'site.db')}`,
+    ]) {
+      const err = await Database.open(url, { role: 'site', urlSource: 'SYNC_DB_URL' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const message = (err as Error).message;
+      expect(message).toMatch(/^cannot open the site database at /);
+      expect(message).toMatch(/ — check SYNC_DB_URL$/);
+      expect(message).not.toContain(':pw@');
+      if (!url.startsWith('sqlite:')) expect(message).toContain('(password hidden)');
+    }
   });
 
   it.skipIf(!postgresUrl())(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@sitesync/protocol';
-import { parseDatabaseUrl, redact } from '@sitesync/db';
+import { parseDatabaseUrl, redact, urlWithoutPassword } from '@sitesync/db';
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -97,5 +97,19 @@ describe('redact', () => {
   it('leaves a URL without a password as it is', () => {
     expect(redact('postgres://sync@db/central')).toBe('postgres://sync@db/central');
     expect(redact('sqlite:./site.db')).toBe('sqlite:./site.db');
+  });
+});
+
+describe('urlWithoutPassword', () => {
+  it('drops the password and says so', () => {
+    expect(urlWithoutPassword('postgres://sync:s3cret@db:5432/central')).toBe(
+      'postgres://sync@db:5432/central (password hidden)',
+    );
+    expect(urlWithoutPassword('mssql://sa:p@ss@word@sql01/db')).toBe('mssql://sa@sql01/db (password hidden)');
+  });
+
+  it('leaves a URL without a password as it is', () => {
+    expect(urlWithoutPassword('postgres://sync@db/central')).toBe('postgres://sync@db/central');
+    expect(urlWithoutPassword('sqlite:./site.db')).toBe('sqlite:./site.db');
   });
 });

@@ -1,9 +1,9 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { createLogger, formatTable, type Logger } from '@sitesync/protocol';
+import { ConfigError, createLogger, formatTable, type ConfigOrigin, type Logger } from '@sitesync/protocol';
 import { Database } from '@sitesync/db';
 import {
   hasCentralConfig,
-  loadCentralConfig,
+  loadCentralConfigWithOrigin,
   loadSitesOfUser,
   MessageSigner,
   type CentralConfig,
@@ -32,7 +32,19 @@ export class SyncctlContext {
 
   /** The central config: `--config`, else `SYNC_CONFIG`, plus `SYNC_*` overrides. */
   centralConfig(): CentralConfig {
-    return loadCentralConfig(this.options.config, this.env);
+    return this.centralConfigWithOrigin().config;
+  }
+
+  /** The central config and where its keys came from; with neither a file nor `SYNC_AMQP_URL`, says what to give. */
+  private centralConfigWithOrigin(): { config: CentralConfig; origin: ConfigOrigin } {
+    if (!hasCentralConfig(this.options.config, this.env)) {
+      throw new ConfigError(
+        "this command needs the central's configuration: pass --config <central.json>, set SYNC_CONFIG, " +
+          'or give --db <url> (and --amqp <url> for broker commands)',
+        'config',
+      );
+    }
+    return loadCentralConfigWithOrigin(this.options.config, this.env);
   }
 
   /** The central config, or undefined where neither the options nor the environment give one. */
@@ -42,12 +54,20 @@ export class SyncctlContext {
 
   /** `--db`, else the central config's `db.url`. */
   centralDbUrl(): string {
-    return this.options.db ?? this.centralConfig().db.url;
+    return this.centralDb().url;
+  }
+
+  /** `--db`, else the central config's `db.url`; with where it was set, for errors to name. */
+  private centralDb(): { url: string; urlSource: string } {
+    if (this.options.db !== undefined) return { url: this.options.db, urlSource: '--db' };
+    const { config, origin } = this.centralConfigWithOrigin();
+    return { url: config.db.url, urlSource: origin.whereSet('db.url') };
   }
 
   /** Runs `fn` on the central database, closed afterwards. */
   async withCentralDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-    const db = await Database.open(this.centralDbUrl(), { role: 'central' });
+    const { url, urlSource } = this.centralDb();
+    const db = await Database.open(url, { role: 'central', urlSource });
     try {
       return await fn(db);
     } finally {
