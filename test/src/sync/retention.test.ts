@@ -119,17 +119,8 @@ describe.each(BACKENDS)('retention on %s', (backend) => {
       await insertMany(
         db,
         INBOX_TABLE,
-        [
-          'message_id',
-          'id_efector',
-          'message_type',
-          'session_id',
-          'pipeline',
-          'headers',
-          'details',
-          'deletions',
-          'processed_at',
-        ],
+        // A batch row as `claimInbox` writes it: id, site, type, session, pipeline, headers, details, deletions, time.
+        'message_id id_efector message_type session_id pipeline headers details deletions processed_at'.split(' '),
         inbox,
       );
       await insertMany(

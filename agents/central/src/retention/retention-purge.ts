@@ -119,23 +119,14 @@ export class RetentionPurge {
    * until it closes; a redelivery of a batch of a site's last session must stay a duplicate, or it
    * would add its counts to `EstadoSyncGeneral` again).
    */
-  private async bySession(table: string, timeColumn: string, cutoff: unknown): Promise<Batch> {
-    const d = this.db.dialect;
-    const ids = await this.db.query<{ message_id: string }>(
-      d.selectLimit(
-        `message_id FROM ${table} WHERE ${timeColumn} < ? ` +
-          `AND (session_id IS NULL OR session_id NOT IN (${this.liveSessions()}))`,
-        this.opts.batchSize,
-      ),
-      [cutoff],
-    );
-    return this.deleteKeys(
+  private bySession(table: string, timeColumn: string, cutoff: unknown): Promise<Batch> {
+    return this.oldRows({
       table,
-      'message_id',
-      ids.map((r) => r.message_id),
-      `${timeColumn} < ?`,
-      [cutoff],
-    );
+      key: 'message_id',
+      old: `${timeColumn} < ?`,
+      oldParams: [cutoff],
+      unless: `session_id IS NOT NULL AND session_id IN (${this.liveSessions()})`,
+    });
   }
 
   /**
@@ -148,47 +139,60 @@ export class RetentionPurge {
       `WHERE status = 'complete' GROUP BY id_efector) n ON s.id_efector = n.id_efector AND s.site_started_at = n.m ` +
       `WHERE s.status = 'complete'`;
     const keep = (await this.db.query<{ session_id: string }>(newestComplete)).map((r) => r.session_id);
-    const d = this.db.dialect;
-    const ids = await this.db.query<{ session_id: string }>(
-      d.selectLimit(
-        `session_id FROM ${SESSION_TABLE} WHERE created_at < ? AND status <> 'open' ` +
-          `AND session_id NOT IN (${this.liveSessions()})` +
-          (keep.length ? ` AND session_id NOT IN (${keep.map(() => '?').join(', ')})` : ''),
-        this.opts.batchSize,
-      ),
-      [cutoff, ...keep],
-    );
-    return this.deleteKeys(
-      SESSION_TABLE,
-      'session_id',
-      ids.map((r) => r.session_id),
-      `created_at < ? AND status <> 'open'`,
-      [cutoff],
-    );
+    return this.oldRows({
+      table: SESSION_TABLE,
+      key: 'session_id',
+      old: `created_at < ? AND status <> 'open'`,
+      oldParams: [cutoff],
+      unless:
+        `session_id IN (${this.liveSessions()})` +
+        (keep.length ? ` OR session_id IN (${keep.map(() => '?').join(', ')})` : ''),
+      unlessParams: keep,
+    });
   }
 
   /**
    * Finished transfers, except each intervention's newest completed one: a transfer up is refused
    * by it when the intervention was moved on to another site since.
    */
-  private async transfers(cutoff: unknown): Promise<Batch> {
-    const d = this.db.dialect;
+  private transfers(cutoff: unknown): Promise<Batch> {
     const states = FINISHED_TRANSFER_STATES.map(() => '?').join(', ');
-    const ids = await this.db.query<{ transfer_id: string }>(
-      d.selectLimit(
-        `transfer_id FROM ${TRANSFER_TABLE} t WHERE updated_at < ? AND state IN (${states}) AND (state <> 'completed' OR EXISTS (` +
-          `SELECT 1 FROM ${TRANSFER_TABLE} n WHERE n.guid = t.guid AND n.state = 'completed' ` +
-          `AND (n.updated_at > t.updated_at OR (n.updated_at = t.updated_at AND n.transfer_id > t.transfer_id))))`,
+    return this.oldRows({
+      table: `${TRANSFER_TABLE} t`,
+      key: 'transfer_id',
+      old: `updated_at < ? AND state IN (${states})`,
+      oldParams: [cutoff, ...FINISHED_TRANSFER_STATES],
+      unless:
+        `state = 'completed' AND NOT EXISTS (SELECT 1 FROM ${TRANSFER_TABLE} n WHERE n.guid = t.guid AND n.state = 'completed' ` +
+        `AND (n.updated_at > t.updated_at OR (n.updated_at = t.updated_at AND n.transfer_id > t.transfer_id)))`,
+    });
+  }
+
+  /**
+   * A batch of the rows of `table` (with an alias, if `unless` needs one) that are `old` and not
+   * `unless`, deleted by key; the DELETE checks `old` again (a row may have moved on since).
+   */
+  private async oldRows(rule: {
+    table: string;
+    key: string;
+    old: string;
+    oldParams: readonly unknown[];
+    unless: string;
+    unlessParams?: readonly unknown[];
+  }): Promise<Batch> {
+    const ids = await this.db.query<Record<string, string>>(
+      this.db.dialect.selectLimit(
+        `${rule.key} FROM ${rule.table} WHERE ${rule.old} AND NOT (${rule.unless})`,
         this.opts.batchSize,
       ),
-      [cutoff, ...FINISHED_TRANSFER_STATES],
+      [...rule.oldParams, ...(rule.unlessParams ?? [])],
     );
     return this.deleteKeys(
-      TRANSFER_TABLE,
-      'transfer_id',
-      ids.map((r) => r.transfer_id),
-      `updated_at < ? AND state IN (${states})`,
-      [cutoff, ...FINISHED_TRANSFER_STATES],
+      rule.table.split(' ')[0]!,
+      rule.key,
+      ids.map((r) => r[rule.key]!),
+      rule.old,
+      rule.oldParams,
     );
   }
 
