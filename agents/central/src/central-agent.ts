@@ -32,6 +32,7 @@ import type { Outgoing } from './handlers/outgoing';
 import { MessageSigner } from './dlq/message-signer';
 import { loadSitesOfUser, type DeadLetterContext } from './dlq/dead-letters';
 import { publishDeadLetter, senderOf, SiteDeadLettersFullError, type Sender } from './dlq/dead-lettering';
+import { RetentionPurge } from './retention/retention-purge';
 
 export const APP_ID = 'sitesync-central';
 
@@ -51,6 +52,8 @@ export class CentralAgent {
   private signer: MessageSigner | undefined;
   private dispatchTimer: NodeJS.Timeout | undefined;
   private dispatching: Promise<void> | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private purging: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   /** Per site, the end of its intervention messages in hand (see `onInterventionMessage`). */
   private readonly siteTails = new Map<string, Promise<void>>();
@@ -147,6 +150,9 @@ export class CentralAgent {
       };
       this.dispatchTimer = setInterval(() => void this.dispatchNow(), this.config.dispatchIntervalMs);
       this.dispatchTimer.unref();
+      void this.purgeNow();
+      this.retentionTimer = setInterval(() => void this.purgeNow(), this.config.retention.intervalMinutes * 60_000);
+      this.retentionTimer.unref();
     } catch (err) {
       this.state = 'FAILED';
       await this.close();
@@ -332,6 +338,28 @@ export class CentralAgent {
     return this.dispatching;
   }
 
+  /**
+   * Removes the control tables' old rows (see retention/retention-purge.ts), at start and on a timer;
+   * never two at once here, and only one central of several (the others find its lock and skip).
+   */
+  purgeNow(): Promise<void> {
+    if (!this.db || this.state !== 'RUNNING') return Promise.resolve();
+    const purge = new RetentionPurge(this.db, this.config.retention, () => this.stopping);
+    this.purging ??= purge
+      .run()
+      .then((removed) => {
+        if (!removed) this.log.debug('retention purge skipped: another central is running it');
+        else if (Object.values(removed).some((n) => n > 0))
+          this.log.info({ removed }, 'retention purge removed old rows');
+        else this.log.debug({ removed }, 'retention purge found nothing to remove');
+      })
+      .catch((err: unknown) => this.log.warn({ err: errorInfo(err) }, 'retention purge failed; will retry'))
+      .finally(() => {
+        this.purging = undefined;
+      });
+    return this.purging;
+  }
+
   /** Publishes what a handler returned, in order, each confirmed. */
   private async publishAll(out: readonly Outgoing[]): Promise<void> {
     for (const o of out) {
@@ -347,7 +375,9 @@ export class CentralAgent {
     this.closing ??= (async () => {
       if (this.state !== 'FAILED') this.state = 'STOPPING';
       if (this.dispatchTimer) clearInterval(this.dispatchTimer);
+      if (this.retentionTimer) clearInterval(this.retentionTimer);
       await this.dispatching;
+      await this.purging;
       try {
         await this.broker?.close();
       } catch (err) {

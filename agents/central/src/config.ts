@@ -20,6 +20,15 @@ import {
   DEFAULT_LOGIN_MAX_DELAY_SECONDS,
   DEFAULT_LOGIN_MAX_TRACKED,
 } from './http/login-throttle';
+import {
+  DEFAULT_INBOX_DAYS,
+  DEFAULT_REJECTED_DAYS,
+  DEFAULT_RETENTION_BATCH_SIZE,
+  DEFAULT_RETENTION_INTERVAL_MINUTES,
+  DEFAULT_SESSION_DAYS,
+  DEFAULT_TOMBSTONE_DAYS,
+  DEFAULT_TRANSFER_LOG_DAYS,
+} from './retention/retention-purge';
 
 export const DEFAULT_PREFETCH = 16;
 
@@ -71,6 +80,33 @@ const LoginThrottleSchema = z
   .refine((t) => t.maxDelaySeconds >= t.baseDelaySeconds, {
     message: 'maxDelaySeconds must be at least baseDelaySeconds',
     path: ['maxDelaySeconds'],
+  });
+
+/** Days a kept row lives; 0 = forever. */
+const days = (fallback: number) => z.number().int().min(0).default(fallback);
+
+/** How long the central keeps its control tables' finished rows (docs/operations.md, "Retention"). */
+const RetentionSchema = z
+  .object({
+    /** Processed message ids (`sync_inbox`): far beyond any broker redelivery. @default 30 */
+    inboxDays: days(DEFAULT_INBOX_DAYS),
+    /** Closed sessions (`sync_session`); open ones and those a page shows stay. @default 90 */
+    sessionDays: days(DEFAULT_SESSION_DAYS),
+    /** Dead-lettered batch marks (`sync_rejected`) of closed sessions. @default 90 */
+    rejectedDays: days(DEFAULT_REJECTED_DAYS),
+    /** Finished intervention transfers (`intervention_transfer`). @default 365 */
+    transferLogDays: days(DEFAULT_TRANSFER_LOG_DAYS),
+    /** Ledger tombstones (`sync_ledger.deleted`): a batch older than this must not be replayed. @default 365 */
+    tombstoneDays: days(DEFAULT_TOMBSTONE_DAYS),
+    /** How often the purge runs (and once at start). @default 60 */
+    intervalMinutes: z.number().int().positive().default(DEFAULT_RETENTION_INTERVAL_MINUTES),
+    /** Rows per DELETE statement: each commits on its own, so no lock is held long. @default 500 */
+    batchSize: z.number().int().min(1).max(5000).default(DEFAULT_RETENTION_BATCH_SIZE),
+  })
+  .strict()
+  .refine((r) => r.tombstoneDays === 0 || (r.inboxDays !== 0 && r.tombstoneDays >= r.inboxDays), {
+    message: 'tombstoneDays must be 0 (keep forever) or at least inboxDays (a nonzero inboxDays)',
+    path: ['tombstoneDays'],
   });
 
 export const CentralConfigSchema = z
@@ -131,6 +167,8 @@ export const CentralConfigSchema = z
     loginThrottle: LoginThrottleSchema.prefault({}),
     /** A site with no completed session for this long is `stale` in status, metrics and the page. @default 3600 */
     staleAfterSeconds: z.number().int().positive().default(3600),
+    /** Purging old rows of the control tables (days per table; 0 = keep forever). */
+    retention: RetentionSchema.prefault({}),
     /** HTTP port for /metrics, /healthz and the API; 0 = off. @default 0 */
     httpPort: z.number().int().min(0).max(65535).default(0),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -166,6 +204,13 @@ const ENV_KEYS = {
   DISPATCH_INTERVAL_MS: { path: ['dispatchIntervalMs'], type: 'number' },
   RESEND_AFTER_SECONDS: { path: ['resendAfterSeconds'], type: 'number' },
   STALE_AFTER_SECONDS: { path: ['staleAfterSeconds'], type: 'number' },
+  RETENTION_INBOX_DAYS: { path: ['retention', 'inboxDays'], type: 'number' },
+  RETENTION_SESSION_DAYS: { path: ['retention', 'sessionDays'], type: 'number' },
+  RETENTION_REJECTED_DAYS: { path: ['retention', 'rejectedDays'], type: 'number' },
+  RETENTION_TRANSFER_LOG_DAYS: { path: ['retention', 'transferLogDays'], type: 'number' },
+  RETENTION_TOMBSTONE_DAYS: { path: ['retention', 'tombstoneDays'], type: 'number' },
+  RETENTION_INTERVAL_MINUTES: { path: ['retention', 'intervalMinutes'], type: 'number' },
+  RETENTION_BATCH_SIZE: { path: ['retention', 'batchSize'], type: 'number' },
   LOG_LEVEL: { path: ['logLevel'], type: 'string' },
 } as const;
 

@@ -24,3 +24,4 @@ export * from './dlq/dead-letters';
 export * from './dlq/dead-lettering';
 export * from './dlq/message-signer';
 export * from './status/site-status';
+export * from './retention/retention-purge';

@@ -20,6 +20,8 @@ import type { JournalOperation } from './journal';
 export const OPERATION_LOCK_TABLE = 'sync_operation_lock';
 /** The one lock all syncctl operations that change a database take. */
 const LOCK_NAME = 'database-change';
+/** What takes a lock: a syncctl operation, or the central's periodic retention purge (its own lock name). */
+export type LockedOperation = JournalOperation | 'retention';
 /** How long a lock lasts unless its holder renews it. @default 10 minutes */
 export const DEFAULT_LOCK_TTL_MS = 10 * 60_000;
 
@@ -36,7 +38,7 @@ export interface LockHolder {
 export class OperationLockedError extends SyncError {
   override name = 'OperationLockedError';
   constructor(
-    readonly operation: JournalOperation,
+    readonly operation: LockedOperation,
     readonly heldBy: LockHolder,
   ) {
     super(
@@ -55,6 +57,11 @@ export interface OperationLockOptions {
   ttlMs?: number;
   /** Told who held a lock that `breakLock` removed. */
   onBroken?: (previous: LockHolder) => void;
+  /**
+   * Which lock: work that must only keep to one runner at a time, not off the database changes,
+   * takes its own name. @default the syncctl operations' `database-change`
+   */
+  name?: string;
 }
 
 interface LockRow {
@@ -74,15 +81,17 @@ export class OperationLock {
     private readonly db: Database,
     private readonly owner: string,
     private readonly ttlMs: number,
+    private readonly name: string,
   ) {}
 
   /** Takes the lock for `operation`, or throws {@link OperationLockedError} naming its holder. */
   static async acquire(
     db: Database,
-    operation: JournalOperation,
+    operation: LockedOperation,
     opts: OperationLockOptions = {},
   ): Promise<OperationLock> {
     const d = db.dialect;
+    const name = opts.name ?? LOCK_NAME;
     const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS;
     const owner = randomUUID();
     const table = d.quote(OPERATION_LOCK_TABLE);
@@ -91,30 +100,30 @@ export class OperationLock {
     // loses the race (a duplicate catalogue row); once the winner's table is there it succeeds.
     await db.query(create).catch(() => db.query(create));
     if (opts.breakLock) {
-      const previous = await readHolder(db);
-      await db.execute(`DELETE FROM ${table} WHERE name = ?`, [LOCK_NAME]);
+      const previous = await readHolder(db, name);
+      await db.execute(`DELETE FROM ${table} WHERE name = ?`, [name]);
       if (previous) opts.onBroken?.(toHolder(previous));
     }
     const now = new Date();
     // A live holder is refused on a read: a write would wait for its transaction (SQLite's one
     // writer) and fail with "database is locked" instead of naming it.
-    const current = await readHolder(db);
+    const current = await readHolder(db, name);
     if (current && toDate(current.expires_at) > now) throw new OperationLockedError(operation, toHolder(current));
     const holder = `${hostname()} pid ${process.pid}`.slice(0, 255);
     await db.run(
       d.insertIgnore(
         OPERATION_LOCK_TABLE,
         ['name', 'operation', 'owner', 'holder', 'acquired_at', 'expires_at'],
-        [LOCK_NAME, operation, owner, holder, stored(d, now), stored(d, new Date(now.getTime() + ttlMs))],
+        [name, operation, owner, holder, stored(d, now), stored(d, new Date(now.getTime() + ttlMs))],
       ),
     );
     // A holder that died: its lock expired, take it over (one statement, so only one taker wins).
     await db.execute(
       `UPDATE ${table} SET operation = ?, owner = ?, holder = ?, acquired_at = ?, expires_at = ? ` +
         `WHERE name = ? AND expires_at < ?`,
-      [operation, owner, holder, stored(d, now), stored(d, new Date(now.getTime() + ttlMs)), LOCK_NAME, stored(d, now)],
+      [operation, owner, holder, stored(d, now), stored(d, new Date(now.getTime() + ttlMs)), name, stored(d, now)],
     );
-    const row = await readHolder(db);
+    const row = await readHolder(db, name);
     if (!row || row.owner !== owner) {
       // No row at all: its holder released it just now; the caller may simply run again.
       throw new OperationLockedError(
@@ -122,7 +131,7 @@ export class OperationLock {
         row ? toHolder(row) : { operation, holder: 'a run that just ended', acquiredAt: now, expiresAt: now },
       );
     }
-    const lock = new OperationLock(db, owner, ttlMs);
+    const lock = new OperationLock(db, owner, ttlMs, name);
     lock.scheduleRenewal();
     return lock;
   }
@@ -132,7 +141,7 @@ export class OperationLock {
     this.released ??= (async () => {
       clearTimeout(this.renewal);
       await this.db.execute(`DELETE FROM ${this.db.dialect.quote(OPERATION_LOCK_TABLE)} WHERE name = ? AND owner = ?`, [
-        LOCK_NAME,
+        this.name,
         this.owner,
       ]);
     })();
@@ -146,7 +155,7 @@ export class OperationLock {
       this.db
         .execute(`UPDATE ${d.quote(OPERATION_LOCK_TABLE)} SET expires_at = ? WHERE name = ? AND owner = ?`, [
           stored(d, new Date(Date.now() + this.ttlMs)),
-          LOCK_NAME,
+          this.name,
           this.owner,
         ])
         // A renewal that fails (connection lost) is retried at the next one; the run itself will fail too.
@@ -175,10 +184,10 @@ export function createOperationLockTableSql(d: Dialect): string {
   );
 }
 
-async function readHolder(db: Database): Promise<LockRow | undefined> {
+async function readHolder(db: Database, name: string): Promise<LockRow | undefined> {
   const rows = await db.query<LockRow>(
     `SELECT operation, owner, holder, acquired_at, expires_at FROM ${db.dialect.quote(OPERATION_LOCK_TABLE)} WHERE name = ?`,
-    [LOCK_NAME],
+    [name],
   );
   return rows[0];
 }
@@ -192,9 +201,8 @@ function toHolder(r: LockRow): LockHolder {
   };
 }
 
-/** SQLite keeps times as ISO text (see `Dialect.now`), which compares in time order. */
 function stored(d: Dialect, t: Date): unknown {
-  return d.name === 'sqlite' ? t.toISOString() : t;
+  return d.time(t);
 }
 
 function toDate(v: unknown): Date {

@@ -138,7 +138,11 @@ export abstract class Dialect {
   }
   /** The current time as a bindable value. */
   now(): unknown {
-    return new Date();
+    return this.time(new Date());
+  }
+  /** A time as a bindable value, as `now` stores one (so stored times compare with it). */
+  time(t: Date): unknown {
+    return t;
   }
 
   /** CREATE TABLE that does nothing when the table exists. Names must already be validated. */

@@ -55,7 +55,8 @@ export class SqliteDialect extends Dialect {
   override bool(v: boolean): unknown {
     return v ? 1 : 0;
   }
-  override now(): unknown {
-    return new Date().toISOString();
+  /** ISO text, which compares in time order. */
+  override time(t: Date): unknown {
+    return t.toISOString();
   }
 }
