@@ -5,6 +5,7 @@ import { CentralSecrets1733300000000 } from './central-secrets';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
 import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
+import { CentralSessionIndex1733600000000, SiteRunLogIndex1733600000000 } from './session-indexes';
 
 export const CENTRAL_MIGRATIONS = [
   CentralInit1732500000000,
@@ -12,7 +13,13 @@ export const CENTRAL_MIGRATIONS = [
   CentralSecrets1733300000000,
   CentralExactKeys1733400000000,
   CentralPipelineShape1733500000000,
+  CentralSessionIndex1733600000000,
 ];
-export const SITE_MIGRATIONS = [SiteInit1732500000000, SiteInterventions1732600000000, SiteUnackedIndex1733000000000];
+export const SITE_MIGRATIONS = [
+  SiteInit1732500000000,
+  SiteInterventions1732600000000,
+  SiteUnackedIndex1733000000000,
+  SiteRunLogIndex1733600000000,
+];
 export { exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './central-exact-keys';
 export { PIPELINE_SHAPE_COLUMN } from './central-pipeline-shape';

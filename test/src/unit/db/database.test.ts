@@ -866,6 +866,7 @@ for (const backend of BACKENDS) {
           'CentralSecrets1733300000000',
           'CentralExactKeys1733400000000',
           'CentralPipelineShape1733500000000',
+          'CentralSessionIndex1733600000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {

@@ -1,0 +1,40 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { dialectOf } from './column-types';
+
+const CENTRAL_INDEX = 'IX_sync_session_site';
+// (named IX_sync_…: what db upgrade recognises as sitesync's own, not a customisation)
+const SITE_INDEX = 'IX_sync_run_log_session';
+
+/**
+ * The central's sessions by site and status: every `session.started` closes the site's older open
+ * sessions (`SessionTracker`), and the status page reads each site's sessions. Without it both
+ * walk every session of every site kept (`retention.sessionDays`, 90 days by default).
+ */
+export class CentralSessionIndex1733600000000 implements MigrationInterface {
+  name = 'CentralSessionIndex1733600000000';
+
+  async up(qr: QueryRunner): Promise<void> {
+    await qr.query(dialectOf(qr).createIndexIfMissing('sync_session', CENTRAL_INDEX, ['id_efector', 'status']));
+  }
+
+  async down(qr: QueryRunner): Promise<void> {
+    await qr.dropIndex('sync_session', CENTRAL_INDEX);
+  }
+}
+
+/**
+ * The site's run log by session: each confirmed batch adds to its session's sent counts and each
+ * applied ack to its acked count (`run-log.ts`, `session-acks.ts`). Without it every one of those
+ * updates walks the whole run log, which grows by a row a session.
+ */
+export class SiteRunLogIndex1733600000000 implements MigrationInterface {
+  name = 'SiteRunLogIndex1733600000000';
+
+  async up(qr: QueryRunner): Promise<void> {
+    await qr.query(dialectOf(qr).createIndexIfMissing('LAB_SyncStatus', SITE_INDEX, ['session_id']));
+  }
+
+  async down(qr: QueryRunner): Promise<void> {
+    await qr.dropIndex('LAB_SyncStatus', SITE_INDEX);
+  }
+}
