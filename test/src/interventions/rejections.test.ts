@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TransferRefusedError } from '@sitesync/central';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds } from '../support/services.js';
 import { waitFor } from '../support/messages.js';
 import {
   centralLog,
@@ -16,11 +16,7 @@ import {
 } from './transfer-support.js';
 
 const broker = amqpUrl();
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 if (!broker) console.log('[sitesync tests] skipping intervention rejections: no RabbitMQ available');
 
 /** A procedure version that exists at a site only (never published by the central). */

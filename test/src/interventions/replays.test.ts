@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '@sitesync/db';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds } from '../support/services.js';
 import { waitFor } from '../support/messages.js';
 import {
   Observer,
@@ -16,11 +16,7 @@ import {
 } from './transfer-support.js';
 
 const broker = amqpUrl();
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 if (!broker) console.log('[sitesync tests] skipping intervention replays: no RabbitMQ available');
 
 describe.skipIf(!broker).each(kinds)('a duplicate or replayed intervention message changes nothing, on %s', (kind) => {

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeMessage, type MessageBody, type MessageType } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { TestWorld, type DbKind } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds } from '../support/services.js';
 import { waitFor } from '../support/messages.js';
 import {
   Observer,
@@ -18,11 +18,7 @@ import {
 } from './transfer-support.js';
 
 const broker = amqpUrl();
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 if (!broker) console.log('[sitesync tests] skipping the sender catalogue gate: no RabbitMQ available');
 
 const A2 = {

@@ -27,6 +27,11 @@ export function mssqlUrl(): string | undefined {
 }
 
 /** The RabbitMQ management API (with credentials), or undefined when the plugin is off. */
+/** The databases every integration suite runs on here: SQLite, and PostgreSQL and MariaDB when they answer. */
+export function localDbKinds(): Array<'sqlite' | 'postgres' | 'mysql'> {
+  return ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : []), ...(mysqlUrl() ? (['mysql'] as const) : [])];
+}
+
 export function managementUrl(): string | undefined {
   return inject('SITESYNC_TEST_MGMT_URL');
 }

@@ -9,18 +9,14 @@ import { decodeMessage, type HeaderBatch } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import type { PeripheralConfigInput } from '@sitesync/protocol';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds } from '../support/services.js';
 import { centralSnapshot, siteSnapshot } from '../support/compare.js';
 import { changeResult } from '../support/lab-data.js';
 import { REPO, until } from '../support/wait.js';
 
 const broker = amqpUrl();
 const PERIPHERAL_BIN = join(REPO, 'agents/peripheral/bin/sync-peripheral.js');
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 if (!broker) console.log('[sitesync tests] skipping abandoned sessions: no RabbitMQ available');
 
 /** Two orders (2 x 6 rows) per batch: a session of 1,500 orders publishes 750 batches. */

@@ -3,17 +3,13 @@ import { HEADER_ERROR, HEADER_REASON, type HashingFileInput } from '@sitesync/pr
 import { Database, resolvePipeline } from '@sitesync/db';
 import { registerSite } from '@sitesync/central';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, mysqlUrl, postgresUrl, localDbKinds } from '../support/services.js';
 import { syncctl, until } from '../support/wait.js';
 import { checkCentralDatabase, verifySite } from '@sitesync/syncctl';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping exact keys: no RabbitMQ available');
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 
 const SITE = 101;
 const HEADERS = 'kt_orders';

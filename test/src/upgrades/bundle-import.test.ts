@@ -1,14 +1,10 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { amqpUrl, mysqlUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds } from '../support/services.js';
 import { syncctlBundle, writeTree } from './bundle-support.js';
 
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 
 describe.each(kinds)('bundle imports in chunks (%s)', (kind) => {
   let world: TestWorld;

@@ -1,13 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { OperationJournal } from '@sitesync/db';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { mysqlUrl, postgresUrl } from '../support/services.js';
+import { localDbKinds } from '../support/services.js';
 
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 
 describe.each(kinds)('operation journal (%s)', (kind) => {
   let world: TestWorld;

@@ -2,15 +2,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JOURNAL_TABLE, OperationJournal, type Database } from '@sitesync/db';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { mysqlUrl, postgresUrl } from '../support/services.js';
+import { localDbKinds } from '../support/services.js';
 import { journalLines, syncctlBundle, writeTree } from './bundle-support.js';
 import { labSite, NO_BROKER, syncctl, writeScripts, writeSiteConfig } from './upgrade-fixtures.js';
 
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 
 /**
  * A trigger that makes recording `ok` for one journal item fail, as a crash right after the work

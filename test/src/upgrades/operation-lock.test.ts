@@ -2,15 +2,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Database, OPERATION_LOCK_TABLE, OperationLock, OperationLockedError } from '@sitesync/db';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { mysqlUrl, postgresUrl } from '../support/services.js';
+import { localDbKinds } from '../support/services.js';
 import { syncctlBundle, writeTree } from './bundle-support.js';
 import { labSite, NO_BROKER, storedTime, syncctl, writeSiteConfig } from './upgrade-fixtures.js';
 
-const kinds: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-];
+const kinds: DbKind[] = localDbKinds();
 
 /** A lock row as a run on another machine leaves it (alive, or dead since `expires`). */
 async function plantLock(db: Database, expires: Date): Promise<void> {
