@@ -2,7 +2,7 @@ import type { Database } from '@sitesync/db';
 import type { HashingFileInput } from '@sitesync/protocol';
 import { toWireValues } from '@sitesync/protocol';
 import type { DbKind } from './harness.js';
-import { mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
+import { localDbKinds, mssqlUrl } from './services.js';
 
 /**
  * A site table with one column of every kind of value, on each site dialect, and how to write its
@@ -15,12 +15,7 @@ export const SITE_ID = 101;
  * The dialects a value test can run on here: SQLite always, PostgreSQL and MariaDB when they answer,
  * SQL Server when SITESYNC_TEST_MSSQL_URL is set or Docker can start one (global-setup says why not).
  */
-export const VALUE_DB_KINDS: DbKind[] = [
-  'sqlite',
-  ...(postgresUrl() ? (['postgres'] as const) : []),
-  ...(mysqlUrl() ? (['mysql'] as const) : []),
-  ...(mssqlUrl() ? (['mssql'] as const) : []),
-];
+export const VALUE_DB_KINDS: DbKind[] = [...localDbKinds(), ...(mssqlUrl() ? (['mssql'] as const) : [])];
 
 /** How a column's value is compared: each form a driver may give is reduced to one text, exactly. */
 export type Kind =

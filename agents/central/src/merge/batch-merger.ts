@@ -49,14 +49,16 @@ export class BatchMerger {
     if (!row) throw new Error(`batch ${m.messageId} reached the merge without its site row`);
     // Checks that need no transaction first: content, target tables.
     const byKey = verifyHashes(batch, m.messageId);
-    await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline);
+    // The shape as JSON once a batch: both per-process caches below are keyed by it.
+    const shapeText = JSON.stringify(batch.pipeline);
+    await this.targets.ensure(row.tabla_encabezado, row.tabla_detalle, batch.pipeline, shapeText);
     checkStorableValues(batch, this.db.dialect, m.messageId, {
       table: row.tabla_encabezado,
       header: this.targets.narrowColumns(row.tabla_encabezado),
       detailTable: row.tabla_detalle,
       detail: row.tabla_detalle ? this.targets.narrowColumns(row.tabla_detalle) : undefined,
     });
-    await this.recordShape(batch, row);
+    await this.recordShape(batch, row, shapeText);
     await this.refuseCollidingKeys(batch, row.tabla_encabezado, row.tabla_detalle, m.messageId);
 
     const result = await this.db.transaction(async (tx): Promise<MergeResult> => {
@@ -187,8 +189,7 @@ export class BatchMerger {
    * Records the pipeline shape a site sends in its `EstadoSyncGeneral` row, once per site, pipeline
    * and shape in the life of the process: `syncctl db check` compares the target tables with it.
    */
-  private async recordShape(batch: HeaderBatch, row: { id_efector: number }): Promise<void> {
-    const shape = JSON.stringify(batch.pipeline);
+  private async recordShape(batch: HeaderBatch, row: { id_efector: number }, shape: string): Promise<void> {
     const key = `${row.id_efector}|${batch.pipeline.name}`;
     if (this.recordedShapes.get(key) === shape) return;
     await this.db.execute(

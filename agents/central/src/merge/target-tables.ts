@@ -80,8 +80,14 @@ export class TargetTables {
     private readonly onWidened: (table: string, columns: string[], err?: unknown) => void = () => undefined,
   ) {}
 
-  ensure(headerTable: string, detailTable: string | null, shape: PipelineShape): Promise<void> {
-    const key = `${headerTable}|${detailTable ?? ''}|${JSON.stringify(shape)}`;
+  /** `shapeText`: the shape as JSON, when the caller has it already (the merge computes it once a batch). */
+  ensure(
+    headerTable: string,
+    detailTable: string | null,
+    shape: PipelineShape,
+    shapeText = JSON.stringify(shape),
+  ): Promise<void> {
+    const key = `${headerTable}|${detailTable ?? ''}|${shapeText}`;
     let p = this.checked.get(key);
     if (!p) {
       p = this.doEnsure(headerTable, detailTable, shape);
