@@ -35,6 +35,7 @@ export const REJECT_REASONS = [
   'row-hash-mismatch',
   'bad-content',
   'too-large',
+  'stale-batch',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -273,6 +273,44 @@ describe.each(BACKENDS)('retention on %s', (backend) => {
     120_000,
   );
 
+  it.skipIf(reportSkip(`retention floor on ${backend}`, url))(
+    'a batch no newer than a purged tombstone is refused stale-batch and cannot bring the deleted row back; newer ones merge',
+    async () => {
+      const db = await openDb('central');
+      const now = new Date();
+      const old = db.dialect.time(daysAgo(now, RETENTION.tombstoneDays + 10));
+      await registerSite(db, { siteId: SITE_ID, pipeline: 'lab', headerTable: HEADERS, detailTable: DETAILS });
+      const merger = senderChecked(db, new BatchMerger(db, new TargetTables(db)));
+      const first = deliveredBatch(labBatch(SITE_ID, [{ orderId: 1 }, { orderId: 2 }], { version: 1 }));
+      const deletion = deliveredBatch({
+        ...labBatch(SITE_ID, [], { version: 2 }),
+        changes: [{ op: 'delete', key: [1] }],
+      });
+      expect((await merger.merge(first)).status).toBe('applied');
+      expect((await merger.merge(deletion)).status).toBe('applied');
+      // Both a year and more ago: the inbox and the tombstone are purged.
+      await db.execute(`UPDATE ${INBOX_TABLE} SET processed_at = ?`, [old]);
+      await db.execute(`UPDATE ${LEDGER_TABLE} SET updated_at = ?`, [old]);
+      const removed = await new RetentionPurge(db, RETENTION).run(now);
+      expect(removed).toMatchObject({ tombstones: 1 });
+      expect(Number((await tableRows(db, SITE_TABLE, 'pipeline', SITE_ID))[0]!.tombstone_floor)).toBe(2);
+
+      // The first batch, replayed from a dead-letter queue a year late: without the floor, order 1 would be back.
+      const target = async () => (await tableRows(db, HEADERS, 'order_id', SITE_ID)).map((r) => Number(r.order_id));
+      await expect(merger.merge(first)).rejects.toMatchObject({
+        reason: 'stale-batch',
+        message: expect.stringMatching(/version 1 of site 101 .*up to version 2/),
+      });
+      await expect(merger.merge(deletion)).rejects.toMatchObject({ reason: 'stale-batch' });
+      expect(await target()).toEqual([2]);
+
+      // The site's newer sessions merge as ever, re-adding order 1 included.
+      const later = deliveredBatch(labBatch(SITE_ID, [{ orderId: 1 }, { orderId: 3 }], { version: 3 }));
+      expect(await merger.merge(later)).toMatchObject({ status: 'applied', headers: 2 });
+      expect(await target()).toEqual([1, 2, 3]);
+    },
+  );
+
   it.skipIf(reportSkip(`retention lock on ${backend}`, url))(
     'only one central purges at a time: while another holds the purge lock, a run skips',
     async () => {

@@ -25,6 +25,23 @@ export interface MergeResult {
 }
 
 /**
+ * Refuses a batch no newer than a tombstone retention purged (`tombstone_floor`): it was written
+ * before that deletion, and with the tombstone gone nothing would stop it from bringing the
+ * deleted row back. Only a dead letter replayed long after can be that old; the site re-sent its
+ * rows at its later sessions, so the batch is parked (`stale-batch`), to be discarded.
+ */
+function refuseOlderThanTombstones(batch: HeaderBatch, floor: number | null, messageId: string): void {
+  if (floor === null || batch.version > floor) return;
+  throw new MessageRejectedError(
+    'stale-batch',
+    `batch version ${batch.version} of site ${batch.siteId} pipeline ${JSON.stringify(batch.pipeline.name)} is not newer ` +
+      `than the ledger tombstones retention purged (up to version ${floor}): merged, it could bring deleted rows back; ` +
+      `discard it (the site has re-sent its rows since)`,
+    { messageId, siteId: batch.siteId, type: 'batch' },
+  );
+}
+
+/**
  * Merges header/detail batches into the central tables, one transaction per batch: inbox dedupe,
  * version-guarded ledger, header upsert by replace, detail set replacement, deletions, and the
  * site's `EstadoSyncGeneral` progress. Order-independent: an older version never overwrites a newer one.
@@ -47,6 +64,7 @@ export class BatchMerger {
     const pipeline = batch.pipeline.name;
     const [row] = m.siteRows;
     if (!row) throw new Error(`batch ${m.messageId} reached the merge without its site row`);
+    refuseOlderThanTombstones(batch, row.tombstone_floor, m.messageId);
     // Checks that need no transaction first: content, target tables.
     const byKey = verifyHashes(batch, m.messageId);
     // The shape as JSON once a batch: both per-process caches below are keyed by it.

@@ -10,23 +10,33 @@ export interface SiteRow {
   tabla_detalle: string | null;
   broker_user: string | null;
   last_version: number | null;
+  /** The newest version among this pipeline's purged tombstones (see retention); null: none purged. */
+  tombstone_floor: number | null;
+}
+
+const SITE_ROW_COLUMNS = 'id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, tombstone_floor';
+
+/** Versions come back as strings where the column is BIGINT (PostgreSQL, MariaDB). */
+function siteRowOf(r: SiteRow): SiteRow {
+  const num = (v: number | null) => (v === null ? null : Number(v));
+  return { ...r, last_version: num(r.last_version), tombstone_floor: num(r.tombstone_floor) };
 }
 
 export async function findSiteRow(q: Queryable, siteId: number, pipeline: string): Promise<SiteRow | undefined> {
   const rows = await q.query<SiteRow>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version FROM ${q.dialect.quote(SITE_TABLE)} ` +
-      `WHERE id_efector = ? AND pipeline = ?`,
+    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
     [siteId, pipeline],
   );
   const r = rows[0];
-  return r ? { ...r, last_version: r.last_version === null ? null : Number(r.last_version) } : undefined;
+  return r ? siteRowOf(r) : undefined;
 }
 
 export async function findSiteRows(q: Queryable, siteId: number): Promise<SiteRow[]> {
-  return q.query<SiteRow>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
+  const rows = await q.query<SiteRow>(
+    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
     [siteId],
   );
+  return rows.map(siteRowOf);
 }
 
 /** The broker user allowed to speak for a site: its row's `broker_user`, else `site-<id>`. */

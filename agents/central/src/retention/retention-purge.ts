@@ -12,7 +12,9 @@ import {
   REJECTED_TABLE,
   SESSION_TABLE,
   SITE_TABLE,
+  TOMBSTONE_FLOOR_COLUMN,
   type Database,
+  type Queryable,
 } from '@sitesync/db';
 
 export const DEFAULT_INBOX_DAYS = 30;
@@ -214,18 +216,45 @@ export class RetentionPurge {
       g.keys.push(r.header_key);
       groups.set(id, g);
     }
+    const stillTombstone = `id_efector = ? AND pipeline = ? AND deleted = ${d.boolLiteral(true)} AND updated_at < ?`;
     let n = 0;
     for (const g of groups.values()) {
-      const { deleted } = await this.deleteKeys(
-        LEDGER_TABLE,
-        'header_key',
-        g.keys,
-        `id_efector = ? AND pipeline = ? AND deleted = ${d.boolLiteral(true)} AND updated_at < ?`,
-        [g.site, g.pipeline, cutoff],
-      );
-      n += deleted;
+      const params = [g.site, g.pipeline, cutoff];
+      // The floor rises in the transaction that deletes: no moment where a tombstone is gone and
+      // an older batch would still be merged.
+      n += await this.db.transaction(async (tx) => {
+        const newest = await this.inChunks(tx, g.keys, params.length, async (part) => {
+          const [r] = await tx.query<{ v: number | string | null }>(
+            `SELECT MAX(version) AS v FROM ${LEDGER_TABLE} WHERE ${stillTombstone} AND header_key IN (${marks(part)})`,
+            [...params, ...part],
+          );
+          return r?.v === null || r?.v === undefined ? 0 : Number(r.v);
+        });
+        const floor = Math.max(0, ...newest);
+        if (floor > 0) {
+          await tx.execute(
+            `UPDATE ${d.quote(SITE_TABLE)} SET ${TOMBSTONE_FLOOR_COLUMN} = ? ` +
+              `WHERE id_efector = ? AND pipeline = ? AND (${TOMBSTONE_FLOOR_COLUMN} IS NULL OR ${TOMBSTONE_FLOOR_COLUMN} < ?)`,
+            [floor, g.site, g.pipeline, floor],
+          );
+        }
+        return (await this.deleteKeys(LEDGER_TABLE, 'header_key', g.keys, stillTombstone, params, tx)).deleted;
+      });
     }
     return { found: rows.length, deleted: n };
+  }
+
+  /** `each` over `keys` in chunks that fit one statement beside `otherParams` parameters. */
+  private async inChunks<T>(
+    q: Queryable,
+    keys: readonly string[],
+    otherParams: number,
+    each: (part: readonly string[]) => Promise<T>,
+  ): Promise<T[]> {
+    const chunk = q.dialect.chunkSize(1, otherParams + 10, this.opts.batchSize);
+    const out: T[] = [];
+    for (let i = 0; i < keys.length; i += chunk) out.push(await each(keys.slice(i, i + chunk)));
+    return out;
   }
 
   /** Deletes the rows of `keys` that still match `recheck` (the state may have moved since they were read). */
@@ -235,18 +264,18 @@ export class RetentionPurge {
     keys: readonly string[],
     recheck: string,
     params: readonly unknown[],
+    q: Queryable = this.db,
   ): Promise<Batch> {
-    if (!keys.length) return { found: 0, deleted: 0 };
-    const d = this.db.dialect;
-    let n = 0;
-    const chunk = d.chunkSize(1, params.length + 10, this.opts.batchSize);
-    for (let i = 0; i < keys.length; i += chunk) {
-      const part = keys.slice(i, i + chunk);
-      n += await this.db.execute(
-        `DELETE FROM ${d.quote(table)} WHERE ${recheck} AND ${keyColumn} IN (${part.map(() => '?').join(', ')})`,
-        [...params, ...part],
-      );
-    }
-    return { found: keys.length, deleted: n };
+    const counts = await this.inChunks(q, keys, params.length, (part) =>
+      q.execute(`DELETE FROM ${q.dialect.quote(table)} WHERE ${recheck} AND ${keyColumn} IN (${marks(part)})`, [
+        ...params,
+        ...part,
+      ]),
+    );
+    return { found: keys.length, deleted: counts.reduce((a, b) => a + b, 0) };
   }
+}
+
+function marks(values: readonly unknown[]): string {
+  return values.map(() => '?').join(', ');
 }

@@ -6,6 +6,7 @@ import { CentralInterventions1732600000000, SiteInterventions1732600000000 } fro
 import { SiteInit1732500000000 } from './site-init';
 import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
 import { CentralSessionIndex1733600000000, SiteRunLogIndex1733600000000 } from './session-indexes';
+import { CentralTombstoneFloor1733700000000 } from './central-tombstone-floor';
 
 export const CENTRAL_MIGRATIONS = [
   CentralInit1732500000000,
@@ -14,6 +15,7 @@ export const CENTRAL_MIGRATIONS = [
   CentralExactKeys1733400000000,
   CentralPipelineShape1733500000000,
   CentralSessionIndex1733600000000,
+  CentralTombstoneFloor1733700000000,
 ];
 export const SITE_MIGRATIONS = [
   SiteInit1732500000000,
@@ -23,3 +25,4 @@ export const SITE_MIGRATIONS = [
 ];
 export { exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './central-exact-keys';
 export { PIPELINE_SHAPE_COLUMN } from './central-pipeline-shape';
+export { TOMBSTONE_FLOOR_COLUMN } from './central-tombstone-floor';
