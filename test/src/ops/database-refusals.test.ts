@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -109,6 +109,37 @@ describe('a database that refuses the agent names the key and where it was set',
       expect(fromOption.stdout + fromOption.stderr).not.toContain(PASSWORD);
     },
   );
+
+  it('syncctl db and bundle commands name where their database URL was set: the site config, the central config, --db', async () => {
+    const notAFolder = join(dir, 'not-a-folder-either');
+    writeFileSync(notAFolder, '');
+    const badUrl = `sqlite:${join(notAFolder, 'x.db')}`;
+    const site = siteConfig(badUrl);
+    const check = await syncctl(['db', 'check', '--role', 'site', '--site-config', site], envWith());
+    expect(check.code).toBe(2);
+    expect(check.stderr).toContain(`cannot open the site database at ${badUrl}`);
+    expect(check.stderr).toContain(`check db.url in ${site} (or SYNC_DB_URL)`);
+
+    const central = centralConfig(badUrl);
+    const upgrade = await syncctl(['-c', central, 'db', 'upgrade'], envWith());
+    expect(upgrade.code).toBe(2);
+    expect(upgrade.stderr).toContain(`check db.url in ${central} (or SYNC_DB_URL)`);
+    const pipelineFile = writeConfig(labPipeline());
+    const exported = await syncctl(
+      ['-c', central, 'bundle', 'export', join(dir, 'out'), '--site', '101', '--pipeline-file', pipelineFile],
+      envWith(),
+    );
+    expect(exported.code).toBe(2);
+    expect(exported.stderr).toContain(`check db.url in ${central} (or SYNC_DB_URL)`);
+
+    const bundleDir = join(dir, 'bundle');
+    mkdirSync(bundleDir, { recursive: true });
+    writeFileSync(join(bundleDir, '001.sql'), 'CREATE TABLE ref (id INTEGER);\n');
+    const applied = await syncctl(['--db', badUrl, 'bundle', 'apply', bundleDir], envWith());
+    expect(applied.code).toBe(2);
+    expect(applied.stderr).toContain(`cannot open the site database at ${badUrl}`);
+    expect(applied.stderr).toContain('— check --db');
+  });
 });
 
 describe('syncctl without a configuration', () => {

@@ -14,7 +14,8 @@ export interface SiteRow {
   tombstone_floor: number | null;
 }
 
-const SITE_ROW_COLUMNS = 'id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, tombstone_floor';
+const SITE_ROW_COLUMNS =
+  'id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, tombstone_floor';
 
 /** Versions come back as strings where the column is BIGINT (PostgreSQL, MariaDB). */
 function siteRowOf(r: SiteRow): SiteRow {

@@ -10,7 +10,7 @@ import { describePlan } from '../bundles/bundle-report';
 import { planBundle } from '../bundles/bundle-validator';
 import { writeBundle } from '../bundles/bundle-writer';
 import type { TableOverlay } from '../bundles/schema-model';
-import { siteId, type SyncctlContext } from './context';
+import { siteId, type DatabaseTarget, type SyncctlContext } from './context';
 
 interface ApplyOpts {
   role: string;
@@ -41,10 +41,9 @@ export function registerBundleCommands(program: Command, ctx: SyncctlContext): v
     .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
     .action(async (source: string, opts: ApplyOpts) => {
       const role = databaseRole(opts.role);
-      const url = role === 'central' ? ctx.centralDbUrl() : ctx.options.db;
-      if (!url) throw new InvalidArgumentError('give the target database with --db <url>');
+      const target = role === 'central' ? ctx.centralDb() : siteTarget(ctx.options.db);
       const content = await readBundle(source);
-      await (opts.dryRun ? dryRun(url, role, content, opts) : apply(url, role, content, opts));
+      await (opts.dryRun ? dryRun(target, role, content, opts) : apply(target, role, content, opts));
     });
 
   bundle
@@ -57,16 +56,15 @@ export function registerBundleCommands(program: Command, ctx: SyncctlContext): v
     .option('--amqp-url <url>', 'the broker as the site reaches it (default: the central config)')
     .option('--prefix <prefix>', 'topology prefix (default: the central config)')
     .action(async (out: string, opts: { site: number; pipelineFile: string[]; amqpUrl?: string; prefix?: string }) => {
-      const g = ctx.options;
       // The central config is only needed for what the options do not give.
-      const cfg = !opts.amqpUrl || !g.db ? ctx.centralConfig() : undefined;
+      const cfg = !opts.amqpUrl || !ctx.options.db ? ctx.centralConfig() : undefined;
       const amqpUrl = opts.amqpUrl ?? cfg!.amqp.url;
       const prefix = opts.prefix ?? cfg?.amqp.prefix ?? '';
-      const url = g.db ?? cfg!.db.url;
+      const { url, urlSource } = ctx.centralDb();
       const pipelineFiles = await Promise.all(
         opts.pipelineFile.map(async (name) => ({ name, text: await readText(name) })),
       );
-      const central = await Database.open(url, { role: 'central' });
+      const central = await Database.open(url, { role: 'central', urlSource });
       try {
         const files = await exportSiteBundle(central, { siteId: opts.site, pipelineFiles, amqpUrl, prefix });
         await writeBundle(out, files);
@@ -80,8 +78,19 @@ export function registerBundleCommands(program: Command, ctx: SyncctlContext): v
     });
 }
 
-async function apply(url: string, role: DatabaseRole, content: BundleContent, opts: ApplyOpts): Promise<void> {
-  const db = await Database.open(url, { role, migrate: false });
+/** A site database is given with --db only (a bundle is applied before the site has a config). */
+function siteTarget(url: string | undefined): DatabaseTarget {
+  if (!url) throw new InvalidArgumentError('give the target database with --db <url>');
+  return { url, urlSource: '--db' };
+}
+
+async function apply(
+  target: DatabaseTarget,
+  role: DatabaseRole,
+  content: BundleContent,
+  opts: ApplyOpts,
+): Promise<void> {
+  const db = await Database.open(target.url, { role, migrate: false, urlSource: target.urlSource });
   let lock: OperationLock | undefined;
   try {
     // Taken before anything is read or changed: the plan depends on what the journal says is done.
@@ -111,8 +120,13 @@ async function apply(url: string, role: DatabaseRole, content: BundleContent, op
   }
 }
 
-async function dryRun(url: string, role: DatabaseRole, content: BundleContent, opts: ApplyOpts): Promise<void> {
-  const db = await Database.open(url, { role, migrate: false });
+async function dryRun(
+  target: DatabaseTarget,
+  role: DatabaseRole,
+  content: BundleContent,
+  opts: ApplyOpts,
+): Promise<void> {
+  const db = await Database.open(target.url, { role, migrate: false, urlSource: target.urlSource });
   try {
     const journal = await readJournal(db);
     const overlay = await pendingSitesyncTables(db, role);

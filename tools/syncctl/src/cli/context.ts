@@ -52,13 +52,8 @@ export class SyncctlContext {
     return hasCentralConfig(this.options.config, this.env) ? this.centralConfig() : undefined;
   }
 
-  /** `--db`, else the central config's `db.url`. */
-  centralDbUrl(): string {
-    return this.centralDb().url;
-  }
-
   /** `--db`, else the central config's `db.url`; with where it was set, for errors to name. */
-  private centralDb(): { url: string; urlSource: string } {
+  centralDb(): DatabaseTarget {
     if (this.options.db !== undefined) return { url: this.options.db, urlSource: '--db' };
     const { config, origin } = this.centralConfigWithOrigin();
     return { url: config.db.url, urlSource: origin.whereSet('db.url') };
@@ -74,6 +69,12 @@ export class SyncctlContext {
       await db.close();
     }
   }
+}
+
+/** A database URL and where it was set (`--db`, `db.url in <file>`, ...): what `Database.open` names in its errors. */
+export interface DatabaseTarget {
+  url: string;
+  urlSource: string;
 }
 
 /** What reading dead letters needs from the central database: who signs and which user speaks for which sites. */

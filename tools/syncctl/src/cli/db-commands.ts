@@ -1,11 +1,11 @@
 import { type Command } from 'commander';
-import { ConfigError, formatTable, loadPeripheralConfig } from '@sitesync/protocol';
+import { ConfigError, formatTable, loadPeripheralConfigWithOrigin } from '@sitesync/protocol';
 import { Database, parseDatabaseUrl, redact, type DatabaseRole } from '@sitesync/db';
 import { DEFAULT_MAX_KEYS, type CheckOptions, type Finding } from '../ops/db-check/check-context';
 import { upgradeDatabase, type UpgradeResult, type UpgradeTarget } from '../ops/db-upgrade';
 import { addedForeignKeys, emptyScripts, readUpgradeScripts, type UpgradeScripts } from '../ops/upgrade-scripts';
 import { centralUpgradeTarget, siteUpgradeTarget } from '../ops/upgrade-targets';
-import { writeJson, type SyncctlContext } from './context';
+import { writeJson, type DatabaseTarget, type SyncctlContext } from './context';
 
 /** `syncctl db check` and `syncctl db upgrade`; see docs/upgrades.md. */
 
@@ -19,9 +19,8 @@ interface DbCommandOptions {
 }
 
 /** The database an invocation works on and how it is checked. */
-interface ResolvedTarget {
+interface ResolvedTarget extends DatabaseTarget {
   role: DatabaseRole;
-  url: string;
   target: UpgradeTarget;
   scripts: UpgradeScripts;
   checkOptions: CheckOptions;
@@ -50,7 +49,11 @@ export function registerDbCommands(program: Command, ctx: SyncctlContext): void 
     .option('--json', 'machine-readable output')
     .action(async (opts: DbCommandOptions & { json?: boolean }) => {
       const resolved = resolveTarget(ctx, opts);
-      const database = await Database.open(resolved.url, { role: resolved.role, migrate: false });
+      const database = await Database.open(resolved.url, {
+        role: resolved.role,
+        migrate: false,
+        urlSource: resolved.urlSource,
+      });
       try {
         const findings = await resolved.target.check(database, addedForeignKeys(resolved.scripts));
         if (findings.length) process.exitCode = 1;
@@ -78,7 +81,11 @@ export function registerDbCommands(program: Command, ctx: SyncctlContext): void 
     .option('--break-lock', "remove another run's lock first: only when that run's process is gone")
     .action(async (opts: DbCommandOptions & { continue?: boolean; step?: boolean; breakLock?: boolean }) => {
       const resolved = resolveTarget(ctx, opts);
-      const database = await Database.open(resolved.url, { role: resolved.role, migrate: false });
+      const database = await Database.open(resolved.url, {
+        role: resolved.role,
+        migrate: false,
+        urlSource: resolved.urlSource,
+      });
       try {
         const result = await upgradeDatabase(database, resolved.target, {
           scripts: resolved.scripts,
@@ -105,9 +112,11 @@ function resolveTarget(ctx: SyncctlContext, opts: DbCommandOptions): ResolvedTar
   };
   if (role === 'site') {
     if (opts.sites) throw new ConfigError('--sites applies to the central only', 'sites');
-    const site = opts.siteConfig ? loadPeripheralConfig(opts.siteConfig) : undefined;
+    const loaded = opts.siteConfig ? loadPeripheralConfigWithOrigin(opts.siteConfig) : undefined;
+    const site = loaded?.config;
     const url = ctx.options.db ?? site?.db.url;
-    if (!url) {
+    const urlSource = ctx.options.db !== undefined ? '--db' : loaded?.origin.whereSet('db.url');
+    if (!url || !urlSource) {
       throw new ConfigError(
         '--role site needs --site-config <file> (its pipelines, hooks and db.url) or --db <url>',
         'site-config',
@@ -120,16 +129,18 @@ function resolveTarget(ctx: SyncctlContext, opts: DbCommandOptions): ResolvedTar
     return {
       role,
       url,
+      urlSource,
       target: siteUpgradeTarget({ pipelines: site?.pipelines ?? [], hooks: site?.hooks ?? {} }, checkOptions),
       scripts: readScripts(opts.scripts, url),
       checkOptions,
     };
   }
   if (opts.siteConfig) throw new ConfigError('--site-config applies to --role site only', 'site-config');
-  const url = ctx.centralDbUrl();
+  const { url, urlSource } = ctx.centralDb();
   return {
     role,
     url,
+    urlSource,
     target: centralUpgradeTarget({ sites: parseSites(opts.sites) }, checkOptions),
     scripts: readScripts(opts.scripts, url),
     checkOptions,
