@@ -210,4 +210,59 @@ describe.skipIf(!broker).each(kinds)('sessions a site agent abandoned (%s)', (ki
     expect(await centralSnapshot(central.database!, 101)).toEqual(await siteSnapshot(agent.database!));
     expect((await agent.runSession()).totals.headers).toBe(0);
   });
+
+  it('a completed session one of whose batches never reached the central is closed incomplete when the next starts; the batch arriving late closes it complete', async () => {
+    const ch = await world.rawChannel();
+    await world.topology.declareCentral(ch);
+    const centralUrl = world.dbUrl(kind, 'central');
+    const cdb = await world.open(centralUrl, 'central');
+    await world.registerSite(cdb, 101);
+    const siteUrl = world.dbUrl(kind, 'site101');
+    const input = await world.prepareSite(101, siteUrl, { orders: 100 });
+    // No central consumes yet: the session completes unconfirmed, everything it sent is in the queue.
+    const agent = await world.startSite({ ...input, ackTimeoutSeconds: 1, batch: SMALL_BATCHES });
+    expect((await agent.runSession()).status).toBe('unconfirmed');
+    const messages = await takeAll(ch);
+    const sessionId = messages.find((m) => m.type === 'session.completed')!.sessionId;
+    const batches = messages.filter((m) => m.type === 'batch');
+    // One batch in the middle never reaches the central's accounting (say, the broker dead-lettered it).
+    const lost = batches[Math.floor(batches.length / 2)]!;
+    await republish(
+      ch,
+      messages.filter((m) => m !== lost),
+    );
+    await world.startCentral(centralUrl);
+    const status = async (id: string) =>
+      (
+        await cdb.query<{ status: string; acked_at: unknown }>(
+          `SELECT status, acked_at FROM sync_session WHERE session_id = ?`,
+          [id],
+        )
+      )[0];
+    const inbox = async () =>
+      Number(
+        (await cdb.query<{ n: number }>(`SELECT COUNT(*) AS n FROM sync_inbox WHERE session_id = ?`, [sessionId]))[0]!
+          .n,
+      );
+    // session.started, session.completed and every batch but one
+    await until('the central to take what it was given', async () => (await inbox()) === 1 + batches.length);
+    expect(await status(sessionId)).toMatchObject({ status: 'open', acked_at: null });
+
+    // The site's next session re-sends the rows of the lost batch (never acknowledged) and closes the old one.
+    const next = await agent.runSession();
+    expect(next.status).toBe('ok');
+    expect(next.totals.headers).toBe(lost.batch!.changes.length);
+    expect(await status(sessionId)).toMatchObject({ status: 'incomplete', acked_at: null });
+    const site = async () =>
+      (await cdb.query<Record<string, unknown>>(`SELECT * FROM ${cdb.dialect.quote('EstadoSyncGeneral')}`))[0]!;
+    expect(await site()).toMatchObject({ status: 'ok', last_session_id: next.sessionId });
+    expect(await centralSnapshot(cdb, 101)).toEqual(await siteSnapshot(agent.database!));
+
+    // The lost batch turns up after all: merged (its rows are older than the next session's: nothing
+    // changes), and the old session now has every batch it announced.
+    await republish(ch, [lost]);
+    await until('the old session to be closed complete', async () => (await status(sessionId))?.status === 'complete');
+    expect(await site()).toMatchObject({ status: 'ok', last_session_id: next.sessionId });
+    expect(await centralSnapshot(cdb, 101)).toEqual(await siteSnapshot(agent.database!));
+  });
 });

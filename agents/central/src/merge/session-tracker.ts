@@ -16,22 +16,26 @@ interface SessionRow {
   acked_at: unknown;
 }
 
-/** Says on `EstadoSyncGeneral` why a pipeline's row stopped syncing (see `abandonOlderSessions`). */
+/** Says on `EstadoSyncGeneral` why a pipeline's row stopped syncing (see `closeOlderSessions`). */
 const ABANDONED_ERROR =
   'the site abandoned its session (the agent stopped before finishing it) and its next session does not name this pipeline';
+const MISSING_BATCHES_ERROR =
+  'the site completed its session but not every batch it announced reached the central (see the dead-letter queues), ' +
+  'and its next session does not name this pipeline';
 
 /**
  * Per-session accounting: `session.started` opens it, batches are counted from the inbox,
  * `session.completed` states the totals, and the session is acknowledged once every batch is
- * merged or rejected, whatever order the messages arrived in. A session its site gave up on is
- * closed `abandoned` when a newer one of that site starts.
+ * merged or rejected, whatever order the messages arrived in. When a newer session of the site
+ * starts, an older one still open is closed: `abandoned` if the site gave up on it, `incomplete` if
+ * it completed but some of its batches never arrived.
  */
 export class SessionTracker {
   constructor(private readonly db: Database) {}
 
   /**
    * Opens the session: the site's rows of the pipelines it names are reset for it, and the site's
-   * older sessions that never completed are closed as abandoned.
+   * older sessions still open are closed (see `closeOlderSessions`).
    */
   async started(m: VerifiedMessage<'session.started'>): Promise<void> {
     const s: SessionStarted = m.body;
@@ -81,7 +85,7 @@ export class SessionTracker {
           ],
         );
       }
-      await abandonOlderSessions(tx, s.siteId, s.version);
+      await closeOlderSessions(tx, s.siteId, s.version);
     });
   }
 
@@ -169,14 +173,19 @@ export class SessionTracker {
 
 /**
  * A site runs one session at a time (its session lock), so an older session of the site still open
- * without its `session.completed` was given up by the site: its agent died or the session failed.
- * It is closed `abandoned`; `acked_at` stays empty. Its batches that arrive later are still merged
- * (the ledger keeps the newer versions), and a `session.completed` that was only overtaken (several
- * central consumers) still closes it complete or incomplete through `tryComplete`. The site's rows
- * of pipelines the newer session does not name would otherwise say `syncing` for good: they say
- * `error`.
+ * when a newer one starts will not be finished by the site:
+ * - without its `session.completed`, the site gave up on it (its agent died or the session
+ *   failed): it is closed `abandoned`;
+ * - with it, some batch it announced never reached the central's accounting (a broker dead letter,
+ *   or one refused before its sender was known): it is closed `incomplete`.
+ *
+ * `acked_at` stays empty in both. Batches that arrive later are still merged (the ledger keeps the
+ * newer versions), and `tryComplete` still closes the session complete or incomplete once its
+ * `session.completed` and every batch are in (a message only overtaken, with several central
+ * consumers). The site's rows of pipelines the newer session does not name would otherwise say
+ * `syncing` for good: they say `error`, with why.
  */
-async function abandonOlderSessions(tx: Queryable, siteId: number, version: number): Promise<void> {
+async function closeOlderSessions(tx: Queryable, siteId: number, version: number): Promise<void> {
   // The newest version started for the site, not only this one: a late `session.started` of an
   // older session (overtaken by a newer one) is closed at once.
   const newest = await tx.query<{ v: number | string | null }>(
@@ -184,18 +193,23 @@ async function abandonOlderSessions(tx: Queryable, siteId: number, version: numb
     [siteId],
   );
   const v = Math.max(version, Number(newest[0]?.v ?? version));
-  const abandoned = await tx.execute(
-    `UPDATE ${SESSION_TABLE} SET status = ? WHERE id_efector = ? AND version < ? AND status = ? AND expected_batches IS NULL`,
-    ['abandoned', siteId, v, 'open'],
-  );
-  if (abandoned === 0) return;
-  const now = tx.dialect.now();
-  await tx.execute(
-    `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET status = ?, last_error = ?, ultimo_sync_fecha_fin = ?, last_seen = ? ` +
-      `WHERE id_efector = ? AND status = ? AND last_session_id IN ` +
-      `(SELECT session_id FROM ${SESSION_TABLE} WHERE id_efector = ? AND status = ?)`,
-    ['error', ABANDONED_ERROR, now, now, siteId, 'syncing', siteId, 'abandoned'],
-  );
+  for (const [status, completed, error] of [
+    ['abandoned', 'IS NULL', ABANDONED_ERROR],
+    ['incomplete', 'IS NOT NULL', MISSING_BATCHES_ERROR],
+  ] as const) {
+    const closed = await tx.execute(
+      `UPDATE ${SESSION_TABLE} SET status = ? WHERE id_efector = ? AND version < ? AND status = ? AND expected_batches ${completed}`,
+      [status, siteId, v, 'open'],
+    );
+    if (closed === 0) continue;
+    const now = tx.dialect.now();
+    await tx.execute(
+      `UPDATE ${tx.dialect.quote(SITE_TABLE)} SET status = ?, last_error = ?, ultimo_sync_fecha_fin = ?, last_seen = ? ` +
+        `WHERE id_efector = ? AND status = ? AND last_session_id IN ` +
+        `(SELECT session_id FROM ${SESSION_TABLE} WHERE id_efector = ? AND status = ? AND acked_at IS NULL)`,
+      ['error', error, now, now, siteId, 'syncing', siteId, status],
+    );
+  }
 }
 
 async function ensureSession(tx: Queryable, sessionId: string, siteId: number, version: number): Promise<void> {
