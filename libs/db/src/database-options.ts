@@ -25,6 +25,13 @@ export interface OpenOptions {
    * /etc/sitesync/central.json (or SYNC_DB_URL)` (see `ConfigOrigin.whereSet`). @default 'db.url'
    */
   urlSource?: string;
+  /**
+   * Opens the database so that nothing can be written through it: SQLite read-only (the file must
+   * exist), PostgreSQL with `default_transaction_read_only`, MariaDB with a read-only session, one
+   * connection. SQL Server has no such session mode: there nothing is enforced, only nothing is
+   * written (see docs/upgrades.md). Implies `migrate: false`. @default false
+   */
+  readOnly?: boolean;
 }
 
 /** The driver objects `queryArrays` reads through (TypeORM's better-sqlite3 and postgres drivers). */
@@ -128,8 +135,11 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
         ...common,
         type: 'better-sqlite3',
         database: p.path!,
+        readonly: opts.readOnly === true,
+        fileMustExist: opts.readOnly === true,
         prepareDatabase: (db: { pragma(s: string): unknown }) => {
-          db.pragma('journal_mode = WAL');
+          // The journal mode is written into the file: a read-only open leaves it as it is.
+          if (!opts.readOnly) db.pragma('journal_mode = WAL');
           db.pragma('synchronous = NORMAL');
           db.pragma('busy_timeout = 10000');
           db.pragma('foreign_keys = ON');
@@ -145,7 +155,7 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
         type: 'postgres',
         ...postgresServer(p),
         ...(p.schema ? { schema: p.schema } : {}),
-        extra: { max: pool, types: PG_TYPES, ...(p.schema ? { options: `-c search_path=${p.schema}` } : {}) },
+        extra: { max: pool, types: PG_TYPES, ...postgresSessionOptions(p, opts) },
       };
     case 'mssql':
       return {
@@ -164,7 +174,8 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
         ...common,
         type: 'mysql',
         ...server(p, { port: 3306, user: 'root', database: 'test' }),
-        poolSize: pool,
+        // Read-only is a session setting: one session, set once it is open (see Database.open).
+        poolSize: opts.readOnly ? 1 : pool,
         // BIGINT (and DECIMAL) beyond ±2^53 as strings, within as numbers: exact, and the form
         // integers have always had on the wire (bigNumberStrings would turn every one into text).
         supportBigNumbers: true,
@@ -173,6 +184,15 @@ export function dataSourceOptions(p: ParsedDatabaseUrl, opts: OpenOptions): Data
         extra: { typeCast: mysqlTypeCast },
       };
   }
+}
+
+/** PostgreSQL settings given at connect: the URL's schema first in the search path, read-only transactions. */
+function postgresSessionOptions(p: ParsedDatabaseUrl, opts: OpenOptions): { options?: string } {
+  const settings = [
+    ...(p.schema ? [`-c search_path=${p.schema}`] : []),
+    ...(opts.readOnly ? ['-c default_transaction_read_only=on'] : []),
+  ];
+  return settings.length ? { options: settings.join(' ') } : {};
 }
 
 /** Where a server dialect's URL points, with the dialect's defaults for what it leaves out. */

@@ -107,6 +107,22 @@ class Mutex {
 }
 
 /**
+ * Makes MariaDB's one pooled session read-only (see `OpenOptions.readOnly`), and any session the
+ * pool opens later to replace it: writes then fail with "Cannot execute statement in a READ ONLY
+ * transaction".
+ */
+async function readOnlyMysqlSession(ds: DataSource): Promise<void> {
+  const statement = 'SET SESSION TRANSACTION READ ONLY';
+  const pool = (ds.driver as unknown as { pool?: MysqlPool }).pool;
+  pool?.on('connection', (conn) => conn.query(statement));
+  await ds.query(statement);
+}
+
+interface MysqlPool {
+  on(event: 'connection', listener: (conn: { query(sql: string): unknown }) => void): void;
+}
+
+/**
  * One sitesync database (central or site): TypeORM data source chosen by URL, migrations, and a
  * small query interface that renders `?` placeholders for the dialect.
  */
@@ -118,6 +134,8 @@ export class Database implements Queryable {
     readonly dataSource: DataSource,
     readonly dialect: Dialect,
     readonly url: ParsedDatabaseUrl,
+    /** Opened with `readOnly` (see OpenOptions): `migrate` refuses. */
+    readonly readOnly: boolean,
   ) {
     this.lock = dialect.name === 'sqlite' ? new Mutex() : undefined;
   }
@@ -127,8 +145,9 @@ export class Database implements Queryable {
     const parsed = parseDatabaseUrl(url);
     const ds = new DataSource(dataSourceOptions(parsed, opts));
     try {
-      if (parsed.dialect === 'postgres' && parsed.schema) await ensurePostgresSchema(parsed);
+      if (parsed.dialect === 'postgres' && parsed.schema && !opts.readOnly) await ensurePostgresSchema(parsed);
       await ds.initialize();
+      if (opts.readOnly && parsed.dialect === 'mysql') await readOnlyMysqlSession(ds);
     } catch (cause) {
       // Unreachable may pass (retry); refused (password, no such database, unwritable file) will not (stop).
       const message =
@@ -138,8 +157,8 @@ export class Database implements Queryable {
         ? new TransientError(message, 'DB_UNREACHABLE', { cause })
         : new ConfigError(message, 'db.url', { cause, code: 'DB_REFUSED' });
     }
-    const db = new Database(ds, dialectFor(parsed.dialect), parsed);
-    if (opts.migrate !== false) {
+    const db = new Database(ds, dialectFor(parsed.dialect), parsed, opts.readOnly === true);
+    if (opts.migrate !== false && !opts.readOnly) {
       try {
         await db.migrate();
       } catch (err) {
@@ -152,10 +171,24 @@ export class Database implements Queryable {
 
   /** Runs pending migrations; returns their names. */
   async migrate(): Promise<string[]> {
+    if (this.readOnly) throw new Error('the database was opened read-only: its sitesync tables cannot be migrated');
     return this.serialized(async () => {
       const done = await this.dataSource.runMigrations({ transaction: 'each' });
       return done.map((m) => m.name);
     });
+  }
+
+  /**
+   * The migrations `migrate` would run, by name, read without writing anything (TypeORM's own
+   * `showMigrations` creates its migrations table when it is missing).
+   */
+  async pendingMigrations(): Promise<string[]> {
+    const all = this.dataSource.migrations.map((m) => m.name ?? m.constructor.name);
+    const table = this.dataSource.options.migrationsTableName ?? 'migrations';
+    if (!(await this.tableNames()).some((n) => n.toLowerCase() === table.toLowerCase())) return all;
+    const done = await this.query<{ name: string }>(`SELECT name FROM ${this.dialect.quote(table)}`);
+    const ran = new Set(done.map((r) => r.name));
+    return all.filter((n) => !ran.has(n));
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {

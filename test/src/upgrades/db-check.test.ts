@@ -93,7 +93,9 @@ describe.each(upgradeKinds())('syncctl db check on a site database (%s)', (kind)
     expect(r.findings[0]!.fix).toMatch(/lab_orders/);
     const human = await syncctl(siteCheck(config, '--max-keys', '4'));
     expect(human.code).toBe(1);
-    expect(human.stdout).toMatch(/orphan-details +lab_results +10 +result_id=300, order_id=3; .* \(\+6 more\)/);
+    expect(human.stdout).toMatch(
+      /orphan-details +lab_results +order_id +10 +result_id=300, order_id=3; .* \(\+6 more\)/,
+    );
     expect(human.stdout).toContain('fix: restore the missing headers in lab_orders');
   });
 
@@ -163,9 +165,61 @@ describe.each(upgradeKinds())('syncctl db check on a site database (%s)', (kind)
     });
     const r = await check(siteCheck(config));
     expect(r.code).toBe(1);
-    expect(r.findings.map((f) => [f.kind, f.where, f.keys])).toEqual([
-      ['missing-table', 'pipeline lab', ['lab_result_lines']],
-      ['missing-column', 'pipeline lab2', ['lab_orders.order_no', 'colour', 'lab_results.shade']],
+    expect(r.findings.map((f) => [f.kind, f.table, f.columns, f.keys, f.notRun ?? []])).toEqual([
+      [
+        'missing-table',
+        'lab_result_lines',
+        [],
+        ['lab_result_lines'],
+        [
+          'NULL and duplicate keys of lab_result_lines',
+          'details of lab_result_lines without their header in lab_orders',
+        ],
+      ],
+      [
+        'missing-column',
+        'lab_orders',
+        ['order_no', 'colour'],
+        ['lab_orders.order_no', 'lab_orders.colour'],
+        ['NULL and duplicate keys of lab_orders', 'details of lab_results without their header in lab_orders'],
+      ],
+      ['missing-column', 'lab_results', ['shade'], ['lab_results.shade'], []],
+    ]);
+    expect(r.findings[0]!.problem).toBe('pipeline lab names table lab_result_lines, which does not exist');
+    expect(r.findings[1]!.problem).toBe(
+      'pipeline lab2 names columns of lab_orders that do not exist: order_no, colour (nor in lab_results)',
+    );
+    const human = await syncctl(siteCheck(config));
+    expect(human.stdout).toContain(
+      'not checked until this is fixed: NULL and duplicate keys of lab_orders; details of lab_results without their header in lab_orders',
+    );
+  });
+
+  it('a pipeline naming a missing attribute column still has its data checked: orphans, NULL and duplicate keys', async () => {
+    const { db, url } = await site();
+    await db.execute(`DELETE FROM lab_orders WHERE order_id = ?`, [3]);
+    await db.query(`CREATE TABLE stage_orders (order_id INTEGER, patient_id ${textType(kind, 20)})`);
+    for (const [id, p] of [
+      [1, 'A'],
+      [1, 'A2'],
+      [null, 'B'],
+    ] as const)
+      await db.execute(`INSERT INTO stage_orders (order_id, patient_id) VALUES (?, ?)`, [id, p]);
+    const config = writeSiteConfig(world, url, {
+      pipelines: [
+        labPipeline({ attributes: ['patient_id', 'colour', 'lab_results.shade'] }),
+        { name: 'stage', baseEntity: 'stage_orders', key: ['order_id'], attributes: ['patient_id', 'ward'] },
+      ],
+    });
+    const r = await check(siteCheck(config));
+    expect(r.code).toBe(1);
+    expect(r.findings.map((f) => [f.kind, f.table, f.columns, f.count, f.notRun ?? []])).toEqual([
+      ['missing-column', 'lab_orders', ['colour'], 1, []],
+      ['missing-column', 'lab_results', ['shade'], 1, []],
+      ['orphan-details', 'lab_results', ['order_id'], 5, []],
+      ['missing-column', 'stage_orders', ['ward'], 1, []],
+      ['null-keys', 'stage_orders', ['order_id'], 1, []],
+      ['duplicate-keys', 'stage_orders', ['order_id'], 1, []],
     ]);
   });
 

@@ -120,13 +120,14 @@ async function apply(
   }
 }
 
+/** Plans the bundle against the database as it is, opened read-only: nothing is written, not even sitesync's tables. */
 async function dryRun(
   target: DatabaseTarget,
   role: DatabaseRole,
   content: BundleContent,
   opts: ApplyOpts,
 ): Promise<void> {
-  const db = await Database.open(target.url, { role, migrate: false, urlSource: target.urlSource });
+  const db = await Database.open(target.url, { role, readOnly: true, urlSource: target.urlSource });
   try {
     const journal = await readJournal(db);
     const overlay = await pendingSitesyncTables(db, role);
@@ -162,7 +163,7 @@ async function doneEntries(journal: OperationJournal | undefined, content: Bundl
  * database migrated for `role`: a dry run on a new site can then check imports into them.
  */
 async function pendingSitesyncTables(db: Database, role: DatabaseRole): Promise<TableOverlay> {
-  if (!(await db.dataSource.showMigrations())) return [];
+  if (!(await db.pendingMigrations()).length) return [];
   const scratch = await Database.open('sqlite::memory:', { role });
   try {
     const live = new Set((await db.tableNames()).map((n) => n.toLowerCase()));

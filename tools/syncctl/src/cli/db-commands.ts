@@ -49,9 +49,10 @@ export function registerDbCommands(program: Command, ctx: SyncctlContext): void 
     .option('--json', 'machine-readable output')
     .action(async (opts: DbCommandOptions & { json?: boolean }) => {
       const resolved = resolveTarget(ctx, opts);
+      // A check only reads: the database is opened so that nothing can be written through it.
       const database = await Database.open(resolved.url, {
         role: resolved.role,
-        migrate: false,
+        readOnly: true,
         urlSource: resolved.urlSource,
       });
       try {
@@ -191,10 +192,15 @@ export function formatFindings(findings: readonly Finding[]): string {
     '#': i + 1,
     kind: f.kind,
     where: f.where,
+    columns: f.columns.join(', '),
     count: f.count,
     keys: f.keys.join('; ') + (f.count > f.keys.length && f.keys.length ? ` (+${f.count - f.keys.length} more)` : ''),
   }));
-  const details = findings.map((f, i) => `${i + 1}. ${f.problem}\n   fix: ${f.fix}`);
+  const details = findings.map(
+    (f, i) =>
+      `${i + 1}. ${f.problem}\n   fix: ${f.fix}` +
+      (f.notRun?.length ? `\n   not checked until this is fixed: ${f.notRun.join('; ')}` : ''),
+  );
   return `${formatTable(rows)}\n\n${details.join('\n')}\n\n`;
 }
 

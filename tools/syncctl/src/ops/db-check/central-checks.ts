@@ -101,6 +101,8 @@ async function checkSiteRows(ctx: CheckContext, expected: readonly number[]): Pr
   ctx.add({
     kind: 'missing-site-row',
     where: SITE_TABLE,
+    table: SITE_TABLE,
+    columns: ['id_efector', 'pipeline'],
     problem: `${missing.size} site(s) or site pipeline(s) have no ${SITE_TABLE} row (found in ${unique([...missing.values()]).join(', ')})`,
     count: missing.size,
     keys: keys.slice(0, ctx.maxKeys),
@@ -115,7 +117,7 @@ async function checkSiteRows(ctx: CheckContext, expected: readonly number[]): Pr
 async function checkTargetTables(ctx: CheckContext): Promise<void> {
   const rows = await siteRows(ctx);
   if (!rows) return;
-  const missing = new Set<string>();
+  const missing = new Map<string, string[]>(); // a gone table -> the sites that synced into it
   const noSiteColumn = new Set<string>();
   const pairs = new Map<string, { header: string; detail: string; pipeline: string }>();
   for (const r of rows) {
@@ -123,7 +125,9 @@ async function checkTargetTables(ctx: CheckContext): Promise<void> {
       if (!table) continue;
       const info = await ctx.table(table);
       // Tables are created at a site's first batch: only a site that synced needs them.
-      if (!info && r.last_version !== null) missing.add(`${table} (id_efector=${Number(r.id_efector)})`);
+      if (!info && r.last_version !== null) {
+        missing.set(table, unique([...(missing.get(table) ?? []), `id_efector=${Number(r.id_efector)}`]));
+      }
       if (info && !hasColumn(info, SITE_COLUMN)) noSiteColumn.add(table);
     }
     if (r.tabla_detalle) {
@@ -134,27 +138,42 @@ async function checkTargetTables(ctx: CheckContext): Promise<void> {
       });
     }
   }
-  if (missing.size) {
-    ctx.add({
+  // The findings that stop an orphan check, by table.
+  const stoppers = new Map<string, Finding>();
+  const add = (f: Finding & { table: string }) => {
+    ctx.add(f);
+    stoppers.set(f.table, f);
+  };
+  for (const [table, sites] of missing) {
+    add({
       kind: 'missing-table',
-      where: SITE_TABLE,
-      problem: `target tables named in ${SITE_TABLE} are gone, although their sites already synced`,
-      count: missing.size,
-      keys: [...missing].slice(0, ctx.maxKeys),
-      fix: `restore the tables, or correct tabla_encabezado/tabla_detalle and clear last_version to have the site re-send everything`,
+      where: table,
+      table,
+      columns: [],
+      problem: `target table ${table}, named in ${SITE_TABLE}, is gone, although its sites already synced into it`,
+      count: sites.length,
+      keys: sites.slice(0, ctx.maxKeys),
+      fix: `restore the table, or correct tabla_encabezado/tabla_detalle and clear last_version to have the site re-send everything`,
     });
   }
-  if (noSiteColumn.size) {
-    ctx.add({
+  for (const table of noSiteColumn) {
+    add({
       kind: 'missing-column',
-      where: SITE_TABLE,
-      problem: `target tables lack the ${SITE_COLUMN} column the merge needs`,
-      count: noSiteColumn.size,
-      keys: [...noSiteColumn].slice(0, ctx.maxKeys),
+      where: table,
+      table,
+      columns: [SITE_COLUMN],
+      problem: `target table ${table} lacks the ${SITE_COLUMN} column the merge needs`,
+      count: 1,
+      keys: [`${table}.${SITE_COLUMN}`],
       fix: `add ${SITE_COLUMN} (and make it part of the primary key), or name other tables in ${SITE_TABLE}`,
     });
   }
-  for (const pair of pairs.values()) await checkCentralOrphans(ctx, pair);
+  for (const pair of pairs.values()) {
+    const stopper = stoppers.get(pair.header) ?? stoppers.get(pair.detail);
+    if (stopper)
+      stopper.notRun = [...(stopper.notRun ?? []), `details of ${pair.detail} without their header in ${pair.header}`];
+    else await checkCentralOrphans(ctx, pair);
+  }
   await checkKeyCollations(ctx, rows);
   await checkColumnTypes(ctx, rows);
 }
@@ -168,7 +187,7 @@ async function checkTargetTables(ctx: CheckContext): Promise<void> {
  */
 async function checkColumnTypes(ctx: CheckContext, rows: readonly SiteRowRef[]): Promise<void> {
   const d = ctx.db.dialect;
-  const found = new Map<string, { problem: string; fix: string; sites: string[] }>();
+  const found = new Map<string, { table: string; column: string; problem: string; fix: string; sites: string[] }>();
   for (const r of rows) {
     if (!r.pipeline_shape) continue;
     let parsed;
@@ -204,11 +223,15 @@ async function checkColumnTypes(ctx: CheckContext, rows: readonly SiteRowRef[]):
           key,
           fit.fit === 'widen'
             ? {
+                table,
+                column: c.name,
                 problem: `${where} is ${l.sqlType}, narrower than the site's ${describeSite(c)}: the central widens it to ${fit.type} when it next merges a batch of this pipeline after a start`,
                 fix: `nothing (or restart the central agent); to do it now: ${alter(fit.type)}`,
                 sites: [site],
               }
             : {
+                table,
+                column: c.name,
                 problem: `${where} is ${l.sqlType} where the site's column is ${describeSite(c)}: ${fit.cost}`,
                 fix: fit.suggested
                   ? `check the reports and jobs that read ${where}, then change its type: ${alter(fit.suggested)} (see docs/operations.md, "Changing a target column's type")`
@@ -223,6 +246,8 @@ async function checkColumnTypes(ctx: CheckContext, rows: readonly SiteRowRef[]):
     ctx.add({
       kind: 'narrow-column',
       where: key.slice(0, key.indexOf('|')),
+      table: f.table,
+      columns: [f.column],
       problem: f.problem,
       count: f.sites.length,
       keys: f.sites.slice(0, ctx.maxKeys),
@@ -244,23 +269,24 @@ async function checkKeyCollations(ctx: CheckContext, rows: readonly SiteRowRef[]
       if (table) accepted.set(table, (accepted.get(table) ?? true) && ok);
     }
   }
-  const found: string[] = [];
   for (const [table, ok] of accepted) {
     if (ok || !(await ctx.table(table))) continue;
-    found.push(...(await inexactKeyColumns(ctx.db, table)).map(describeInexactColumn));
+    const inexact = await inexactKeyColumns(ctx.db, table);
+    if (!inexact.length) continue;
+    ctx.add({
+      kind: 'inexact-keys',
+      where: table,
+      table,
+      columns: inexact.map((c) => c.column),
+      problem: `key columns of target table ${table} compare keys inexactly: keys a site keeps apart ('abc', 'ABC') would be one row, so batches carrying them are refused`,
+      count: inexact.length,
+      keys: inexact.map(describeInexactColumn).slice(0, ctx.maxKeys),
+      fix:
+        `give the columns a binary collation (${ctx.db.dialect.keyCollation ?? 'an exact one'}; MariaDB: ALTER TABLE ... MODIFY <column> ` +
+        `<type> CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL), or accept it per site: ` +
+        `UPDATE ${SITE_TABLE} SET ${INEXACT_KEYS_ACCEPTED_COLUMN} = 1 WHERE id_efector = <site> (what sites add --accept-case-insensitive-keys records)`,
+    });
   }
-  if (!found.length) return;
-  ctx.add({
-    kind: 'inexact-keys',
-    where: SITE_TABLE,
-    problem: `target table key columns compare keys inexactly: keys a site keeps apart ('abc', 'ABC') would be one row, so batches carrying them are refused`,
-    count: found.length,
-    keys: found.slice(0, ctx.maxKeys),
-    fix:
-      `give the columns a binary collation (${ctx.db.dialect.keyCollation ?? 'an exact one'}; MariaDB: ALTER TABLE ... MODIFY <column> ` +
-      `<type> CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL), or accept it per site: ` +
-      `UPDATE ${SITE_TABLE} SET ${INEXACT_KEYS_ACCEPTED_COLUMN} = 1 WHERE id_efector = <site> (what sites add --accept-case-insensitive-keys records)`,
-  });
 }
 
 /**

@@ -25,8 +25,12 @@ export type FindingKind =
 
 export interface Finding {
   kind: FindingKind;
-  /** Where it was found: a table, `pipeline <name>`, `hook <name>`, ... */
+  /** Where it was found: its table, or `hook <name>` for a hook's. */
   where: string;
+  /** The table it is about; null only for a hook's finding, which is about no table. */
+  table: string | null;
+  /** The columns of `table` it is about (the missing ones, the key, the join, ...); empty for a missing table. */
+  columns: string[];
   /** What is wrong, in a sentence. */
   problem: string;
   /** How many offending rows, keys or names in all. */
@@ -35,6 +39,8 @@ export interface Finding {
   keys: string[];
   /** What the operator can do about it. */
   fix: string;
+  /** Checks that could not run because of this finding (their table or columns are missing). */
+  notRun?: string[];
 }
 
 /** Keys listed per finding. */
@@ -161,6 +167,8 @@ export async function checkOrphans(ctx: CheckContext, o: OrphanCheck): Promise<v
   ctx.add({
     kind: 'orphan-details',
     where: o.detail,
+    table: o.detail,
+    columns: [...o.detailColumns],
     problem: `${orphans.count} detail row(s) of pipeline ${o.pipeline} have no header in ${o.header}`,
     count: orphans.count,
     keys: orphans.keys,

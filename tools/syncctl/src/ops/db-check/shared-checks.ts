@@ -25,6 +25,8 @@ export async function checkForeignKeys(ctx: CheckContext): Promise<void> {
     ctx.add({
       kind: 'foreign-key',
       where: child.name,
+      table: child.name,
+      columns: childCols,
       problem: `${bad.count} row(s) violate FOREIGN KEY ${key}, which ${fk.script} adds`,
       count: bad.count,
       keys: bad.keys,
@@ -47,42 +49,45 @@ const OPEN_TRANSFER_STATES = {
   site: ['sent'],
 } as const;
 
-/** Interventions and transfers waiting for the other side for longer than `stuckAfterSeconds`. */
+/** Interventions and transfers waiting for the other side for longer than `stuckAfterSeconds`: a finding per table. */
 export async function checkStuckInterventions(ctx: CheckContext, role: 'central' | 'site'): Promise<void> {
   const cutoff = ctx.timestamp(new Date(ctx.now.getTime() - ctx.stuckAfterSeconds * 1000));
-  const keys: string[] = [];
-  let count = 0;
-  if (await ctx.table('intervention')) {
+  const states = OPEN_TRANSFER_STATES[role];
+  const tables = [
+    {
+      table: 'intervention',
+      waiting: `${ctx.q('state')} <> ?`,
+      params: ['active'],
+      shown: ['guid', 'state', 'transfer_id'],
+    },
+    {
+      table: 'intervention_transfer',
+      waiting: `${ctx.q('state')} IN (${states.map(() => '?').join(', ')})`,
+      params: [...states],
+      shown: ['transfer_id', 'guid', 'state'],
+    },
+  ];
+  for (const t of tables) {
+    if (!(await ctx.table(t.table))) continue;
     const r = await ctx.sample(
-      `FROM ${ctx.q('intervention')} WHERE ${ctx.q('state')} <> ? AND ${ctx.q('updated_at')} < ?`,
-      ['active', cutoff],
-      ['guid', 'state', 'transfer_id'],
+      `FROM ${ctx.q(t.table)} WHERE ${t.waiting} AND ${ctx.q('updated_at')} < ?`,
+      [...t.params, cutoff],
+      t.shown,
     );
-    count += r.count;
-    keys.push(...r.keys);
+    if (!r.count) continue;
+    ctx.add({
+      kind: 'stuck-interventions',
+      where: t.table,
+      table: t.table,
+      columns: ['state', 'updated_at'],
+      problem: `${r.count} row(s) of ${t.table} (${role}) have been in transit for over ${formatSeconds(ctx.stuckAfterSeconds)}`,
+      count: r.count,
+      keys: r.keys,
+      fix:
+        'start the agents on both ends and let the transfers finish (`syncctl transfers --guid <guid>`), ' +
+        'or cancel a transfer out with `syncctl transfer-cancel <transferId>`, before upgrading',
+    });
   }
-  if (await ctx.table('intervention_transfer')) {
-    const states = OPEN_TRANSFER_STATES[role];
-    const r = await ctx.sample(
-      `FROM ${ctx.q('intervention_transfer')} WHERE ${ctx.q('state')} IN (${states.map(() => '?').join(', ')}) ` +
-        `AND ${ctx.q('updated_at')} < ?`,
-      [...states, cutoff],
-      ['transfer_id', 'guid', 'state'],
-    );
-    count += r.count;
-    keys.push(...r.keys);
-  }
-  if (!count) return;
-  ctx.add({
-    kind: 'stuck-interventions',
-    where: role === 'central' ? 'intervention, intervention_transfer' : 'intervention, intervention_transfer (site)',
-    problem: `${count} intervention(s) or transfer(s) have been in transit for over ${formatSeconds(ctx.stuckAfterSeconds)}`,
-    count,
-    keys: keys.slice(0, ctx.maxKeys),
-    fix:
-      'start the agents on both ends and let the transfers finish (`syncctl transfers --guid <guid>`), ' +
-      'or cancel a transfer out with `syncctl transfer-cancel <transferId>`, before upgrading',
-  });
 }
 
 function formatSeconds(s: number): string {

@@ -3,7 +3,6 @@ import {
   resolvePipeline,
   splitSqlScript,
   type Database,
-  type ResolvedPipeline,
   type SqlToken,
   type TableInfo,
 } from '@sitesync/db';
@@ -25,10 +24,7 @@ export async function checkSiteDatabase(
   opts: CheckOptions = {},
 ): Promise<Finding[]> {
   const ctx = new CheckContext(db, opts);
-  for (const cfg of site.pipelines) {
-    const pipeline = await resolveForCheck(ctx, cfg);
-    if (pipeline) await checkPipelineData(ctx, pipeline);
-  }
+  for (const cfg of site.pipelines) await checkPipeline(ctx, cfg);
   await checkForeignKeys(ctx);
   await checkHooks(ctx, site.hooks);
   await checkStuckInterventions(ctx, 'site');
@@ -38,92 +34,177 @@ export async function checkSiteDatabase(
 // ---------------------------------------------------------------------------------------------
 // Pipelines
 
+/** One data check of a pipeline and the columns it reads, per table. */
+interface DataCheck {
+  /** What it checks, as the finding that stops it says: `NULL and duplicate keys of lab_orders`. */
+  name: string;
+  /** Table -> the columns the check reads there. */
+  reads: ReadonlyArray<{ table: string; columns: readonly string[] | undefined }>;
+  run(): Promise<void>;
+}
+
 /**
- * Every table and column the hashing file names that the database lacks (all of them, where
- * `resolvePipeline` stops at the first), then the pipeline resolved for the data checks.
+ * A pipeline's tables and columns, then its data: every table and column the hashing file names
+ * that the database lacks (all of them, one finding per table), then every data check whose tables
+ * and columns exist. A check that cannot run is named on the finding that stops it (`notRun`):
+ * a missing attribute column does not hide orphans or duplicate keys.
  */
-async function resolveForCheck(ctx: CheckContext, cfg: HashingFile): Promise<ResolvedPipeline | undefined> {
-  const where = `pipeline ${cfg.name}`;
-  const missingTables: string[] = [];
-  const missingColumns: string[] = [];
+async function checkPipeline(ctx: CheckContext, cfg: HashingFile): Promise<void> {
+  const pipeline = `pipeline ${cfg.name}`;
   const base = await ctx.table(cfg.baseEntity);
-  if (!base) missingTables.push(cfg.baseEntity);
   const link = cfg.linkEntities.find((l) => typeof l !== 'string');
   const detail = link ? await ctx.table(link.entity) : undefined;
-  if (link && !detail) missingTables.push(link.entity);
+  const infos = new Map<string, TableInfo | undefined>([[cfg.baseEntity, base]]);
+  if (link) infos.set(link.entity, detail);
 
-  const need = (info: TableInfo | undefined, table: string, column: string) => {
-    if (info && !hasColumn(info, column)) missingColumns.push(`${table}.${column}`);
+  // Per table, the missing columns the data checks read (key, join) and the other ones (attributes).
+  const missing = new Map<string, { read: string[]; other: string[] }>();
+  const need = (table: string, column: string, read: boolean) => {
+    const info = infos.get(table);
+    if (!info || hasColumn(info, column)) return;
+    const m = missing.get(table) ?? { read: [], other: [] };
+    const list = read ? m.read : m.other;
+    if (!list.includes(column)) list.push(column);
+    missing.set(table, m);
   };
-  for (const k of cfg.key ?? []) need(base, cfg.baseEntity, k);
+  for (const k of cfg.key ?? []) need(cfg.baseEntity, k, true);
   if (link) {
     for (const [detailColumn, headerColumn] of Object.entries(link.join)) {
-      need(detail, link.entity, detailColumn);
-      need(base, cfg.baseEntity, headerColumn);
+      need(link.entity, detailColumn, true);
+      need(cfg.baseEntity, headerColumn, true);
     }
-    for (const k of link.key ?? []) need(detail, link.entity, k);
+    for (const k of link.key ?? []) need(link.entity, k, true);
   }
+  // An unqualified attribute may be in either table: missing from both, it is named on the header's.
+  let unqualified = false;
   for (const a of cfg.attributes ?? []) {
     const dot = a.lastIndexOf('.');
     const table = dot > 0 ? a.slice(0, dot) : undefined;
     const column = dot > 0 ? a.slice(dot + 1) : a;
-    if (table === cfg.baseEntity) need(base, table, column);
-    else if (link && table === link.entity) need(detail, table, column);
+    if (table !== undefined && infos.has(table)) need(table, column, false);
     else if (table === undefined && base && (!link || detail)) {
-      if (!hasColumn(base, column) && !(detail && hasColumn(detail, column))) missingColumns.push(column);
+      if (!hasColumn(base, column) && !(detail && hasColumn(detail, column))) {
+        need(cfg.baseEntity, column, false);
+        unqualified ||= detail !== undefined;
+      }
     }
   }
 
-  if (missingTables.length) {
-    ctx.add({
+  // The findings that stop a data check, by table.
+  const stoppers = new Map<string, Finding>();
+  for (const [table, info] of infos) {
+    if (info) continue;
+    const f: Finding = {
       kind: 'missing-table',
-      where,
-      problem: 'the hashing file names tables that do not exist',
-      count: missingTables.length,
-      keys: missingTables.slice(0, ctx.maxKeys),
-      fix: 'create the tables (or run the legacy job that fills them), or correct baseEntity/linkEntities',
-    });
+      where: table,
+      table,
+      columns: [],
+      problem: `${pipeline} names table ${table}, which does not exist`,
+      count: 1,
+      keys: [table],
+      fix: 'create the table (or run the legacy job that fills it), or correct baseEntity/linkEntities',
+    };
+    ctx.add(f);
+    stoppers.set(table, f);
   }
-  if (missingColumns.length) {
-    ctx.add({
+  for (const [table, { read, other }] of missing) {
+    const columns = [...read, ...other];
+    const alsoDetail = unqualified && table === cfg.baseEntity && link ? ` (nor in ${link.entity})` : '';
+    const f: Finding = {
       kind: 'missing-column',
-      where,
-      problem: 'the hashing file names columns that do not exist',
-      count: missingColumns.length,
-      keys: missingColumns.slice(0, ctx.maxKeys),
+      where: table,
+      table,
+      columns,
+      problem: `${pipeline} names columns of ${table} that do not exist: ${columns.join(', ')}${alsoDetail}`,
+      count: columns.length,
+      keys: columns.map((c) => `${table}.${c}`).slice(0, ctx.maxKeys),
       fix: 'add the columns, or remove them from key/join/attributes in the hashing file',
-    });
+    };
+    ctx.add(f);
+    // Attributes are not read by the data checks: only a missing key or join column stops one.
+    if (read.length) stoppers.set(table, f);
   }
-  if (missingTables.length || missingColumns.length) return undefined;
+
+  const checks: DataCheck[] = [];
+  const headerKey = cfg.key ?? (base?.primaryKey.length ? base.primaryKey : undefined);
+  checks.push({
+    name: `NULL and duplicate keys of ${cfg.baseEntity}`,
+    reads: [{ table: cfg.baseEntity, columns: headerKey }],
+    run: () => checkKeys(ctx, cfg.baseEntity, headerKey!, `${pipeline} header`),
+  });
+  if (link) {
+    const detailKey = link.key ?? (detail?.primaryKey.length ? detail.primaryKey : undefined);
+    const detailColumns = Object.keys(link.join);
+    const headerColumns = Object.values(link.join);
+    checks.push(
+      {
+        name: `NULL and duplicate keys of ${link.entity}`,
+        reads: [{ table: link.entity, columns: detailKey }],
+        run: () => checkKeys(ctx, link.entity, detailKey!, `${pipeline} detail`),
+      },
+      {
+        name: `details of ${link.entity} without their header in ${cfg.baseEntity}`,
+        reads: [
+          { table: link.entity, columns: detailColumns },
+          { table: cfg.baseEntity, columns: headerColumns },
+        ],
+        run: () =>
+          checkOrphans(ctx, {
+            detail: link.entity,
+            header: cfg.baseEntity,
+            detailColumns,
+            headerColumns,
+            shown: unique([...(detailKey ?? []), ...detailColumns]),
+            pipeline: cfg.name,
+          }),
+      },
+    );
+  }
+  for (const check of checks) {
+    const stopped = check.reads.map((r) => stoppers.get(r.table)).find((f) => f !== undefined);
+    if (stopped) {
+      stopped.notRun = [...(stopped.notRun ?? []), check.name];
+      continue;
+    }
+    const keyless = check.reads.find((r) => r.columns === undefined);
+    if (keyless) {
+      ctx.add({
+        kind: 'invalid-pipeline',
+        where: keyless.table,
+        table: keyless.table,
+        columns: [],
+        problem: `${pipeline}: table ${keyless.table} has no primary key and the hashing file names no key for it`,
+        count: 1,
+        keys: [],
+        fix: `set "key" (for a detail table: "key" of its linkEntities entry) in the hashing file, or add a primary key`,
+        notRun: [check.name],
+      });
+      continue;
+    }
+    await check.run();
+  }
+  if (!stoppers.size && !missing.size) await checkResolves(ctx, cfg);
+}
+
+/** What `resolvePipeline` refuses besides missing tables and columns (a hash field hashed, a join that is not the key, ...). */
+async function checkResolves(ctx: CheckContext, cfg: HashingFile): Promise<void> {
   try {
-    return await resolvePipeline(ctx.db, cfg, where);
+    await resolvePipeline(ctx.db, cfg, `pipeline ${cfg.name}`);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
+    // Already reported above, with the check that needs it.
+    if (/has no primary key/.test(err.message)) return;
     ctx.add({
       kind: 'invalid-pipeline',
-      where,
+      where: cfg.baseEntity,
+      table: cfg.baseEntity,
+      columns: [],
       problem: err.message,
       count: 1,
       keys: [],
       fix: 'correct the hashing file (see docs/architecture.md for its keys)',
     });
-    return undefined;
   }
-}
-
-/** Orphan details, duplicate and null keys in a pipeline's tables. */
-async function checkPipelineData(ctx: CheckContext, p: ResolvedPipeline): Promise<void> {
-  await checkKeys(ctx, p.header.table, p.header.key, `pipeline ${p.name} header`);
-  if (!p.detail) return;
-  await checkKeys(ctx, p.detail.table, p.detail.key, `pipeline ${p.name} detail`);
-  await checkOrphans(ctx, {
-    detail: p.detail.table,
-    header: p.header.table,
-    detailColumns: p.detail.joinColumns,
-    headerColumns: p.header.key,
-    shown: unique([...p.detail.key, ...p.detail.joinColumns]),
-    pipeline: p.name,
-  });
 }
 
 async function checkKeys(ctx: CheckContext, table: string, key: readonly string[], role: string): Promise<void> {
@@ -134,6 +215,8 @@ async function checkKeys(ctx: CheckContext, table: string, key: readonly string[
     ctx.add({
       kind: 'null-keys',
       where: table,
+      table,
+      columns: [...key],
       problem: `${nulls.count} row(s) of the ${role} have a NULL in the key (${key.join(', ')}); they cannot be sent`,
       count: nulls.count,
       keys: nulls.keys,
@@ -149,6 +232,8 @@ async function checkKeys(ctx: CheckContext, table: string, key: readonly string[
     ctx.add({
       kind: 'duplicate-keys',
       where: table,
+      table,
+      columns: [...key],
       problem: `${dups.count} key(s) of the ${role} (${key.join(', ')}) appear on more than one row`,
       count: dups.count,
       keys: dups.keys,
@@ -179,6 +264,8 @@ async function checkHooks(ctx: CheckContext, hooks: SiteCheckInput['hooks']): Pr
     ctx.add({
       kind: 'missing-procedure',
       where: `hook ${name}`,
+      table: null,
+      columns: [],
       problem: sqlite
         ? `the hook calls procedures, which SQLite does not have: ${sql}`
         : `the hook calls procedures that do not exist: ${sql}`,
