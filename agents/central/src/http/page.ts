@@ -111,6 +111,8 @@ form { display: flex; gap: 1rem; align-items: center; margin-bottom: .5rem; }
 input { font: inherit; padding: .2rem .4rem; border: 1px solid var(--line); border-radius: 6px; }
 input[type=number] { width: 6em; }
 tr.fold > td, tr.letters > td { padding: 0; background: #f6f8fa; }
+tr.folded > td { background: #fbfcfd; }
+table.inner th { background: #fbfcfd; }
 details > summary { cursor: pointer; padding: .35rem .6rem; color: var(--muted); }
 details[open] > summary { border-bottom: 1px solid var(--line); }
 table.inner { border: 0; border-radius: 0; }
@@ -223,7 +225,7 @@ export const PAGE_JS = `'use strict';
     var d = el('details');
     d.open = key in opened ? opened[key] : openByDefault;
     d.appendChild(el('summary', summaryText));
-    d.appendChild(content);
+    if (content) d.appendChild(content);
     d.addEventListener('toggle', function () { opened[key] = d.open; });
     return d;
   }
@@ -236,8 +238,12 @@ export const PAGE_JS = `'use strict';
     tr.appendChild(td);
     return tr;
   }
-  function innerTable(rows) {
+  function innerTable(rows, headings) {
     var t = el('table', null, 'inner');
+    if (headings) {
+      var head = t.appendChild(el('thead')).appendChild(el('tr'));
+      headings.forEach(function (h) { head.appendChild(el('th', h)); });
+    }
     var body = el('tbody');
     rows.forEach(function (r) { body.appendChild(r); });
     t.appendChild(body);
@@ -245,6 +251,7 @@ export const PAGE_JS = `'use strict';
   }
   function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
 
+  var LETTER_HEADINGS = ['Queue', 'Message id', 'Type', 'Reason', 'Trust', 'Error', 'Age', 'Replays', ''];
   // A group's letters are listed open when there are this few.
   var LETTERS_OPEN_MAX = 3;
 
@@ -301,7 +308,7 @@ export const PAGE_JS = `'use strict';
       head.className = 'group';
       rows.push(head);
       var shown = g.letters.length < g.count ? 'the newest ' + g.letters.length + ' of ' + g.count + ' dead letters' : plural(g.count, 'dead letter', 'dead letters');
-      rows.push(spanRow('letters', attrs, folded(key, shown, g.count <= LETTERS_OPEN_MAX, innerTable(g.letters.map(letterRow))), cols));
+      rows.push(spanRow('letters', attrs, folded(key, shown, g.count <= LETTERS_OPEN_MAX, innerTable(g.letters.map(letterRow), LETTER_HEADINGS)), cols));
     });
     fill('dead-letters', rows, r.failed.length ? 'Could not read ' + r.failed.join(', ') : 'No dead letters.');
   }
@@ -316,11 +323,18 @@ export const PAGE_JS = `'use strict';
 
   function renderSessions(o) {
     var cols = $('sessions').tHead.rows[0].cells.length;
-    var rows = o.empty.map(function (f) {
+    var rows = [];
+    o.empty.forEach(function (f) {
       var text = plural(f.count, 'empty session', 'empty sessions') + ' of site ' + f.site + ', last at ' + when(f.lastAt) +
         (f.newest.length < f.count ? ' (the newest ' + f.newest.length + ' listed)' : '');
-      return spanRow('fold', { 'data-empty-site': f.site, 'data-count': f.count },
-        folded('sessions ' + f.site, text, false, innerTable(f.newest.map(sessionRow))), cols);
+      // The folded sessions are rows of this table (so their columns line up), shown while the line is open.
+      var listed = f.newest.map(sessionRow);
+      var d = folded('sessions ' + f.site, text, false, null);
+      var show = function () { listed.forEach(function (r) { r.hidden = !d.open; }); };
+      d.addEventListener('toggle', show);
+      show();
+      rows.push(spanRow('fold', { 'data-empty-site': f.site, 'data-count': f.count }, d, cols));
+      listed.forEach(function (r) { r.className = 'folded'; rows.push(r); });
     });
     fill('sessions', rows.concat(o.sessions.map(sessionRow)), 'No sessions yet.');
   }
