@@ -55,25 +55,25 @@ export async function readSessionOverview(db: Database, limit: number): Promise<
       `WHERE ${EMPTY_SESSION}${spanSql} GROUP BY id_efector ORDER BY id_efector`,
     spanParams,
   );
-  const empty: EmptySessionFold[] = [];
-  for (const f of folds) {
+  // The newest few of every site at once (window functions: every supported database has them).
+  const newest = await db.query<Record<string, unknown>>(
+    `SELECT ${SESSION_COLUMNS} FROM (SELECT ${SESSION_COLUMNS}, ROW_NUMBER() OVER ` +
+      `(PARTITION BY id_efector ORDER BY created_at DESC, session_id) AS newest_rank FROM ${SESSION_TABLE} ` +
+      `WHERE ${EMPTY_SESSION}${spanSql}) ranked WHERE newest_rank <= ? ORDER BY id_efector, created_at DESC, session_id`,
+    [...spanParams, EMPTY_SESSIONS_SHOWN],
+  );
+  const shownBySite = new Map<number, SessionSummary[]>();
+  for (const r of newest.map(sessionSummary)) shownBySite.set(r.site, [...(shownBySite.get(r.site) ?? []), r]);
+  const empty = folds.map((f): EmptySessionFold => {
     const site = Number(f.id_efector);
-    const newest = await db.query<Record<string, unknown>>(
-      db.dialect.selectLimit(
-        `${SESSION_COLUMNS} FROM ${SESSION_TABLE} WHERE id_efector = ? AND ${EMPTY_SESSION}${spanSql} ` +
-          `ORDER BY created_at DESC, session_id`,
-        EMPTY_SESSIONS_SHOWN,
-      ),
-      [site, ...spanParams],
-    );
-    const shown = newest.map(sessionSummary);
-    empty.push({
+    const shown = shownBySite.get(site) ?? [];
+    return {
       site,
       count: Number(f.n),
       lastAt: shown[0]?.createdAt ?? null,
       firstAt: isoOrNull(f.first_at),
       newest: shown,
-    });
-  }
+    };
+  });
   return { sessions, empty, since };
 }
