@@ -118,6 +118,7 @@ details[open] > summary { border-bottom: 1px solid var(--line); }
 table.inner { border: 0; border-radius: 0; }
 table.inner td { border-bottom: 1px solid #eaeef2; }
 tr.group > td { background: #fff; font-weight: 600; }
+tr.group .badge + .badge { margin-left: .3rem; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(640px, 1fr)); gap: .8rem; }
 figure.activity { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .4rem .6rem; }
 figure.activity figcaption { font-weight: 600; margin-bottom: .2rem; }
@@ -279,7 +280,7 @@ export const PAGE_JS = `'use strict';
     }
     return row([
       { text: d.queue, cls: 'mono' }, { text: d.messageId, cls: 'mono' }, d.type, badge(d.reason), badge(d.trust),
-      { text: d.error, cls: d.error ? 'error' : '' }, { text: d.age, cls: 'num' }, { text: plural(d.replays, 'replay', 'replays'), cls: 'num' }, action,
+      { text: d.error, cls: d.error ? 'error' : '' }, { text: d.age, cls: 'num' }, { text: d.replays, cls: 'num' }, action,
     ], { 'data-message-id': d.messageId });
   }
 
@@ -293,7 +294,7 @@ export const PAGE_JS = `'use strict';
       if (g.unverified) trust.appendChild(badge('other', g.unverified + ' unverified'));
       var action = el('span');
       if (operator() && g.site !== null && g.verified > 0) {
-        var b = el('button', 'Replay');
+        var b = el('button', 'Replay group');
         b.type = 'button';
         b.title = 'Replay the ' + plural(g.verified, 'verified dead letter', 'verified dead letters') + ' of this group' +
           (g.unverified ? '; the ' + g.unverified + ' unverified stay' : '');
