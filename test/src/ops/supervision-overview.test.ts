@@ -148,7 +148,7 @@ describe.skipIf(!broker || !hasChromium)('supervision page that does not drown (
     expect(problems).toEqual([]);
   }, 120_000);
 
-  it('groups dead letters by site and reason, and one Replay replays the verified ones of that group only', async () => {
+  it('groups dead letters by site and reason; one Replay replays the verified ones of that group only and keeps what no queue takes', async () => {
     const central = await startSupervisedCentral(world);
     const cdb = central.database!;
     const ch = await world.rawChannel();
@@ -244,6 +244,19 @@ describe.skipIf(!broker || !hasChromium)('supervision page that does not drown (
       '105 unknown-site': 1,
     });
     expect(await cdb.query(`SELECT order_id FROM central_orders WHERE id_efector = 105`)).toEqual([]);
+
+    // A group replay no queue takes (the central's batch binding is gone) loses nothing: it is kept, and said so.
+    const t = world.topology;
+    await ch.unbindQueue(t.centralSyncQueue, t.up, '*.batch');
+    await page.click(`${group(105, 'unknown-site')} button`);
+    const unroutable = await until('the unroutable replay to be reported', async () => {
+      const text = (await page.textContent('#notice')) ?? '';
+      return text.startsWith('Site 105') && text;
+    });
+    expect(unroutable).toMatch(/^Site 105, unknown-site: replayed 0, kept 1 \(1 no queue is bound to .*: kept in /);
+    expect((await ch.checkQueue(rejects105!)).messageCount).toBe(2);
+    await page.waitForSelector(`${group(105, 'unknown-site')}[data-count="1"] button`);
+    await ch.bindQueue(t.centralSyncQueue, t.up, '*.batch');
     expect(problems).toEqual([]);
   }, 120_000);
 });
