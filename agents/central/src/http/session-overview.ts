@@ -50,8 +50,8 @@ export async function readSessionOverview(db: Database, limit: number): Promise<
   const since = oldest === undefined || oldest === null ? null : sessions[sessions.length - 1]!.createdAt;
   const spanSql = oldest === undefined || oldest === null ? '' : ' AND created_at >= ?';
   const spanParams = spanSql ? [oldest] : [];
-  const folds = await db.query<{ id_efector: unknown; n: unknown; last_at: unknown; first_at: unknown }>(
-    `SELECT id_efector, COUNT(*) AS n, MAX(created_at) AS last_at, MIN(created_at) AS first_at FROM ${SESSION_TABLE} ` +
+  const folds = await db.query<{ id_efector: unknown; n: unknown; first_at: unknown }>(
+    `SELECT id_efector, COUNT(*) AS n, MIN(created_at) AS first_at FROM ${SESSION_TABLE} ` +
       `WHERE ${EMPTY_SESSION}${spanSql} GROUP BY id_efector ORDER BY id_efector`,
     spanParams,
   );
