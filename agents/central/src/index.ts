@@ -19,6 +19,7 @@ export * from './handlers/outgoing';
 export * from './http/api';
 export * from './http/auth';
 export * from './http/login-throttle';
+export * from './http/site-activity';
 export * from './http/supervision';
 export * from './dlq/dead-letters';
 export * from './dlq/dead-lettering';

@@ -1,72 +1,30 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { chromium } from 'playwright-core';
-import { startHttpServer } from '@sitesync/protocol';
-import {
-  hashPassword,
-  parseCentralConfig,
-  supervisionRoutes,
-  type CentralAgent,
-  type HttpUser,
-  type SupervisedCentral,
-  verifyPassword,
-} from '@sitesync/central';
+import { parseCentralConfig, type CentralAgent, verifyPassword } from '@sitesync/central';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
 import { plantUnknownPipelineDeadLetter } from '../support/messages.js';
+import {
+  CHROMIUM,
+  OPERATOR,
+  TOKEN,
+  VIEWER,
+  basic,
+  hasChromium,
+  launchBrowser,
+  openPage,
+  serve,
+  startSupervisedCentral as startCentral,
+} from '../support/supervision-page.js';
 import { REPO, SYNCCTL, until } from '../support/wait.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping the supervision page: no RabbitMQ available');
-const hasChromium = existsSync(CHROMIUM);
 if (broker && !hasChromium) {
   console.log(
     `[sitesync tests] skipping the supervision page in a browser: ${CHROMIUM} is missing (apt-get install chromium)`,
   );
-}
-
-const VIEWER = { username: 'vera', password: 'viewer-password-1' };
-const OPERATOR = { username: 'olga', password: 'operator-password-1' };
-const TOKEN = 'a-long-enough-test-token';
-// Cheap hashes: the format and checks are the same, the test just does not wait for a real cost.
-const TEST_COST = { N: 1024, r: 8, p: 1 };
-
-function basic(c: { username: string; password: string }): string {
-  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
-}
-
-async function serve(world: TestWorld, central: SupervisedCentral & Pick<CentralAgent, 'metrics'>): Promise<string> {
-  const server = await startHttpServer(
-    0,
-    central.metrics.registry,
-    async () => ({ ok: true, detail: {} }),
-    supervisionRoutes(central),
-  );
-  world.onTeardown(() => new Promise((r) => server.close(() => r())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-async function startCentral(world: TestWorld): Promise<CentralAgent> {
-  const users: HttpUser[] = [
-    { name: VIEWER.username, passwordHash: await hashPassword(VIEWER.password, TEST_COST), role: 'viewer' },
-    { name: OPERATOR.username, passwordHash: await hashPassword(OPERATOR.password, TEST_COST), role: 'operator' },
-  ];
-  return world.startCentral(world.dbUrl('sqlite', 'central'), { users, apiToken: TOKEN });
 }
 
 async function plantDeadLetter(world: TestWorld, central: CentralAgent): Promise<{ messageId: string; dlq: string }> {
@@ -220,19 +178,9 @@ describe.skipIf(!broker)('supervision page and HTTP API', () => {
       const { messageId, dlq } = await plantDeadLetter(world, central);
       const base = await serve(world, central);
 
-      const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-      world.onTeardown(() => browser.close());
+      const browser = await launchBrowser(world);
       const problems: string[] = [];
-      const open = async (who: { username: string; password: string }) => {
-        const context = await browser.newContext({ httpCredentials: who, viewport: { width: 1360, height: 900 } });
-        const page = await context.newPage();
-        page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-        page.on('console', (m) => {
-          if (m.type() === 'error') problems.push(`console: ${m.text()} (${m.location().url})`);
-        });
-        await page.goto(base);
-        return page;
-      };
+      const open = (who: typeof VIEWER) => openPage(browser, base, who, problems);
       const row = `#dead-letters tr[data-message-id="${messageId}"]`;
 
       // A viewer sees the dead letter but gets no Replay button.

@@ -93,9 +93,20 @@ export interface DeadLetter {
 
 export interface DeadLetterFilter {
   messageId?: string;
+  /** The site its verified route names (never matches an unverified dead letter). */
   siteId?: number;
+  /** The site it is listed under (`listedSite`): also matches an unverified one claiming that site. */
+  listedSiteId?: number;
   type?: string;
   reason?: string;
+}
+
+/**
+ * The site a dead letter is listed under: the site its verified route names, else the site its
+ * header claims. For grouping on a page only: a replay still needs a verified route.
+ */
+export function listedSite(d: DeadLetter): number | undefined {
+  return d.siteId ?? d.claimedSiteId;
 }
 
 function asNumber(v: unknown): number | undefined {
@@ -216,6 +227,7 @@ export function matches(d: DeadLetter, f: DeadLetterFilter): boolean {
   return (
     (f.messageId === undefined || d.messageId === f.messageId) &&
     (f.siteId === undefined || d.siteId === f.siteId) &&
+    (f.listedSiteId === undefined || listedSite(d) === f.listedSiteId) &&
     (f.type === undefined || d.type === f.type) &&
     (f.reason === undefined || d.reason === f.reason)
   );

@@ -34,14 +34,22 @@ export const PAGE_HTML = `<!doctype html>
     </tr></thead><tbody></tbody></table>
   </section>
   <section>
+    <h2>Activity, last 24 hours</h2>
+    <p class="note">Per site: rows per session (bars: green complete, red incomplete, amber abandoned, blue open,
+      grey sent nothing) and lag (line: time since the site started its newest session complete by then).</p>
+    <div id="activity" class="charts"><p class="note">loading…</p></div>
+  </section>
+  <section>
     <h2>Dead letters</h2>
+    <p class="note">Grouped by site and reason. Replay sends back the group's verified dead letters; unverified
+      ones stay (syncctl dlq replay --force).</p>
     <table id="dead-letters"><thead><tr>
-      <th>Queue</th><th>Message id</th><th>Type</th><th>Site</th><th>Reason</th><th>Trust</th><th>Error</th>
-      <th>Age</th><th>Replays</th><th></th>
+      <th>Site</th><th>Reason</th><th>Count</th><th>Trust</th><th>Types</th><th>Oldest</th><th>Newest</th><th></th>
     </tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Recent sessions</h2>
+    <p class="note">Sessions that sent nothing are folded into one line per site.</p>
     <table id="sessions"><thead><tr>
       <th>Session</th><th>Site</th><th>Version</th><th>Status</th><th>Started (site)</th>
       <th>Finished (site)</th><th>Batches</th><th>Headers</th><th>Acknowledged</th>
@@ -102,6 +110,33 @@ button:disabled { opacity: .5; cursor: default; }
 form { display: flex; gap: 1rem; align-items: center; margin-bottom: .5rem; }
 input { font: inherit; padding: .2rem .4rem; border: 1px solid var(--line); border-radius: 6px; }
 input[type=number] { width: 6em; }
+tr.fold > td, tr.letters > td { padding: 0; background: #f6f8fa; }
+tr.folded > td { background: #fbfcfd; }
+table.inner th { background: #fbfcfd; }
+details > summary { cursor: pointer; padding: .35rem .6rem; color: var(--muted); }
+details[open] > summary { border-bottom: 1px solid var(--line); }
+table.inner { border: 0; border-radius: 0; }
+table.inner td { border-bottom: 1px solid #eaeef2; }
+tr.group > td { background: #fff; font-weight: 600; }
+tr.group .badge + .badge { margin-left: .3rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(640px, 1fr)); gap: .8rem; }
+figure.activity { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .4rem .6rem; }
+figure.activity figcaption { font-weight: 600; margin-bottom: .2rem; }
+figure.activity figcaption span { font-weight: 400; color: var(--muted); margin-left: .6rem; }
+svg.activity { display: block; max-width: 100%; height: auto; }
+svg.activity .panel { fill: #fff; stroke: var(--line); }
+svg.activity .grid { stroke: #eaeef2; }
+svg.activity text { font: 10px system-ui, sans-serif; fill: var(--muted); }
+svg.activity text.axis-name { font-weight: 600; }
+svg.activity text.empty { font-style: italic; font-size: 11px; }
+svg.activity .bar { fill: var(--muted); }
+svg.activity .bar.complete { fill: var(--ok); }
+svg.activity .bar.incomplete { fill: var(--error); }
+svg.activity .bar.abandoned { fill: var(--stale); }
+svg.activity .bar.open { fill: var(--syncing); }
+svg.activity .bar.nothing { fill: #8c959f; }
+svg.activity polyline.lag { fill: none; stroke: #8250df; stroke-width: 1.5; }
+svg.activity .ack { fill: #8250df; }
 `;
 
 export const PAGE_JS = `'use strict';
@@ -182,34 +217,153 @@ export const PAGE_JS = `'use strict';
       else notice('Not replayed: ' + r.refused.map(function (x) { return x.why; }).join('; '), true);
     }, function (err) {
       notice('Replay failed: ' + err.message, true);
-    }).then(refresh);
+    }).then(function () { activityAt = 0; return refresh(); });
+  }
+
+  // Which folded lines the operator opened or closed, kept across refreshes.
+  var opened = {};
+  function folded(key, summaryText, openByDefault, content) {
+    var d = el('details');
+    d.open = key in opened ? opened[key] : openByDefault;
+    d.appendChild(el('summary', summaryText));
+    if (content) d.appendChild(content);
+    d.addEventListener('toggle', function () { opened[key] = d.open; });
+    return d;
+  }
+  function spanRow(cls, attrs, child, cols) {
+    var tr = row([], attrs);
+    tr.className = cls;
+    var td = el('td');
+    td.colSpan = cols;
+    td.appendChild(child);
+    tr.appendChild(td);
+    return tr;
+  }
+  function innerTable(rows, headings) {
+    var t = el('table', null, 'inner');
+    if (headings) {
+      var head = t.appendChild(el('thead')).appendChild(el('tr'));
+      headings.forEach(function (h) { head.appendChild(el('th', h)); });
+    }
+    var body = el('tbody');
+    rows.forEach(function (r) { body.appendChild(r); });
+    t.appendChild(body);
+    return t;
+  }
+  function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
+
+  var LETTER_HEADINGS = ['Queue', 'Message id', 'Type', 'Reason', 'Trust', 'Error', 'Age', 'Replays', ''];
+  // A group's letters are listed open when there are this few.
+  var LETTERS_OPEN_MAX = 3;
+
+  function replayGroup(button, g) {
+    button.disabled = true;
+    post('/api/dead-letters/replay-group', { site: g.site, reason: g.reason }).then(function (r) {
+      var why = {};
+      r.refused.forEach(function (x) { why[x.why] = (why[x.why] || 0) + 1; });
+      var kept = Object.keys(why).map(function (w) { return why[w] + ' ' + w; });
+      notice('Site ' + g.site + ', ' + g.reason + ': replayed ' + r.replayed.length + ', kept ' + r.refused.length +
+        (kept.length ? ' (' + kept.join('; ') + ')' : '') + '.', r.replayed.length === 0);
+    }, function (err) {
+      notice('Replay failed: ' + err.message, true);
+    }).then(function () { activityAt = 0; return refresh(); });
+  }
+
+  function letterRow(d) {
+    var action = el('span');
+    if (operator() && d.trust !== 'unverified') {
+      var b = el('button', 'Replay');
+      b.type = 'button';
+      b.title = 'Publish it again where it came from';
+      b.addEventListener('click', function () { replay(b, d); });
+      action = b;
+    }
+    return row([
+      { text: d.queue, cls: 'mono' }, { text: d.messageId, cls: 'mono' }, d.type, badge(d.reason), badge(d.trust),
+      { text: d.error, cls: d.error ? 'error' : '' }, { text: d.age, cls: 'num' }, { text: d.replays, cls: 'num' }, action,
+    ], { 'data-message-id': d.messageId });
   }
 
   function renderDeadLetters(r) {
-    fill('dead-letters', r.deadLetters.map(function (d) {
+    var cols = $('dead-letters').tHead.rows[0].cells.length;
+    var rows = [];
+    r.groups.forEach(function (g) {
+      var key = 'dead-letters ' + JSON.stringify([g.site, g.reason]);
+      var trust = el('span');
+      if (g.verified) trust.appendChild(badge('ok', g.verified + ' verified'));
+      if (g.unverified) trust.appendChild(badge('other', g.unverified + ' unverified'));
       var action = el('span');
-      if (operator() && d.trust !== 'unverified') {
-        var b = el('button', 'Replay');
+      if (operator() && g.site !== null && g.verified > 0) {
+        var b = el('button', 'Replay group');
         b.type = 'button';
-        b.title = 'Publish it again where it came from';
-        b.addEventListener('click', function () { replay(b, d); });
+        b.title = 'Replay the ' + plural(g.verified, 'verified dead letter', 'verified dead letters') + ' of this group' +
+          (g.unverified ? '; the ' + g.unverified + ' unverified stay' : '');
+        b.addEventListener('click', function () { replayGroup(b, g); });
         action = b;
       }
-      return row([
-        { text: d.queue, cls: 'mono' }, { text: d.messageId, cls: 'mono' }, d.type, d.site, badge(d.reason), badge(d.trust),
-        { text: d.error, cls: d.error ? 'error' : '' }, { text: d.age, cls: 'num' }, { text: d.replays, cls: 'num' }, action,
-      ], { 'data-message-id': d.messageId });
-    }), r.failed.length ? 'Could not read ' + r.failed.join(', ') : 'No dead letters.');
+      var attrs = { 'data-group-site': g.site === null ? '' : g.site, 'data-group-reason': g.reason, 'data-count': g.count };
+      var head = row([
+        { text: g.site === null ? 'unknown' : g.site, cls: 'num' }, badge(g.reason), { text: g.count, cls: 'num count' }, trust,
+        g.types.join(', '), { text: g.oldest, cls: 'num', title: 'age of the oldest' }, { text: g.newest, cls: 'num', title: 'age of the newest' }, action,
+      ], attrs);
+      head.className = 'group';
+      rows.push(head);
+      var shown = g.letters.length < g.count ? 'the newest ' + g.letters.length + ' of ' + g.count + ' dead letters' : plural(g.count, 'dead letter', 'dead letters');
+      rows.push(spanRow('letters', attrs, folded(key, shown, g.count <= LETTERS_OPEN_MAX, innerTable(g.letters.map(letterRow), LETTER_HEADINGS)), cols));
+    });
+    fill('dead-letters', rows, r.failed.length ? 'Could not read ' + r.failed.join(', ') : 'No dead letters.');
   }
 
-  function renderSessions(rows) {
-    fill('sessions', rows.map(function (s) {
-      return row([
-        { text: short(s.sessionId), cls: 'mono', title: s.sessionId }, { text: s.site, cls: 'num' },
-        { text: s.version, cls: 'num' }, badge(s.status), when(s.siteStartedAt), when(s.siteFinishedAt),
-        { text: s.expectedBatches, cls: 'num' }, { text: s.expectedHeaders, cls: 'num' }, when(s.ackedAt),
-      ], { 'data-session': s.sessionId });
-    }), 'No sessions yet.');
+  function sessionRow(s) {
+    return row([
+      { text: short(s.sessionId), cls: 'mono', title: s.sessionId }, { text: s.site, cls: 'num' },
+      { text: s.version, cls: 'num' }, badge(s.status), when(s.siteStartedAt), when(s.siteFinishedAt),
+      { text: s.expectedBatches, cls: 'num' }, { text: s.expectedHeaders, cls: 'num' }, when(s.ackedAt),
+    ], { 'data-session': s.sessionId });
+  }
+
+  function renderSessions(o) {
+    var cols = $('sessions').tHead.rows[0].cells.length;
+    var rows = [];
+    o.empty.forEach(function (f) {
+      var text = plural(f.count, 'empty session', 'empty sessions') + ' of site ' + f.site + ', last at ' + when(f.lastAt) +
+        (f.newest.length < f.count ? ' (the newest ' + f.newest.length + ' listed)' : '');
+      // The folded sessions are rows of this table (so their columns line up), shown while the line is open.
+      var listed = f.newest.map(sessionRow);
+      var d = folded('sessions ' + f.site, text, false, null);
+      var show = function () { listed.forEach(function (r) { r.hidden = !d.open; }); };
+      d.addEventListener('toggle', show);
+      show();
+      rows.push(spanRow('fold', { 'data-empty-site': f.site, 'data-count': f.count }, d, cols));
+      listed.forEach(function (r) { r.className = 'folded'; rows.push(r); });
+    });
+    fill('sessions', rows.concat(o.sessions.map(sessionRow)), 'No sessions yet.');
+  }
+
+  // The charts cover a day: read them once a minute, and at once after a replay.
+  var ACTIVITY_MS = 60000;
+  var activityAt = 0;
+  function renderActivity(r) {
+    var box = $('activity');
+    box.replaceChildren();
+    if (r.sites.length === 0) box.appendChild(el('p', 'No sites registered yet.', 'note'));
+    r.sites.forEach(function (a) {
+      var fig = el('figure', null, 'activity');
+      fig.setAttribute('data-site', a.site);
+      var cap = el('figcaption', 'Site ' + a.site);
+      var rows = a.sessions.reduce(function (n, x) { return n + x.rows; }, 0);
+      cap.appendChild(el('span', plural(a.sessions.length, 'session', 'sessions') + ', ' + plural(rows, 'row', 'rows')));
+      fig.appendChild(cap);
+      // Parsed as XML (never HTML): no script runs, and the server escaped every text in it.
+      var doc = new DOMParser().parseFromString(a.svg, 'image/svg+xml');
+      if (doc.getElementsByTagName('parsererror').length === 0) fig.appendChild(document.importNode(doc.documentElement, true));
+      else fig.appendChild(el('p', 'chart unreadable', 'note'));
+      box.appendChild(fig);
+    });
+  }
+  function activity() {
+    if (Date.now() - activityAt < ACTIVITY_MS) return Promise.resolve();
+    return api('/api/activity').then(function (r) { activityAt = Date.now(); renderActivity(r); });
   }
 
   function renderTransfers(rows) {
@@ -226,8 +380,9 @@ export const PAGE_JS = `'use strict';
     clearTimeout(timer);
     return Promise.all([
       api('/api/status').then(renderSites),
-      api('/api/dead-letters').then(renderDeadLetters),
-      api('/api/sessions?limit=20').then(renderSessions),
+      api('/api/dead-letters/groups').then(renderDeadLetters),
+      api('/api/sessions/overview?limit=20').then(renderSessions),
+      activity(),
       api('/api/transfers?limit=50').then(renderTransfers),
     ]).then(function () {
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();

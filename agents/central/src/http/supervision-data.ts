@@ -9,6 +9,7 @@ import {
   scanQueue,
   type DeadLetter,
   type DeadLetterContext,
+  type DeadLetterFilter,
 } from '../dlq/dead-letters';
 import { formatAge, isoOrNull, readSiteStatus, withBrokerFigures, type SiteStatus } from '../status/site-status';
 import { SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
@@ -76,16 +77,14 @@ function numberOrNull(v: unknown): number | null {
   return v === null || v === undefined ? null : Number(v);
 }
 
-/** The newest `limit` sync sessions, newest first. */
-export async function recentSessions(db: Database, limit: number): Promise<SessionSummary[]> {
-  const rows = await db.query<Record<string, unknown>>(
-    db.dialect.selectLimit(
-      `session_id, id_efector, version, status, site_started_at, site_finished_at, expected_batches, ` +
-        `expected_headers, acked_at, created_at FROM ${SESSION_TABLE} ORDER BY created_at DESC, session_id`,
-      limit,
-    ),
-  );
-  return rows.map((r) => ({
+/** The `sync_session` columns a `SessionSummary` is made of. */
+export const SESSION_COLUMNS =
+  'session_id, id_efector, version, status, site_started_at, site_finished_at, expected_batches, ' +
+  'expected_headers, acked_at, created_at';
+
+/** A `sync_session` row (of `SESSION_COLUMNS`) as the page shows it. */
+export function sessionSummary(r: Record<string, unknown>): SessionSummary {
+  return {
     sessionId: String(r.session_id),
     site: Number(r.id_efector),
     version: Number(r.version),
@@ -96,7 +95,15 @@ export async function recentSessions(db: Database, limit: number): Promise<Sessi
     expectedHeaders: numberOrNull(r.expected_headers),
     ackedAt: isoOrNull(r.acked_at),
     createdAt: isoOrNull(r.created_at),
-  }));
+  };
+}
+
+/** The newest `limit` sync sessions, newest first. */
+export async function recentSessions(db: Database, limit: number): Promise<SessionSummary[]> {
+  const rows = await db.query<Record<string, unknown>>(
+    db.dialect.selectLimit(`${SESSION_COLUMNS} FROM ${SESSION_TABLE} ORDER BY created_at DESC, session_id`, limit),
+  );
+  return rows.map(sessionSummary);
 }
 
 /**
@@ -148,12 +155,16 @@ export class DeadLetterBoard {
     });
   }
 
-  /** Replays one dead letter by message id, as the central's own broker user. */
-  replay(broker: BrokerConnection, db: Database, messageId: string): ReturnType<typeof replayDeadLetters> {
+  /**
+   * Replays the dead letters `filter` picks (one by message id, or a group by site and reason), as
+   * the central's own broker user: only verified ones, never forced, so past the replay limit or
+   * unroutable ones are refused and kept.
+   */
+  replay(broker: BrokerConnection, db: Database, filter: DeadLetterFilter): ReturnType<typeof replayDeadLetters> {
     return this.exclusive(async () => {
       this.cached = undefined;
       const queues = await this.existingQueues(broker, db);
-      return replayDeadLetters(broker, await this.central.deadLetterContext(), queues, { messageId });
+      return replayDeadLetters(broker, await this.central.deadLetterContext(), queues, filter);
     });
   }
 }

@@ -6,7 +6,10 @@ import { transfersEndpoint } from './api';
 import { HttpAuthenticator, hasRole, type Caller, type Role } from './auth';
 import { TooManyLoginsError, clientAddress } from './login-throttle';
 import { FAVICON_SVG, PAGE_CSS, PAGE_HTML, PAGE_JS } from './page';
+import { groupDeadLetters } from './dead-letter-groups';
 import { HttpRequestError, checkSameOriginJson, readJson, sendJson } from './respond';
+import { readSessionOverview } from './session-overview';
+import { DEFAULT_ACTIVITY_HOURS, readSiteActivity } from './site-activity';
 import {
   DeadLetterBoard,
   managementApiFor,
@@ -23,6 +26,8 @@ export const AUTH_CHALLENGE = 'Basic realm="sitesync", charset="UTF-8"';
 const DEFAULT_SESSIONS = 20;
 const MAX_SESSIONS = 200;
 const MAX_MESSAGE_ID_CHARS = 200;
+const MAX_REASON_CHARS = 200;
+const MAX_ACTIVITY_HOURS = 24 * 7;
 
 const CSP = [
   "default-src 'none'",
@@ -95,10 +100,64 @@ export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionO
       method: 'GET',
       path: '/api/sessions',
       role: 'viewer',
+      handle: async (_req, res, url, _caller, run) =>
+        sendJson(res, 200, await recentSessions(run.db, sessionLimit(url))),
+    },
+    {
+      method: 'GET',
+      path: '/api/sessions/overview',
+      role: 'viewer',
+      handle: async (_req, res, url, _caller, run) =>
+        sendJson(res, 200, await readSessionOverview(run.db, sessionLimit(url))),
+    },
+    {
+      method: 'GET',
+      path: '/api/activity',
+      role: 'viewer',
       handle: async (_req, res, url, _caller, run) => {
-        const asked = Number(url.searchParams.get('limit') ?? DEFAULT_SESSIONS);
-        const limit = Number.isInteger(asked) && asked > 0 ? Math.min(asked, MAX_SESSIONS) : DEFAULT_SESSIONS;
-        return sendJson(res, 200, await recentSessions(run.db, limit));
+        const asked = Number(url.searchParams.get('hours') ?? DEFAULT_ACTIVITY_HOURS);
+        const hours =
+          Number.isInteger(asked) && asked > 0 ? Math.min(asked, MAX_ACTIVITY_HOURS) : DEFAULT_ACTIVITY_HOURS;
+        return sendJson(res, 200, { sites: await readSiteActivity(run.db, { hours }) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/dead-letters/groups',
+      role: 'viewer',
+      handle: async (_req, res, _url, _caller, run) => {
+        const { letters, failed } = await board.list(run.broker, run.db);
+        return sendJson(res, 200, { groups: groupDeadLetters(letters), failed });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/dead-letters/replay-group',
+      role: 'operator',
+      handle: async (req, res, _url, caller, run) => {
+        const body = (await readJson(req)) as { site?: unknown; reason?: unknown } | null;
+        const { site, reason } = body ?? {};
+        if (
+          typeof site !== 'number' ||
+          !Number.isInteger(site) ||
+          typeof reason !== 'string' ||
+          reason.length === 0 ||
+          reason.length > MAX_REASON_CHARS
+        ) {
+          throw new HttpRequestError(400, 'body must be {"site": <site id>, "reason": "<reason of the group>"}');
+        }
+        const r = await board.replay(run.broker, run.db, { listedSiteId: site, reason });
+        log?.info(
+          { user: caller.name, site, reason, replayed: r.replayed.length, refused: r.refused.length },
+          'dead letter group replay requested over HTTP',
+        );
+        if (r.replayed.length === 0 && r.refused.length === 0) {
+          throw new HttpRequestError(404, `no dead letters of site ${site} with reason ${reason} (already replayed?)`);
+        }
+        return sendJson(res, 200, {
+          replayed: r.replayed.map(summarize),
+          refused: r.refused.map((x) => ({ ...summarize(x.letter), why: x.why })),
+        });
       },
     },
     {
@@ -120,7 +179,7 @@ export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionO
         if (typeof id !== 'string' || id.length === 0 || id.length > MAX_MESSAGE_ID_CHARS) {
           throw new HttpRequestError(400, 'body must be {"messageId": "<message id of a dead letter>"}');
         }
-        const r = await board.replay(run.broker, run.db, id);
+        const r = await board.replay(run.broker, run.db, { messageId: id });
         log?.info(
           { user: caller.name, messageId: id, replayed: r.replayed.length, refused: r.refused.length },
           'dead letter replay requested over HTTP',
@@ -204,6 +263,12 @@ export function supervisionRoutes(central: SupervisedCentral, opts: SupervisionO
       return sendJson(res, 500, { error: 'internal error; see the central log' });
     }
   };
+}
+
+/** The `limit` a sessions request asked for, within bounds. */
+function sessionLimit(url: URL): number {
+  const asked = Number(url.searchParams.get('limit') ?? DEFAULT_SESSIONS);
+  return Number.isInteger(asked) && asked > 0 ? Math.min(asked, MAX_SESSIONS) : DEFAULT_SESSIONS;
 }
 
 function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): true {
