@@ -70,12 +70,19 @@ export async function readSiteActivity(
       `WHERE status = 'complete' AND acked_at >= ? ORDER BY acked_at, session_id`,
     [fromParam],
   );
-  const before = await db.query<{ id_efector: unknown; started: unknown }>(
-    `SELECT id_efector, MAX(site_started_at) AS started FROM ${SESSION_TABLE} ` +
-      `WHERE status = 'complete' AND acked_at < ? GROUP BY id_efector`,
-    [fromParam],
-  );
-  const startedBefore = new Map(before.map((r) => [Number(r.id_efector), isoOrNull(r.started)]));
+  // Each site's last complete session before the window (by IX_sync_session_acked: one index probe a site).
+  const startedBefore = new Map<number, string | null>();
+  for (const s of sites) {
+    const [last] = await db.query<{ site_started_at: unknown }>(
+      db.dialect.selectLimit(
+        `site_started_at FROM ${SESSION_TABLE} WHERE id_efector = ? AND status = 'complete' AND acked_at < ? ` +
+          `ORDER BY acked_at DESC`,
+        1,
+      ),
+      [s.id_efector, fromParam],
+    );
+    if (last) startedBefore.set(Number(s.id_efector), isoOrNull(last.site_started_at));
+  }
   return sites.map((s) => {
     const site = Number(s.id_efector);
     const own = sessions

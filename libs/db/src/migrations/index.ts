@@ -5,7 +5,11 @@ import { CentralSecrets1733300000000 } from './central-secrets';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
 import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
-import { CentralSessionIndex1733600000000, SiteRunLogIndex1733600000000 } from './session-indexes';
+import {
+  CentralSessionIndex1733600000000,
+  CentralSessionTimeIndexes1733800000000,
+  SiteRunLogIndex1733600000000,
+} from './session-indexes';
 import { CentralTombstoneFloor1733700000000 } from './central-tombstone-floor';
 
 export const CENTRAL_MIGRATIONS = [
@@ -16,6 +20,7 @@ export const CENTRAL_MIGRATIONS = [
   CentralPipelineShape1733500000000,
   CentralSessionIndex1733600000000,
   CentralTombstoneFloor1733700000000,
+  CentralSessionTimeIndexes1733800000000,
 ];
 export const SITE_MIGRATIONS = [
   SiteInit1732500000000,

@@ -38,3 +38,27 @@ export class SiteRunLogIndex1733600000000 implements MigrationInterface {
     await qr.dropIndex('LAB_SyncStatus', SITE_INDEX);
   }
 }
+
+const CREATED_INDEX = 'IX_sync_session_created';
+const ACKED_INDEX = 'IX_sync_session_acked';
+
+/**
+ * The central's sessions by time: the supervision page lists the newest sessions and draws each
+ * site's last day (by `created_at`), and each site's lag from its last complete session before
+ * that day (by site, status and `acked_at`). Retention keeps 90 days of sessions: without these,
+ * each page refresh walks all of them.
+ */
+export class CentralSessionTimeIndexes1733800000000 implements MigrationInterface {
+  name = 'CentralSessionTimeIndexes1733800000000';
+
+  async up(qr: QueryRunner): Promise<void> {
+    const d = dialectOf(qr);
+    await qr.query(d.createIndexIfMissing('sync_session', CREATED_INDEX, ['created_at']));
+    await qr.query(d.createIndexIfMissing('sync_session', ACKED_INDEX, ['id_efector', 'status', 'acked_at']));
+  }
+
+  async down(qr: QueryRunner): Promise<void> {
+    await qr.dropIndex('sync_session', ACKED_INDEX);
+    await qr.dropIndex('sync_session', CREATED_INDEX);
+  }
+}

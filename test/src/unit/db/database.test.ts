@@ -868,6 +868,7 @@ for (const backend of BACKENDS) {
           'CentralPipelineShape1733500000000',
           'CentralSessionIndex1733600000000',
           'CentralTombstoneFloor1733700000000',
+          'CentralSessionTimeIndexes1733800000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
