@@ -25,6 +25,7 @@ import {
   type Logger,
   type MessageBody,
   type SessionAck,
+  type SessionRefusalReason,
   type SessionTotals,
   type Topology,
 } from '@sitesync/protocol';
@@ -43,6 +44,26 @@ import { encodeSiteMessage } from './site-message';
 import type { PeripheralConfig } from '@sitesync/protocol';
 import type { SessionAcks } from './session-acks';
 import type { PipelineCache } from './pipeline-cache';
+
+/**
+ * The central refused the whole session: the site is not registered there, or disabled. The message
+ * says what the operator has to run at the central.
+ */
+export class SessionRefusedError extends Error {
+  override name = 'SessionRefusedError';
+  readonly reason: SessionRefusalReason;
+  /** The central's own explanation. */
+  readonly centralMessage: string;
+  constructor(siteId: number, refused: NonNullable<SessionAck['refused']>) {
+    super(
+      refused.reason === 'unknown-site'
+        ? `site ${siteId} is not registered at the central: run "syncctl sites add ${siteId}" there; the session was refused and nothing of it was merged`
+        : `site ${siteId} is disabled at the central: the session was refused and nothing of it was merged; "syncctl sites enable ${siteId}" at the central re-enables it`,
+    );
+    this.reason = refused.reason;
+    this.centralMessage = refused.message;
+  }
+}
 
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
@@ -94,6 +115,9 @@ export class SyncSession {
   private assertLockHeld(): void {
     if (this.lockLost)
       throw new SessionLockedError('the session lock expired and was taken by another agent; stopping');
+    // The central refused the session already: sending the rest would only fill the site's rejects queue.
+    const refused = this.deps.acks.refusal(this.sessionId);
+    if (refused) throw new SessionRefusedError(this.deps.config.siteId, refused);
   }
 
   constructor(private readonly deps: SessionDeps) {
@@ -163,12 +187,19 @@ export class SyncSession {
           totals: this.totals,
         });
         ack = await this.deps.acks.wait(this.sessionId, config.ackTimeoutSeconds * 1000);
+        if (ack?.refused) throw new SessionRefusedError(config.siteId, ack.refused);
         status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
         await this.hook('after');
       } catch (err) {
-        status = 'failed';
         error = (err as Error).message;
-        slog.error({ err: errorInfo(err) }, 'session failed');
+        if (err instanceof SessionRefusedError) {
+          status = 'refused';
+          // Not retried: the next scheduled session asks again (an operator has to act first).
+          slog.error({ reason: err.reason, central: err.centralMessage }, err.message);
+        } else {
+          status = 'failed';
+          slog.error({ err: errorInfo(err) }, 'session failed');
+        }
       } finally {
         this.deps.acks.end(this.sessionId);
       }

@@ -1,5 +1,5 @@
 import { ConfigError } from '@sitesync/protocol';
-import { SITE_TABLE, INEXACT_KEYS_ACCEPTED_COLUMN, type Queryable } from '@sitesync/db';
+import { SITE_TABLE, INEXACT_KEYS_ACCEPTED_COLUMN, SITE_DISABLED_AT_COLUMN, type Queryable } from '@sitesync/db';
 import { describeInexactColumn, inexactKeyColumns, type InexactKeyColumn } from './target-tables';
 
 /** One row of `EstadoSyncGeneral`: a site's pipeline, its target tables and sync state. */
@@ -10,12 +10,15 @@ export interface SiteRow {
   tabla_detalle: string | null;
   broker_user: string | null;
   last_version: number | null;
+  /** Set while the site is disabled (`syncctl sites disable`): its messages are dead-lettered as `site-disabled`. */
+  disabled_at: unknown;
 }
+
+const SITE_ROW_COLUMNS = `id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, ${SITE_DISABLED_AT_COLUMN}`;
 
 export async function findSiteRow(q: Queryable, siteId: number, pipeline: string): Promise<SiteRow | undefined> {
   const rows = await q.query<SiteRow>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version FROM ${q.dialect.quote(SITE_TABLE)} ` +
-      `WHERE id_efector = ? AND pipeline = ?`,
+    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
     [siteId, pipeline],
   );
   const r = rows[0];
@@ -24,9 +27,29 @@ export async function findSiteRow(q: Queryable, siteId: number, pipeline: string
 
 export async function findSiteRows(q: Queryable, siteId: number): Promise<SiteRow[]> {
   return q.query<SiteRow>(
-    `SELECT id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
+    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
     [siteId],
   );
+}
+
+/** True when the site is disabled: any of its rows has `disabled_at` set (disable and enable set them all). */
+export function isSiteDisabled(rows: ReadonlyArray<Pick<SiteRow, 'disabled_at'>>): boolean {
+  return rows.some((r) => r.disabled_at !== null && r.disabled_at !== undefined);
+}
+
+/**
+ * Disables or enables a site: sets or clears `disabled_at` on all its rows. Returns how many rows
+ * changed state; throws a ConfigError when the site has no row. The central reads the flag on every
+ * message, so the change takes effect at the next message without a restart.
+ */
+export async function setSiteDisabled(q: Queryable, siteId: number, disabled: boolean): Promise<number> {
+  const t = q.dialect.quote(SITE_TABLE);
+  const c = q.dialect.quote(SITE_DISABLED_AT_COLUMN);
+  const rows = await q.query(`SELECT id_efector FROM ${t} WHERE id_efector = ?`, [siteId]);
+  if (!rows.length) throw new ConfigError(`site ${siteId} is not registered at the central (no EstadoSyncGeneral row)`, 'siteId');
+  return disabled
+    ? q.execute(`UPDATE ${t} SET ${c} = ? WHERE id_efector = ? AND ${c} IS NULL`, [q.dialect.now(), siteId])
+    : q.execute(`UPDATE ${t} SET ${c} = NULL WHERE id_efector = ? AND ${c} IS NOT NULL`, [siteId]);
 }
 
 /** The broker user allowed to speak for a site: its row's `broker_user`, else `site-<id>`. */

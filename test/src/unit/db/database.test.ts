@@ -867,6 +867,7 @@ for (const backend of BACKENDS) {
           'CentralExactKeys1733400000000',
           'CentralPipelineShape1733500000000',
           'CentralSessionIndex1733600000000',
+          'CentralSiteDisabled1733700000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();
       } finally {
