@@ -50,7 +50,11 @@ export class SessionAcks {
   async onSessionAck(m: DecodedMessage<'session.ack'>): Promise<void> {
     const ack = m.body;
     if (!this.sessionAck(ack))
-      await confirmLate(this.db, ack.sessionId, ack.refused ? 'refused' : ack.status === 'complete' ? 'ok' : 'incomplete');
+      await confirmLate(
+        this.db,
+        ack.sessionId,
+        ack.refused ? 'refused' : ack.status === 'complete' ? 'ok' : 'incomplete',
+      );
   }
 
   /** The central's refusal of a session followed here, once it arrived (the session stops sending). */

@@ -26,10 +26,9 @@ export async function findSiteRow(q: Queryable, siteId: number, pipeline: string
 }
 
 export async function findSiteRows(q: Queryable, siteId: number): Promise<SiteRow[]> {
-  return q.query<SiteRow>(
-    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
-    [siteId],
-  );
+  return q.query<SiteRow>(`SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`, [
+    siteId,
+  ]);
 }
 
 /** True when the site is disabled: any of its rows has `disabled_at` set (disable and enable set them all). */
@@ -46,7 +45,8 @@ export async function setSiteDisabled(q: Queryable, siteId: number, disabled: bo
   const t = q.dialect.quote(SITE_TABLE);
   const c = q.dialect.quote(SITE_DISABLED_AT_COLUMN);
   const rows = await q.query(`SELECT id_efector FROM ${t} WHERE id_efector = ?`, [siteId]);
-  if (!rows.length) throw new ConfigError(`site ${siteId} is not registered at the central (no EstadoSyncGeneral row)`, 'siteId');
+  if (!rows.length)
+    throw new ConfigError(`site ${siteId} is not registered at the central (no EstadoSyncGeneral row)`, 'siteId');
   return disabled
     ? q.execute(`UPDATE ${t} SET ${c} = ? WHERE id_efector = ? AND ${c} IS NULL`, [q.dialect.now(), siteId])
     : q.execute(`UPDATE ${t} SET ${c} = NULL WHERE id_efector = ? AND ${c} IS NOT NULL`, [siteId]);

@@ -24,6 +24,7 @@ export class CentralSiteDisabled1733700000000 implements MigrationInterface {
 
   async down(qr: QueryRunner): Promise<void> {
     const site = await qr.getTable('EstadoSyncGeneral');
-    if (site?.columns.some((c) => c.name === SITE_DISABLED_AT_COLUMN)) await qr.dropColumn(site, SITE_DISABLED_AT_COLUMN);
+    if (site?.columns.some((c) => c.name === SITE_DISABLED_AT_COLUMN))
+      await qr.dropColumn(site, SITE_DISABLED_AT_COLUMN);
   }
 }

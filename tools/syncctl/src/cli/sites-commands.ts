@@ -67,7 +67,7 @@ export function registerSitesCommands(program: Command, ctx: SyncctlContext): vo
   sites
     .command('disable <siteId>')
     .description(
-      'stop taking the site\'s messages: the central dead-letters every message of it (sessions, batches, ' +
+      "stop taking the site's messages: the central dead-letters every message of it (sessions, batches, " +
         'interventions) as site-disabled into its rejects queue, merges nothing, and tells the site its ' +
         'sessions are refused; acts at the next message, no restart',
     )
@@ -85,7 +85,7 @@ export function registerSitesCommands(program: Command, ctx: SyncctlContext): vo
   sites
     .command('enable <siteId>')
     .description(
-      'take the site\'s messages again: its next session merges; what was dead-lettered while it was ' +
+      "take the site's messages again: its next session merges; what was dead-lettered while it was " +
         'disabled can be replayed (syncctl dlq replay --site <id>)',
     )
     .action(async (id: string) => {

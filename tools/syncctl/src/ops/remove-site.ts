@@ -1,11 +1,5 @@
 import type { Database, Queryable } from '@sitesync/db';
-import {
-  INBOX_TABLE,
-  LEDGER_TABLE,
-  REJECTED_TABLE,
-  SESSION_TABLE,
-  SITE_TABLE,
-} from '@sitesync/db';
+import { INBOX_TABLE, LEDGER_TABLE, REJECTED_TABLE, SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
 import { ConfigError, ManagementApi, Topology, siteUserName } from '@sitesync/protocol';
 import { SITE_COLUMN } from '@sitesync/central';
 import type { BrokerAccess } from './provision-site';
@@ -63,7 +57,10 @@ export async function planSiteRemoval(
   );
   const users = [...new Set(rows.map((r) => r.broker_user ?? siteUserName(siteId)))];
   if (users.length > 1)
-    throw new SiteRemovalRefusedError(`site ${siteId}'s rows name several broker users (${users.join(', ')})`, 'siteId');
+    throw new SiteRemovalRefusedError(
+      `site ${siteId}'s rows name several broker users (${users.join(', ')})`,
+      'siteId',
+    );
   const user = users[0] ?? siteUserName(siteId);
   const others = await db.query<{ id_efector: number | string; broker_user: string | null }>(
     `SELECT DISTINCT id_efector, broker_user FROM ${d.quote(SITE_TABLE)} WHERE id_efector <> ?`,
@@ -90,7 +87,8 @@ export async function planSiteRemoval(
   }
 
   const state: SiteRemovalPlan['state'] = [];
-  for (const t of SITE_STATE_TABLES) state.push({ table: t.table, what: t.what, rows: await countSiteRows(db, t.table, t.column, siteId) });
+  for (const t of SITE_STATE_TABLES)
+    state.push({ table: t.table, what: t.what, rows: await countSiteRows(db, t.table, t.column, siteId) });
   const targetRows: SiteRemovalPlan['targetRows'] = [];
   if (opts.purgeRows) {
     for (const table of await siteTargetTables(db, rows)) {
@@ -134,7 +132,9 @@ async function siteTargetTables(
   db: Database,
   rows: ReadonlyArray<{ tabla_encabezado: string; tabla_detalle: string | null }>,
 ): Promise<string[]> {
-  const names = [...new Set(rows.flatMap((r) => [r.tabla_detalle, r.tabla_encabezado]).filter((t): t is string => !!t))];
+  const names = [
+    ...new Set(rows.flatMap((r) => [r.tabla_detalle, r.tabla_encabezado]).filter((t): t is string => !!t)),
+  ];
   const out: string[] = [];
   for (const name of names) {
     const info = await db.describeTable(name);
