@@ -27,6 +27,7 @@ import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import { verifySender, type VerifiedMessage } from './merge/inbox';
+import { findSiteRows } from './merge/site-registry';
 import { readSiteStatus } from './status/site-status';
 import type { HandlerContext } from './handlers/handler-context';
 import { handleRejectedBatch } from './handlers/batch-handler';
@@ -324,6 +325,11 @@ export class CentralAgent {
     if (reason !== 'unknown-site' && reason !== 'site-disabled') return;
     if (!m || !isDecoded(m, 'session.started') || sender.replays > 0) return;
     if (routedSite(d.msg, this.topology) !== m.siteId || m.body.siteId !== m.siteId) return;
+    // A registered site that names a pipeline it has no row for is told which one.
+    const known = reason === 'unknown-site' ? await findSiteRows(this.db!, m.siteId).catch(() => []) : [];
+    const missing = known.length
+      ? m.body.pipelines.map((p) => p.name).filter((name) => !known.some((r) => r.pipeline === name))
+      : [];
     const zero = { batches: 0, headers: 0, details: 0, deletions: 0 };
     const refusal: OutgoingMessage = outgoing(
       m.siteId,
@@ -335,7 +341,11 @@ export class CentralAgent {
         expected: zero,
         received: zero,
         rejectedBatches: 0,
-        refused: { reason: reason satisfies SessionRefusalReason, message: err.message.slice(0, 1000) },
+        refused: {
+          reason: reason satisfies SessionRefusalReason,
+          message: err.message.slice(0, 1000),
+          ...(missing.length ? { pipelines: missing } : {}),
+        },
       },
       m.body.sessionId,
     );

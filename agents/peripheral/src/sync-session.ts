@@ -57,7 +57,13 @@ export class SessionRefusedError extends Error {
   constructor(siteId: number, refused: NonNullable<SessionAck['refused']>) {
     super(
       refused.reason === 'unknown-site'
-        ? `site ${siteId} is not registered at the central: run "syncctl sites add ${siteId}" there; the session was refused and nothing of it was merged`
+        ? refused.pipelines?.length
+          ? `site ${siteId} has no pipeline ${refused.pipelines.join(', ')} registered at the central: run ` +
+            refused.pipelines
+              .map((p) => `"syncctl sites add ${siteId} --pipeline ${p} --header-table <table>"`)
+              .join(', ') +
+            ` there; the session was refused and nothing of it was merged`
+          : `site ${siteId} is not registered at the central: run "syncctl sites add ${siteId}" there; the session was refused and nothing of it was merged`
         : `site ${siteId} is disabled at the central: the session was refused and nothing of it was merged; "syncctl sites enable ${siteId}" at the central re-enables it`,
     );
     this.reason = refused.reason;

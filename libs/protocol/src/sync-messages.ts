@@ -401,6 +401,8 @@ export const SessionAckSchema = z.object({
       reason: z.enum(SESSION_REFUSAL_REASONS),
       /** The central's explanation, for the site's log. */
       message: z.string().max(1000),
+      /** With `unknown-site` for a registered site: the pipelines of the session it has no row for. */
+      pipelines: z.array(z.string().max(64)).max(100).optional(),
     })
     .optional(),
 });

@@ -143,7 +143,7 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
     const central = await world.startCentral(centralUrl);
     const ch = await world.rawChannel();
     world.onTeardown(async () => {
-      for (const s of [104, 105]) await ch.deleteQueue(world.topology.siteRejectsQueue(s)).catch(() => undefined);
+      for (const s of [104, 105, 106]) await ch.deleteQueue(world.topology.siteRejectsQueue(s)).catch(() => undefined);
     });
 
     // Site 105 has no queue at all: the refusal is unroutable. Its session.started is still parked.
@@ -190,6 +190,15 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
     expect(error!.msg).toContain('site 104 is not registered at the central: run "syncctl sites add 104" there');
     expect(central.state).toBe('RUNNING');
     expect(await rowCount(central.database!, INBOX_TABLE, 104)).toBe(0);
+
+    // A registered site whose session names a pipeline it has no row for is told which one to add.
+    await world.registerSite(central.database!, 106, { pipeline: 'other' });
+    const input106 = await world.prepareSite(106, world.dbUrl('sqlite', 'site106'), { orders: 3 });
+    const s106 = await startLoggedSite(input106);
+    expect((await s106.site.runSession()).status).toBe('refused');
+    expect(s106.logs.find((l) => l.level === 50)?.msg).toContain(
+      'site 106 has no pipeline lab registered at the central: run "syncctl sites add 106 --pipeline lab',
+    );
   });
 
   for (const kind of centralKinds) {
