@@ -101,7 +101,9 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
           type: string;
           count: number;
         }>;
-        return groups.some((g) => g.type === 'session.started') && groups;
+        // The agent reports its procedure catalogue on connect: an intervention-side message, refused alike.
+        const types = new Set(groups.map((g) => g.type));
+        return types.has('session.started') && types.has('procedure.catalogue') && groups;
       });
       for (const g of parked) {
         expect(g).toMatchObject({ queue: world.topology.siteRejectsQueue(101), site: '101', reason: 'site-disabled' });
