@@ -73,6 +73,9 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       await world.registerSite(cdb, 101);
       const cli = (...args: string[]) => syncctl(['--db', centralUrl, ...args]);
 
+      const unknown = await cli('sites', 'disable', '999');
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toContain('site 999 is not registered at the central');
       const disable = await cli('sites', 'disable', '101');
       expect(disable.code, disable.stderr).toBe(0);
       expect(disable.stdout).toContain('site 101 disabled');
