@@ -64,21 +64,12 @@ export class ManagementApi {
     return encodeURIComponent(vhost);
   }
 
-  async request<T = unknown>(
-    method: string,
-    path: string,
-    body?: unknown,
-    extraHeaders: Record<string, string> = {},
-  ): Promise<T> {
+  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl}/api${path}`, {
         method,
-        headers: {
-          authorization: this.auth,
-          ...extraHeaders,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
+        headers: { authorization: this.auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(15_000),
       });
@@ -127,20 +118,6 @@ export class ManagementApi {
         throw err;
       },
     );
-  }
-
-  /** Closes every connection of `user` (a removed user's open connections would otherwise live on); returns how many. */
-  async closeUserConnections(user: string, reason: string): Promise<number> {
-    const list = await this.request<Array<{ name: string; user?: string }>>('GET', '/connections?columns=name,user');
-    const mine = list.filter((c) => c.user === user);
-    for (const c of mine) {
-      await this.request('DELETE', `/connections/${encodeURIComponent(c.name)}`, undefined, {
-        'x-reason': reason,
-      }).catch((err: unknown) => {
-        if (!(err instanceof ManagementApiError && err.status === 404)) throw err;
-      });
-    }
-    return mine.length;
   }
 
   /** Deletes a queue with whatever it holds; a queue that does not exist is not an error. */

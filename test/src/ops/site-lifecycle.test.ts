@@ -266,6 +266,22 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       expect(await brokerHas(101)).toEqual({ user: true, queues: 3 });
 
       const remove = (...args: string[]) => syncctl(['-c', cfgFile, 'sites', 'remove', '101', ...args]);
+
+      // A transfer to the site still in progress: removing it now could lose the intervention, so it is refused.
+      const transferId = randomUUID();
+      await cdb.execute(
+        `INSERT INTO intervention_transfer (transfer_id, guid, from_site, to_site, procedure_code, procedure_version, state, created_at, updated_at) ` +
+          `VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)`,
+        [transferId, randomUUID(), 101, 'P', 1, 'sent', cdb.dialect.now(), cdb.dialect.now()],
+      );
+      const busy = await remove('--yes');
+      expect(busy.code).toBe(2);
+      expect(busy.stderr).toContain(`${transferId} (sent)`);
+      expect(busy.stderr).toContain('syncctl transfer-cancel');
+      expect(await state(101)).toEqual(before[101]);
+      // Once it is over, it is history: the transfer log keeps it through the removal.
+      await cdb.execute(`UPDATE intervention_transfer SET state = ? WHERE transfer_id = ?`, ['completed', transferId]);
+
       const dry = await remove('--purge-rows');
       expect(dry.code).toBe(1);
       expect(dry.stderr).toContain('run again with --yes');
@@ -301,6 +317,10 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
         amqp: { url: siteUrls[102]!, prefix: world.prefix },
       });
       expect((await other.runSession()).status).toBe('ok');
+
+      expect(await cdb.query(`SELECT state FROM intervention_transfer WHERE transfer_id = ?`, [transferId])).toEqual([
+        { state: 'completed' },
+      ]);
 
       const again = await remove('--purge-rows', '--yes');
       expect(again.code, again.stderr).toBe(0);

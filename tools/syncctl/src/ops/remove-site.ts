@@ -105,8 +105,8 @@ export async function planSiteRemoval(
 }
 
 /**
- * Removes what the plan lists: the broker user first, and its open connections (the site can no
- * longer connect or publish),
+ * Removes what the plan lists: the broker user first (RabbitMQ closes its open connections with
+ * it: the site can no longer connect or publish),
  * then its queues, then its database state and, with the plan's target rows, its rows, in one
  * transaction. Each step is idempotent, and the user is known from the rows that the last step
  * deletes: a run stopped half-way is finished by running it again.
@@ -114,8 +114,6 @@ export async function planSiteRemoval(
 export async function removeSite(db: Database, plan: SiteRemovalPlan, broker: BrokerAccess): Promise<void> {
   const api = ManagementApi.fromAmqpUrl(broker.amqpUrl, broker.managementUrl);
   await api.deleteUser(plan.brokerUser.name);
-  // Deleting the user does not end its open connections: an agent still running would go on publishing.
-  await api.closeUserConnections(plan.brokerUser.name, `site ${plan.siteId} removed (syncctl sites remove)`);
   for (const q of siteQueueNames(broker, plan.siteId)) await api.deleteQueue(q);
   await db.transaction(async (tx) => {
     for (const t of plan.targetRows) await deleteSiteRows(tx, t.table, SITE_COLUMN, plan.siteId);
