@@ -27,6 +27,7 @@ import {
   type SessionAck,
   type SessionRefusalReason,
   type SessionTotals,
+  SyncError,
   type Topology,
 } from '@sitesync/protocol';
 import {
@@ -49,7 +50,7 @@ import type { PipelineCache } from './pipeline-cache';
  * The central refused the whole session: the site is not registered there, or disabled. The message
  * says what the operator has to run at the central.
  */
-export class SessionRefusedError extends Error {
+export class SessionRefusedError extends SyncError {
   override name = 'SessionRefusedError';
   readonly reason: SessionRefusalReason;
   /** The central's own explanation. */
@@ -65,6 +66,7 @@ export class SessionRefusedError extends Error {
             ` there; the session was refused and nothing of it was merged`
           : `site ${siteId} is not registered at the central: run "syncctl sites add ${siteId}" there; the session was refused and nothing of it was merged`
         : `site ${siteId} is disabled at the central: the session was refused and nothing of it was merged; "syncctl sites enable ${siteId}" at the central re-enables it`,
+      'SESSION_REFUSED',
     );
     this.reason = refused.reason;
     this.centralMessage = refused.message;
@@ -118,7 +120,8 @@ export class SyncSession {
   /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
   private lockLost = false;
 
-  private assertLockHeld(): void {
+  /** Throws when the session must stop sending: its lock was taken, or the central refused it. */
+  private assertMaySend(): void {
     if (this.lockLost)
       throw new SessionLockedError('the session lock expired and was taken by another agent; stopping');
     // The central refused the session already: sending the rest would only fill the site's rejects queue.
@@ -183,7 +186,7 @@ export class SyncSession {
           pipelines: pipelines.map((p) => p.shape),
         });
         for (const p of pipelines) await this.sendPipeline(p, version, slog);
-        this.assertLockHeld();
+        this.assertMaySend();
         await this.publish('session.completed', {
           sessionId: this.sessionId,
           siteId: config.siteId,
@@ -300,7 +303,7 @@ export class SyncSession {
       rows = 0;
       bytes = 0;
       const batchMessageId = randomUUID();
-      this.assertLockHeld();
+      this.assertMaySend();
       const pending = batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null }));
       await this.deps.db.transaction(async (tx) => {
         await markPending(tx, p.name, batchMessageId, pending);
