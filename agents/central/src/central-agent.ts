@@ -10,6 +10,9 @@ import {
   isTransientError,
   runWithRetry,
   tlsSocketOptions,
+  isDecoded,
+  UnroutableError,
+  type SessionRefusalReason,
   type DecodedMessage,
   type Delivery,
   type Logger,
@@ -24,6 +27,7 @@ import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import { verifySender, type VerifiedMessage } from './merge/inbox';
+import { findSiteRows } from './merge/site-registry';
 import { readSiteStatus } from './status/site-status';
 import type { HandlerContext } from './handlers/handler-context';
 import { handleRejectedBatch } from './handlers/batch-handler';
@@ -31,7 +35,8 @@ import { handleMessage, INTERVENTION_MESSAGE_TYPES, SYNC_MESSAGE_TYPES } from '.
 import type { Outgoing } from './handlers/outgoing';
 import { MessageSigner } from './dlq/message-signer';
 import { loadSitesOfUser, type DeadLetterContext } from './dlq/dead-letters';
-import { publishDeadLetter, senderOf, SiteDeadLettersFullError, type Sender } from './dlq/dead-lettering';
+import { publishDeadLetter, routedSite, senderOf, SiteDeadLettersFullError, type Sender } from './dlq/dead-lettering';
+import { outgoing, type Outgoing as OutgoingMessage } from './handlers/outgoing';
 import { RetentionPurge } from './retention/retention-purge';
 
 export const APP_ID = 'sitesync-central';
@@ -220,7 +225,7 @@ export class CentralAgent {
       d.settle('ack');
     } catch (err) {
       if (err instanceof MessageRejectedError) {
-        await this.deadLetter(d, queue, err, verified, sender);
+        if (await this.deadLetter(d, queue, err, verified, sender)) await this.refuseSession(d, m, err, sender);
       } else if (this.stopping || isTransientError(err)) {
         d.settle('requeue');
       } else {
@@ -244,7 +249,7 @@ export class CentralAgent {
    * copy is not routed (or not confirmed), the original is requeued: it is never acked unparked. A
    * site whose own dead-letter queue is full has its message dropped and counted instead: its cap
    * bounds what it can park, and it keeps its rows until they are acknowledged. `verified`: the
-   * message, if its sender was checked before it was rejected.
+   * message, if its sender was checked before it was rejected. True once the original is acked.
    */
   private async deadLetter(
     d: Delivery,
@@ -252,7 +257,7 @@ export class CentralAgent {
     err: MessageRejectedError,
     verified: VerifiedMessage | undefined,
     sender: Sender,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const ctx = {
       reason: err.reason,
       err: err.message,
@@ -283,7 +288,7 @@ export class CentralAgent {
         // Not at once: whatever kept the copy from landing (a queue being re-created, a broker alarm) needs a moment.
         await new Promise((r) => setTimeout(r, 1000));
         d.settle('requeue');
-        return;
+        return false;
       }
     }
     // A rejected batch counts against its session (so the site learns the session is incomplete),
@@ -295,10 +300,64 @@ export class CentralAgent {
       } catch (e) {
         this.log.warn({ err: errorInfo(e) }, 'could not record rejected batch; redelivering');
         d.settle('requeue');
-        return;
+        return false;
       }
     }
     d.settle('ack');
+    return true;
+  }
+
+  /**
+   * Tells a site that its session is refused as a whole (it is not registered, or disabled), so that
+   * it logs what to do instead of waiting for an ack that never comes. Answers only a site's own,
+   * first-hand `session.started`: the routing key (which the broker lets a site publish only with its
+   * own id) must name the site the body claims, and a replay is not answered. Best effort after the
+   * dead letter is parked: a site whose queue does not exist (not provisioned) makes the publish
+   * unroutable, which is logged and dropped, never retried.
+   */
+  private async refuseSession(
+    d: Delivery,
+    m: DecodedMessage | undefined,
+    err: MessageRejectedError,
+    sender: Sender,
+  ): Promise<void> {
+    const reason = err.reason;
+    if (reason !== 'unknown-site' && reason !== 'site-disabled') return;
+    if (!m || !isDecoded(m, 'session.started') || sender.replays > 0) return;
+    if (routedSite(d.msg, this.topology) !== m.siteId || m.body.siteId !== m.siteId) return;
+    // A registered site that names a pipeline it has no row for is told which one.
+    const known = reason === 'unknown-site' ? await findSiteRows(this.db!, m.siteId).catch(() => []) : [];
+    const missing = known.length
+      ? m.body.pipelines.map((p) => p.name).filter((name) => !known.some((r) => r.pipeline === name))
+      : [];
+    const zero = { batches: 0, headers: 0, details: 0, deletions: 0 };
+    const refusal: OutgoingMessage = outgoing(
+      m.siteId,
+      'session.ack',
+      {
+        sessionId: m.body.sessionId,
+        siteId: m.siteId,
+        status: 'incomplete',
+        expected: zero,
+        received: zero,
+        rejectedBatches: 0,
+        refused: {
+          reason: reason satisfies SessionRefusalReason,
+          message: err.message.slice(0, 1000),
+          ...(missing.length ? { pipelines: missing } : {}),
+        },
+      },
+      m.body.sessionId,
+    );
+    const ctx = { siteId: m.siteId, sessionId: m.body.sessionId, reason };
+    try {
+      await this.publishAll([refusal]);
+      this.log.info(ctx, 'session refused: the site was told');
+    } catch (e) {
+      if (e instanceof UnroutableError)
+        this.log.warn({ ...ctx, routingKey: e.routingKey }, 'session refused; the site has no queue to be told in');
+      else this.log.warn({ ...ctx, err: errorInfo(e) }, 'session refused; could not tell the site');
+    }
   }
 
   /** The central's procedure/intervention service (operator actions go through it too). */

@@ -6,7 +6,8 @@ import type { Database } from '@sitesync/db';
 const LOCK_NAME = 'session';
 const VERSION_COUNTER = 'version';
 
-export type SessionStatus = 'running' | 'ok' | 'incomplete' | 'unconfirmed' | 'failed' | 'abandoned';
+/** A session's outcome in the run log; `refused`: the central refused the whole session (site not registered or disabled). */
+export type SessionStatus = 'running' | 'ok' | 'incomplete' | 'unconfirmed' | 'failed' | 'abandoned' | 'refused';
 
 export interface SessionCounts {
   batches: number;

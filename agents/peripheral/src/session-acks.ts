@@ -50,7 +50,16 @@ export class SessionAcks {
   async onSessionAck(m: DecodedMessage<'session.ack'>): Promise<void> {
     const ack = m.body;
     if (!this.sessionAck(ack))
-      await confirmLate(this.db, ack.sessionId, ack.status === 'complete' ? 'ok' : 'incomplete');
+      await confirmLate(
+        this.db,
+        ack.sessionId,
+        ack.refused ? 'refused' : ack.status === 'complete' ? 'ok' : 'incomplete',
+      );
+  }
+
+  /** The central's refusal of a session followed here, once it arrived (the session stops sending). */
+  refusal(sessionId: string): SessionAck['refused'] {
+    return this.open.get(sessionId)?.ack?.refused;
   }
 
   /** Starts following a session; call before its first batch is published. */
@@ -203,7 +212,7 @@ async function addAcked(tx: Queryable, sessionId: string, headers: number): Prom
  * A `session.ack` for a session not waiting in this process (it timed out, or it is a `--once`
  * run beside this agent, which holds the site queue): record the outcome in the run log.
  */
-async function confirmLate(db: Database, sessionId: string, status: 'ok' | 'incomplete'): Promise<void> {
+async function confirmLate(db: Database, sessionId: string, status: 'ok' | 'incomplete' | 'refused'): Promise<void> {
   await db.execute(
     `UPDATE ${db.dialect.quote(RUN_LOG_TABLE)} SET status = ? WHERE session_id = ? AND status IN (?, ?)`,
     [status, sessionId, 'unconfirmed', 'running'],

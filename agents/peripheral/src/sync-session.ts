@@ -25,7 +25,9 @@ import {
   type Logger,
   type MessageBody,
   type SessionAck,
+  type SessionRefusalReason,
   type SessionTotals,
+  SyncError,
   type Topology,
 } from '@sitesync/protocol';
 import {
@@ -43,6 +45,33 @@ import { encodeSiteMessage } from './site-message';
 import type { PeripheralConfig } from '@sitesync/protocol';
 import type { SessionAcks } from './session-acks';
 import type { PipelineCache } from './pipeline-cache';
+
+/**
+ * The central refused the whole session: the site is not registered there, or disabled. The message
+ * says what the operator has to run at the central.
+ */
+export class SessionRefusedError extends SyncError {
+  override name = 'SessionRefusedError';
+  readonly reason: SessionRefusalReason;
+  /** The central's own explanation. */
+  readonly centralMessage: string;
+  constructor(siteId: number, refused: NonNullable<SessionAck['refused']>) {
+    super(
+      refused.reason === 'unknown-site'
+        ? refused.pipelines?.length
+          ? `site ${siteId} has no pipeline ${refused.pipelines.join(', ')} registered at the central: run ` +
+            refused.pipelines
+              .map((p) => `"syncctl sites add ${siteId} --pipeline ${p} --header-table <table>"`)
+              .join(', ') +
+            ` there; the session was refused and nothing of it was merged`
+          : `site ${siteId} is not registered at the central: run "syncctl sites add ${siteId}" there; the session was refused and nothing of it was merged`
+        : `site ${siteId} is disabled at the central: the session was refused and nothing of it was merged; "syncctl sites enable ${siteId}" at the central re-enables it`,
+      'SESSION_REFUSED',
+    );
+    this.reason = refused.reason;
+    this.centralMessage = refused.message;
+  }
+}
 
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
@@ -91,9 +120,13 @@ export class SyncSession {
   /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
   private lockLost = false;
 
-  private assertLockHeld(): void {
+  /** Throws when the session must stop sending: its lock was taken, or the central refused it. */
+  private assertMaySend(): void {
     if (this.lockLost)
       throw new SessionLockedError('the session lock expired and was taken by another agent; stopping');
+    // The central refused the session already: sending the rest would only fill the site's rejects queue.
+    const refused = this.deps.acks.refusal(this.sessionId);
+    if (refused) throw new SessionRefusedError(this.deps.config.siteId, refused);
   }
 
   constructor(private readonly deps: SessionDeps) {
@@ -153,7 +186,7 @@ export class SyncSession {
           pipelines: pipelines.map((p) => p.shape),
         });
         for (const p of pipelines) await this.sendPipeline(p, version, slog);
-        this.assertLockHeld();
+        this.assertMaySend();
         await this.publish('session.completed', {
           sessionId: this.sessionId,
           siteId: config.siteId,
@@ -163,12 +196,19 @@ export class SyncSession {
           totals: this.totals,
         });
         ack = await this.deps.acks.wait(this.sessionId, config.ackTimeoutSeconds * 1000);
+        if (ack?.refused) throw new SessionRefusedError(config.siteId, ack.refused);
         status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
         await this.hook('after');
       } catch (err) {
-        status = 'failed';
         error = (err as Error).message;
-        slog.error({ err: errorInfo(err) }, 'session failed');
+        if (err instanceof SessionRefusedError) {
+          status = 'refused';
+          // Not retried: the next scheduled session asks again (an operator has to act first).
+          slog.error({ reason: err.reason, central: err.centralMessage }, err.message);
+        } else {
+          status = 'failed';
+          slog.error({ err: errorInfo(err) }, 'session failed');
+        }
       } finally {
         this.deps.acks.end(this.sessionId);
       }
@@ -263,7 +303,7 @@ export class SyncSession {
       rows = 0;
       bytes = 0;
       const batchMessageId = randomUUID();
-      this.assertLockHeld();
+      this.assertMaySend();
       const pending = batch.map((c) => ({ headerKey: c.headerKey, hash: c.op === 'upsert' ? c.hash : null }));
       await this.deps.db.transaction(async (tx) => {
         await markPending(tx, p.name, batchMessageId, pending);

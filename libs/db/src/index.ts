@@ -12,6 +12,7 @@ export {
   exactKeyStatements,
   INEXACT_KEYS_ACCEPTED_COLUMN,
   PIPELINE_SHAPE_COLUMN,
+  SITE_DISABLED_AT_COLUMN,
   TOMBSTONE_FLOOR_COLUMN,
 } from './migrations';
 export * from './pipeline-resolver';

@@ -31,6 +31,7 @@ export const REJECT_REASONS = [
   'schema',
   'unknown-type',
   'unknown-site',
+  'site-disabled',
   'forged-site',
   'row-hash-mismatch',
   'bad-content',

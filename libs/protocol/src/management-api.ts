@@ -109,6 +109,24 @@ export class ManagementApi {
     });
   }
 
+  /** True when the broker has a user of this name. */
+  async userExists(name: string): Promise<boolean> {
+    return this.request('GET', `/users/${encodeURIComponent(name)}`).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ManagementApiError && err.status === 404) return false;
+        throw err;
+      },
+    );
+  }
+
+  /** Deletes a queue with whatever it holds; a queue that does not exist is not an error. */
+  async deleteQueue(name: string, vhost = this.vhost): Promise<void> {
+    await this.request('DELETE', `/queues/${this.v(vhost)}/${encodeURIComponent(name)}`).catch((err: unknown) => {
+      if (!(err instanceof ManagementApiError && err.status === 404)) throw err;
+    });
+  }
+
   /** A user's permissions on the vhost; undefined when it has none (or does not exist). */
   async permissions(user: string, vhost = this.vhost): Promise<Permissions | undefined> {
     return this.request<Permissions>('GET', `/permissions/${this.v(vhost)}/${encodeURIComponent(user)}`).catch(

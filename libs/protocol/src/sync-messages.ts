@@ -377,7 +377,17 @@ export const BatchAckSchema = z.object({
 });
 export type BatchAck = z.infer<typeof BatchAckSchema>;
 
-/** `<site>.session.ack` (central -> site): the totals of `session.completed` were checked. */
+/** Why the central refused a whole session of a site (see {@link SessionAckSchema}'s `refused`). */
+export const SESSION_REFUSAL_REASONS = ['unknown-site', 'site-disabled'] as const;
+export type SessionRefusalReason = (typeof SESSION_REFUSAL_REASONS)[number];
+
+/**
+ * `<site>.session.ack` (central -> site): the totals of `session.completed` were checked. Or the
+ * session was refused as a whole (`refused` set, status `incomplete`, nothing received): the site
+ * is not registered or is disabled, and every message of the session is dead-lettered. `refused`
+ * is optional and the status one an older agent knows, so the body keeps schema version 1: an
+ * agent of the previous release reads it as an incomplete session.
+ */
 export const SessionAckSchema = z.object({
   sessionId: uuid,
   siteId: SiteIdSchema,
@@ -386,5 +396,14 @@ export const SessionAckSchema = z.object({
   received: totals,
   /** Batches of this session that were dead-lettered. */
   rejectedBatches: count,
+  refused: z
+    .object({
+      reason: z.enum(SESSION_REFUSAL_REASONS),
+      /** The central's explanation, for the site's log. */
+      message: z.string().max(1000),
+      /** With `unknown-site` for a registered site: the pipelines of the session it has no row for. */
+      pipelines: z.array(z.string().max(64)).max(100).optional(),
+    })
+    .optional(),
 });
 export type SessionAck = z.infer<typeof SessionAckSchema>;

@@ -1,7 +1,7 @@
 import { INBOX_TABLE, REJECTED_TABLE } from '@sitesync/db';
 import { MessageRejectedError, isDecoded, type DecodedMessage, type MessageType } from '@sitesync/protocol';
 import type { Queryable } from '@sitesync/db';
-import { expectedUser, findSiteRow, findSiteRows, type SiteRow } from './site-registry';
+import { expectedUser, findSiteRows, isSiteDisabled, type SiteRow } from './site-registry';
 
 /**
  * A decoded message whose broker user was checked against the `EstadoSyncGeneral` row(s) of the
@@ -18,18 +18,21 @@ export type VerifiedMessage<T extends MessageType = MessageType> = DecodedMessag
 
 /**
  * Checks who sent `m` before anything else reads it: the site it claims must have a row (for a
- * batch, a row of its pipeline) and every such row must name the broker user that published it.
- * Throws `unknown-site` or `forged-site`.
+ * batch, a row of its pipeline), every such row must name the broker user that published it, and
+ * the site must not be disabled. Throws `unknown-site`, `forged-site` or `site-disabled` (only
+ * once the sender is checked: a forger learns nothing of another site's state). The rows, and so
+ * the disabled flag, are read for every message: `syncctl sites disable` acts without a restart.
  */
 export async function verifySender<M extends DecodedMessage>(
   q: Queryable,
   m: M,
 ): Promise<M & Pick<VerifiedMessage, 'siteRows'>> {
   const ctx = { messageId: m.messageId, siteId: m.siteId, type: m.type };
+  const all = await findSiteRows(q, m.siteId);
   let rows: SiteRow[];
   if (isDecoded(m, 'batch')) {
     const pipeline = m.body.pipeline.name;
-    const row = await findSiteRow(q, m.siteId, pipeline);
+    const row = all.find((r) => r.pipeline === pipeline);
     if (!row) {
       throw new MessageRejectedError(
         'unknown-site',
@@ -37,9 +40,9 @@ export async function verifySender<M extends DecodedMessage>(
         ctx,
       );
     }
-    rows = [row];
+    rows = [{ ...row, last_version: row.last_version === null ? null : Number(row.last_version) }];
   } else {
-    rows = await findSiteRows(q, m.siteId);
+    rows = all;
     // An unregistered site's transfer is answered (intervention.rejected), not dead-lettered.
     if (rows.length === 0 && m.type !== 'intervention.transfer') {
       throw new MessageRejectedError('unknown-site', `no EstadoSyncGeneral row for site ${m.siteId}`, ctx);
@@ -54,6 +57,13 @@ export async function verifySender<M extends DecodedMessage>(
         ctx,
       );
     }
+  }
+  if (isSiteDisabled(all)) {
+    throw new MessageRejectedError(
+      'site-disabled',
+      `site ${m.siteId} is disabled at the central (syncctl sites enable ${m.siteId} re-enables it)`,
+      ctx,
+    );
   }
   return { ...m, siteRows: rows };
 }

@@ -1,5 +1,11 @@
 import { ConfigError } from '@sitesync/protocol';
-import { SITE_TABLE, INEXACT_KEYS_ACCEPTED_COLUMN, type Queryable } from '@sitesync/db';
+import {
+  INEXACT_KEYS_ACCEPTED_COLUMN,
+  SITE_DISABLED_AT_COLUMN,
+  SITE_TABLE,
+  TOMBSTONE_FLOOR_COLUMN,
+  type Queryable,
+} from '@sitesync/db';
 import { describeInexactColumn, inexactKeyColumns, type InexactKeyColumn } from './target-tables';
 
 /** One row of `EstadoSyncGeneral`: a site's pipeline, its target tables and sync state. */
@@ -12,10 +18,13 @@ export interface SiteRow {
   last_version: number | null;
   /** The newest version among this pipeline's purged tombstones (see retention); null: none purged. */
   tombstone_floor: number | null;
+  /** Set while the site is disabled (`syncctl sites disable`): its messages are dead-lettered as `site-disabled`. */
+  disabled_at: unknown;
 }
 
 const SITE_ROW_COLUMNS =
-  'id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, tombstone_floor';
+  `id_efector, pipeline, tabla_encabezado, tabla_detalle, broker_user, last_version, ` +
+  `${TOMBSTONE_FLOOR_COLUMN}, ${SITE_DISABLED_AT_COLUMN}`;
 
 /** Versions come back as strings where the column is BIGINT (PostgreSQL, MariaDB). */
 function siteRowOf(r: SiteRow): SiteRow {
@@ -38,6 +47,27 @@ export async function findSiteRows(q: Queryable, siteId: number): Promise<SiteRo
     [siteId],
   );
   return rows.map(siteRowOf);
+}
+
+/** True when the site is disabled: any of its rows has `disabled_at` set (disable and enable set them all). */
+export function isSiteDisabled(rows: ReadonlyArray<Pick<SiteRow, 'disabled_at'>>): boolean {
+  return rows.some((r) => r.disabled_at !== null && r.disabled_at !== undefined);
+}
+
+/**
+ * Disables or enables a site: sets or clears `disabled_at` on all its rows. Returns how many rows
+ * changed state; throws a ConfigError when the site has no row. The central reads the flag on every
+ * message, so the change takes effect at the next message without a restart.
+ */
+export async function setSiteDisabled(q: Queryable, siteId: number, disabled: boolean): Promise<number> {
+  const t = q.dialect.quote(SITE_TABLE);
+  const c = q.dialect.quote(SITE_DISABLED_AT_COLUMN);
+  const rows = await q.query(`SELECT id_efector FROM ${t} WHERE id_efector = ?`, [siteId]);
+  if (!rows.length)
+    throw new ConfigError(`site ${siteId} is not registered at the central (no EstadoSyncGeneral row)`, 'siteId');
+  return disabled
+    ? q.execute(`UPDATE ${t} SET ${c} = ? WHERE id_efector = ? AND ${c} IS NULL`, [q.dialect.now(), siteId])
+    : q.execute(`UPDATE ${t} SET ${c} = NULL WHERE id_efector = ? AND ${c} IS NOT NULL`, [siteId]);
 }
 
 /** The broker user allowed to speak for a site: its row's `broker_user`, else `site-<id>`. */

@@ -8,8 +8,8 @@ import { dialectOf } from './column-types';
  */
 export const TOMBSTONE_FLOOR_COLUMN = 'tombstone_floor';
 
-export class CentralTombstoneFloor1733700000000 implements MigrationInterface {
-  name = 'CentralTombstoneFloor1733700000000';
+export class CentralTombstoneFloor1733750000000 implements MigrationInterface {
+  name = 'CentralTombstoneFloor1733750000000';
 
   async up(qr: QueryRunner): Promise<void> {
     const site = await qr.getTable('EstadoSyncGeneral');

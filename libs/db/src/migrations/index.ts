@@ -2,6 +2,7 @@ import { CentralExactKeys1733400000000 } from './central-exact-keys';
 import { CentralInit1732500000000 } from './central-init';
 import { CentralPipelineShape1733500000000 } from './central-pipeline-shape';
 import { CentralSecrets1733300000000 } from './central-secrets';
+import { CentralSiteDisabled1733700000000 } from './central-site-disabled';
 import { CentralInterventions1732600000000, SiteInterventions1732600000000 } from './interventions';
 import { SiteInit1732500000000 } from './site-init';
 import { SiteUnackedIndex1733000000000 } from './row-state-unacked';
@@ -10,7 +11,7 @@ import {
   CentralSessionTimeIndexes1733800000000,
   SiteRunLogIndex1733600000000,
 } from './session-indexes';
-import { CentralTombstoneFloor1733700000000 } from './central-tombstone-floor';
+import { CentralTombstoneFloor1733750000000 } from './central-tombstone-floor';
 
 export const CENTRAL_MIGRATIONS = [
   CentralInit1732500000000,
@@ -19,7 +20,8 @@ export const CENTRAL_MIGRATIONS = [
   CentralExactKeys1733400000000,
   CentralPipelineShape1733500000000,
   CentralSessionIndex1733600000000,
-  CentralTombstoneFloor1733700000000,
+  CentralSiteDisabled1733700000000,
+  CentralTombstoneFloor1733750000000,
   CentralSessionTimeIndexes1733800000000,
 ];
 export const SITE_MIGRATIONS = [
@@ -31,3 +33,4 @@ export const SITE_MIGRATIONS = [
 export { exactKeyStatements, INEXACT_KEYS_ACCEPTED_COLUMN } from './central-exact-keys';
 export { PIPELINE_SHAPE_COLUMN } from './central-pipeline-shape';
 export { TOMBSTONE_FLOOR_COLUMN } from './central-tombstone-floor';
+export { SITE_DISABLED_AT_COLUMN } from './central-site-disabled';

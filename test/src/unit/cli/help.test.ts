@@ -23,7 +23,17 @@ describe('syncctl --help', () => {
 
   it('walks every command group', () => {
     const paths = commands.map((c) => c.path);
-    for (const p of ['sites list', 'transfer', 'transfer-cancel', 'transfers', 'dlq replay', 'bundle export'])
+    for (const p of [
+      'sites list',
+      'sites disable',
+      'sites enable',
+      'sites remove',
+      'transfer',
+      'transfer-cancel',
+      'transfers',
+      'dlq replay',
+      'bundle export',
+    ])
       expect(paths).toContain(p);
   });
 

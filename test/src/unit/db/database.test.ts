@@ -867,7 +867,8 @@ for (const backend of BACKENDS) {
           'CentralExactKeys1733400000000',
           'CentralPipelineShape1733500000000',
           'CentralSessionIndex1733600000000',
-          'CentralTombstoneFloor1733700000000',
+          'CentralSiteDisabled1733700000000',
+          'CentralTombstoneFloor1733750000000',
           'CentralSessionTimeIndexes1733800000000',
         ]);
         expect(await db.describeTable('EstadoSyncGeneral')).toBeDefined();

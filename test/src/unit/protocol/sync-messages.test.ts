@@ -4,7 +4,9 @@ import {
   BatchSchema,
   BatchSchemaV1,
   HeaderChangeSchema,
+  OLDEST_SCHEMA_VERSION,
   PipelineShapeSchema,
+  schemaVersionOf,
   SessionAckSchema,
   SessionCompletedSchema,
   SessionStartedSchema,
@@ -229,5 +231,26 @@ describe('sessions and acknowledgements', () => {
 
   it('a batch.ack names the batch it answers by message id', () => {
     expect(paths(BatchAckSchema, { ...batchAck(), batchMessageId: 'x' })).toEqual(['batchMessageId']);
+  });
+});
+
+describe('session.ack refusal', () => {
+  const refusal = {
+    ...sessionAck(),
+    status: 'incomplete',
+    refused: { reason: 'site-disabled', message: 'site 101 is disabled at the central' },
+  };
+
+  it('carries the reason of a refused session, from a closed list', () => {
+    expect(SessionAckSchema.parse(refusal).refused).toEqual(refusal.refused);
+    expect(paths(SessionAckSchema, { ...refusal, refused: { reason: 'bored', message: '' } })).toEqual([
+      'refused.reason',
+    ]);
+  });
+
+  it('is read by an agent of the previous release (its schema had no refused) as an incomplete session, at schema version 1', () => {
+    const previous = SessionAckSchema.omit({ refused: true });
+    expect(previous.parse(refusal)).toMatchObject({ status: 'incomplete' });
+    expect(schemaVersionOf('session.ack')).toBe(OLDEST_SCHEMA_VERSION);
   });
 });
