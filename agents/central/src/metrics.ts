@@ -8,7 +8,7 @@ export interface CentralMetricsSource {
   queueDepths(): Promise<Map<string, number>>;
 }
 
-const STATES: SiteState[] = ['ok', 'syncing', 'stale', 'error'];
+const STATES: SiteState[] = ['ok', 'syncing', 'stale', 'error', 'disabled'];
 /** One scrape reads the database and the broker once, whatever the number of gauges. */
 const SCRAPE_CACHE_MS = 1000;
 

@@ -11,6 +11,7 @@ import {
   parsePeripheralConfig,
   type PeripheralConfigInput,
 } from '@sitesync/protocol';
+import { readSiteStatus } from '@sitesync/central';
 import { INBOX_TABLE, LEDGER_TABLE, RUN_LOG_TABLE, SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
 import { PeripheralAgent } from '@sitesync/peripheral';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
@@ -82,6 +83,8 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       const listed = JSON.parse((await cli('sites', 'list', '--json')).stdout) as Array<Record<string, unknown>>;
       expect(listed).toEqual([expect.objectContaining({ id_efector: 101, enabled: 'no' })]);
       expect(listed[0]!.disabled_at).not.toBeNull();
+      // Not `stale` (which would page someone): disabled, in status and on the page alike.
+      expect((await readSiteStatus(cdb)).map((s) => s.state)).toEqual(['disabled']);
 
       const input = await world.prepareSite(101, world.dbUrl('sqlite', 'site101'), { orders: 30 });
       const { site, logs } = await startLoggedSite({ ...input, batch: { maxRows: 20 } });
@@ -121,6 +124,7 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       expect(ok.status).toBe('ok');
       expect(await runLogStatus(site, ok.sessionId)).toBe('ok');
       expect(await rowCount(cdb, 'central_orders', 101)).toBe(30);
+      expect((await readSiteStatus(cdb)).map((s) => s.state)).toEqual(['ok']);
 
       // The dead letters replay now: every one is taken (none comes back dead-lettered) and nothing is lost.
       const replay = await cli(...dlqBase, 'replay', '--site', '101');

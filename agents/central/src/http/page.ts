@@ -103,7 +103,7 @@ td.error { color: var(--error); max-width: 28rem; overflow-wrap: anywhere; }
 .badge.accepted, .badge.syncing, .badge.open, .badge.requested, .badge.awaiting-procedure, .badge.sent { background: var(--syncing); }
 .badge.stale, .badge.incomplete, .badge.abandoned, .badge.cancelled { background: var(--stale); }
 .badge.error, .badge.refused, .badge.rejected, .badge.conflict { background: var(--error); }
-.badge.other, .badge.not-connected { background: var(--muted); }
+.badge.other, .badge.not-connected, .badge.disabled { background: var(--muted); }
 .note { color: var(--muted); margin: 0 0 .4rem; }
 button { font: inherit; padding: .2rem .8rem; border-radius: 6px; border: 1px solid #1f883d; background: #1f883d; color: #fff; cursor: pointer; }
 button:disabled { opacity: .5; cursor: default; }
@@ -153,7 +153,7 @@ export const PAGE_JS = `'use strict';
     return e;
   }
   function badge(state, label) {
-    var known = ['ok', 'syncing', 'stale', 'error', 'complete', 'incomplete', 'abandoned', 'open', 'connected', 'not-connected',
+    var known = ['ok', 'syncing', 'stale', 'error', 'disabled', 'complete', 'incomplete', 'abandoned', 'open', 'connected', 'not-connected',
       'accepted', 'completed', 'rejected', 'conflict', 'requested', 'awaiting-procedure', 'sent', 'refused', 'cancelled'];
     return el('span', label || state || '-', 'badge ' + (known.indexOf(state) >= 0 ? state : 'other'));
   }

@@ -1,6 +1,6 @@
 import type { Database } from '@sitesync/db';
 import type { Topology } from '@sitesync/protocol';
-import { SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
+import { SESSION_TABLE, SITE_DISABLED_AT_COLUMN, SITE_TABLE } from '@sitesync/db';
 
 /** What the broker says of a queue (as the management API answers, see `ManagementApi.queues`). */
 export interface QueueFigures {
@@ -15,9 +15,11 @@ export const DEFAULT_STALE_AFTER_SECONDS = 3600;
  * - `ok`: its last session completed and is recent;
  * - `syncing`: a session is under way (and the site was heard from recently);
  * - `stale`: no session completed within the threshold (or never), or a session hangs;
- * - `error`: its last session ended incomplete (rejected or missing batches; see `lastError`).
+ * - `error`: its last session ended incomplete (rejected or missing batches; see `lastError`);
+ * - `disabled`: `syncctl sites disable` turned it off: its messages are dead-lettered, and no
+ *   session is expected (so it is never `stale`).
  */
-export type SiteState = 'ok' | 'syncing' | 'stale' | 'error';
+export type SiteState = 'ok' | 'syncing' | 'stale' | 'error' | 'disabled';
 
 export interface SiteStatus {
   site: number;
@@ -65,7 +67,8 @@ export async function readSiteStatus(
   const staleAfter = opts.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS;
   const rows = await db.query<Record<string, unknown>>(
     `SELECT id_efector, pipeline, status, ultimo_update_efector_fin, ultimo_sync_fecha_fin, ultimo_sync_registros, ` +
-      `header_count, detail_count, deletion_count, last_seen, last_error FROM ${db.dialect.quote(SITE_TABLE)} ` +
+      `header_count, detail_count, deletion_count, last_seen, last_error, ${SITE_DISABLED_AT_COLUMN} ` +
+      `FROM ${db.dialect.quote(SITE_TABLE)} ` +
       `ORDER BY id_efector, pipeline`,
   );
   const complete = await db.query<{ id_efector: number; started: unknown }>(
@@ -79,7 +82,8 @@ export async function readSiteStatus(
     const seenAgo = secondsSince(lastSeen, now);
     const status = String(r.status ?? '');
     let state: SiteState;
-    if (status === 'error') state = 'error';
+    if (r[SITE_DISABLED_AT_COLUMN] !== null && r[SITE_DISABLED_AT_COLUMN] !== undefined) state = 'disabled';
+    else if (status === 'error') state = 'error';
     else if (status === 'syncing' && seenAgo !== null && seenAgo <= staleAfter) state = 'syncing';
     else if (lagSeconds === null || lagSeconds > staleAfter || status === 'syncing') state = 'stale';
     else state = 'ok';
