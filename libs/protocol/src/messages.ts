@@ -22,12 +22,7 @@ import {
   ProcedureCatalogueSchema,
   ProcedurePublishedSchema,
 } from './intervention-messages';
-import {
-  ResyncReplySchema,
-  ResyncRequestSchema,
-  VerifyReplySchema,
-  VerifyRequestSchema,
-} from './verify-messages';
+import { ResyncReplySchema, ResyncRequestSchema, VerifyReplySchema, VerifyRequestSchema } from './verify-messages';
 
 /**
  * The newest version of the message bodies, carried in the `x-sitesync-schema` header.

@@ -114,7 +114,8 @@ describe('routing', () => {
     const matches = (pattern: string, key: string) =>
       new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+')}$`).test(key);
     const key = replyRoutingKey(7, randomUUID());
-    for (const p of [...CENTRAL_SYNC_BINDINGS, ...CENTRAL_INTERVENTION_BINDINGS]) expect(matches(p, key), p).toBe(false);
+    for (const p of [...CENTRAL_SYNC_BINDINGS, ...CENTRAL_INTERVENTION_BINDINGS])
+      expect(matches(p, key), p).toBe(false);
   });
 });
 

@@ -1,11 +1,5 @@
 import { hashHeaders, type Database, type HeaderHashes, type ResolvedPipeline, type TableInfo } from '@sitesync/db';
-import {
-  ConfigError,
-  SortedHashes,
-  type ColumnSpec,
-  type HashAlgorithm,
-  type PipelineShape,
-} from '@sitesync/protocol';
+import { ConfigError, SortedHashes, type ColumnSpec, type HashAlgorithm, type PipelineShape } from '@sitesync/protocol';
 import { findSiteRows, SITE_COLUMN } from '@sitesync/central';
 
 /** One side of a pipeline: how many headers and details, and a digest of every (key, hash). */
