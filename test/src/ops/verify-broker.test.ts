@@ -1,0 +1,407 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeMessage,
+  encodeKey,
+  encodeMessage,
+  replyRoutingKey,
+  HEADER_CHECKSUM,
+  HEADER_SCHEMA,
+  HEADER_SITE,
+  bodyChecksum,
+  type DecodedMessage,
+  type MessageBody,
+} from '@sitesync/protocol';
+import { type Database } from '@sitesync/db';
+import { type BrokerPipelineVerification, type ResyncResult } from '@sitesync/syncctl';
+import { ORDERS_TABLE, RESULTS_TABLE, labPipeline } from '../support/lab-data.js';
+import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
+import { amqpUrl, postgresUrl } from '../support/services.js';
+import { syncctl } from '../support/wait.js';
+
+const broker = amqpUrl();
+if (!broker) console.log('[sitesync tests] skipping verify over the broker: no RabbitMQ available');
+const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+
+/** The lab pipeline's header columns the central holds (every column but `internal_note`). */
+const CENTRAL_ORDER_COLUMNS = [
+  'order_id',
+  'patient_id',
+  'patient_name',
+  'ordered_at',
+  'ward',
+  'priority',
+  'status',
+  'physician',
+  'notes',
+];
+
+/** `syncctl verify --site 101` over the broker, as JSON. */
+async function verifyOverBroker(world: TestWorld, centralUrl: string, extra: string[] = []) {
+  const r = await syncctl([
+    '--db',
+    centralUrl,
+    'verify',
+    '--site',
+    '101',
+    '--amqp',
+    broker!,
+    '--prefix',
+    world.prefix,
+    '--json',
+    ...extra,
+  ]);
+  expect(r.stderr).toBe('');
+  return { code: r.code, report: JSON.parse(r.stdout) as BrokerPipelineVerification[] };
+}
+
+async function centralOrder(cdb: Database, orderId: number): Promise<Record<string, unknown> | undefined> {
+  const rows = await cdb.query<Record<string, unknown>>(
+    `SELECT status FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+    [101, orderId],
+  );
+  return rows[0];
+}
+
+describe.skipIf(!broker).each(kinds)('syncctl verify and resync over the broker (central on %s)', (kind) => {
+  let world: TestWorld;
+  worldPerTest(broker, (w) => (world = w));
+
+  it('says equal when in sync, lists exactly the rows damaged centrally, and resync --differences --now repairs them', async () => {
+    const centralUrl = world.dbUrl(kind, 'central');
+    const central = await world.startCentral(centralUrl);
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101);
+    await world.registerSite(cdb, 102);
+    const siteUrl = world.dbUrl('sqlite', 'site101');
+    const site = await world.startSite(await world.prepareSite(101, siteUrl, { orders: 60 }));
+    expect((await site.runSession()).status).toBe('ok');
+    // Another site's rows in the same central tables must not count for 101.
+    const other = await world.startSite(
+      await world.prepareSite(102, world.dbUrl('sqlite', 'site102'), { orders: 5, firstOrderId: 9001 }),
+    );
+    expect((await other.runSession()).status).toBe('ok');
+
+    const clean = await verifyOverBroker(world, centralUrl);
+    expect(clean.code).toBe(0);
+    expect(clean.report).toHaveLength(1);
+    expect(clean.report[0]!.differences).toBe(0);
+    expect(clean.report[0]!.site).toEqual(clean.report[0]!.central);
+    expect(clean.report[0]!.site).toMatchObject({ headers: 60, details: 300 });
+
+    // Someone edits the central copy by hand: a header value, a detail value, a deleted header, an extra header.
+    await cdb.execute(`UPDATE central_orders SET status = ? WHERE id_efector = ? AND order_id = ?`, [
+      'tampered',
+      101,
+      3,
+    ]);
+    await cdb.execute(`UPDATE central_results SET value = ? WHERE id_efector = ? AND result_id = ?`, ['x', 101, 1000]);
+    await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND order_id = ?`, [101, 20]);
+    await cdb.execute(`DELETE FROM central_orders WHERE id_efector = ? AND order_id = ?`, [101, 20]);
+    const cols = CENTRAL_ORDER_COLUMNS.filter((c) => c !== 'order_id').join(', ');
+    await cdb.execute(
+      `INSERT INTO central_orders (id_efector, order_id, ${cols}) SELECT id_efector, 9999, ${cols} FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+      [101, 30],
+    );
+
+    const damaged = await verifyOverBroker(world, centralUrl);
+    expect(damaged.code).toBe(1);
+    expect(damaged.report[0]).toMatchObject({
+      differences: 4,
+      different: [encodeKey([10]), encodeKey([3])],
+      missingCentrally: [encodeKey([20])],
+      extraCentrally: [encodeKey([9999])],
+    });
+    expect(damaged.report[0]!.central.headers).toBe(60);
+    expect(damaged.report[0]!.site.digest).not.toBe(damaged.report[0]!.central.digest);
+
+    const table = await syncctl([
+      '--db',
+      centralUrl,
+      'verify',
+      '--site',
+      '101',
+      '--amqp',
+      broker!,
+      '--prefix',
+      world.prefix,
+    ]);
+    expect(table.code).toBe(1);
+    expect(table.stdout).toContain(`lab: only centrally: ${encodeKey([9999])}`);
+    expect(table.stdout).toContain('site 101: 4 header(s) differ');
+
+    const resync = await syncctl([
+      '--db',
+      centralUrl,
+      'resync',
+      '--site',
+      '101',
+      '--differences',
+      '--now',
+      '--amqp',
+      broker!,
+      '--prefix',
+      world.prefix,
+      '--json',
+    ]);
+    expect(resync.stderr).toBe('');
+    expect(resync.code).toBe(0);
+    const result = JSON.parse(resync.stdout) as ResyncResult;
+    expect(result.marked).toEqual([{ pipeline: 'lab', keys: 4 }]);
+    expect(result.session).toMatchObject({ state: 'finished', status: 'ok', headers: 3, deletions: 1 });
+
+    const repaired = await verifyOverBroker(world, centralUrl);
+    expect(repaired.code).toBe(0);
+    expect(repaired.report[0]!.differences).toBe(0);
+    expect(repaired.report[0]!.site).toEqual(repaired.report[0]!.central);
+
+    // The central rows are the site's again (the direct form reads both databases to say so).
+    const sdb = site.database!;
+    const siteStatus = await sdb.query<{ status: string }>(
+      `SELECT status FROM ${sdb.dialect.quote(ORDERS_TABLE)} WHERE order_id = ?`,
+      [3],
+    );
+    expect((await centralOrder(cdb, 3))?.status).toBe(siteStatus[0]!.status);
+    expect(await centralOrder(cdb, 9999)).toBeUndefined();
+    expect(await centralOrder(cdb, 20)).toBeDefined();
+    const siteValue = await sdb.query<{ value: string }>(
+      `SELECT value FROM ${sdb.dialect.quote(RESULTS_TABLE)} WHERE result_id = ?`,
+      [1000],
+    );
+    const centralValue = await cdb.query<{ value: string }>(
+      `SELECT value FROM central_results WHERE id_efector = ? AND result_id = ?`,
+      [101, 1000],
+    );
+    expect(centralValue[0]!.value).toBe(siteValue[0]!.value);
+    const pipelineFile = join(world.dir, 'lab.json');
+    writeFileSync(pipelineFile, JSON.stringify(labPipeline()));
+    const direct = await syncctl([
+      '--db',
+      centralUrl,
+      'verify',
+      '--site',
+      '101',
+      '--site-db',
+      siteUrl,
+      '--pipeline-file',
+      pipelineFile,
+      '--json',
+    ]);
+    expect(direct.code).toBe(0);
+    const [directLab] = JSON.parse(direct.stdout) as BrokerPipelineVerification[];
+    // Both forms hash alike: the same digests.
+    expect(directLab!.site.digest).toBe(repaired.report[0]!.site.digest);
+    expect(directLab!.central.digest).toBe(repaired.report[0]!.central.digest);
+  });
+});
+
+describe.skipIf(!broker)('syncctl verify over the broker', () => {
+  let world: TestWorld;
+  worldPerTest(broker, (w) => (world = w));
+
+  it('narrows only the differing ranges: replies are a small fraction of the table', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl);
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101);
+    const site = await world.startSite(
+      await world.prepareSite(101, world.dbUrl('sqlite', 'site101'), { orders: 3000 }),
+    );
+    expect((await site.runSession()).status).toBe('ok');
+    for (const orderId of [17, 1500, 2990])
+      await cdb.execute(`UPDATE central_orders SET status = ? WHERE id_efector = ? AND order_id = ?`, [
+        'tampered',
+        101,
+        orderId,
+      ]);
+
+    const r = await verifyOverBroker(world, centralUrl);
+    expect(r.code).toBe(1);
+    const lab = r.report[0]!;
+    expect(lab.different).toEqual([encodeKey([1500]), encodeKey([17]), encodeKey([2990])]);
+    expect(lab.differences).toBe(3);
+
+    // What the direct form would have to move: every (key, hash) line, and the rows themselves.
+    const sdb = site.database!;
+    const orders = await sdb.query<Record<string, unknown>>(`SELECT * FROM ${sdb.dialect.quote(ORDERS_TABLE)}`);
+    const results = await sdb.query<Record<string, unknown>>(`SELECT * FROM ${sdb.dialect.quote(RESULTS_TABLE)}`);
+    const tableBytes = Buffer.byteLength(JSON.stringify(orders)) + Buffer.byteLength(JSON.stringify(results));
+    const keyHashBytes = orders.length * (encodeKey([1500]).length + 1 + 32 + 1);
+    console.log(
+      `[verify over the broker] 3000 headers, 3 differing: ${lab.exchange.requests} request(s), ${lab.exchange.ranges} range(s), ` +
+        `${lab.exchange.replyBytes} bytes of replies; (key, hash) list ${keyHashBytes} bytes, table ${tableBytes} bytes`,
+    );
+    expect(lab.exchange.replyBytes).toBeLessThan(keyHashBytes / 5);
+    expect(lab.exchange.replyBytes).toBeLessThan(tableBytes / 100);
+  });
+
+  it('says promptly that a site is not connected: agent stopped, or never started', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl);
+    await world.registerSite(central.database!, 101);
+    await world.registerSite(central.database!, 102);
+    const site = await world.startSite(await world.prepareSite(101, world.dbUrl('sqlite', 'site101'), { orders: 3 }));
+    await site.close();
+    const args = (id: string) => [
+      '--db',
+      centralUrl,
+      'verify',
+      '--site',
+      id,
+      '--amqp',
+      broker!,
+      '--prefix',
+      world.prefix,
+    ];
+
+    const started = Date.now();
+    const stopped = await syncctl([...args('101'), '--timeout', '20']);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(stopped.code).toBe(3);
+    expect(stopped.stderr).toMatch(/site 101 is not connected: no agent consumes its queue/);
+    expect(stopped.stdout).toBe('');
+
+    const never = await syncctl([...args('102'), '--timeout', '20']);
+    expect(never.code).toBe(3);
+    expect(never.stderr).toMatch(/site 102 is not connected: its queue .*site\.102 does not exist/);
+
+    const resync = await syncctl([
+      '--db',
+      centralUrl,
+      'resync',
+      '--site',
+      '101',
+      '--keys',
+      '7',
+      '--amqp',
+      broker!,
+      '--prefix',
+      world.prefix,
+    ]);
+    expect(resync.code).toBe(3);
+    expect(resync.stderr).toMatch(/site 101 is not connected/);
+  });
+
+  it('resync needs exactly one of --keys, --differences, --all', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const base = ['--db', centralUrl, 'resync', '--site', '101', '--amqp', broker!, '--prefix', world.prefix];
+    const none = await syncctl(base);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('resync needs exactly one of --keys, --differences, --all (got none)');
+    const two = await syncctl([...base, '--all', '--differences']);
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain('got --differences and --all');
+    const badKey = await syncctl([...base, '--keys', '[7']);
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toContain('--keys: key [7 starts with [ but is not a JSON array');
+  });
+
+  it('refuses a hostile reply (another request, oversized, bad schema, another broker user) at once', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const cdb = await world.open(centralUrl, 'central');
+    await world.registerSite(cdb, 101);
+    await world.registerSite(cdb, 102, { user: 'site-102-not-held' });
+    // The test plays the site: it consumes the site's queue and answers each request its own way.
+    const ch = await world.rawChannel();
+    await world.topology.declareSite(ch, 101);
+    await world.topology.declareSite(ch, 102);
+    world.onTeardown(async () => {
+      for (const q of [...world.topology.siteQueues(101), ...world.topology.siteQueues(102)])
+        await ch.deleteQueue(q).catch(() => undefined);
+    });
+    let answer: (req: DecodedMessage<'verify.request'>) => { content: Buffer; gzip?: boolean } = () => {
+      throw new Error('no answer set');
+    };
+    const reply = (req: DecodedMessage<'verify.request'>, body: unknown) => {
+      const m = encodeMessage('verify.reply', body as MessageBody<'verify.reply'>, {
+        siteId: req.body.siteId,
+        appId: 'hostile',
+        userId: 'guest',
+        validate: false,
+      });
+      ch.publish(world.topology.up, replyRoutingKey(req.body.siteId, req.body.requestId), m.content, m.options);
+    };
+    for (const q of [world.topology.siteQueue(101), world.topology.siteQueue(102)]) {
+      await ch.consume(q, (msg) => {
+        if (!msg) return;
+        ch.ack(msg);
+        const req = decodeMessage(msg, ['verify.request']) as DecodedMessage<'verify.request'>;
+        const a = answer(req);
+        if (a.content.length) {
+          ch.publish(world.topology.up, replyRoutingKey(req.body.siteId, req.body.requestId), a.content, {
+            messageId: randomUUID(),
+            type: 'verify.reply',
+            userId: 'guest',
+            contentType: 'application/json',
+            headers: { [HEADER_SITE]: req.body.siteId, [HEADER_SCHEMA]: 1, [HEADER_CHECKSUM]: bodyChecksum(a.content) },
+          });
+        }
+      });
+    }
+    const base = { siteId: 101, pipeline: 'lab', round: 0, ranges: [] };
+    const verify = async (site = '101') => {
+      const started = Date.now();
+      const r = await syncctl([
+        '--db',
+        centralUrl,
+        'verify',
+        '--site',
+        site,
+        '--amqp',
+        broker!,
+        '--prefix',
+        world.prefix,
+        '--timeout',
+        '20',
+      ]);
+      expect(Date.now() - started, 'refused at once, not after the timeout').toBeLessThan(10_000);
+      expect(r.code).toBe(3);
+      return r.stderr;
+    };
+
+    answer = (req) => {
+      reply(req, { ...base, requestId: randomUUID() });
+      return { content: Buffer.alloc(0) };
+    };
+    expect(await verify()).toMatch(/site 101: reply refused: it answers request [0-9a-f-]+, not [0-9a-f-]+/);
+
+    answer = () => ({ content: randomBytes(3 * 1024 * 1024) });
+    expect(await verify()).toMatch(/site 101: reply refused \(too-large: body is 3145728 bytes on the wire/);
+
+    answer = (req) => {
+      reply(req, { ...base, requestId: req.body.requestId, ranges: 'all equal' });
+      return { content: Buffer.alloc(0) };
+    };
+    expect(await verify()).toMatch(/site 101: reply refused \(schema: verify.reply body invalid at ranges/);
+
+    // A reply whose ranges do not narrow (a site that would make syncctl loop) is refused too.
+    answer = (req) => {
+      reply(req, {
+        ...base,
+        requestId: req.body.requestId,
+        ranges: [
+          {
+            lo: null,
+            hi: null,
+            count: 1000,
+            digest: 'a'.repeat(64),
+            parts: [{ lo: null, hi: null, count: 1000, digest: 'a'.repeat(64) }],
+          },
+        ],
+      });
+      return { content: Buffer.alloc(0) };
+    };
+    expect(await verify()).toMatch(/site 101: reply refused: /);
+
+    // Site 102 publishes as `site-102-not-held`; a reply by anyone else (here guest) is not its own.
+    answer = (req) => {
+      reply(req, { ...base, siteId: 102, requestId: req.body.requestId });
+      return { content: Buffer.alloc(0) };
+    };
+    expect(await verify('102')).toMatch(
+      /site 102: reply refused: published by broker user "guest", not the site's "site-102-not-held"/,
+    );
+  });
+});
