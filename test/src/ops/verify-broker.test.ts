@@ -237,6 +237,116 @@ describe.skipIf(!broker)('syncctl verify over the broker', () => {
     expect(lab.exchange.replyBytes).toBeLessThan(tableBytes / 100);
   });
 
+  it('with change tracking (sessions read only queued keys), resync --keys and --all send the headers again', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl);
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101);
+    const siteUrl = world.dbUrl('sqlite', 'site101');
+    await world.prepareSite(101, siteUrl, { orders: 40 });
+    const site = await world.startSite(
+      world.siteConfig(101, siteUrl, { pipelines: [labPipeline({ changeTracking: 'triggers' })] }),
+    );
+    expect((await site.runSession()).status).toBe('ok');
+    // The next session reads only what the triggers queued: nothing, so far.
+    const quiet = await site.runSession();
+    expect(quiet.scans[0]).toMatchObject({ mode: 'changes', dirty: 0 });
+
+    await cdb.execute(`UPDATE central_orders SET status = ? WHERE id_efector = ? AND order_id = ?`, ['x', 101, 5]);
+    await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND order_id = ?`, [101, 6]);
+    await cdb.execute(`DELETE FROM central_orders WHERE id_efector = ? AND order_id = ?`, [101, 6]);
+    const cols = CENTRAL_ORDER_COLUMNS.filter((c) => c !== 'order_id').join(', ');
+    await cdb.execute(
+      `INSERT INTO central_orders (id_efector, order_id, ${cols}) SELECT id_efector, 7777, ${cols} FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+      [101, 8],
+    );
+    expect((await verifyOverBroker(world, centralUrl)).report[0]!.differences).toBe(3);
+
+    const base = ['--db', centralUrl, 'resync', '--site', '101', '--amqp', broker!, '--prefix', world.prefix];
+    // A plain value is a key of one column; an encoded key as verify prints it works as well.
+    const keys = await syncctl([...base, '--keys', '5', encodeKey([6]), '--pipeline', 'lab']);
+    expect(keys.stderr).toBe('');
+    expect(keys.code).toBe(0);
+    expect(keys.stdout).toContain('site 101, lab: 2 key(s) marked to be sent again');
+    expect(keys.stdout).toContain('they go with its next session');
+    const next = await site.runSession();
+    expect(next.scans[0]).toMatchObject({ mode: 'changes', dirty: 2 });
+    const afterKeys = await verifyOverBroker(world, centralUrl);
+    expect(afterKeys.report[0]).toMatchObject({ differences: 1, extraCentrally: [encodeKey([7777])] });
+
+    // A key only the central has goes out as a deletion.
+    const extra = await syncctl([...base, '--keys', '7777', '--now', '--json']);
+    expect(extra.code).toBe(0);
+    expect(JSON.parse(extra.stdout)).toMatchObject({
+      marked: [{ pipeline: 'lab', keys: 1 }],
+      session: { state: 'finished', status: 'ok', headers: 0, deletions: 1 },
+    });
+    expect(await centralOrder(cdb, 7777)).toBeUndefined();
+
+    const all = await syncctl([...base, '--all', '--now', '--json']);
+    expect(all.code).toBe(0);
+    expect(JSON.parse(all.stdout)).toMatchObject({
+      marked: [{ pipeline: 'lab', keys: 40 }],
+      session: { state: 'finished', status: 'ok', headers: 40, deletions: 0 },
+    });
+    const clean = await verifyOverBroker(world, centralUrl);
+    expect(clean.code).toBe(0);
+  });
+
+  it('a request past its time is not answered: the broker drops it unread, the site ignores one past its deadline', async () => {
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl);
+    await world.registerSite(central.database!, 101);
+    const siteUrl = world.dbUrl('sqlite', 'site101');
+    const input = await world.prepareSite(101, siteUrl, { orders: 3 });
+    const first = await world.startSite(input);
+    await first.close();
+
+    const ch = await world.rawChannel();
+    const replies: string[] = [];
+    const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+    const request = (deadline: number) => ({
+      requestId: randomUUID(),
+      siteId: 101,
+      pipeline: 'lab',
+      round: 0,
+      deadline,
+      fanout: 16,
+      leafSize: 32,
+      ranges: [{ lo: null, hi: null }],
+    });
+    const send = async (body: ReturnType<typeof request>, expiration?: number) => {
+      await ch.bindQueue(queue, world.topology.up, replyRoutingKey(101, body.requestId));
+      const m = encodeMessage('verify.request', body, { siteId: 101, appId: 'test' });
+      ch.publish(world.topology.down, m.routingKey, m.content, {
+        ...m.options,
+        ...(expiration ? { expiration: String(expiration) } : {}),
+      });
+      await ch.waitForConfirms();
+    };
+    await ch.consume(queue, (msg) => msg && replies.push(JSON.parse(msg.content.toString()).requestId), {
+      noAck: true,
+    });
+
+    // While the site is away: one request with a TTL, one already past its deadline.
+    await send(request(Date.now() + 60_000), 300);
+    await send(request(Date.now() - 1000));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await ch.checkQueue(world.topology.siteQueue(101))).messageCount, 'the TTL one expired').toBe(1);
+    // (where the broker dead-letters it, as every message of the site's queue: a replay of it is past its deadline)
+    const dlq = world.topology.deadLetterQueue(world.topology.siteQueue(101));
+    expect((await ch.checkQueue(dlq)).messageCount).toBe(1);
+
+    await world.startSite(input);
+    const fresh = request(Date.now() + 30_000);
+    await send(fresh);
+    const end = Date.now() + 15_000;
+    while (!replies.length && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 500));
+    // Only the request still in time was answered.
+    expect(replies).toEqual([fresh.requestId]);
+  });
+
   it('says promptly that a site is not connected: agent stopped, or never started', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');
     const central = await world.startCentral(centralUrl);

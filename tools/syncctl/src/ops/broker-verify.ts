@@ -2,7 +2,6 @@ import {
   ConfigError,
   DEFAULT_VERIFY_FANOUT,
   DEFAULT_VERIFY_LEAF_SIZE,
-  MAX_VERIFY_RANGES,
   inRange,
   type KeyRange,
   type RangeSummary,
@@ -15,6 +14,11 @@ import { expectedUser, findSiteRows, type SiteRow } from '@sitesync/central';
 import { centralHeaderHashes, columnsOfShape, type PipelineVerification } from './verify';
 import { SiteReplyError, SiteRequester, type SiteRequesterOptions } from './site-requests';
 
+/**
+ * Ranges syncctl asks about in one request (the schema allows MAX_VERIFY_RANGES): with 16 parts of
+ * keys up to 400 characters each, a reply stays well under the 2 MiB syncctl accepts.
+ */
+export const RANGES_PER_REQUEST = 64;
 /** Requests one verify may send a site before syncctl gives up on it (a buggy or hostile site cannot loop). */
 export const MAX_VERIFY_REQUESTS = 1000;
 /** Ranges one verify may look at, all rounds together. */
@@ -88,7 +92,10 @@ async function verifyPipeline(
   let rangesSeen = 0;
   const ask = async (ranges: KeyRange[]): Promise<VerifyReply> => {
     if (round >= MAX_VERIFY_REQUESTS)
-      throw new SiteReplyError(`site ${siteId}: verify gave up after ${MAX_VERIFY_REQUESTS} requests`, siteId);
+      throw new SiteReplyError(
+        `site ${siteId}: verify gave up after ${MAX_VERIFY_REQUESTS} requests (too many differences to narrow over the broker: resync --all sends everything)`,
+        siteId,
+      );
     rangesSeen += ranges.length;
     if (rangesSeen > MAX_VERIFY_RANGES_TOTAL)
       throw new SiteReplyError(`site ${siteId}: verify gave up after ${MAX_VERIFY_RANGES_TOTAL} ranges`, siteId);
@@ -152,8 +159,8 @@ async function verifyPipeline(
       }
     }
     pending = [];
-    for (let i = 0; i < next.length; i += MAX_VERIFY_RANGES) {
-      pending.push(...(await ask(next.slice(i, i + MAX_VERIFY_RANGES))).ranges);
+    for (let i = 0; i < next.length; i += RANGES_PER_REQUEST) {
+      pending.push(...(await ask(next.slice(i, i + RANGES_PER_REQUEST))).ranges);
     }
   }
   const sortCut = (keys: string[]) => keys.sort().slice(0, maxKeys);
