@@ -102,11 +102,13 @@ export class SiteRequester {
     const { broker, topology, siteId } = this.opts;
     const ch = await broker.openChannel();
     this.ch = ch;
-    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
-    this.queue = q.queue;
-    await ch.bindQueue(q.queue, topology.up, replyRoutingKey(siteId, this.requestId));
+    // Named under the topology's prefix: the central's broker user may configure only such names
+    // (a server-named `amq.gen-…` queue would be refused where the prefix is not empty).
+    this.queue = `${topology.prefix}syncctl.reply.${this.requestId}`;
+    await ch.assertQueue(this.queue, { exclusive: true, autoDelete: true, durable: false });
+    await ch.bindQueue(this.queue, topology.up, replyRoutingKey(siteId, this.requestId));
     await ch.consume(
-      q.queue,
+      this.queue,
       (msg) => {
         if (!msg) return;
         this.arrived.push(msg);
