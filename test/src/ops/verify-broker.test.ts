@@ -13,16 +13,21 @@ import {
   bodyChecksum,
   type DecodedMessage,
   type MessageBody,
+  ManagementApi,
+  Topology,
+  brokerDefinitions,
+  rabbitPasswordHash,
 } from '@sitesync/protocol';
 import { type Database } from '@sitesync/db';
 import { type BrokerPipelineVerification, type ResyncResult } from '@sitesync/syncctl';
 import { ORDERS_TABLE, RESULTS_TABLE, labPipeline } from '../support/lab-data.js';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { amqpUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, managementUrl, postgresUrl } from '../support/services.js';
 import { syncctl } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping verify over the broker: no RabbitMQ available');
+const mgmt = managementUrl();
 const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
 
 /** The lab pipeline's header columns the central holds (every column but `internal_note`). */
@@ -55,6 +60,15 @@ async function verifyOverBroker(world: TestWorld, centralUrl: string, extra: str
   ]);
   expect(r.stderr).toBe('');
   return { code: r.code, report: JSON.parse(r.stdout) as BrokerPipelineVerification[] };
+}
+
+/** `amqp://user:password@<the test broker's host and port>/vhost` */
+function brokerUrl(user: string, password: string, vhost: string): string {
+  const u = new URL(broker!);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  u.pathname = `/${encodeURIComponent(vhost)}`;
+  return u.toString();
 }
 
 async function centralOrder(cdb: Database, orderId: number): Promise<Record<string, unknown> | undefined> {
@@ -513,5 +527,64 @@ describe.skipIf(!broker)('syncctl verify over the broker', () => {
     expect(await verify('102')).toMatch(
       /site 102: reply refused: published by broker user "guest", not the site's "site-102-not-held"/,
     );
+  });
+});
+
+describe.skipIf(!broker || !mgmt)('verify and resync with the deployed broker users', () => {
+  let world: TestWorld;
+  worldPerTest(broker, (w) => (world = w));
+
+  it('work where the site user may write only its own keys on sync.up and the central user only prefixed names', async () => {
+    const api = ManagementApi.fromAmqpUrl(broker!, mgmt);
+    const vhost = `t${world.id}-verify`;
+    const prefix = 'hosp.';
+    const password = 'a-test-password';
+    const hash = rabbitPasswordHash(password);
+    const users = { central: `t${world.id}-central`, site: `t${world.id}-site-101` };
+    await api.importDefinitions(
+      brokerDefinitions(new Topology({ prefix }), {
+        vhost,
+        central: { name: users.central, passwordHash: hash },
+        sites: [{ siteId: 101, user: { name: users.site, passwordHash: hash } }],
+      }),
+    );
+    world.onTeardown(async () => {
+      await api.deleteVhost(vhost);
+      for (const u of Object.values(users)) await api.deleteUser(u);
+    });
+    const centralAmqp = brokerUrl(users.central, password, vhost);
+    const centralUrl = world.dbUrl('sqlite', 'central');
+    const central = await world.startCentral(centralUrl, { amqp: { url: centralAmqp, prefix } });
+    const cdb = central.database!;
+    await world.registerSite(cdb, 101, { user: users.site });
+    const siteUrl = world.dbUrl('sqlite', 'site101');
+    await world.prepareSite(101, siteUrl, { orders: 50 });
+    const site = await world.startSite(
+      world.siteConfig(101, siteUrl, { amqp: { url: brokerUrl(users.site, password, vhost), prefix } }),
+    );
+    expect((await site.runSession()).status).toBe('ok');
+    await cdb.execute(`UPDATE central_orders SET status = ? WHERE id_efector = ? AND order_id = ?`, ['x', 101, 42]);
+
+    const base = ['--db', centralUrl, '--amqp', centralAmqp, '--prefix', prefix];
+    const verify = await syncctl(['--db', centralUrl, 'verify', '--site', '101', ...base.slice(2), '--json']);
+    expect(verify.stderr).toBe('');
+    expect(verify.code).toBe(1);
+    expect(JSON.parse(verify.stdout)[0]).toMatchObject({ differences: 1, different: [encodeKey([42])] });
+    const resync = await syncctl([
+      '--db',
+      centralUrl,
+      'resync',
+      '--site',
+      '101',
+      '--differences',
+      '--now',
+      ...base.slice(2),
+    ]);
+    expect(resync.stderr).toBe('');
+    expect(resync.code).toBe(0);
+    expect(resync.stdout).toMatch(/session \S+ ok: 1 header\(s\), 0 deletion\(s\) sent/);
+    const again = await syncctl(['--db', centralUrl, 'verify', '--site', '101', ...base.slice(2)]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('site 101: identical at the site and centrally');
   });
 });
