@@ -24,7 +24,6 @@ export const VERIFY_CACHE_MS = 120_000;
 export const VERIFY_CACHE_ENTRIES = 2;
 
 interface CachedHashes {
-  expires: number;
   hashes: SortedHashes;
   details: number;
 }
@@ -48,7 +47,8 @@ export interface SiteVerificationDeps {
  * `<siteId>.reply.<requestId>`; one nobody waits for any more is logged and dropped.
  */
 export class SiteVerification {
-  private readonly cache = new Map<string, Promise<CachedHashes>>();
+  /** By `<requestId>|<pipeline>`; `expires` is set once hashed (a verify still hashing is never dropped for age). */
+  private readonly cache = new Map<string, { expires: number; hashes: Promise<CachedHashes> }>();
 
   constructor(private readonly deps: SiteVerificationDeps) {}
 
@@ -151,32 +151,30 @@ export class SiteVerification {
     return (await this.deps.pipelines.resolve()).find((p) => p.name === name);
   }
 
-  /** The pipeline's live headers hashed once per request id (the rounds of one verify share them). */
+  /**
+   * The pipeline's live headers hashed once per request id: the rounds of one verify share them.
+   * At most VERIFY_CACHE_ENTRIES verifies are kept, each for VERIFY_CACHE_MS after it was hashed.
+   */
   private hashesOf(requestId: string, p: ResolvedPipeline): Promise<CachedHashes> {
     const now = Date.now();
-    for (const [k, v] of this.cache) {
-      void v.then(
-        (c) => c.expires < now && this.cache.delete(k),
-        () => this.cache.delete(k),
-      );
-    }
+    for (const [k, entry] of this.cache) if (entry.expires < now) this.cache.delete(k);
     const key = `${requestId}|${p.name}`;
-    let entry = this.cache.get(key);
-    if (!entry) {
-      while (this.cache.size >= VERIFY_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
-      entry = hashHeaders(
-        this.deps.db,
-        { header: p.header, detail: p.detail, ...(p.config.filter ? { headerFilter: p.config.filter } : {}) },
-        p.config.algorithm,
-      ).then((h) => ({
-        expires: Date.now() + VERIFY_CACHE_MS,
-        hashes: new SortedHashes(h.hashes),
-        details: h.details,
-      }));
-      entry.catch(() => this.cache.delete(key));
-      this.cache.set(key, entry);
-    }
-    return entry;
+    const known = this.cache.get(key);
+    if (known) return known.hashes;
+    // The oldest goes first (a Map iterates in insertion order).
+    while (this.cache.size >= VERIFY_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+    const hashes = hashHeaders(
+      this.deps.db,
+      { header: p.header, detail: p.detail, ...(p.config.filter ? { headerFilter: p.config.filter } : {}) },
+      p.config.algorithm,
+    ).then((h) => ({ hashes: new SortedHashes(h.hashes), details: h.details }));
+    const entry = { expires: Number.POSITIVE_INFINITY, hashes };
+    this.cache.set(key, entry);
+    hashes.then(
+      () => (entry.expires = Date.now() + VERIFY_CACHE_MS),
+      () => this.cache.delete(key),
+    );
+    return hashes;
   }
 
   /** Publishes an answer confirmed and mandatory; when nobody waits for it any more, logs and drops it. */
