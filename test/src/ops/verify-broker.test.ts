@@ -22,13 +22,13 @@ import { type Database } from '@sitesync/db';
 import { type BrokerPipelineVerification, type ResyncResult } from '@sitesync/syncctl';
 import { ORDERS_TABLE, RESULTS_TABLE, labPipeline } from '../support/lab-data.js';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
-import { amqpUrl, managementUrl, postgresUrl } from '../support/services.js';
+import { amqpUrl, localDbKinds, managementUrl } from '../support/services.js';
 import { syncctl } from '../support/wait.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping verify over the broker: no RabbitMQ available');
 const mgmt = managementUrl();
-const kinds: DbKind[] = ['sqlite', ...(postgresUrl() ? (['postgres'] as const) : [])];
+const kinds: DbKind[] = localDbKinds();
 
 /** The lab pipeline's header columns the central holds (every column but `internal_note`). */
 const CENTRAL_ORDER_COLUMNS = [
