@@ -251,7 +251,6 @@ describe.skipIf(!broker).each(kinds)(
         }),
       );
       expect((await site.runSession()).status).toBe('ok');
-      const centralUrl = world.dbUrl(kind, 'central');
       expect((await verifyOverBroker(world, centralUrl)).code).toBe(0);
 
       await cdb.execute(`UPDATE kt_orders SET label = ? WHERE id_efector = ? AND code = ?`, ['tampered', 101, 'k7 ']);
