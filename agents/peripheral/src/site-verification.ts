@@ -118,7 +118,11 @@ export class SiteVerification {
 
   /** A session started now, and how it ended if it did before the asker stops waiting. */
   private async sessionUntil(deadline: number): Promise<NonNullable<ResyncReply['session']>> {
-    const session = this.deps.runSession();
+    // A session that began while the keys were being marked may have read them before: a new one.
+    const session = (async () => {
+      await this.deps.currentSession()?.catch(() => undefined);
+      return this.deps.runSession();
+    })();
     // Answer a moment before the asker gives up, so that it hears at least that the session started.
     const wait = Math.max(0, deadline - Date.now() - 2000);
     let timer: NodeJS.Timeout | undefined;

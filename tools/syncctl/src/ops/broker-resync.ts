@@ -1,4 +1,4 @@
-import { encodeKey, MAX_RESYNC_KEYS, type ResyncReply } from '@sitesync/protocol';
+import { ConfigError, encodeKey, MAX_RESYNC_KEYS, type ResyncReply } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import { expectedUser } from '@sitesync/central';
 import { sitePipelineRows, verifySiteOverBroker, type BrokerPipelineVerification } from './broker-verify';
@@ -58,6 +58,12 @@ export async function resyncSite(
       .filter((p) => p.keys.length > 0);
     if (pipelines.length === 0) return { verification, marked: [] };
   } else {
+    if (scope.kind === 'keys' && rows.length > 1) {
+      throw new ConfigError(
+        `--keys needs --pipeline: site ${link.siteId} has pipelines ${rows.map((r) => r.pipeline).join(', ')}`,
+        'pipeline',
+      );
+    }
     pipelines = rows.map((r) => ({
       pipeline: r.pipeline,
       all: scope.kind === 'all',

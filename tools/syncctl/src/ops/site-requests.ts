@@ -131,7 +131,7 @@ export class SiteRequester {
     // that reconnects hours later finds no stale request.
     m.options.expiration = String(timeoutMs);
     try {
-      await broker.publish(topology.down, { ...m, options: { ...m.options } });
+      await broker.publish(topology.down, m);
     } catch (err) {
       if (err instanceof UnroutableError)
         throw new SiteNotConnectedError(`site ${siteId} is not connected: nothing takes its messages`, siteId);
