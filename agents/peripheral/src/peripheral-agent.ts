@@ -24,6 +24,7 @@ import { PipelineCache } from './pipeline-cache';
 import { SessionAcks } from './session-acks';
 import { encodeSiteMessage } from './site-message';
 import { SiteInterventions } from './interventions/site-interventions';
+import { SiteVerification } from './site-verification';
 
 /** Sessions re-send the procedure catalogue and unanswered transfers at most this often (every (re)connect does too). */
 export const RESUME_INTERVAL_MS = 60_000;
@@ -46,6 +47,7 @@ export class PeripheralAgent {
   private pipelines: PipelineCache | undefined;
   private acks: SessionAcks | undefined;
   private siteInterventions: SiteInterventions | undefined;
+  private verification: SiteVerification | undefined;
   private transferTimer: NodeJS.Timeout | undefined;
   private interventionsResumedAt = 0;
   private closing: Promise<void> | undefined;
@@ -92,6 +94,15 @@ export class PeripheralAgent {
           encodeSiteMessage(type, body, { siteId: this.config.siteId, userId: this.userId }),
         ),
       );
+      this.verification = new SiteVerification({
+        db: this.db,
+        pipelines: this.pipelines,
+        sender: { siteId: this.config.siteId, userId: this.userId },
+        log: this.log,
+        publish: (m) => this.broker!.publish(this.topology.up, m),
+        runSession: () => this.runSession(),
+        currentSession: () => this.current,
+      });
       this.broker = new BrokerConnection({
         url: this.config.amqp.url,
         name: `sitesync-peripheral-${this.config.siteId}${this.config.amqp.prefix ? ` (${this.config.amqp.prefix})` : ''}`,
@@ -155,6 +166,8 @@ export class PeripheralAgent {
         'intervention.accepted',
         'intervention.rejected',
         'intervention.deliver',
+        'verify.request',
+        'resync.request',
       ]);
       const decoded = m;
       await runWithRetry(() => this.applyCentralMessage(decoded), {
@@ -196,6 +209,11 @@ export class PeripheralAgent {
         return this.siteInterventions!.onRejected(m);
       case 'intervention.deliver':
         return this.siteInterventions!.onDeliver(m);
+      // syncctl verify --site / syncctl resync: answered, never retried (see SiteVerification)
+      case 'verify.request':
+        return this.verification!.onVerifyRequest(m);
+      case 'resync.request':
+        return this.verification!.onResyncRequest(m);
       default:
         throw new MessageRejectedError('unknown-type', `unexpected message type ${m.type}`, { messageId: m.messageId });
     }

@@ -111,3 +111,55 @@ export async function readRowState(
   }
   return out;
 }
+
+const RESEND_COLUMNS = [
+  'pipeline',
+  'header_key',
+  'TargetHash',
+  'IsSync',
+  'pending_hash',
+  'pending_batch',
+  'pending_delete',
+  'updated_at',
+] as const;
+
+/**
+ * Forgets what the central acknowledged for `keys` of a pipeline (or every key the side table
+ * knows), so that the next session sends each again: TargetHash is cleared, so the scan finds the
+ * header dirty; a key the side table did not know is entered as held centrally, so a key the site
+ * does not have goes out as a deletion. `pending_batch` is set to `mark` (a request id no ack
+ * carries): a session reading only tracked changes takes unacknowledged keys too. Returns the
+ * number of keys marked.
+ */
+export async function markForResend(
+  db: Database,
+  pipeline: string,
+  keys: readonly string[] | 'all',
+  mark: string,
+): Promise<number> {
+  const d = db.dialect;
+  const q = (c: string) => d.quote(c);
+  if (keys === 'all') {
+    return db.transaction(async (tx) =>
+      tx.execute(
+        `UPDATE ${q(ROW_STATE_TABLE)} SET ${q('TargetHash')} = NULL, ${q('IsSync')} = ?, pending_hash = NULL, ` +
+          `pending_batch = ?, pending_delete = ?, updated_at = ? WHERE pipeline = ?`,
+        [d.bool(false), mark, d.bool(false), d.now(), pipeline],
+      ),
+    );
+  }
+  const unique = [...new Set(keys)];
+  const text = d.textType();
+  const types = [text, text, text, d.booleanType(), text, text, d.booleanType(), d.timestampType()];
+  const chunk = d.writeManyChunk(RESEND_COLUMNS.length);
+  await db.transaction(async (tx) => {
+    const now = d.now();
+    for (let i = 0; i < unique.length; i += chunk) {
+      const values = unique
+        .slice(i, i + chunk)
+        .map((k) => [pipeline, k, null, d.bool(false), null, mark, d.bool(false), now]);
+      await tx.run(d.writeMany(ROW_STATE_TABLE, RESEND_COLUMNS, types, values, ['pipeline', 'header_key'], false));
+    }
+  });
+  return unique.length;
+}

@@ -22,3 +22,4 @@ export * from './change-tracking';
 export * from './journal';
 export * from './operation-lock';
 export * from './table-names';
+export * from './header-hashes';

@@ -106,6 +106,8 @@ export interface EncodedMessage {
     contentType: string;
     contentEncoding?: string;
     correlationId?: string;
+    /** Per-message TTL in milliseconds, as text (AMQP `expiration`): the broker drops it unread after. */
+    expiration?: string;
     headers: Record<string, unknown>;
   };
 }

@@ -22,6 +22,7 @@ import {
   ProcedureCatalogueSchema,
   ProcedurePublishedSchema,
 } from './intervention-messages';
+import { ResyncReplySchema, ResyncRequestSchema, VerifyReplySchema, VerifyRequestSchema } from './verify-messages';
 
 /**
  * The newest version of the message bodies, carried in the `x-sitesync-schema` header.
@@ -57,6 +58,10 @@ export const MESSAGE_SCHEMAS = {
   'intervention.source-conflict': InterventionSourceConflictSchema,
   'intervention.deliver': InterventionDeliverSchema,
   'intervention.received': InterventionReceivedSchema,
+  'verify.request': VerifyRequestSchema,
+  'verify.reply': VerifyReplySchema,
+  'resync.request': ResyncRequestSchema,
+  'resync.reply': ResyncReplySchema,
 } as const;
 
 export type MessageType = keyof typeof MESSAGE_SCHEMAS;
@@ -79,7 +84,17 @@ export const MESSAGE_DIRECTION: Record<MessageType, 'up' | 'down'> = {
   'intervention.source-conflict': 'up',
   'intervention.deliver': 'down',
   'intervention.received': 'up',
+  'verify.request': 'down',
+  'verify.reply': 'up',
+  'resync.request': 'down',
+  'resync.reply': 'up',
 };
+
+/**
+ * Up messages that answer one syncctl request: published under `<siteId>.reply.<requestId>`
+ * (`replyRoutingKey`), which no central queue binds, only the asker's own reply queue.
+ */
+export const REPLY_MESSAGE_TYPES: readonly MessageType[] = ['verify.reply', 'resync.reply'];
 
 export function isMessageType(t: unknown): t is MessageType {
   return typeof t === 'string' && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, t);

@@ -17,3 +17,6 @@ export * from './ops/db-upgrade';
 export * from './ops/customisations';
 export * from './ops/upgrade-scripts';
 export * from './ops/upgrade-targets';
+export * from './ops/site-requests';
+export * from './ops/broker-verify';
+export * from './ops/broker-resync';

@@ -26,9 +26,13 @@ describe('message types', () => {
       'intervention.transfer',
       'procedure.catalogue',
       'procedure.published',
+      'resync.reply',
+      'resync.request',
       'session.ack',
       'session.completed',
       'session.started',
+      'verify.reply',
+      'verify.request',
     ]);
     expect(Object.keys(MESSAGE_DIRECTION).sort()).toEqual([...MESSAGE_TYPES].sort());
     expect(MESSAGE_TYPES.filter((t) => MESSAGE_DIRECTION[t] === 'up').sort()).toEqual([
@@ -38,8 +42,10 @@ describe('message types', () => {
       'intervention.source-deleted',
       'intervention.transfer',
       'procedure.catalogue',
+      'resync.reply',
       'session.completed',
       'session.started',
+      'verify.reply',
     ]);
   });
 

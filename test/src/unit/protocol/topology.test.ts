@@ -7,10 +7,13 @@ import {
   CENTRAL_SYNC_BINDINGS,
   DEFAULT_DELIVERY_LIMIT,
   MESSAGE_DIRECTION,
+  REPLY_MESSAGE_TYPES,
   Topology,
   encodeMessage,
+  replyRoutingKey,
   routingKeyFor,
   type Log,
+  type MessageType,
 } from '@sitesync/protocol';
 import { amqpUrl, reportSkip } from '../../support/services.js';
 import { batch, batchAck } from './fixtures.js';
@@ -95,7 +98,9 @@ describe('routing', () => {
   it('every site->central message type reaches exactly one central queue', () => {
     const matches = (pattern: string, key: string) =>
       new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+')}$`).test(key);
-    const up = Object.entries(MESSAGE_DIRECTION).filter(([, d]) => d === 'up');
+    const up = Object.entries(MESSAGE_DIRECTION).filter(
+      ([t, d]) => d === 'up' && !REPLY_MESSAGE_TYPES.includes(t as MessageType),
+    );
     for (const [t] of up) {
       const key = routingKeyFor(7, t);
       const queues = [CENTRAL_SYNC_BINDINGS, CENTRAL_INTERVENTION_BINDINGS].filter((b) =>
@@ -103,6 +108,14 @@ describe('routing', () => {
       );
       expect(queues, t).toHaveLength(1);
     }
+  });
+
+  it('a reply to syncctl reaches no central queue', () => {
+    const matches = (pattern: string, key: string) =>
+      new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+')}$`).test(key);
+    const key = replyRoutingKey(7, randomUUID());
+    for (const p of [...CENTRAL_SYNC_BINDINGS, ...CENTRAL_INTERVENTION_BINDINGS])
+      expect(matches(p, key), p).toBe(false);
   });
 });
 

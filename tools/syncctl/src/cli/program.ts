@@ -5,6 +5,7 @@ import { SyncctlContext } from './context';
 import { registerDbCommands } from './db-commands';
 import { registerDlqCommands } from './dlq-commands';
 import { registerProceduresCommands } from './procedures-commands';
+import { registerResyncCommand } from './resync-command';
 import { registerSitesCommands } from './sites-commands';
 import { registerStatusCommand } from './status-command';
 import { registerTransferCommands } from './transfer-commands';
@@ -31,6 +32,7 @@ export function createSyncctlProgram(env: NodeJS.ProcessEnv): Command {
   registerTransferCommands(program, ctx);
   registerDlqCommands(program, ctx);
   registerVerifyCommand(program, ctx);
+  registerResyncCommand(program, ctx);
   registerDbCommands(program, ctx);
   registerUsersCommands(program);
   registerBundleCommands(program, ctx);

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
-import { readHeaderPages, type Database, type HeaderSource, type ResolvedPipeline, type TableInfo } from '@sitesync/db';
-import { ConfigError, HeaderHasher, type ColumnSpec, type WireValue, type WireValues } from '@sitesync/protocol';
+import { hashHeaders, type Database, type HeaderHashes, type ResolvedPipeline, type TableInfo } from '@sitesync/db';
+import { ConfigError, SortedHashes, type ColumnSpec, type HashAlgorithm, type PipelineShape } from '@sitesync/protocol';
 import { findSiteRows, SITE_COLUMN } from '@sitesync/central';
 
 /** One side of a pipeline: how many headers and details, and a digest of every (key, hash). */
@@ -33,61 +32,37 @@ export interface VerifyOptions {
 }
 
 function digestOf(hashes: Map<string, string>): string {
-  const h = createHash('sha256');
-  for (const key of [...hashes.keys()].sort()) h.update(`${key} ${hashes.get(key)}\n`);
-  return h.digest('hex');
+  return new SortedHashes(hashes).summary({ lo: null, hi: null }).digest;
 }
 
-/**
- * A value as its column type means it, whatever the driver returned: the central may store a
- * site's INT as BIGINT (read back as a string) or a DECIMAL as NUMERIC, and both sides must compare
- * equal when the data is.
- */
-function canonicalValue(v: WireValue, type: ColumnSpec['type'] | undefined): WireValue {
-  if (v === null) return null;
-  switch (type) {
-    case 'integer':
-    case 'number': {
-      const n = typeof v === 'number' ? v : Number(v);
-      return typeof v !== 'boolean' && v !== '' && Number.isFinite(n) && (type === 'number' || Number.isSafeInteger(n))
-        ? n
-        : v;
-    }
-    case 'boolean':
-      return v === true || v === 1 || v === '1' || v === 'true';
-    case 'timestamp': {
-      const d = new Date(String(v));
-      return Number.isNaN(d.getTime()) ? v : d.toISOString();
-    }
-    default:
-      return v;
-  }
+/** What hashing a pipeline's rows needs, from a resolved pipeline (the site's file) or a shape (what a site sent). */
+export interface PipelineColumns {
+  name: string;
+  algorithm: HashAlgorithm;
+  header: { key: readonly string[]; columns: readonly string[]; specs: readonly ColumnSpec[] };
+  detail: { columns: readonly string[]; joinColumns: readonly string[]; specs: readonly ColumnSpec[] } | null;
 }
 
-/** A row's values (in the specs' order) in the one form both sides compare. */
-function canonicalRow(row: WireValues, specs: readonly ColumnSpec[]): WireValues {
-  return row.map((v, i) => canonicalValue(v, specs[i]?.type));
+export function columnsOfPipeline(p: ResolvedPipeline): PipelineColumns {
+  return { name: p.name, algorithm: p.config.algorithm, header: p.header, detail: p.detail };
 }
 
-async function hashAll(
-  db: Database,
-  src: HeaderSource,
-  p: ResolvedPipeline,
-  pageSize: number,
-): Promise<{ hashes: Map<string, string>; details: number }> {
-  const hashes = new Map<string, string>();
-  const hasher = new HeaderHasher(p.config.algorithm, src.header.columns, src.detail?.columns);
-  const detailSpecs = p.detail?.specs ?? [];
-  let details = 0;
-  for await (const page of readHeaderPages(db, src, pageSize)) {
-    for (const h of page) {
-      const header = canonicalRow(h.header, p.header.specs);
-      const lines = h.details.map((d) => canonicalRow(d, detailSpecs));
-      hashes.set(h.headerKey, hasher.hash(header, lines));
-      details += h.details.length;
-    }
-  }
-  return { hashes, details };
+/** The columns of a pipeline shape as a site sends it (in a batch, or in its first verify reply). */
+export function columnsOfShape(shape: PipelineShape): PipelineColumns {
+  const detail = shape.detail;
+  return {
+    name: shape.name,
+    algorithm: shape.algorithm,
+    header: { key: shape.header.key, columns: shape.header.columns.map((c) => c.name), specs: shape.header.columns },
+    detail: detail
+      ? {
+          columns: detail.columns.map((c) => c.name),
+          // the detail columns holding the header key, in header-key order
+          joinColumns: shape.header.key.map((hk) => Object.entries(detail.join).find(([, h]) => h === hk)![0]),
+          specs: detail.columns,
+        }
+      : null,
+  };
 }
 
 /**
@@ -112,13 +87,20 @@ export async function verifySite(
     if (!row) {
       throw new ConfigError(`site ${siteId} has no EstadoSyncGeneral row for pipeline ${p.name}`, 'pipeline');
     }
-    const site = await hashAll(
+    const site = await hashHeaders(
       siteDb,
       { header: p.header, detail: p.detail, ...(p.config.filter ? { headerFilter: p.config.filter } : {}) },
-      p,
+      p.config.algorithm,
       pageSize,
     );
-    const central = await centralSide(centralDb, siteId, p, row.tabla_encabezado, row.tabla_detalle, pageSize);
+    const central = await centralHeaderHashes(
+      centralDb,
+      siteId,
+      columnsOfPipeline(p),
+      row.tabla_encabezado,
+      row.tabla_detalle,
+      pageSize,
+    );
     const missingCentrally: string[] = [];
     const different: string[] = [];
     for (const [key, hash] of site.hashes) {
@@ -145,14 +127,18 @@ function dbTypesOf(info: TableInfo, columns: readonly string[]): string[] {
   return columns.map((c) => info.columns.find((x) => x.name === c)?.dbType ?? '');
 }
 
-async function centralSide(
+/**
+ * The central's copy of one site's headers in a pipeline's target tables, hashed as the site hashes
+ * its own (see hashHeaders). Every column is checked against the live table first.
+ */
+export async function centralHeaderHashes(
   db: Database,
   siteId: number,
-  p: ResolvedPipeline,
+  p: PipelineColumns,
   headerTable: string,
   detailTable: string | null,
-  pageSize: number,
-): Promise<{ hashes: Map<string, string>; details: number }> {
+  pageSize = 1000,
+): Promise<HeaderHashes> {
   const header = await db.describeTable(headerTable);
   // Nothing merged yet: the central holds no row of this site.
   if (!header) return { hashes: new Map(), details: 0 };
@@ -181,7 +167,7 @@ async function centralSide(
       'pipeline',
     );
   }
-  return hashAll(
+  return hashHeaders(
     db,
     {
       header: {
@@ -194,7 +180,7 @@ async function centralSide(
       detail,
       scope: { sql: `${db.dialect.quote(SITE_COLUMN)} = ?`, params: [siteId] },
     },
-    p,
+    p.algorithm,
     pageSize,
   );
 }
