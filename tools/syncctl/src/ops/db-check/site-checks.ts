@@ -1,11 +1,5 @@
 import { ConfigError, type HashingFile } from '@sitesync/protocol';
-import {
-  resolvePipeline,
-  splitSqlScript,
-  type Database,
-  type SqlToken,
-  type TableInfo,
-} from '@sitesync/db';
+import { resolvePipeline, splitSqlScript, type Database, type SqlToken, type TableInfo } from '@sitesync/db';
 import { CheckContext, checkOrphans, hasColumn, unique, type CheckOptions, type Finding } from './check-context';
 import { checkForeignKeys, checkStuckInterventions } from './shared-checks';
 
