@@ -1,0 +1,77 @@
+/**
+ * `amqp.url`: one broker, or the nodes of a RabbitMQ cluster. In a config file a string or a
+ * non-empty array of strings; in `SYNC_AMQP_URL` one URL or several separated by commas.
+ */
+import { z } from 'zod';
+
+const BROKER_URL_FORM = 'amqp://[user:password@]host[:port][/vhost] or amqps://…';
+
+/** A comma that starts another broker URL: a comma inside a password (legal in a URL) is not one. */
+const URL_SEPARATOR = /\s*,\s*(?=amqps?:\/\/)/i;
+
+/** The URL with its password replaced by `***`, for logs and messages. */
+export function maskBrokerUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}
+
+/** What is wrong with `url` as a broker URL, or undefined when it is one. */
+export function brokerUrlProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `not a URL: ${JSON.stringify(maskBrokerUrl(url))} (expected ${BROKER_URL_FORM})`;
+  }
+  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:')
+    return `${JSON.stringify(maskBrokerUrl(url))} is not an amqp:// or amqps:// URL (expected ${BROKER_URL_FORM})`;
+  if (!u.hostname) return `${JSON.stringify(maskBrokerUrl(url))} names no host (expected ${BROKER_URL_FORM})`;
+  return undefined;
+}
+
+/** `amqp.url` as a list: a string is one node. */
+export function brokerUrlsOf(url: string | readonly string[]): readonly string[] {
+  return typeof url === 'string' ? [url] : url;
+}
+
+/**
+ * `SYNC_AMQP_URL`'s text: several URLs separated by commas become an array, one stays a string
+ * (as before). Splits only where a comma is followed by `amqp://` or `amqps://`.
+ */
+export function splitBrokerUrls(text: string): string | string[] {
+  const parts = text
+    .trim()
+    .split(URL_SEPARATOR)
+    .map((p) => p.trim())
+    .filter(Boolean);
+  return parts.length === 1 ? parts[0]! : parts;
+}
+
+/** `amqp.url` of a config: one broker URL or a non-empty list of them (cluster nodes), each checked. */
+export const BrokerUrlsSchema = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1, 'a list of broker URLs needs at least one')])
+  .superRefine((value, ctx) => {
+    const urls = brokerUrlsOf(value);
+    const seen = new Set<string>();
+    urls.forEach((url, i) => {
+      const path = typeof value === 'string' ? [] : [i];
+      const problem = brokerUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem, path });
+      else if (seen.has(url))
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(maskBrokerUrl(url))} is listed twice`, path });
+      seen.add(url);
+    });
+  });
+
+/** An `amqp` config section after parsing: `url` is the first node, `urls` all of them. */
+export function withBrokerUrls<T extends { url: string | readonly string[] }>(
+  amqp: T,
+): Omit<T, 'url'> & { url: string; urls: readonly string[] } {
+  const urls = brokerUrlsOf(amqp.url);
+  return { ...amqp, url: urls[0]!, urls };
+}
