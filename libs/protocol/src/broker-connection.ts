@@ -216,7 +216,7 @@ export class BrokerConnection extends EventEmitter {
         return refused;
       }
       err = new TransientError(refused.message, 'BROKER_REFUSED', { cause: refused });
-      what = `broker at ${server} refused user ${refused.user}`;
+      what = `broker refused user ${refused.user} at ${server}`;
     } else if (during === 'connect') {
       err = new TransientError(
         `cannot connect to the broker: unreachable at ${server} (${errorInfo(cause).message})`,
