@@ -58,13 +58,23 @@ export const BrokerUrlsSchema = z
   .superRefine((value, ctx) => {
     const urls = brokerUrlsOf(value);
     const seen = new Set<string>();
+    let first: URL | undefined;
     urls.forEach((url, i) => {
       const path = typeof value === 'string' ? [] : [i];
       const problem = brokerUrlProblem(url);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem, path });
-      else if (seen.has(url))
-        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(maskBrokerUrl(url))} is listed twice`, path });
+      if (problem) return ctx.addIssue({ code: 'custom', message: problem, path });
+      if (seen.has(url))
+        return ctx.addIssue({ code: 'custom', message: `${JSON.stringify(maskBrokerUrl(url))} is listed twice`, path });
       seen.add(url);
+      // The nodes of one cluster: the agent publishes with user_id = the user, so every URL must log in as it.
+      const u = new URL(url);
+      first ??= u;
+      if (u.username !== first.username || u.pathname !== first.pathname)
+        ctx.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(maskBrokerUrl(url))} names another user or virtual host than the first URL: the nodes of one cluster are reached with the same user and virtual host`,
+          path,
+        });
     });
   });
 

@@ -81,12 +81,17 @@ describe('amqp.url names one broker or the nodes of a cluster', () => {
     expect(env.message).not.toContain(':pw@');
   });
 
-  it('an empty list, a non-URL and the same node twice are refused', () => {
+  it('an empty list, a non-URL, the same node twice and nodes with different users are refused', () => {
     expect(configError(() => loadCentralConfig(centralFile([]), {})).key).toBe('amqp.url');
     expect(configError(() => loadCentralConfig(centralFile('rabbit-1:5672'), {})).key).toBe('amqp.url');
     const twice = configError(() => loadCentralConfig(centralFile([NODES[0], NODES[0]]), {}));
     expect(twice.key).toBe('amqp.url.1');
     expect(twice.message).toContain('listed twice');
+    const other = configError(() =>
+      loadCentralConfig(centralFile([NODES[0], 'amqp://site-102:pw@rabbit-2:5672/sitesync']), {}),
+    );
+    expect(other.key).toBe('amqp.url.1');
+    expect(other.message).toContain('the same user and virtual host');
   });
 
   it('a URL shown in a message or a log has its password masked', () => {
