@@ -10,6 +10,7 @@ import {
   DEFAULT_SITE_DEAD_LETTER_MAX_BYTES,
   DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES,
   BrokerUrlsSchema,
+  DerivedBrokerUrlsSchema,
   applyEnvOverrides,
   configErrorFrom,
   withBrokerUrls,
@@ -117,6 +118,8 @@ export const CentralConfigSchema = z
       .object({
         /** The broker, or the nodes of a cluster (an array): connects to the first that answers. */
         url: BrokerUrlsSchema,
+        /** Made from `url` (every node); not set in a file. */
+        urls: DerivedBrokerUrlsSchema,
         /** Prefix of every exchange and queue name. @default '' */
         prefix: z.string().default(''),
         /** @default 256 */

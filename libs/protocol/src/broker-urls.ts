@@ -78,10 +78,27 @@ export const BrokerUrlsSchema = z
     });
   });
 
+/**
+ * `amqp.urls` of a config: made from `amqp.url` by parsing. Accepted back only as parsing made it
+ * (a parsed config given to the parser again); a file sets `amqp.url`.
+ */
+export const DerivedBrokerUrlsSchema = z.array(z.string()).readonly().optional();
+
 /** An `amqp` config section after parsing: `url` is the first node, `urls` all of them. */
-export function withBrokerUrls<T extends { url: string | readonly string[] }>(
+export function withBrokerUrls<T extends { url: string | readonly string[]; urls?: readonly string[] | undefined }>(
   amqp: T,
-): Omit<T, 'url'> & { url: string; urls: readonly string[] } {
-  const urls = brokerUrlsOf(amqp.url);
+  ctx: z.RefinementCtx,
+): Omit<T, 'url' | 'urls'> & { url: string; urls: readonly string[] } {
+  let urls = brokerUrlsOf(amqp.url);
+  if (amqp.urls !== undefined) {
+    // A parsed config: `url` is the first of `urls`.
+    if (amqp.urls[0] !== urls[0] || (urls.length > 1 && JSON.stringify(amqp.urls) !== JSON.stringify(urls)))
+      ctx.addIssue({ code: 'custom', message: 'is made from amqp.url: set amqp.url instead', path: ['urls'] });
+    amqp.urls.forEach((url, i) => {
+      const problem = brokerUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['urls', i] });
+    });
+    urls = amqp.urls;
+  }
   return { ...amqp, url: urls[0]!, urls };
 }

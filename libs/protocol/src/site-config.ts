@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigOrigin, applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
 import { ConfigError } from './errors';
-import { BrokerUrlsSchema, withBrokerUrls } from './broker-urls';
+import { BrokerUrlsSchema, DerivedBrokerUrlsSchema, withBrokerUrls } from './broker-urls';
 import { SiteIdSchema } from './site-id';
 import { HashingFileSchema, type HashingFile } from './pipeline';
 
@@ -25,6 +25,8 @@ export const PeripheralConfigSchema = z
       .object({
         /** The broker, or the nodes of a cluster (an array): connects to the first that answers. */
         url: BrokerUrlsSchema,
+        /** Made from `url` (every node); not set in a file. */
+        urls: DerivedBrokerUrlsSchema,
         /** Prefix of every exchange and queue name. @default '' */
         prefix: z.string().default(''),
         /** Broker user put in `user_id`; defaults to the URL's user. */

@@ -7,10 +7,11 @@ import {
   loadPeripheralConfig,
   loadPeripheralConfigWithOrigin,
   maskBrokerUrl,
+  parsePeripheralConfig,
   queueNodeDownOf,
   splitBrokerUrls,
 } from '@sitesync/protocol';
-import { loadCentralConfig } from '@sitesync/central';
+import { loadCentralConfig, parseCentralConfig } from '@sitesync/central';
 import { labPipeline } from '../../support/lab-data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sitesync-urls-'));
@@ -51,6 +52,17 @@ describe('amqp.url names one broker or the nodes of a cluster', () => {
     const both = loadCentralConfig(centralFile(NODES), {});
     expect(both.amqp.urls).toEqual(NODES);
     expect(both.amqp.url).toBe(NODES[0]);
+  });
+
+  it('a parsed config parses again to the same (amqp.urls is made from amqp.url, never set apart from it)', () => {
+    const cfg = loadCentralConfig(centralFile(NODES), {});
+    expect(parseCentralConfig({ ...cfg }).amqp).toEqual(cfg.amqp);
+    const site = loadPeripheralConfig(siteFile(NODES), {});
+    expect(parsePeripheralConfig({ ...site, amqp: { ...site.amqp } }).amqp.urls).toEqual(NODES);
+    const apart = configError(() =>
+      parseCentralConfig({ ...cfg, amqp: { ...cfg.amqp, urls: [NODES[1]] } as unknown as typeof cfg.amqp }),
+    );
+    expect(apart.key).toBe('amqp.urls');
   });
 
   it('SYNC_AMQP_URL takes several URLs separated by commas, and a comma inside a password stays in it', () => {
