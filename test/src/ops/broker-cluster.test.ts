@@ -187,9 +187,13 @@ describe.skipIf(!!noCluster)('a clustered broker (three RabbitMQ nodes of the te
           `cut session ${cut.status}, ${sessions.length} session(s) in all; test ${Date.now() - t0} ms`,
       );
     } finally {
-      await world.teardown();
-      await cluster.destroy();
-      expect(cluster.leftoverPids()).toEqual([]);
+      try {
+        await world.teardown();
+      } finally {
+        await cluster.destroy();
+      }
     }
+    // Reached only when the test passed (a failed teardown check must not hide the failure).
+    expect(cluster.leftoverPids(), 'beam processes of the cluster left running').toEqual([]);
   }, 240_000);
 });
