@@ -127,7 +127,7 @@ export class CentralAgent {
       };
       const a = this.config.amqp;
       this.broker = new BrokerConnection({
-        url: a.url,
+        url: a.urls,
         name: `sitesync-central${a.prefix ? ` (${a.prefix})` : ''}`,
         log: this.log,
         confirmWindow: a.confirmWindow,

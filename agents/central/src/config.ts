@@ -9,8 +9,11 @@ import {
   DEFAULT_MAX_WIRE_BYTES,
   DEFAULT_SITE_DEAD_LETTER_MAX_BYTES,
   DEFAULT_SITE_DEAD_LETTER_MAX_MESSAGES,
+  BrokerUrlsSchema,
+  DerivedBrokerUrlsSchema,
   applyEnvOverrides,
   configErrorFrom,
+  withBrokerUrls,
 } from '@sitesync/protocol';
 import { ROLES, isPasswordHash } from './http/auth';
 import {
@@ -113,7 +116,10 @@ export const CentralConfigSchema = z
   .object({
     amqp: z
       .object({
-        url: z.string().min(1),
+        /** The broker, or the nodes of a cluster (an array): connects to the first that answers. */
+        url: BrokerUrlsSchema,
+        /** Made from `url` (every node); not set in a file. */
+        urls: DerivedBrokerUrlsSchema,
         /** Prefix of every exchange and queue name. @default '' */
         prefix: z.string().default(''),
         /** @default 256 */
@@ -129,7 +135,8 @@ export const CentralConfigSchema = z
         certFile: z.string().optional(),
         keyFile: z.string().optional(),
       })
-      .strict(),
+      .strict()
+      .transform(withBrokerUrls),
     db: z.object({ url: z.string().min(1) }).strict(),
     /** Limits on what a site controls (docs/operations.md, "Security model"). */
     limits: z
@@ -178,7 +185,7 @@ export const CentralConfigSchema = z
 export type CentralConfig = Readonly<z.infer<typeof CentralConfigSchema>>;
 
 const ENV_KEYS = {
-  AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
+  AMQP_URL: { path: ['amqp', 'url'], type: 'urls' },
   AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
   AMQP_DELIVERY_LIMIT: { path: ['amqp', 'deliveryLimit'], type: 'number' },
   AMQP_MANAGEMENT_URL: { path: ['amqp', 'managementUrl'], type: 'string' },
@@ -259,8 +266,10 @@ export function loadCentralConfigWithOrigin(
       throw new ConfigError(`${from}: not a JSON array of users: ${(cause as Error).message}`, 'users', { cause });
     }
   }
-  return {
-    config: parseCentralConfig(merged),
-    origin: new ConfigOrigin(path ? resolve(path) : undefined, env, ENV_KEYS),
-  };
+  const origin = new ConfigOrigin(path ? resolve(path) : undefined, env, ENV_KEYS);
+  try {
+    return { config: parseCentralConfig(merged), origin };
+  } catch (err) {
+    throw origin.locate(err, 'amqp.url');
+  }
 }

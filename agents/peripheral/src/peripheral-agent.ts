@@ -104,7 +104,7 @@ export class PeripheralAgent {
         currentSession: () => this.current,
       });
       this.broker = new BrokerConnection({
-        url: this.config.amqp.url,
+        url: this.config.amqp.urls,
         name: `sitesync-peripheral-${this.config.siteId}${this.config.amqp.prefix ? ` (${this.config.amqp.prefix})` : ''}`,
         log: this.log,
         confirmWindow: this.config.amqp.confirmWindow,

@@ -12,6 +12,7 @@ import {
   brokerUserOf,
   brokerVhostOf,
 } from './broker-failures';
+import { brokerUrlsOf } from './broker-urls';
 
 /** Minimal logger shape (pino satisfies it). */
 export interface Log {
@@ -22,7 +23,11 @@ export interface Log {
 }
 
 export interface BrokerConnectionOptions {
-  url: string;
+  /**
+   * The broker, or the nodes of a cluster: connects to the first that answers, and on a lost
+   * connection or a failed connect moves on to the next (round-robin).
+   */
+  url: string | readonly string[];
   /** Shown in the management UI's connection list. */
   name: string;
   log: Log;
@@ -89,8 +94,16 @@ export class BrokerConnection extends EventEmitter {
   private retryWait: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   private closing: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
+  /** The broker URLs (cluster nodes), tried in turn from `node`. */
+  private readonly urls: readonly string[];
+  /** Index in `urls` of the node connected to, or to try next. */
+  private node = 0;
+  /** The node of the last connection, to log a move to another one. */
+  private lastConnectedNode: number | undefined;
   /** Failed attempts since the last connect. */
   private failures = 0;
+  /** Rounds over every node that all failed, since the last connect: the backoff grows with them. */
+  private failedRounds = 0;
   /** Connections in a row that were lost soon after they opened. */
   private shortLived = 0;
   private connectedAt = 0;
@@ -110,13 +123,22 @@ export class BrokerConnection extends EventEmitter {
   constructor(private readonly opts: BrokerConnectionOptions) {
     super();
     this.window = opts.confirmWindow ?? 256;
+    this.urls = brokerUrlsOf(opts.url);
+  }
+
+  /** `host:port` of the node connected to (or to be tried next). */
+  get broker(): string {
+    return brokerAddressOf(this.urls[this.node]!);
   }
 
   get connected(): boolean {
     return this.state === 'CONNECTED';
   }
 
-  /** Connects once; rejects with a TransientError when the broker cannot be reached. */
+  /**
+   * Connects once, trying each node (from the current one) until one answers; rejects with a
+   * TransientError when none can be reached.
+   */
   connect(): Promise<void> {
     if (this.state === 'CONNECTED') return Promise.resolve();
     if (this.closing) return Promise.reject(new Error('connection closed'));
@@ -137,7 +159,7 @@ export class BrokerConnection extends EventEmitter {
         return;
       } catch (err) {
         if (this.closing || err instanceof BrokerRefusedError) throw err;
-        await this.sleep(this.backoff(this.failures));
+        await this.sleep(this.backoff(this.failedRounds));
       }
     }
   }
@@ -163,31 +185,38 @@ export class BrokerConnection extends EventEmitter {
   }
 
   /**
-   * Counts a failed attempt and says what it was: a refusal of the user (final before the first
-   * connect), or a broker that cannot be reached or set up (retried). Reports the first failure at
-   * once, then at most every {@link BROKER_FAILURE_LOG_INTERVAL_MS}, with the number of attempts.
+   * Counts a failed attempt on `url` and says what it was: a refusal of the user (final before the
+   * first connect, see `doConnect`), or a broker that cannot be reached or set up (retried). Reports
+   * the first failure at once, then at most every {@link BROKER_FAILURE_LOG_INTERVAL_MS}, with the
+   * number of attempts.
    */
-  private attemptFailed(cause: unknown, during: 'connect' | 'setup'): SyncError {
+  private attemptFailed(cause: unknown, during: 'connect' | 'setup', url: string): SyncError {
     this.failures++;
     const refusal = brokerRefusalOf(cause);
-    const server = brokerAddressOf(this.opts.url);
+    const server = brokerAddressOf(url);
+    const others = this.urls.length > 1 ? '; trying the next node' : '; retrying';
     let err: SyncError;
     let what: string;
     if (refusal) {
       const refused = new BrokerRefusedError(
         refusal.refusal,
-        brokerUserOf(this.opts.url) ?? 'guest',
+        brokerUserOf(url) ?? 'guest',
         server,
-        brokerVhostOf(this.opts.url),
+        brokerVhostOf(url),
         refusal.replyText,
         { cause },
       );
       if (!this.everConnected) {
-        this.settleRefused(refused);
+        // A virtual host "refused" by one node of several may be one that is down on that node only.
+        if (refusal.refusal === 'vhost' && this.urls.length > 1)
+          this.opts.log.warn(
+            { broker: server, err: errorInfo(cause) },
+            `broker at ${server} refused the virtual host${others}`,
+          );
         return refused;
       }
       err = new TransientError(refused.message, 'BROKER_REFUSED', { cause: refused });
-      what = `broker refused user ${refused.user}`;
+      what = `broker refused user ${refused.user} at ${server}`;
     } else if (during === 'connect') {
       err = new TransientError(
         `cannot connect to the broker: unreachable at ${server} (${errorInfo(cause).message})`,
@@ -203,24 +232,61 @@ export class BrokerConnection extends EventEmitter {
     if (this.failures === 1 || now - this.lastFailureReport >= BROKER_FAILURE_LOG_INTERVAL_MS) {
       this.lastFailureReport = now;
       this.opts.log.warn(
-        { err: errorInfo(cause), attempts: this.failures },
-        this.failures === 1 ? `${what}; retrying` : `${what}, still (${this.failures} attempts so far); retrying`,
+        { err: errorInfo(cause), attempts: this.failures, broker: server },
+        this.failures === 1 ? `${what}${others}` : `${what}, still (${this.failures} attempts so far)${others}`,
       );
     }
     return err;
   }
 
+  /**
+   * One round: the current node, then each next one, until one connects. A refusal of the user's
+   * credentials or of an operation is final before the first connect (a cluster's nodes share their
+   * users and permissions, so one clear refusal is enough); a refused virtual host is final only when
+   * every node that answered refused it (one node's virtual host may be down while the others run).
+   */
   private async doConnect(): Promise<void> {
+    const n = this.urls.length;
+    let last: unknown;
+    let vhostRefused: BrokerRefusedError | undefined;
+    let answered = false;
+    for (let i = 0; i < n; i++) {
+      try {
+        await this.connectTo(this.urls[this.node]!);
+        this.failedRounds = 0;
+        return;
+      } catch (err) {
+        last = err;
+        if (err instanceof BrokerRefusedError) {
+          if (err.refusal !== 'vhost' || n === 1) {
+            this.settleRefused(err);
+            throw err;
+          }
+          vhostRefused ??= err;
+        } else if ((err as SyncError).code !== 'BROKER_UNREACHABLE') answered = true;
+        if (this.closing) throw err;
+        this.node = (this.node + 1) % n;
+      }
+    }
+    if (vhostRefused && !answered) {
+      this.settleRefused(vhostRefused);
+      throw vhostRefused;
+    }
+    this.failedRounds++;
+    throw vhostRefused ? new TransientError(vhostRefused.message, 'BROKER_REFUSED', { cause: vhostRefused }) : last;
+  }
+
+  private async connectTo(url: string): Promise<void> {
     this.state = this.reconnects > 0 || this.failures > 0 ? 'RECONNECTING' : 'CONNECTING';
     let model: ChannelModel;
     try {
-      model = await amqp.connect(this.opts.url, {
+      model = await amqp.connect(url, {
         noDelay: true, // without it, publish-then-confirm runs at ~23 msg/s (Nagle + delayed ACK)
         clientProperties: { connection_name: this.opts.name },
         ...this.opts.socketOptions,
       });
     } catch (cause) {
-      throw this.attemptFailed(cause, 'connect');
+      throw this.attemptFailed(cause, 'connect', url);
     }
     model.on('error', (err: unknown) => this.opts.log.warn({ err: errorInfo(err) }, 'broker connection error'));
     model.on('close', () => this.onLost(model));
@@ -248,10 +314,22 @@ export class BrokerConnection extends EventEmitter {
         this.consumerChannels = [];
       }
       await model.close().catch(() => undefined);
-      throw this.attemptFailed(err, 'setup');
+      throw this.attemptFailed(err, 'setup', url);
     }
-    if (this.failures > 0 || this.reconnects > 0)
-      this.opts.log.info({ reconnects: this.reconnects, attempts: this.failures + 1 }, 'broker connected');
+    const broker = brokerAddressOf(url);
+    const node = this.urls.length > 1 ? `${this.node + 1}/${this.urls.length}` : undefined;
+    if (this.lastConnectedNode !== undefined && this.lastConnectedNode !== this.node) {
+      const was = brokerAddressOf(this.urls[this.lastConnectedNode]!);
+      this.opts.log.warn(
+        { broker, node, was, reconnects: this.reconnects, attempts: this.failures + 1 },
+        `broker connected to another node: ${broker} (was ${was})`,
+      );
+    } else if (this.failures > 0 || this.reconnects > 0 || node)
+      this.opts.log.info(
+        { broker, node, reconnects: this.reconnects, attempts: this.failures + 1 },
+        'broker connected',
+      );
+    this.lastConnectedNode = this.node;
     this.failures = 0;
     this.everConnected = true;
     this.connectedAt = Date.now();
@@ -277,7 +355,15 @@ export class BrokerConnection extends EventEmitter {
     // At once after a connection that lasted; after a backoff when connections keep dropping soon
     // after they open (a refused operation, a broker that accepts and then closes).
     this.shortLived = Date.now() - this.connectedAt < STABLE_CONNECTION_MS ? this.shortLived + 1 : 0;
-    this.opts.log.warn({ shortLived: this.shortLived || undefined }, 'broker connection lost; reconnecting');
+    const lost = this.broker;
+    // A cluster: the next node first (the lost one may be going down); it comes round again last.
+    if (this.urls.length > 1) this.node = (this.node + 1) % this.urls.length;
+    this.opts.log.warn(
+      { shortLived: this.shortLived || undefined, broker: lost },
+      this.urls.length > 1
+        ? `broker connection to ${lost} lost; reconnecting, next to ${this.broker}`
+        : 'broker connection lost; reconnecting',
+    );
     this.scheduleReconnect(this.shortLived > 0 ? this.backoff(this.shortLived) : 0);
   }
 
@@ -285,7 +371,7 @@ export class BrokerConnection extends EventEmitter {
     if (this.reconnectTimer || this.closing) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connect().catch(() => this.scheduleReconnect(this.backoff(this.failures)));
+      this.connect().catch(() => this.scheduleReconnect(this.backoff(this.failedRounds)));
     }, delay);
   }
 

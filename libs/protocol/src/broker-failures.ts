@@ -81,6 +81,18 @@ export function brokerRefusalOf(err: unknown): { refusal: BrokerRefusal; replyTe
   return undefined;
 }
 
+const AMQP_NOT_FOUND = 404;
+
+/**
+ * Whether `err` says a queue exists but cannot be used because the cluster node it lives on is down
+ * (a classic queue's home node): RabbitMQ answers 404 like for a missing queue, and only its reply
+ * text (3.x and 4.x alike) tells them apart. Declaring such a queue fails the same way.
+ */
+export function queueNodeDownOf(err: unknown): boolean {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== AMQP_NOT_FOUND) return false;
+  return /NOT_FOUND - home node '.*' of durable queue .* is down or inaccessible/.test(err.message);
+}
+
 function replyTextOf(message: string): string {
   const m = /with message "(.*)"$/.exec(message);
   return m?.[1] ?? message;

@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { ConfigError } from './errors';
+import { splitBrokerUrls } from './broker-urls';
 
 /** Where an environment variable lands in the config object, and how to parse it. */
 export interface EnvKey {
   path: readonly string[];
-  type: 'string' | 'number';
+  /** `urls`: one broker URL, or several separated by commas (the nodes of a cluster). */
+  type: 'string' | 'number' | 'urls';
 }
 
 /**
@@ -31,6 +33,7 @@ export function applyEnvOverrides(
       }
     }
     let v: unknown = value;
+    if (spec.type === 'urls') v = splitBrokerUrls(value);
     if (spec.type === 'number') {
       v = Number(value);
       if (value.trim() === '' || !Number.isFinite(v)) {
@@ -89,6 +92,15 @@ export class ConfigOrigin {
     }
     if (this.file) return `${key} in ${this.file}${variable ? ` (or ${variable.name})` : ''}`;
     return variable ? `${key} (${variable.name})` : key;
+  }
+
+  /**
+   * `err` with where to fix it appended when it is a config error on `key` or an item of it
+   * (`amqp.url.1`); any other error unchanged.
+   */
+  locate(err: unknown, key: string): unknown {
+    if (!(err instanceof ConfigError) || (err.key !== key && !err.key.startsWith(`${key}.`))) return err;
+    return new ConfigError(`${err.message} (set in ${this.whereSet(key)})`, err.key, { cause: err, code: err.code });
   }
 }
 

@@ -12,6 +12,7 @@ export * from './envelope';
 export * from './topology';
 export * from './broker-connection';
 export * from './broker-failures';
+export * from './broker-urls';
 export * from './logger';
 export * from './config-support';
 export * from './http-server';

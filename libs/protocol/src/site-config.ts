@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigOrigin, applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
 import { ConfigError } from './errors';
+import { BrokerUrlsSchema, DerivedBrokerUrlsSchema, withBrokerUrls } from './broker-urls';
 import { SiteIdSchema } from './site-id';
 import { HashingFileSchema, type HashingFile } from './pipeline';
 
@@ -22,7 +23,10 @@ export const PeripheralConfigSchema = z
     siteId: SiteIdSchema,
     amqp: z
       .object({
-        url: z.string().min(1),
+        /** The broker, or the nodes of a cluster (an array): connects to the first that answers. */
+        url: BrokerUrlsSchema,
+        /** Made from `url` (every node); not set in a file. */
+        urls: DerivedBrokerUrlsSchema,
         /** Prefix of every exchange and queue name. @default '' */
         prefix: z.string().default(''),
         /** Broker user put in `user_id`; defaults to the URL's user. */
@@ -36,7 +40,8 @@ export const PeripheralConfigSchema = z
         certFile: z.string().optional(),
         keyFile: z.string().optional(),
       })
-      .strict(),
+      .strict()
+      .transform(withBrokerUrls),
     db: z.object({ url: z.string().min(1) }).strict(),
     /** Hashing files, inline or as `{ "file": "path.json" }` relative to the config file. */
     pipelines: z.array(z.record(z.string(), z.unknown())).min(1),
@@ -77,7 +82,7 @@ export type PeripheralConfig = Readonly<Omit<z.infer<typeof PeripheralConfigSche
 /** Environment variables that override the file, `SYNC_<NAME>` (or `SYNC_<NAME>_FILE` to read a secret). */
 const ENV_KEYS: Readonly<Record<string, EnvKey>> = {
   SITE_ID: { path: ['siteId'], type: 'number' },
-  AMQP_URL: { path: ['amqp', 'url'], type: 'string' },
+  AMQP_URL: { path: ['amqp', 'url'], type: 'urls' },
   AMQP_PREFIX: { path: ['amqp', 'prefix'], type: 'string' },
   AMQP_USER_ID: { path: ['amqp', 'userId'], type: 'string' },
   AMQP_DELIVERY_LIMIT: { path: ['amqp', 'deliveryLimit'], type: 'number' },
@@ -152,6 +157,10 @@ export function loadPeripheralConfigWithOrigin(
     .map((f) => f.trim())
     .filter(Boolean);
   if (files?.length) merged.pipelines = files.map((f) => ({ file: resolve(f) }));
-  const config = parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd());
-  return { config, origin: new ConfigOrigin(file ? resolve(file) : undefined, env, ENV_KEYS) };
+  const origin = new ConfigOrigin(file ? resolve(file) : undefined, env, ENV_KEYS);
+  try {
+    return { config: parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd()), origin };
+  } catch (err) {
+    throw origin.locate(err, 'amqp.url');
+  }
 }

@@ -1,4 +1,6 @@
 import type { Channel } from 'amqplib';
+import { TransientError } from './errors';
+import { queueNodeDownOf } from './broker-failures';
 
 /** Delivery attempts before the broker dead-letters a message (quorum queues; set explicitly, 3.10 has no default). */
 export const DEFAULT_DELIVERY_LIMIT = 5;
@@ -32,15 +34,28 @@ export async function brokerEntityExists(
   kind: 'queue' | 'exchange',
   name: string,
 ): Promise<boolean> {
+  return (await brokerEntityState(open, kind, name)) !== 'missing';
+}
+
+/**
+ * `present`, `missing`, or `unavailable`: a queue that exists on a cluster node that is down (a
+ * classic dead-letter queue whose node stopped). Declaring or binding an unavailable queue fails, and
+ * it needs no declaring: it is back with its node.
+ */
+export async function brokerEntityState(
+  open: ChannelOpener,
+  kind: 'queue' | 'exchange',
+  name: string,
+): Promise<'present' | 'missing' | 'unavailable'> {
   const ch = await open();
   ch.on('error', () => undefined); // a 404 closes the channel: expected here
   try {
     if (kind === 'queue') await ch.checkQueue(name);
     else await ch.checkExchange(name);
     await ch.close().catch(() => undefined);
-    return true;
-  } catch {
-    return false;
+    return 'present';
+  } catch (err) {
+    return queueNodeDownOf(err) ? 'unavailable' : 'missing';
   }
 }
 
@@ -119,7 +134,11 @@ export class Topology {
   ): Promise<string> {
     const dlq = this.deadLetterQueue(route);
     if (!(await brokerEntityExists(open, 'exchange', this.dlx))) await this.declareExchanges(ch);
-    if (!(await brokerEntityExists(open, 'queue', dlq))) await ch.assertQueue(dlq, { durable: true, arguments: args });
+    const state = await brokerEntityState(open, 'queue', dlq);
+    // Checked before `ch` is used: a failed declare would close it (the publish channel, often).
+    if (state === 'unavailable')
+      throw new TransientError(`dead-letter queue ${dlq} is on a cluster node that is down`, 'BROKER_QUEUE_DOWN');
+    if (state === 'missing') await ch.assertQueue(dlq, { durable: true, arguments: args });
     await ch.bindQueue(dlq, this.dlx, route);
     return dlq;
   }
@@ -171,8 +190,12 @@ export class Topology {
   ): Promise<void> {
     const missing = async (q: string) => !open || !(await brokerEntityExists(open, 'queue', q));
     const dlq = this.deadLetterQueue(queue);
-    if (await missing(dlq)) await ch.assertQueue(dlq, { durable: true, arguments: this.deadLetterQueueArguments() });
-    await ch.bindQueue(dlq, this.dlx, queue);
+    // A classic dead-letter queue whose cluster node is down exists, bound, and cannot be declared or
+    // bound now: the work queue goes on without it (the broker keeps its dead letters until it is back).
+    const dlqState = open ? await brokerEntityState(open, 'queue', dlq) : 'missing';
+    if (dlqState === 'missing')
+      await ch.assertQueue(dlq, { durable: true, arguments: this.deadLetterQueueArguments() });
+    if (dlqState !== 'unavailable') await ch.bindQueue(dlq, this.dlx, queue);
     if (await missing(queue))
       await ch.assertQueue(queue, { durable: true, arguments: this.workQueueArguments(queue, extra) });
   }

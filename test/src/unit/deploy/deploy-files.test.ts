@@ -120,20 +120,54 @@ describe('deploy/Dockerfile', () => {
   });
 });
 
+type Service = {
+  image?: string;
+  hostname?: string;
+  build?: { target?: string };
+  environment?: Record<string, string>;
+  secrets?: string[];
+  volumes?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: unknown };
+};
+type Compose = {
+  services: Record<string, Service>;
+  secrets: Record<string, { environment: string }>;
+  volumes: Record<string, unknown>;
+};
+
+/** The repository file a service mounts at `path`, if any. */
+function mounted(s: Service, path: string): string | undefined {
+  const m = (s.volumes ?? []).find((v) => v.split(':')[1] === path && v.startsWith('.'));
+  return m ? resolve(DEPLOY, m.split(':')[0]!) : undefined;
+}
+
+/** A service's environment as the agent sees it: secrets (`*_FILE`) resolved from .env.example, mounted files mapped to the repository. */
+function agentEnv(compose: Compose, env: Record<string, string>, s: Service): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(s.environment ?? {})) {
+    const secret = /^\/run\/secrets\/(.+)$/.exec(v)?.[1];
+    if (k.endsWith('_FILE') && secret) {
+      expect(s.secrets, `${k} needs secret ${secret}`).toContain(secret);
+      out[k.slice(0, -'_FILE'.length)] = env[compose.secrets[secret]!.environment];
+    } else if (k.endsWith('_FILE') && mounted(s, v)) {
+      out[k.slice(0, -'_FILE'.length)] = readFileSync(mounted(s, v)!, 'utf8').trim();
+    } else if (k === 'SYNC_PIPELINE_FILES') {
+      out[k] = v
+        .split(',')
+        .map((f) => {
+          const mount = (s.volumes ?? []).find((m) => m.split(':')[1] === f)!;
+          expect(mount, `${f} is mounted`).toBeDefined();
+          return resolve(DEPLOY, mount.split(':')[0]!);
+        })
+        .join(',');
+    } else out[k] = v;
+  }
+  return out;
+}
+
 describe('deploy/compose.yaml', () => {
-  type Service = {
-    image?: string;
-    build?: { target?: string };
-    environment?: Record<string, string>;
-    secrets?: string[];
-    volumes?: string[];
-    depends_on?: Record<string, { condition: string }>;
-    healthcheck?: { test: unknown };
-  };
-  const compose = parse(read('compose.yaml'), { merge: true }) as {
-    services: Record<string, Service>;
-    secrets: Record<string, { environment: string }>;
-  };
+  const compose = parse(read('compose.yaml'), { merge: true }) as Compose;
   const services = compose.services;
   const env = dotenv(read('.env.example'));
 
@@ -171,40 +205,10 @@ describe('deploy/compose.yaml', () => {
       expect(services[name]!.healthcheck, name).toBeDefined();
   });
 
-  /** The repository file a service mounts at `path`, if any. */
-  function mounted(s: Service, path: string): string | undefined {
-    const m = (s.volumes ?? []).find((v) => v.split(':')[1] === path && v.startsWith('.'));
-    return m ? resolve(DEPLOY, m.split(':')[0]!) : undefined;
-  }
-
-  /** A service's environment as the agent sees it: secrets (`*_FILE`) resolved from .env.example, mounted files mapped to the repository. */
-  function agentEnv(s: Service): NodeJS.ProcessEnv {
-    const out: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(s.environment ?? {})) {
-      const secret = /^\/run\/secrets\/(.+)$/.exec(v)?.[1];
-      if (k.endsWith('_FILE') && secret) {
-        expect(s.secrets, `${k} needs secret ${secret}`).toContain(secret);
-        out[k.slice(0, -'_FILE'.length)] = env[compose.secrets[secret]!.environment];
-      } else if (k.endsWith('_FILE') && mounted(s, v)) {
-        out[k.slice(0, -'_FILE'.length)] = readFileSync(mounted(s, v)!, 'utf8').trim();
-      } else if (k === 'SYNC_PIPELINE_FILES') {
-        out[k] = v
-          .split(',')
-          .map((f) => {
-            const mount = (s.volumes ?? []).find((m) => m.split(':')[1] === f)!;
-            expect(mount, `${f} is mounted`).toBeDefined();
-            return resolve(DEPLOY, mount.split(':')[0]!);
-          })
-          .join(',');
-      } else out[k] = v;
-    }
-    return out;
-  }
-
   it.each(['site-101', 'site-102'])('%s: its environment is a complete, valid peripheral config over TLS', (name) => {
     const s = services[name]!;
     expect(s.image ?? s.build?.target).toMatch(/peripheral/);
-    const cfg = loadPeripheralConfig(undefined, agentEnv(s));
+    const cfg = loadPeripheralConfig(undefined, agentEnv(compose, env, s));
     expect(cfg.siteId).toBe(Number(name.slice(-3)));
     expect(cfg.amqp.url).toMatch(/^amqps:\/\//);
     expect(decodeURIComponent(new URL(cfg.amqp.url).username)).toBe(`site-${cfg.siteId}`);
@@ -215,7 +219,7 @@ describe('deploy/compose.yaml', () => {
   });
 
   it('central: its environment is a complete, valid central config over TLS, with its API and metrics on', async () => {
-    const cfg = loadCentralConfig(undefined, agentEnv(services.central!));
+    const cfg = loadCentralConfig(undefined, agentEnv(compose, env, services.central!));
     expect(cfg.amqp.url).toMatch(/^amqps:\/\//);
     expect(cfg.amqp.caFile).toBe('/tls/ca.pem');
     expect(cfg.db.url).toMatch(/^mssql:\/\//);
@@ -241,5 +245,106 @@ describe('deploy/compose.yaml', () => {
       expect(digest.equals(raw.subarray(4)), `password of ${u.username}`).toBe(true);
     }
     for (const u of urls.slice(0, 3)) expect(new URL(u).pathname).toBe(`/${defs.vhosts[0]!.name}`);
+  });
+});
+
+describe('deploy/compose.cluster.yml: the same system on a three-node RabbitMQ cluster', () => {
+  const text = read('compose.cluster.yml');
+  const compose = parse(text, { merge: true }) as Compose;
+  const services = compose.services;
+  const single = parse(read('compose.yaml'), { merge: true }) as Compose;
+  const env = dotenv(read('.env.example'));
+  const NODES = ['rabbitmq-1', 'rabbitmq-2', 'rabbitmq-3'];
+
+  it('runs every service of compose.yaml, the one broker replaced by three nodes', () => {
+    const expected = Object.keys(single.services).filter((n) => n !== 'rabbitmq');
+    expect(Object.keys(services)).toEqual(expect.arrayContaining([...expected, ...NODES, 'cookie-init']));
+    expect(services).not.toHaveProperty('rabbitmq');
+  });
+
+  it('defines in .env.example every variable it uses, and mounts files that exist', () => {
+    const used = [...text.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!);
+    const fromSecrets = Object.values(compose.secrets).map((s) => s.environment);
+    for (const v of new Set([...used, ...fromSecrets])) expect(env, v).toHaveProperty(v);
+    for (const [name, s] of Object.entries(services))
+      for (const v of s.volumes ?? []) {
+        const src = v.split(':')[0]!;
+        if (src.startsWith('.')) expect(existsSync(resolve(DEPLOY, src)), `${name}: ${v}`).toBe(true);
+        else expect(compose.volumes, `${name}: volume ${src}`).toHaveProperty(src);
+      }
+  });
+
+  it('three nodes with their own host names and data, the same config, definitions and cluster peer list', () => {
+    const conf = read('rabbitmq/conf.d/30-cluster.conf');
+    expect(conf).toMatch(/^cluster_formation\.peer_discovery_backend = classic_config$/m);
+    const peers = [...conf.matchAll(/^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$/gm)].map(
+      (m) => m[1],
+    );
+    expect(peers).toEqual(NODES);
+    const data = new Set<string>();
+    for (const name of NODES) {
+      const s = services[name]!;
+      expect(s.hostname, name).toBe(name);
+      expect(s.image, name).toMatch(/^rabbitmq:4\./);
+      expect(s.healthcheck, name).toBeDefined();
+      const mounts = Object.fromEntries((s.volumes ?? []).map((v) => [v.split(':')[1], v.split(':')[0]]));
+      for (const target of [
+        '/etc/rabbitmq/rabbitmq.conf',
+        '/etc/rabbitmq/enabled_plugins',
+        '/etc/rabbitmq/definitions.json',
+        '/etc/rabbitmq/conf.d/30-cluster.conf',
+        '/etc/rabbitmq/tls',
+      ])
+        expect(mounts, `${name} mounts ${target}`).toHaveProperty([target]);
+      data.add(mounts['/var/lib/rabbitmq']!);
+    }
+    expect(data.size).toBe(3);
+  });
+
+  it("one Erlang cookie for all nodes, written into each node's data volume before it starts", () => {
+    const init = services['cookie-init']!;
+    const into = (init.volumes ?? []).map((v) => v.split(':')[0]);
+    for (const name of NODES) {
+      const volume = services[name]!.volumes!.find((v) => v.endsWith(':/var/lib/rabbitmq'))!.split(':')[0];
+      expect(into, name).toContain(volume);
+    }
+    expect(services['rabbitmq-1']!.depends_on).toHaveProperty('cookie-init');
+    expect(env.RABBITMQ_ERLANG_COOKIE!.length).toBeGreaterThanOrEqual(20);
+  });
+
+  it('nodes join one after the other, and the agents start once all three are healthy', () => {
+    expect(services['rabbitmq-2']!.depends_on).toEqual({ 'rabbitmq-1': { condition: 'service_healthy' } });
+    expect(services['rabbitmq-3']!.depends_on).toEqual({ 'rabbitmq-2': { condition: 'service_healthy' } });
+    for (const name of ['central', 'site-101', 'site-102'])
+      for (const node of NODES)
+        expect(services[name]!.depends_on?.[node], `${name} -> ${node}`).toEqual({ condition: 'service_healthy' });
+  });
+
+  /** The host names of a config's broker URLs, after checking each is amqps with `user`. */
+  function nodesOf(urls: readonly string[], user: string): string[] {
+    return urls.map((u) => {
+      expect(u).toMatch(/^amqps:\/\//);
+      expect(decodeURIComponent(new URL(u).username)).toBe(user);
+      return new URL(u).hostname;
+    });
+  }
+
+  it.each(['site-101', 'site-102'])('%s: its config lists all three nodes', (name) => {
+    const cfg = loadPeripheralConfig(undefined, agentEnv(compose, env, services[name]!));
+    expect(cfg.siteId).toBe(Number(name.slice(-3)));
+    expect(nodesOf(cfg.amqp.urls, `site-${cfg.siteId}`)).toEqual(NODES);
+    expect(cfg.amqp.caFile).toBe('/tls/ca.pem');
+  });
+
+  it('central and syncctl: their configs list all three nodes', () => {
+    for (const name of ['central', 'syncctl']) {
+      const cfg = loadCentralConfig(undefined, agentEnv(compose, env, services[name]!));
+      expect(nodesOf(cfg.amqp.urls, 'sitesync-central'), name).toEqual(NODES);
+      expect(new URL(cfg.amqp.managementUrl!).hostname).toBe('rabbitmq-1');
+    }
+  });
+
+  it("the demo certificate names every node (the agents check the broker's host name)", () => {
+    for (const name of NODES) expect(read('tls/make-certs.sh')).toContain(`DNS:${name}`);
   });
 });

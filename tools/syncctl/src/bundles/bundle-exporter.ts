@@ -1,4 +1,4 @@
-import { ConfigError, HashingFileSchema, configErrorFrom, type HashingFile } from '@sitesync/protocol';
+import { ConfigError, HashingFileSchema, brokerUrlsOf, configErrorFrom, type HashingFile } from '@sitesync/protocol';
 import type { Database } from '@sitesync/db';
 import type { BundleFile } from './bundle-reader';
 import { expectedUser, findSiteRows } from '@sitesync/central';
@@ -7,8 +7,8 @@ export interface SiteBundleOptions {
   siteId: number;
   /** The site's hashing files, as read: `name` is where it came from, for messages. */
   pipelineFiles: ReadonlyArray<{ name: string; text: string }>;
-  /** The broker as the site reaches it; user and password are replaced (the site's user, no password). */
-  amqpUrl: string;
+  /** The broker as the site reaches it, or its cluster's nodes; user and password are replaced (the site's user, no password). */
+  amqpUrl: string | readonly string[];
   prefix: string;
 }
 
@@ -55,12 +55,16 @@ export async function exportSiteBundle(central: Database, opts: SiteBundleOption
     definition: String(p.definition),
     created_at: p.created_at instanceof Date ? p.created_at.toISOString() : String(p.created_at),
   }));
-  const url = new URL(opts.amqpUrl);
-  url.username = encodeURIComponent(expectedUser(rows[0]!));
-  url.password = '';
+  // Every node of a cluster, each with the site's user (its password is the site's to fill in).
+  const urls = brokerUrlsOf(opts.amqpUrl).map((u) => {
+    const url = new URL(u);
+    url.username = encodeURIComponent(expectedUser(rows[0]!));
+    url.password = '';
+    return url.toString();
+  });
   const config = {
     siteId: opts.siteId,
-    amqp: { url: url.toString(), ...(opts.prefix ? { prefix: opts.prefix } : {}) },
+    amqp: { url: urls.length === 1 ? urls[0] : urls, ...(opts.prefix ? { prefix: opts.prefix } : {}) },
     pipelines: pipelines.map((p) => ({ file: `pipelines/${p.name}.json` })),
     schedule: { intervalSeconds: 300 },
   };

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { ConfigError } from '@sitesync/protocol';
+import { ConfigError, splitBrokerUrls } from '@sitesync/protocol';
 import { Database, JOURNAL_TABLE, OperationJournal, OperationLock, type DatabaseRole } from '@sitesync/db';
 import { applyBundle } from '../bundles/bundle-applier';
 import { exportSiteBundle } from '../bundles/bundle-exporter';
@@ -53,12 +53,15 @@ export function registerBundleCommands(program: Command, ctx: SyncctlContext): v
     )
     .requiredOption('--site <id>', 'the site (efector id), registered with syncctl sites add', siteId)
     .requiredOption('--pipeline-file <file...>', "the site's hashing file(s)")
-    .option('--amqp-url <url>', 'the broker as the site reaches it (default: the central config)')
+    .option(
+      '--amqp-url <url>',
+      "the broker as the site reaches it, a cluster's nodes comma-separated (default: the central config)",
+    )
     .option('--prefix <prefix>', 'topology prefix (default: the central config)')
     .action(async (out: string, opts: { site: number; pipelineFile: string[]; amqpUrl?: string; prefix?: string }) => {
       // The central config is only needed for what the options do not give.
       const cfg = !opts.amqpUrl || !ctx.options.db ? ctx.centralConfig() : undefined;
-      const amqpUrl = opts.amqpUrl ?? cfg!.amqp.url;
+      const amqpUrl = opts.amqpUrl ? splitBrokerUrls(opts.amqpUrl) : cfg!.amqp.urls;
       const prefix = opts.prefix ?? cfg?.amqp.prefix ?? '';
       const { url, urlSource } = ctx.centralDb();
       const pipelineFiles = await Promise.all(

@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { BrokerConnection, ConfigError, Topology, tlsSocketOptions } from '@sitesync/protocol';
+import { BrokerConnection, ConfigError, Topology, splitBrokerUrls, tlsSocketOptions } from '@sitesync/protocol';
 import { SITE_TABLE } from '@sitesync/db';
 import {
   DEFAULT_MAX_REPLAYS,
@@ -40,7 +40,7 @@ export function registerDlqCommands(program: Command, ctx: SyncctlContext): void
   const dlq = program
     .command('dlq')
     .description('dead letters: list, show, replay, purge')
-    .option('--amqp <url>', 'broker URL (default: the central config)')
+    .option('--amqp <url>', 'broker URL, or cluster nodes separated by commas (default: the central config)')
     .option('--prefix <prefix>', 'topology prefix (default: the central config)');
 
   dlq
@@ -118,7 +118,7 @@ async function withDeadLetters<T>(ctx: SyncctlContext, dlq: Command, fn: DeadLet
   // The central config gives what the options leave out, and its TLS files (CA, client
   // certificate) in any case: an amqps broker with a private CA is reached as the agent reaches it.
   const cfg = b.amqp && b.prefix !== undefined ? ctx.optionalCentralConfig() : ctx.centralConfig();
-  const url = b.amqp ?? cfg!.amqp.url;
+  const url = b.amqp ? splitBrokerUrls(b.amqp) : cfg!.amqp.urls;
   const prefix = b.prefix ?? cfg!.amqp.prefix;
   const topology = new Topology({ prefix });
   const { siteIds, sources } = await ctx.withCentralDb(async (db) => ({

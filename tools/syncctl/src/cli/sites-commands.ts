@@ -171,7 +171,7 @@ async function addSite(ctx: SyncctlContext, id: string, opts: SitesAddOptions): 
       db,
       reg,
       {
-        amqpUrl: cfg.amqp.url,
+        amqpUrl: cfg.amqp.urls,
         prefix: cfg.amqp.prefix,
         deliveryLimit: cfg.amqp.deliveryLimit,
         ...(cfg.amqp.managementUrl ? { managementUrl: cfg.amqp.managementUrl } : {}),

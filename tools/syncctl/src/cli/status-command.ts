@@ -71,7 +71,7 @@ async function addBrokerFigures(
   }
   let central;
   const broker = new BrokerConnection({
-    url: cfg.amqp.url,
+    url: cfg.amqp.urls,
     name: 'syncctl status',
     log: syncctlLog('silent'),
     socketOptions: tlsSocketOptions(cfg.amqp),

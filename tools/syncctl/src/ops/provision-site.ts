@@ -3,6 +3,7 @@ import type { Database } from '@sitesync/db';
 import {
   BrokerConnection,
   ConfigError,
+  brokerUrlsOf,
   Topology,
   sitePermissions,
   siteUserName,
@@ -13,8 +14,8 @@ import { checkTargetKeys, registerSite, type SiteRegistration } from '@sitesync/
 import { SITE_TABLE } from '@sitesync/db';
 
 export interface BrokerAccess {
-  /** The central's AMQP URL (its vhost is the site's). */
-  amqpUrl: string;
+  /** The central's AMQP URL, or its cluster's nodes (their vhost is the site's). */
+  amqpUrl: string | readonly string[];
   prefix: string;
   deliveryLimit: number;
   managementUrl?: string;
@@ -53,7 +54,8 @@ export async function provisionSite(
   const user = reg.brokerUser ?? siteUserName(reg.siteId);
   const password = opts.password ?? randomBytes(18).toString('base64url');
   const topology = new Topology({ prefix: broker.prefix, deliveryLimit: broker.deliveryLimit });
-  const api = ManagementApi.fromAmqpUrl(broker.amqpUrl, broker.managementUrl);
+  const amqpUrls = brokerUrlsOf(broker.amqpUrl);
+  const api = ManagementApi.fromAmqpUrl(amqpUrls[0]!, broker.managementUrl);
   const perms = sitePermissions(topology, reg.siteId);
   await api.putUser(user, password);
   await api.setPermissions(user, perms.permissions);
@@ -73,16 +75,23 @@ export async function provisionSite(
   }
 
   const registration = await registerSite(db, { ...reg, brokerUser: user });
-  const url = new URL(broker.amqpUrl);
-  url.username = encodeURIComponent(user);
-  url.password = encodeURIComponent(password);
+  // The site reaches the same nodes as the central, with its own user.
+  const siteUrls = amqpUrls.map((u) => {
+    const url = new URL(u);
+    url.username = encodeURIComponent(user);
+    url.password = encodeURIComponent(password);
+    return url.toString();
+  });
   return {
     registration,
     brokerUser: user,
     password,
     peripheralConfig: {
       siteId: reg.siteId,
-      amqp: { url: url.toString(), ...(broker.prefix ? { prefix: broker.prefix } : {}) },
+      amqp: {
+        url: siteUrls.length === 1 ? siteUrls[0] : siteUrls,
+        ...(broker.prefix ? { prefix: broker.prefix } : {}),
+      },
       db: { url: '<the site database URL, e.g. mssql://user:password@host:1433/database>' },
       pipelines: [{ file: 'hashing.json' }],
       schedule: { intervalSeconds: 300 },
