@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type Command } from 'commander';
 import { tlsSocketOptions } from '@sitesync/protocol';
 import { SITE_DISABLED_AT_COLUMN, SITE_TABLE } from '@sitesync/db';
-import { findSiteRows, registerSite, setSiteDisabled } from '@sitesync/central';
+import { findSiteRows, registerSite, setSiteDisabled, type CentralConfig } from '@sitesync/central';
 import { provisionSite, type BrokerAccess } from '../ops/provision-site';
 import { planSiteRemoval, removeSite, type SiteRemovalPlan } from '../ops/remove-site';
 import { identifier, siteId, syncctlLog, writeJson, writeRows, type SyncctlContext } from './context';
@@ -111,13 +111,7 @@ export function registerSitesCommands(program: Command, ctx: SyncctlContext): vo
     .option('--yes', 'required to delete anything: without it nothing changes and the counts are printed')
     .action(async (id: string, opts: { purgeRows?: boolean; yes?: boolean }) => {
       const site = siteId(id);
-      const cfg = ctx.centralConfig();
-      const broker: BrokerAccess = {
-        amqpUrl: cfg.amqp.url,
-        prefix: cfg.amqp.prefix,
-        deliveryLimit: cfg.amqp.deliveryLimit,
-        ...(cfg.amqp.managementUrl ? { managementUrl: cfg.amqp.managementUrl } : {}),
-      };
+      const broker = brokerAccess(ctx.centralConfig());
       await ctx.withCentralDb(async (db) => {
         const plan = await planSiteRemoval(db, site, broker, { purgeRows: !!opts.purgeRows });
         if (!opts.yes) {
@@ -165,20 +159,11 @@ async function addSite(ctx: SyncctlContext, id: string, opts: SitesAddOptions): 
       );
       return;
     }
-    const cfg = ctx.centralConfig();
     const password = opts.passwordFile ? readFileSync(opts.passwordFile, 'utf8').trim() : undefined;
-    const p = await provisionSite(
-      db,
-      reg,
-      {
-        amqpUrl: cfg.amqp.urls,
-        prefix: cfg.amqp.prefix,
-        deliveryLimit: cfg.amqp.deliveryLimit,
-        ...(cfg.amqp.managementUrl ? { managementUrl: cfg.amqp.managementUrl } : {}),
-        socketOptions: tlsSocketOptions(cfg.amqp),
-      },
-      { ...(password ? { password } : {}), log: syncctlLog('warn') },
-    );
+    const p = await provisionSite(db, reg, brokerAccess(ctx.centralConfig()), {
+      ...(password ? { password } : {}),
+      log: syncctlLog('warn'),
+    });
     const r = p.registration;
     process.stderr.write(
       `site ${r.siteId} (pipeline ${r.pipeline}) onboarded: headers -> ${r.headerTable}` +
@@ -188,4 +173,15 @@ async function addSite(ctx: SyncctlContext, id: string, opts: SitesAddOptions): 
     );
     writeJson(p.peripheralConfig);
   });
+}
+
+/** The broker as the central config names it: every node, the prefix, management and TLS. */
+function brokerAccess(cfg: CentralConfig): BrokerAccess {
+  return {
+    amqpUrl: cfg.amqp.urls,
+    prefix: cfg.amqp.prefix,
+    deliveryLimit: cfg.amqp.deliveryLimit,
+    ...(cfg.amqp.managementUrl ? { managementUrl: cfg.amqp.managementUrl } : {}),
+    socketOptions: tlsSocketOptions(cfg.amqp),
+  };
 }

@@ -55,7 +55,7 @@ export async function provisionSite(
   const password = opts.password ?? randomBytes(18).toString('base64url');
   const topology = new Topology({ prefix: broker.prefix, deliveryLimit: broker.deliveryLimit });
   const amqpUrls = brokerUrlsOf(broker.amqpUrl);
-  const api = ManagementApi.fromAmqpUrl(amqpUrls[0]!, broker.managementUrl);
+  const api = managementApiOf(broker);
   const perms = sitePermissions(topology, reg.siteId);
   await api.putUser(user, password);
   await api.setPermissions(user, perms.permissions);
@@ -98,4 +98,9 @@ export async function provisionSite(
       httpPort: 9464,
     },
   };
+}
+
+/** The broker's management API: `managementUrl`, else beside the first node's AMQP URL. */
+export function managementApiOf(broker: BrokerAccess): ManagementApi {
+  return ManagementApi.fromAmqpUrl(brokerUrlsOf(broker.amqpUrl)[0]!, broker.managementUrl);
 }

@@ -1,8 +1,8 @@
 import type { Database, Queryable } from '@sitesync/db';
 import { INBOX_TABLE, LEDGER_TABLE, REJECTED_TABLE, SESSION_TABLE, SITE_TABLE } from '@sitesync/db';
-import { ConfigError, ManagementApi, Topology, siteUserName } from '@sitesync/protocol';
+import { ConfigError, Topology, siteUserName } from '@sitesync/protocol';
 import { SITE_COLUMN } from '@sitesync/central';
-import type { BrokerAccess } from './provision-site';
+import { managementApiOf, type BrokerAccess } from './provision-site';
 
 /**
  * The central's tables that hold a site's registration and sync state, each with its site column.
@@ -96,7 +96,7 @@ export async function planSiteRemoval(
     }
   }
 
-  const api = ManagementApi.fromAmqpUrl(broker.amqpUrl, broker.managementUrl);
+  const api = managementApiOf(broker);
   const existing = await api.queues();
   const queues = siteQueueNames(broker, siteId)
     .filter((q) => existing.has(q))
@@ -112,7 +112,7 @@ export async function planSiteRemoval(
  * deletes: a run stopped half-way is finished by running it again.
  */
 export async function removeSite(db: Database, plan: SiteRemovalPlan, broker: BrokerAccess): Promise<void> {
-  const api = ManagementApi.fromAmqpUrl(broker.amqpUrl, broker.managementUrl);
+  const api = managementApiOf(broker);
   await api.deleteUser(plan.brokerUser.name);
   for (const q of siteQueueNames(broker, plan.siteId)) await api.deleteQueue(q);
   await db.transaction(async (tx) => {
