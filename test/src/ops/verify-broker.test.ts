@@ -44,20 +44,13 @@ const CENTRAL_ORDER_COLUMNS = [
 ];
 
 /** `syncctl verify --site 101` over the broker, as JSON. */
+/** `syncctl --db <central> <command> --site 101 ... --amqp <test broker> --prefix <world's>` */
+function siteCommand(world: TestWorld, centralUrl: string, command: 'verify' | 'resync', ...args: string[]) {
+  return syncctl(['--db', centralUrl, command, '--site', '101', ...args, '--amqp', broker!, '--prefix', world.prefix]);
+}
+
 async function verifyOverBroker(world: TestWorld, centralUrl: string, extra: string[] = []) {
-  const r = await syncctl([
-    '--db',
-    centralUrl,
-    'verify',
-    '--site',
-    '101',
-    '--amqp',
-    broker!,
-    '--prefix',
-    world.prefix,
-    '--json',
-    ...extra,
-  ]);
+  const r = await siteCommand(world, centralUrl, 'verify', '--json', ...extra);
   expect(r.stderr).toBe('');
   return { code: r.code, report: JSON.parse(r.stdout) as BrokerPipelineVerification[] };
 }
@@ -131,35 +124,12 @@ describe.skipIf(!broker).each(kinds)('syncctl verify and resync over the broker 
     expect(damaged.report[0]!.central.headers).toBe(60);
     expect(damaged.report[0]!.site.digest).not.toBe(damaged.report[0]!.central.digest);
 
-    const table = await syncctl([
-      '--db',
-      centralUrl,
-      'verify',
-      '--site',
-      '101',
-      '--amqp',
-      broker!,
-      '--prefix',
-      world.prefix,
-    ]);
+    const table = await siteCommand(world, centralUrl, 'verify');
     expect(table.code).toBe(1);
     expect(table.stdout).toContain(`lab: only centrally: ${encodeKey([9999])}`);
     expect(table.stdout).toContain('site 101: 4 header(s) differ');
 
-    const resync = await syncctl([
-      '--db',
-      centralUrl,
-      'resync',
-      '--site',
-      '101',
-      '--differences',
-      '--now',
-      '--amqp',
-      broker!,
-      '--prefix',
-      world.prefix,
-      '--json',
-    ]);
+    const resync = await siteCommand(world, centralUrl, 'resync', '--differences', '--now', '--json');
     expect(resync.stderr).toBe('');
     expect(resync.code).toBe(0);
     const result = JSON.parse(resync.stdout) as ResyncResult;
@@ -260,19 +230,7 @@ describe.skipIf(!broker).each(kinds)(
       expect(damaged.report[0]).toMatchObject({ differences: 2, different: [encodeKey(['K30']), encodeKey(['k7 '])] });
       expect(damaged.report[0]!.exchange.requests).toBeGreaterThan(1);
 
-      const resync = await syncctl([
-        '--db',
-        centralUrl,
-        'resync',
-        '--site',
-        '101',
-        '--differences',
-        '--now',
-        '--amqp',
-        broker!,
-        '--prefix',
-        world.prefix,
-      ]);
+      const resync = await siteCommand(world, centralUrl, 'resync', '--differences', '--now');
       expect(resync.code).toBe(0);
       expect(resync.stdout).toMatch(/ok: 2 header\(s\), 0 deletion\(s\) sent/);
       expect((await verifyOverBroker(world, centralUrl)).code).toBe(0);
@@ -465,19 +423,7 @@ describe.skipIf(!broker)('syncctl verify over the broker', () => {
     expect(never.code).toBe(3);
     expect(never.stderr).toMatch(/site 102 is not connected: its queue .*site\.102 does not exist/);
 
-    const resync = await syncctl([
-      '--db',
-      centralUrl,
-      'resync',
-      '--site',
-      '101',
-      '--keys',
-      '7',
-      '--amqp',
-      broker!,
-      '--prefix',
-      world.prefix,
-    ]);
+    const resync = await siteCommand(world, centralUrl, 'resync', '--keys', '7');
     expect(resync.code).toBe(3);
     expect(resync.stderr).toMatch(/site 101 is not connected/);
   });
