@@ -59,10 +59,13 @@ export class SyncctlContext {
     return { url: config.db.url, urlSource: origin.whereSet('db.url') };
   }
 
-  /** Runs `fn` on the central database, closed afterwards. */
-  async withCentralDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` on the central database, closed afterwards. `readOnly`: for commands that only read
+   * (a check): opened so that nothing can be written, and not migrated.
+   */
+  async withCentralDb<T>(fn: (db: Database) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
     const { url, urlSource } = this.centralDb();
-    const db = await Database.open(url, { role: 'central', urlSource });
+    const db = await Database.open(url, { role: 'central', urlSource, readOnly: opts.readOnly === true });
     try {
       return await fn(db);
     } finally {

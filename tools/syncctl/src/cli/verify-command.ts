@@ -49,22 +49,23 @@ export function registerVerifyCommand(program: Command, ctx: SyncctlContext): vo
             'pipeline-file',
           );
         const report = await withSiteLink(ctx, opts, (link) =>
-          ctx.withCentralDb((central) => verifySiteOverBroker(central, link, opts.pipeline, { maxKeys })),
+          ctx.withCentralDb((central) => verifySiteOverBroker(central, link, opts.pipeline, { maxKeys }), READ_ONLY),
         );
         if (report) writeReport(opts, report);
         return;
       }
       if (!opts.pipelineFile?.length)
         throw new ConfigError("--site-db needs --pipeline-file: the site's hashing file(s)", 'pipeline-file');
-      const siteDb = await Database.open(opts.siteDb, { role: 'site', migrate: false });
+      const siteDb = await Database.open(opts.siteDb, { role: 'site', urlSource: '--site-db', ...READ_ONLY });
       try {
         const pipelines = (await readPipelines(siteDb, opts.pipelineFile)).filter(
           (p) => opts.pipeline === undefined || p.name === opts.pipeline,
         );
         if (pipelines.length === 0)
           throw new ConfigError(`no pipeline ${opts.pipeline} in --pipeline-file`, 'pipeline');
-        const report = await ctx.withCentralDb((central) =>
-          verifySite(siteDb, central, opts.site, pipelines, { maxKeys }),
+        const report = await ctx.withCentralDb(
+          (central) => verifySite(siteDb, central, opts.site, pipelines, { maxKeys }),
+          READ_ONLY,
         );
         writeReport(opts, report);
       } finally {
@@ -72,6 +73,9 @@ export function registerVerifyCommand(program: Command, ctx: SyncctlContext): vo
       }
     });
 }
+
+/** Verify only reads: both databases are opened so that nothing can be written through them. */
+const READ_ONLY = { readOnly: true } as const;
 
 /** The hashing files, resolved against the site database as the site agent would. */
 async function readPipelines(siteDb: Database, files: readonly string[]): Promise<ResolvedPipeline[]> {
