@@ -21,6 +21,7 @@ import {
   encodeKey,
   errorInfo,
   type BrokerConnection,
+  type EncodedMessage,
   type HeaderChange,
   type Logger,
   type MessageBody,
@@ -72,6 +73,15 @@ export class SessionRefusedError extends SyncError {
     this.centralMessage = refused.message;
   }
 }
+
+/**
+ * How long a session waits for the broker to come back when it loses the connection while
+ * publishing (a broker restart, a cluster node stopping): past it, the session fails and the next
+ * one sends what is still pending.
+ */
+export const RECONNECT_WAIT_MS = 30_000;
+/** Pause before publishing again after a reconnect. */
+const RECONNECT_PAUSE_MS = 100;
 
 /** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
@@ -256,9 +266,37 @@ export class SyncSession {
     // generation and make the heap grow with the size of the site).
     // (No closure may name `body`: V8 would keep it in the context the `then` callback shares.)
     const sent = type === 'batch' ? batchSummary(body as HeaderBatchBody, m.content.length) : undefined;
-    return this.deps.broker.publish(this.deps.topology.up, m).then(() => {
+    return this.publishAcrossReconnects(m).then(() => {
       if (sent) this.deps.metrics?.batchSent(sent.pipeline, sent.headers, sent.rows, sent.bytes);
     });
+  }
+
+  /**
+   * Publishes `m` and waits for its confirm; a publish lost with its connection (the broker, or a
+   * cluster node, went away mid-session) is sent again, the same message with the same id, once
+   * the connection is back within {@link RECONNECT_WAIT_MS}. Sending twice is harmless: the
+   * central's inbox takes a message id once. The session was connected when it started
+   * (`runLocked`), so a broker down from the start still fails it at once.
+   */
+  private async publishAcrossReconnects(m: EncodedMessage): Promise<void> {
+    const broker = this.deps.broker;
+    const deadline = Date.now() + RECONNECT_WAIT_MS;
+    for (;;) {
+      try {
+        await broker.publish(this.deps.topology.up, m);
+        return;
+      } catch (err) {
+        if (!(err instanceof SyncError) || err.code !== 'BROKER_DISCONNECTED') throw err;
+        if (!(await broker.waitConnected(deadline - Date.now()))) throw err;
+        // Connected already (only a channel was lost): let the connection settle, never spin.
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS));
+        this.assertMaySend();
+        this.deps.log.info(
+          { sessionId: this.sessionId, messageId: m.options.messageId },
+          'publishing again after a reconnect',
+        );
+      }
+    }
   }
 
   /**

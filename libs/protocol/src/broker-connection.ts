@@ -447,6 +447,26 @@ export class BrokerConnection extends EventEmitter {
   }
 
   /**
+   * Resolves true once connected (at once when it is), false after `timeoutMs` or when the
+   * connection is closed: for a sender that lost a publish with the connection and wants to send it
+   * again once the reconnect (to this node, or the next one of a cluster) is done.
+   */
+  waitConnected(timeoutMs: number): Promise<boolean> {
+    if (this.state === 'CONNECTED') return Promise.resolve(true);
+    if (this.closing) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.off('connected', onConnected);
+        resolve(ok);
+      };
+      const onConnected = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.on('connected', onConnected);
+    });
+  }
+
+  /**
    * Publishes and resolves once the broker confirmed it. Mandatory by default: a message no queue
    * takes is returned by the broker and rejects with {@link UnroutableError}, so its sender keeps
    * its source. Rejects (TransientError) if not confirmed.
