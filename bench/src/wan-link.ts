@@ -31,6 +31,14 @@ export interface LinkBytes {
   down: number;
 }
 
+/** A traced event: bytes arriving at the link from the client (`up`), or delivered to the client (`down`). */
+export interface LinkEvent {
+  /** performance.now() */
+  t: number;
+  dir: 'up' | 'down';
+  bytes: number;
+}
+
 interface Slice {
   buf: Buffer;
   /** performance.now() at which the slice reaches the other side. */
@@ -58,6 +66,7 @@ class PacedDirection {
     private readonly dst: Socket,
     private readonly link: WanLink,
     private readonly onBytes: (n: number) => void,
+    private readonly traced: 'up' | 'down',
   ) {
     src.on('data', (chunk: Buffer) => this.push(chunk));
     src.on('end', () => {
@@ -73,6 +82,7 @@ class PacedDirection {
   private push(chunk: Buffer): void {
     if (this.stopped) return;
     const now = performance.now();
+    if (this.traced === 'up') this.link.trace?.push({ t: now, dir: 'up', bytes: chunk.length });
     const { bytesPerMs, delayMs } = this.link.shape();
     for (let off = 0; off < chunk.length; off += SLICE_BYTES) {
       const buf = chunk.subarray(off, off + SLICE_BYTES);
@@ -96,6 +106,7 @@ class PacedDirection {
       this.queued -= s.buf.length;
       this.bytes += s.buf.length;
       this.onBytes(s.buf.length);
+      if (this.traced === 'down') this.link.trace?.push({ t: now, dir: 'down', bytes: s.buf.length });
       if (!this.dst.write(s.buf)) {
         this.blocked = true;
         break;
@@ -137,6 +148,8 @@ export class WanLink {
   readonly highWaterBytes: number;
   /** Bytes since start (or since `resetBytes`). */
   readonly bytes: LinkBytes = { up: 0, down: 0 };
+  /** When set (`startTrace`), what the client sent as it arrived and what was delivered to it. */
+  trace: LinkEvent[] | undefined;
   private shaping = true;
   private readonly sockets = new Set<Socket>();
   private closed: Promise<void> | undefined;
@@ -177,9 +190,45 @@ export class WanLink {
     this.shaping = on;
   }
 
+  startTrace(): void {
+    this.trace = [];
+  }
+
+  stopTrace(): LinkEvent[] {
+    const t = this.trace ?? [];
+    this.trace = undefined;
+    return t;
+  }
+
   resetBytes(): void {
     this.bytes.up = 0;
     this.bytes.down = 0;
+  }
+
+  /**
+   * The client's waits in a trace: gaps of at least `minGapMs` between two sends. A gap during which
+   * something was delivered to the client was a wait on the far side (a round trip the protocol
+   * waited on, plus the far side's work); one without was the client's own work.
+   */
+  static waits(events: LinkEvent[], minGapMs: number): { onFarSide: number; onFarSideMs: number; ownMs: number } {
+    let last: number | undefined;
+    let delivered = false;
+    const w = { onFarSide: 0, onFarSideMs: 0, ownMs: 0 };
+    for (const e of events) {
+      if (e.dir === 'down') {
+        delivered = true;
+        continue;
+      }
+      if (last !== undefined && e.t - last >= minGapMs) {
+        if (delivered) {
+          w.onFarSide++;
+          w.onFarSideMs += e.t - last;
+        } else w.ownMs += e.t - last;
+      }
+      last = e.t;
+      delivered = false;
+    }
+    return w;
   }
 
   /** Seconds the link needs to carry `bytes` in one direction. */
@@ -199,8 +248,8 @@ export class WanLink {
     }
     // Closing either side closes the other: what is still on the wire toward the closed side is
     // dropped; what the closed side sent before its FIN is delivered first, then the FIN.
-    const up = new PacedDirection(client, target, this, (n) => (this.bytes.up += n));
-    const down = new PacedDirection(target, client, this, (n) => (this.bytes.down += n));
+    const up = new PacedDirection(client, target, this, (n) => (this.bytes.up += n), 'up');
+    const down = new PacedDirection(target, client, this, (n) => (this.bytes.down += n), 'down');
     const onClose = (closed: Socket, into: PacedDirection, from: PacedDirection, other: Socket) => () => {
       this.sockets.delete(closed);
       into.stop();

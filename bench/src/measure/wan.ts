@@ -29,6 +29,22 @@ export const SESSION_ROUND_TRIPS = 3;
 /** How many times each changed header is edited in the two catch-up scenarios (same net change). */
 export const CATCH_UP_EDITS = [1, 5] as const;
 
+/**
+ * A session's time as the broker link saw it (gaps of at least half an RTT between the site's sends).
+ * `waitsOnFarSide` counts the gaps in which something came back to the site: the round trips the
+ * session actually waited on.
+ */
+export interface SessionTime {
+  /** Start of the session to the site's first byte on the link (local work: lock, version, hooks). */
+  beforeFirstSendSeconds: number;
+  waitsOnFarSide: number;
+  waitingOnFarSideSeconds: number;
+  /** Gaps with nothing delivered to the site meanwhile: the site's own work between sends. */
+  ownGapsSeconds: number;
+  /** The site's last send to session.ack (and the batch acks) applied: the last round trip and the central's merge. */
+  afterLastSendSeconds: number;
+}
+
 export interface LinkShape {
   bitsPerSecond: number;
   rttMs: number;
@@ -69,6 +85,7 @@ export interface WanResult {
     sitesyncWireBytes: { up: number; down: number };
     floorSeconds: number;
     unshapedSeconds: number;
+    time: SessionTime;
     /** CPU seconds of the shaped session, every process group but `other` (bench/src/cpu.ts). */
     cpuSeconds: number;
   }>;
@@ -90,6 +107,7 @@ export interface CatchUpScenario {
   legacySeconds: number;
   speedup: number;
   floorSeconds: number;
+  time: SessionTime;
   /** CPU seconds of the session, every process group but `other`. */
   cpuSeconds: number;
 }
@@ -207,13 +225,30 @@ async function sessionOverLink(
   central: CentralAgent,
   expectedRows: number,
   progress: Progress,
-): Promise<{ s: TimedSession; up: number; down: number; floorSeconds: number }> {
+): Promise<{ s: TimedSession; up: number; down: number; floorSeconds: number; time: SessionTime }> {
   l.brokerLink.resetBytes();
+  l.brokerLink.startTrace();
+  const t0 = performance.now();
   const s = await timeSession(l.site, central, expectedRows, progress);
+  const t1 = performance.now();
+  const trace = l.brokerLink.stopTrace();
   const { up, down } = l.brokerLink.bytes;
+  // Where the session's time went, seen from the link: the site's waits on the far side (each a
+  // round trip plus the central's and the broker's work), its own work between sends, and the
+  // tail from its last send to session.ack.
+  const w = WanLink.waits(trace, l.brokerLink.rttMs / 2);
+  const lastUp = trace.filter((e) => e.dir === 'up').at(-1)?.t ?? t0;
+  const firstUp = trace.find((e) => e.dir === 'up')?.t ?? t0;
+  const time: SessionTime = {
+    beforeFirstSendSeconds: (firstUp - t0) / 1000,
+    waitsOnFarSide: w.onFarSide,
+    waitingOnFarSideSeconds: w.onFarSideMs / 1000,
+    ownGapsSeconds: w.ownMs / 1000,
+    afterLastSendSeconds: (t1 - lastUp) / 1000,
+  };
   const floorSeconds =
     l.brokerLink.serializationSeconds(Math.max(up, down)) + (SESSION_ROUND_TRIPS * l.brokerLink.rttMs) / 1000;
-  return { s, up, down, floorSeconds };
+  return { s, up, down, floorSeconds, time };
 }
 
 async function wanRounds(
@@ -233,7 +268,7 @@ async function wanRounds(
     progress.phase(`${ctx.dialect} · ${label}: legacy cycle over the link`);
     const legacy = await legacyOverLink(l);
     progress.phase(`${ctx.dialect} · ${label}: sitesync session over the link`);
-    const { s, up, down, floorSeconds } = await sessionOverLink(
+    const { s, up, down, floorSeconds, time } = await sessionOverLink(
       l,
       central,
       changed * (1 + sizes.detailsPerHeader),
@@ -255,12 +290,14 @@ async function wanRounds(
       sitesyncWireBytes: { up, down },
       floorSeconds,
       unshapedSeconds: unshaped.seconds,
+      time,
       cpuSeconds: cpuTotal(s.cpuSeconds),
     });
     progress.result(
       `${label}: legacy ${legacy.cycle.seconds.toFixed(2)} s / ${mb(legacy.wireBytes)}, ` +
         `sitesync ${s.seconds.toFixed(3)} s / ${mb(up + down)} (floor ${floorSeconds.toFixed(3)} s, ` +
-        `unshaped ${unshaped.seconds.toFixed(3)} s)`,
+        `unshaped ${unshaped.seconds.toFixed(3)} s; ${time.waitsOnFarSide} waits on the far side, ` +
+        `${time.waitingOnFarSideSeconds.toFixed(3)} s)`,
     );
   }
   const legacySeconds = median(rounds.map((r) => r.legacySeconds));
@@ -356,7 +393,7 @@ async function catchUp(
     const w = await weekOfEdits(l.siteRaw, ids, edits, k + 1);
     const net = w.updated + w.deleted + w.readded;
     progress.phase(`${ctx.dialect} · ${label}: one catch-up session over the link`);
-    const { s, up, down, floorSeconds } = await sessionOverLink(
+    const { s, up, down, floorSeconds, time } = await sessionOverLink(
       l,
       central,
       (w.updated + w.readded) * (1 + sizes.detailsPerHeader),
@@ -393,6 +430,7 @@ async function catchUp(
       legacySeconds: legacy.cycle.seconds,
       speedup: legacy.cycle.seconds / s.seconds,
       floorSeconds,
+      time,
       cpuSeconds: cpuTotal(s.cpuSeconds),
     });
     progress.result(
