@@ -173,7 +173,9 @@ export function resultsMarkdown(r: BenchReport): string {
   const ds = r.dialects;
   const head = `| measurement | target | ${ds.join(' | ')} |\n|---|---|${ds.map(() => '---|').join('')}`;
   const againstCell = (tr: TargetResult) =>
-    tr.against?.value === null || tr.against === undefined ? '' : ` (against ${n2(tr.against.value)})`;
+    tr.against?.value === null || tr.against === undefined
+      ? ''
+      : ` (against ${tr.against.value >= 1000 ? n0(tr.against.value) : n2(tr.against.value)})`;
   const targetRows = TARGETS.map((t) => {
     const cells = ds.map((d) => {
       const tr = r.targets.find((x) => x.key === t.key && x.dialect === d);

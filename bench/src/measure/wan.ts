@@ -41,7 +41,7 @@ export interface SessionTime {
   waitingOnFarSideSeconds: number;
   /** Gaps with nothing delivered to the site meanwhile: the site's own work between sends. */
   ownGapsSeconds: number;
-  /** The site's last send to session.ack (and the batch acks) applied: the last round trip and the central's merge. */
+  /** The site's last send (usually its consumer ack of `session.ack`) to the end of the session. */
   afterLastSendSeconds: number;
 }
 
@@ -234,8 +234,8 @@ async function sessionOverLink(
   const trace = l.brokerLink.stopTrace();
   const { up, down } = l.brokerLink.bytes;
   // Where the session's time went, seen from the link: the site's waits on the far side (each a
-  // round trip plus the central's and the broker's work), its own work between sends, and the
-  // tail from its last send to session.ack.
+  // round trip plus the central's and the broker's work) and its own work between sends. On a quiet
+  // machine a small session shows exactly SESSION_ROUND_TRIPS waits.
   const w = WanLink.waits(trace, l.brokerLink.rttMs / 2);
   const lastUp = trace.filter((e) => e.dir === 'up').at(-1)?.t ?? t0;
   const firstUp = trace.find((e) => e.dir === 'up')?.t ?? t0;

@@ -165,4 +165,20 @@ describe('WanLink, the emulated hospital link of the bench', () => {
     await all;
     expect(l.bytes.up).toBe(total);
   });
+
+  it('tells waits on the far side from the sender’s own pauses in a trace', () => {
+    // Sends at 0 and 5 ms (no gap), a reply delivered at 45 ms and the next send at 46 ms (a wait
+    // on the far side of 41 ms), then a 30 ms pause with nothing delivered (own work).
+    const w = WanLink.waits(
+      [
+        { t: 0, dir: 'up', bytes: 10 },
+        { t: 5, dir: 'up', bytes: 10 },
+        { t: 45, dir: 'down', bytes: 10 },
+        { t: 46, dir: 'up', bytes: 10 },
+        { t: 76, dir: 'up', bytes: 10 },
+      ],
+      20,
+    );
+    expect(w).toEqual({ onFarSide: 1, onFarSideMs: 41, ownMs: 30 });
+  });
 });
