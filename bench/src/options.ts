@@ -10,6 +10,8 @@ export const MEASUREMENTS = [
   'memory',
   'concurrentSites',
   'rawBroker',
+  'wan',
+  'catchUp',
 ] as const;
 export type Measurement = (typeof MEASUREMENTS)[number];
 
@@ -33,6 +35,15 @@ export interface Sizes {
   /** Headers of the site the latency probes run on (every session still scans all of them). */
   latencySiteHeaders: number;
   rawBrokerMessages: number;
+  /** Headers of the site behind the emulated hospital link (wan, catchUp; PostgreSQL only). */
+  wanHeaders: number;
+  /** Rounds of the wan measurement (each: change 1%, legacy cycle and one session over the link; medians). */
+  wanRounds: number;
+  /** The emulated link: rate of each direction and round-trip delay. */
+  wanBitsPerSecond: number;
+  wanRttMs: number;
+  /** Share of the headers each catch-up scenario changes during its week offline. */
+  catchUpFraction: number;
 }
 
 export const QUICK_SIZES: Sizes = {
@@ -50,6 +61,12 @@ export const QUICK_SIZES: Sizes = {
   latencyChanges: 10,
   latencySiteHeaders: 5_000,
   rawBrokerMessages: 2_000,
+  // Small: every legacy cycle moves the whole site over 10 Mbit/s (~9 s at 10k headers), three per run.
+  wanHeaders: 10_000,
+  wanRounds: 1,
+  wanBitsPerSecond: 10_000_000,
+  wanRttMs: 40,
+  catchUpFraction: 0.1,
 };
 
 export const FULL_SIZES: Sizes = {
@@ -65,6 +82,12 @@ export const FULL_SIZES: Sizes = {
   latencyChanges: 50,
   latencySiteHeaders: 20_000,
   rawBrokerMessages: 20_000,
+  // A legacy cycle of 100k headers takes ~90 s on the link; five per run (3 wan rounds, 2 catch-ups).
+  wanHeaders: 100_000,
+  wanRounds: 3,
+  wanBitsPerSecond: 10_000_000,
+  wanRttMs: 40,
+  catchUpFraction: 0.1,
 };
 
 export interface BenchOptions {

@@ -15,6 +15,7 @@ import { benchConcurrent } from './measure/concurrent.js';
 import { benchMainSite } from './measure/main-site.js';
 import { benchMemory } from './measure/memory.js';
 import { benchRawBroker, type RawBrokerResult } from './measure/raw-broker.js';
+import { benchWan } from './measure/wan.js';
 import { parseOptions, type BenchOptions, type DialectName } from './options.js';
 import { Progress } from './progress.js';
 import {
@@ -115,6 +116,17 @@ async function benchDialect(
         out.memory = await benchMemory(ctx, central, opts.sizes, REPO_ROOT, progress);
       });
     }
+    if (only.has('wan') || only.has('catchUp')) {
+      if (dialect !== 'postgres') {
+        const why = 'the legacy upload has no network connection to put on a link on SQLite (PostgreSQL only)';
+        out.notMeasured = { ...out.notMeasured, wan: why, catchUp: why };
+      } else {
+        await attempt('wan', async () => {
+          const measure = { wan: only.has('wan'), catchUp: only.has('catchUp') };
+          Object.assign(out, await benchWan(ctx, central, opts.sizes, measure, REPO_ROOT, progress));
+        });
+      }
+    }
   } finally {
     await central.close();
   }
@@ -199,7 +211,16 @@ async function main(): Promise<number> {
   // Top-level figures: the primary dialect's, or the other's where the primary did not measure it.
   const measuredOn: Record<string, DialectName> = {};
   const p: DialectResults = {};
-  for (const key of ['legacy', 'incremental', 'initialLoad', 'memory', 'concurrentSites', 'latency'] as const) {
+  for (const key of [
+    'legacy',
+    'incremental',
+    'initialLoad',
+    'memory',
+    'concurrentSites',
+    'latency',
+    'wan',
+    'catchUp',
+  ] as const) {
     const d = [primary, ...dialects].find((x) => byDialect[x]?.[key] !== undefined);
     if (!d) continue;
     (p as Record<string, unknown>)[key] = byDialect[d]![key];
@@ -230,6 +251,8 @@ async function main(): Promise<number> {
     ...(p.memory ? { memory: p.memory } : {}),
     ...(p.concurrentSites ? { concurrentSites: p.concurrentSites } : {}),
     ...(p.latency ? { latency: p.latency } : {}),
+    ...(p.wan ? { wan: p.wan } : {}),
+    ...(p.catchUp ? { catchUp: p.catchUp } : {}),
     ...(rawBroker ? { rawBroker } : {}),
     targets: dialects.flatMap((d) => evaluate(d, byDialect[d] ?? {})),
     byDialect,
@@ -246,7 +269,9 @@ async function main(): Promise<number> {
   process.stderr.write(`\n${resultsMarkdown(report)}\n\n`);
   for (const t of report.targets) {
     process.stderr.write(
-      `target ${t.dialect} ${t.key} ${t.target}: ${t.value ?? 'not measured'} ${t.pass === null ? '' : t.pass ? 'pass' : 'MISSED'}\n`,
+      `target ${t.dialect} ${t.key} ${t.target}: ${t.value ?? 'not measured'} ${t.pass === null ? '' : t.pass ? 'pass' : 'MISSED'}` +
+        (t.against ? ` (against ${t.against.key} = ${t.against.value ?? 'not measured'}: ${t.against.what})` : '') +
+        '\n',
     );
   }
   process.stderr.write(`bench: done in ${(report.durationSeconds / 60).toFixed(1)} min; wrote ${written.join(', ')}\n`);

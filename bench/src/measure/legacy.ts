@@ -24,8 +24,15 @@ const PIPELINE = 'legacy';
  *    copy; SQLite: prepared inserts in one transaction);
  * 2. the central job copies all of it into the final tables with an idempotent upsert, deletes the
  *    rows that vanished at the site, and updates `EstadoSyncGeneral`, in one transaction.
+ * `central` is the site script's connection to the central database (over the hospital link in the
+ * `wan` measurement); `centralJob` is the central job's own, local one (by default the same).
  */
-export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): Promise<LegacyCycle> {
+export async function legacyCycle(
+  site: RawDb,
+  central: RawDb,
+  siteId: number,
+  centralJob: RawDb = central,
+): Promise<LegacyCycle> {
   const now = () => (central.dialect === 'sqlite' ? new Date().toISOString() : new Date());
   const t0 = performance.now();
   const names = await central.all<{ tabla_encabezado: string; tabla_detalle: string }>(
@@ -60,17 +67,17 @@ export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): 
 
   // 2. Merge (the central's cron job).
   const m0 = performance.now();
-  await ensureFinalTables(central, finalH, finalD);
-  const counts = await central.transaction(async () => {
-    await central.run(`${esg} ultimo_sync_fecha_inicio = ? ${where}`, [now(), siteId, PIPELINE]);
-    await upsertAll(central, finalH, stageH, ORDER_COLUMNS, 'order_id', siteId);
-    await upsertAll(central, finalD, stageD, RESULT_COLUMNS, 'result_id', siteId);
-    await deleteVanished(central, finalD, stageD, 'result_id', siteId);
-    await deleteVanished(central, finalH, stageH, 'order_id', siteId);
-    const h = Number((await central.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM "${stageH}"`))[0]!.n);
-    const d = Number((await central.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM "${stageD}"`))[0]!.n);
+  await ensureFinalTables(centralJob, finalH, finalD);
+  const counts = await centralJob.transaction(async () => {
+    await centralJob.run(`${esg} ultimo_sync_fecha_inicio = ? ${where}`, [now(), siteId, PIPELINE]);
+    await upsertAll(centralJob, finalH, stageH, ORDER_COLUMNS, 'order_id', siteId);
+    await upsertAll(centralJob, finalD, stageD, RESULT_COLUMNS, 'result_id', siteId);
+    await deleteVanished(centralJob, finalD, stageD, 'result_id', siteId);
+    await deleteVanished(centralJob, finalH, stageH, 'order_id', siteId);
+    const h = Number((await centralJob.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM "${stageH}"`))[0]!.n);
+    const d = Number((await centralJob.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM "${stageD}"`))[0]!.n);
     const t = now();
-    await central.run(
+    await centralJob.run(
       `${esg} ultimo_sync_fecha_fin = ?, ultimo_sync_registros = ?, header_count = ?, detail_count = ?, status = ?, last_seen = ? ${where}`,
       [t, h + d, h, d, 'ok', t, siteId, PIPELINE],
     );
@@ -78,7 +85,7 @@ export async function legacyCycle(site: RawDb, central: RawDb, siteId: number): 
   });
   // The cycle's writes are persisted within its own time: on SQLite, checkpoint the WAL it filled
   // (else the next writer's commit, i.e. the sitesync session timed after it, pays for it).
-  if (central.dialect === 'sqlite') await central.all('PRAGMA wal_checkpoint(TRUNCATE)');
+  if (centralJob.dialect === 'sqlite') await centralJob.all('PRAGMA wal_checkpoint(TRUNCATE)');
   const mergeSeconds = since(m0);
   return { seconds: since(t0), uploadSeconds, mergeSeconds, bytes, headers: counts.h, details: counts.d };
 }
