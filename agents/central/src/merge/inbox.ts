@@ -40,7 +40,7 @@ export async function verifySender<M extends DecodedMessage>(
         ctx,
       );
     }
-    rows = [{ ...row, last_version: row.last_version === null ? null : Number(row.last_version) }];
+    rows = [row];
   } else {
     rows = all;
     // An unregistered site's transfer is answered (intervention.rejected), not dead-lettered.

@@ -32,15 +32,6 @@ function siteRowOf(r: SiteRow): SiteRow {
   return { ...r, last_version: num(r.last_version), tombstone_floor: num(r.tombstone_floor) };
 }
 
-export async function findSiteRow(q: Queryable, siteId: number, pipeline: string): Promise<SiteRow | undefined> {
-  const rows = await q.query<SiteRow>(
-    `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ? AND pipeline = ?`,
-    [siteId, pipeline],
-  );
-  const r = rows[0];
-  return r ? siteRowOf(r) : undefined;
-}
-
 export async function findSiteRows(q: Queryable, siteId: number): Promise<SiteRow[]> {
   const rows = await q.query<SiteRow>(
     `SELECT ${SITE_ROW_COLUMNS} FROM ${q.dialect.quote(SITE_TABLE)} WHERE id_efector = ?`,
