@@ -23,6 +23,7 @@ import { type BrokerPipelineVerification, type ResyncResult } from '@sitesync/sy
 import { ORDERS_TABLE, RESULTS_TABLE, labPipeline } from '../support/lab-data.js';
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, localDbKinds, managementUrl } from '../support/services.js';
+import { twoSyncedSites } from '../support/synced-sites.js';
 import { syncctl } from '../support/wait.js';
 
 const broker = amqpUrl();
@@ -77,19 +78,8 @@ describe.skipIf(!broker).each(kinds)('syncctl verify and resync over the broker 
   worldPerTest(broker, (w) => (world = w));
 
   it('says equal when in sync, lists exactly the rows damaged centrally, and resync --differences --now repairs them', async () => {
-    const centralUrl = world.dbUrl(kind, 'central');
-    const central = await world.startCentral(centralUrl);
-    const cdb = central.database!;
-    await world.registerSite(cdb, 101);
-    await world.registerSite(cdb, 102);
-    const siteUrl = world.dbUrl('sqlite', 'site101');
-    const site = await world.startSite(await world.prepareSite(101, siteUrl, { orders: 60 }));
-    expect((await site.runSession()).status).toBe('ok');
-    // Another site's rows in the same central tables must not count for 101.
-    const other = await world.startSite(
-      await world.prepareSite(102, world.dbUrl('sqlite', 'site102'), { orders: 5, firstOrderId: 9001 }),
-    );
-    expect((await other.runSession()).status).toBe('ok');
+    // Site 102's rows share the central tables and must not count for 101.
+    const { centralUrl, cdb, siteUrl, site } = await twoSyncedSites(world, kind);
 
     const clean = await verifyOverBroker(world, centralUrl);
     expect(clean.code).toBe(0);

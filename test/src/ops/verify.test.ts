@@ -5,6 +5,7 @@ import { encodeKey } from '@sitesync/protocol';
 import { type TestWorld, worldPerTest, type DbKind } from '../support/harness.js';
 import { amqpUrl, postgresUrl } from '../support/services.js';
 import { changeResult, deleteOrder, labPipeline, seedLabData } from '../support/lab-data.js';
+import { twoSyncedSites } from '../support/synced-sites.js';
 import { syncctl } from '../support/wait.js';
 import { type PipelineVerification } from '@sitesync/syncctl';
 
@@ -17,19 +18,8 @@ describe.skipIf(!broker).each(kinds)('syncctl verify (central on %s)', (kind) =>
   worldPerTest(broker, (w) => (world = w));
 
   it('reports none after a sync, finds planted differences at the site and centrally, and none once synced again', async () => {
-    const centralUrl = world.dbUrl(kind, 'central');
-    const central = await world.startCentral(centralUrl);
-    const cdb = central.database!;
-    await world.registerSite(cdb, 101);
-    await world.registerSite(cdb, 102);
-    const siteUrl = world.dbUrl('sqlite', 'site101');
-    const site = await world.startSite(await world.prepareSite(101, siteUrl, { orders: 60 }));
-    expect((await site.runSession()).status).toBe('ok');
-    // Another site's rows in the same central tables must not count for 101.
-    const other = await world.startSite(
-      await world.prepareSite(102, world.dbUrl('sqlite', 'site102'), { orders: 5, firstOrderId: 9001 }),
-    );
-    expect((await other.runSession()).status).toBe('ok');
+    // Site 102's rows share the central tables and must not count for 101.
+    const { centralUrl, cdb, siteUrl, site } = await twoSyncedSites(world, kind);
 
     const pipelineFile = join(world.dir, 'lab.json');
     writeFileSync(pipelineFile, JSON.stringify(labPipeline()));
