@@ -101,7 +101,8 @@ class PacedDirection {
   private pump(): void {
     if (this.stopped || this.blocked) return;
     const now = performance.now();
-    while (this.queue.length && this.queue[0]!.deliverAt <= now + 0.5) {
+    // Never early: a timer may fire a fraction of a millisecond before its time, and comes again for the rest.
+    while (this.queue.length && this.queue[0]!.deliverAt <= now) {
       const s = this.queue.shift()!;
       this.queued -= s.buf.length;
       this.bytes += s.buf.length;

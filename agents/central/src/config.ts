@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   ConfigError,
@@ -13,6 +11,7 @@ import {
   DerivedBrokerUrlsSchema,
   applyEnvOverrides,
   configErrorFrom,
+  readConfigFile,
   withBrokerUrls,
 } from '@sitesync/protocol';
 import { ROLES, isPasswordHash } from './http/auth';
@@ -248,15 +247,7 @@ export function loadCentralConfigWithOrigin(
   file: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): { config: CentralConfig; origin: ConfigOrigin } {
-  let raw: Record<string, unknown> = {};
-  const path = file ?? env.SYNC_CONFIG;
-  if (path) {
-    try {
-      raw = JSON.parse(readFileSync(resolve(path), 'utf8')) as Record<string, unknown>;
-    } catch (cause) {
-      throw new ConfigError(`config file ${path}: ${(cause as Error).message}`, 'config', { cause });
-    }
-  }
+  const { raw, path } = readConfigFile(file, env);
   const merged = applyEnvOverrides(raw, env, ENV_KEYS);
   if ((env.SYNC_USERS !== undefined || env.SYNC_USERS_FILE) && typeof merged.users === 'string') {
     try {
@@ -266,7 +257,7 @@ export function loadCentralConfigWithOrigin(
       throw new ConfigError(`${from}: not a JSON array of users: ${(cause as Error).message}`, 'users', { cause });
     }
   }
-  const origin = new ConfigOrigin(path ? resolve(path) : undefined, env, ENV_KEYS);
+  const origin = new ConfigOrigin(path, env, ENV_KEYS);
   try {
     return { config: parseCentralConfig(merged), origin };
   } catch (err) {

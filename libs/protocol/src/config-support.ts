@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError } from './errors';
 import { splitBrokerUrls } from './broker-urls';
@@ -112,4 +113,22 @@ export function configErrorFrom(err: z.ZodError, prefix = ''): ConfigError {
   if (issue?.code === 'invalid_type' && /received undefined/.test(msg)) msg = 'is required';
   if (issue?.code === 'unrecognized_keys') msg = `unknown key(s) ${issue.keys.join(', ')}`;
   return new ConfigError(`config key "${key || '(root)'}": ${msg}`, key || '(root)');
+}
+
+/**
+ * The config file an agent or syncctl reads: `file`, else `SYNC_CONFIG`; none at all is an empty
+ * object (everything from the environment). Returns the path read, resolved, for errors to name.
+ */
+export function readConfigFile(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { raw: Record<string, unknown>; path: string | undefined } {
+  const given = file ?? env.SYNC_CONFIG;
+  if (!given) return { raw: {}, path: undefined };
+  const path = resolve(given);
+  try {
+    return { raw: JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>, path };
+  } catch (cause) {
+    throw new ConfigError(`config file ${given}: ${(cause as Error).message}`, 'config', { cause });
+  }
 }

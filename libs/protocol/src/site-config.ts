@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigOrigin, applyEnvOverrides, configErrorFrom, type EnvKey } from './config-support';
+import { ConfigOrigin, applyEnvOverrides, configErrorFrom, readConfigFile, type EnvKey } from './config-support';
 import { ConfigError } from './errors';
 import { BrokerUrlsSchema, DerivedBrokerUrlsSchema, withBrokerUrls } from './broker-urls';
 import { SiteIdSchema } from './site-id';
@@ -142,22 +142,14 @@ export function loadPeripheralConfigWithOrigin(
   file: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): { config: PeripheralConfig; origin: ConfigOrigin } {
-  let raw: Record<string, unknown> = {};
-  file ??= env.SYNC_CONFIG;
-  if (file) {
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch (cause) {
-      throw new ConfigError(`config file ${file}: ${(cause as Error).message}`, 'config', { cause });
-    }
-  }
+  const { raw, path } = readConfigFile(file, env);
   const merged = applyEnvOverrides(raw, env, ENV_KEYS);
   // SYNC_PIPELINE_FILES=/config/lab.json,/config/pharmacy.json: the pipelines, for a container configured by environment only.
   const files = env.SYNC_PIPELINE_FILES?.split(',')
     .map((f) => f.trim())
     .filter(Boolean);
   if (files?.length) merged.pipelines = files.map((f) => ({ file: resolve(f) }));
-  const origin = new ConfigOrigin(file ? resolve(file) : undefined, env, ENV_KEYS);
+  const origin = new ConfigOrigin(path, env, ENV_KEYS);
   try {
     return { config: parsePeripheralConfig(merged, file ? dirname(resolve(file)) : process.cwd()), origin };
   } catch (err) {
