@@ -55,6 +55,18 @@ describe.skipIf(!broker).each(kinds)('sessions a site agent abandoned (%s)', (ki
     await exited;
   }
 
+  /** The central's queues declared (no central consumes yet), its database with site 101 registered, and site 101 with `orders`. */
+  async function centralWithSite(orders: number) {
+    const ch = await world.rawChannel();
+    await world.topology.declareCentral(ch);
+    const centralUrl = world.dbUrl(kind, 'central');
+    const cdb = await world.open(centralUrl, 'central');
+    await world.registerSite(cdb, 101);
+    const siteUrl = world.dbUrl(kind, 'site101');
+    const input = await world.prepareSite(101, siteUrl, { orders });
+    return { ch, centralUrl, cdb, siteUrl, input };
+  }
+
   /** Takes every message off the central's queue (acknowledged: gone), in queue order. */
   async function takeAll(ch: amqp.ConfirmChannel): Promise<Taken[]> {
     const taken: Taken[] = [];
@@ -151,13 +163,7 @@ describe.skipIf(!broker).each(kinds)('sessions a site agent abandoned (%s)', (ki
   });
 
   it('the central closes a killed session as abandoned when the next one starts; its late batches still merge and the site ends ok', async () => {
-    const ch = await world.rawChannel();
-    await world.topology.declareCentral(ch);
-    const centralUrl = world.dbUrl(kind, 'central');
-    const cdb = await world.open(centralUrl, 'central');
-    await world.registerSite(cdb, 101);
-    const siteUrl = world.dbUrl(kind, 'site101');
-    const input = await world.prepareSite(101, siteUrl, { orders: 1500 });
+    const { ch, centralUrl, cdb, siteUrl, input } = await centralWithSite(1500);
     await killMidSession(ch, input);
 
     // The central sees the killed session start and half of its batches now; the other half it
@@ -212,13 +218,7 @@ describe.skipIf(!broker).each(kinds)('sessions a site agent abandoned (%s)', (ki
   });
 
   it('a completed session one of whose batches never reached the central is closed incomplete when the next starts; the batch arriving late closes it complete', async () => {
-    const ch = await world.rawChannel();
-    await world.topology.declareCentral(ch);
-    const centralUrl = world.dbUrl(kind, 'central');
-    const cdb = await world.open(centralUrl, 'central');
-    await world.registerSite(cdb, 101);
-    const siteUrl = world.dbUrl(kind, 'site101');
-    const input = await world.prepareSite(101, siteUrl, { orders: 100 });
+    const { ch, centralUrl, cdb, input } = await centralWithSite(100);
     // No central consumes yet: the session completes unconfirmed, everything it sent is in the queue.
     const agent = await world.startSite({ ...input, ackTimeoutSeconds: 1, batch: SMALL_BATCHES });
     expect((await agent.runSession()).status).toBe('unconfirmed');
