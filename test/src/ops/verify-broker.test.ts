@@ -24,6 +24,7 @@ import { ORDERS_TABLE, RESULTS_TABLE, labPipeline } from '../support/lab-data.js
 import { type DbKind, type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl, localDbKinds, managementUrl } from '../support/services.js';
 import { twoSyncedSites } from '../support/synced-sites.js';
+import { ORDER_ATTRS } from '../support/compare.js';
 import { syncctl } from '../support/wait.js';
 
 const broker = amqpUrl();
@@ -31,18 +32,20 @@ if (!broker) console.log('[sitesync tests] skipping verify over the broker: no R
 const mgmt = managementUrl();
 const kinds: DbKind[] = localDbKinds();
 
-/** The lab pipeline's header columns the central holds (every column but `internal_note`). */
-const CENTRAL_ORDER_COLUMNS = [
-  'order_id',
-  'patient_id',
-  'patient_name',
-  'ordered_at',
-  'ward',
-  'priority',
-  'status',
-  'physician',
-  'notes',
-];
+/** Hand damage at the central: order `orderId` of site 101 deleted with its results. */
+async function deleteCentralOrder(cdb: Database, orderId: number): Promise<void> {
+  await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND order_id = ?`, [101, orderId]);
+  await cdb.execute(`DELETE FROM central_orders WHERE id_efector = ? AND order_id = ?`, [101, orderId]);
+}
+
+/** Hand damage at the central: an order `extraId` site 101 never had, a copy of its order `copyOf`. */
+async function plantCentralOrder(cdb: Database, extraId: number, copyOf: number): Promise<void> {
+  const cols = ORDER_ATTRS.filter((c) => c !== 'order_id').join(', ');
+  await cdb.execute(
+    `INSERT INTO central_orders (id_efector, order_id, ${cols}) SELECT id_efector, ?, ${cols} FROM central_orders WHERE id_efector = ? AND order_id = ?`,
+    [extraId, 101, copyOf],
+  );
+}
 
 /** `syncctl verify --site 101` over the broker, as JSON. */
 /** `syncctl --db <central> <command> --site 101 ... --amqp <test broker> --prefix <world's>` */
@@ -95,13 +98,8 @@ describe.skipIf(!broker).each(kinds)('syncctl verify and resync over the broker 
       3,
     ]);
     await cdb.execute(`UPDATE central_results SET value = ? WHERE id_efector = ? AND result_id = ?`, ['x', 101, 1000]);
-    await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND order_id = ?`, [101, 20]);
-    await cdb.execute(`DELETE FROM central_orders WHERE id_efector = ? AND order_id = ?`, [101, 20]);
-    const cols = CENTRAL_ORDER_COLUMNS.filter((c) => c !== 'order_id').join(', ');
-    await cdb.execute(
-      `INSERT INTO central_orders (id_efector, order_id, ${cols}) SELECT id_efector, 9999, ${cols} FROM central_orders WHERE id_efector = ? AND order_id = ?`,
-      [101, 30],
-    );
+    await deleteCentralOrder(cdb, 20);
+    await plantCentralOrder(cdb, 9999, 30);
 
     const damaged = await verifyOverBroker(world, centralUrl);
     expect(damaged.code).toBe(1);
@@ -289,13 +287,8 @@ describe.skipIf(!broker)('syncctl verify over the broker', () => {
     expect(quiet.scans[0]).toMatchObject({ mode: 'changes', dirty: 0 });
 
     await cdb.execute(`UPDATE central_orders SET status = ? WHERE id_efector = ? AND order_id = ?`, ['x', 101, 5]);
-    await cdb.execute(`DELETE FROM central_results WHERE id_efector = ? AND order_id = ?`, [101, 6]);
-    await cdb.execute(`DELETE FROM central_orders WHERE id_efector = ? AND order_id = ?`, [101, 6]);
-    const cols = CENTRAL_ORDER_COLUMNS.filter((c) => c !== 'order_id').join(', ');
-    await cdb.execute(
-      `INSERT INTO central_orders (id_efector, order_id, ${cols}) SELECT id_efector, 7777, ${cols} FROM central_orders WHERE id_efector = ? AND order_id = ?`,
-      [101, 8],
-    );
+    await deleteCentralOrder(cdb, 6);
+    await plantCentralOrder(cdb, 7777, 8);
     expect((await verifyOverBroker(world, centralUrl)).report[0]!.differences).toBe(3);
 
     const base = ['--db', centralUrl, 'resync', '--site', '101', '--amqp', broker!, '--prefix', world.prefix];

@@ -3,7 +3,7 @@ import { toWireValue } from '@sitesync/protocol';
 import { ORDERS_TABLE, ORDER_COLUMNS, RESULTS_TABLE, RESULT_COLUMNS } from '@sitesync/labdata';
 
 /** The synced columns: every column but `internal_note`, which is outside the hashed attributes. */
-const ORDER_ATTRS = ORDER_COLUMNS.filter((c) => c !== 'internal_note');
+export const ORDER_ATTRS = ORDER_COLUMNS.filter((c) => c !== 'internal_note');
 const RESULT_ATTRS = [...RESULT_COLUMNS];
 
 /** Canonical text of a row: driver differences (bigint as string, Date) do not count as differences. */
