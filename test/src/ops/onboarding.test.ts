@@ -1,5 +1,3 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type SiteStatus } from '@sitesync/central';
@@ -24,20 +22,10 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
     await world.teardown();
   });
 
-  /** A central config file for syncctl: this world's broker, prefix and management API, and `dbUrl`. */
-  function centralConfigFile(dbUrl: string): string {
-    const file = join(world.dir, 'central.json');
-    writeFileSync(
-      file,
-      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: dbUrl } }),
-    );
-    return file;
-  }
-
   it('onboards a site end to end (row, broker user, queue), the site syncs with its own user, and status shows it', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');
     const central = await world.startCentral(centralUrl);
-    const cfgFile = centralConfigFile(centralUrl);
+    const cfgFile = world.writeCentralConfig(centralUrl);
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
 
@@ -104,7 +92,7 @@ describe.skipIf(!broker || !mgmt)('syncctl sites add and status', () => {
   it('check-permissions finds a site user still allowed onto the dead-letter exchange (an older release), and --fix takes it away', async () => {
     const centralUrl = world.dbUrl('sqlite', 'central');
     await world.startCentral(centralUrl);
-    const cfgFile = centralConfigFile(centralUrl);
+    const cfgFile = world.writeCentralConfig(centralUrl);
     const user = `t${world.id}-site-101`;
     world.onTeardown(() => api.deleteUser(user));
     const add = await syncctl([

@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -54,16 +52,6 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       [sessionId],
     );
     return rows[0]?.status;
-  }
-
-  /** A central config file for syncctl: this world's broker, prefix and management API, and `dbUrl`. */
-  function centralConfigFile(dbUrl: string): string {
-    const file = join(world.dir, 'central.json');
-    writeFileSync(
-      file,
-      JSON.stringify({ amqp: { url: broker, prefix: world.prefix, managementUrl: mgmt }, db: { url: dbUrl } }),
-    );
-    return file;
   }
 
   for (const kind of centralKinds) {
@@ -215,7 +203,7 @@ describe.skipIf(!broker || !mgmt)('site lifecycle: disable, enable, refusal, rem
       const centralUrl = world.dbUrl(kind, 'central');
       const central = await world.startCentral(centralUrl);
       const cdb = central.database!;
-      const cfgFile = centralConfigFile(centralUrl);
+      const cfgFile = world.writeCentralConfig(centralUrl);
       const api = ManagementApi.fromAmqpUrl(broker!, mgmt);
       const users = { 101: `t${world.id}-site-101`, 102: `t${world.id}-site-102` };
       world.onTeardown(() => api.deleteUser(users[101]));

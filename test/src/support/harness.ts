@@ -1,6 +1,6 @@
 import { afterEach, beforeEach } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
@@ -15,7 +15,7 @@ import { Database } from '@sitesync/db';
 import { CentralAgent, parseCentralConfig, registerSite } from '@sitesync/central';
 import { PeripheralAgent } from '@sitesync/peripheral';
 import { createLabTables, labPipeline, seedLabData, type SeedOptions } from './lab-data.js';
-import { mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
+import { managementUrl, mssqlUrl, mysqlUrl, postgresUrl } from './services.js';
 import { createSqlServerDatabase, dropSqlServerDatabase, sqlServerDatabaseUrl } from './sqlserver.js';
 
 export type DbKind = 'sqlite' | 'postgres' | 'mysql' | 'mssql';
@@ -45,6 +45,14 @@ export class TestWorld {
   constructor(readonly amqpUrl: string) {}
 
   /** A fresh database URL of `kind` named `name` within this world. */
+  /** A central config file for syncctl (`central.json` in the world's folder): this world's broker, prefix and management API, and `dbUrl`. */
+  writeCentralConfig(dbUrl: string): string {
+    const file = join(this.dir, 'central.json');
+    const amqp = { url: this.amqpUrl, prefix: this.prefix, managementUrl: managementUrl() };
+    writeFileSync(file, JSON.stringify({ amqp, db: { url: dbUrl } }));
+    return file;
+  }
+
   dbUrl(kind: DbKind, name: string): string {
     if (kind === 'sqlite') return `sqlite:${join(this.dir, `${name}.db`)}`;
     if (kind === 'mssql') {
