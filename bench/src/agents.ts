@@ -114,4 +114,7 @@ export async function counterTotal(metric: { get(): Promise<{ values: Array<{ va
 export async function forgetSentRows(site: PeripheralAgent): Promise<void> {
   await site.database!.query(`DELETE FROM sync_row_state`);
   await site.database!.query(`UPDATE sync_tracking SET last_full_scan_at = NULL`);
+  // A first load starts from an empty side table: without this, PostgreSQL's next load checks
+  // each new key against the previous round's dead index entries (about 3x the cost per row).
+  if (site.database!.dialect.name === 'postgres') await site.database!.query(`VACUUM sync_row_state`);
 }

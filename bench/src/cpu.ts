@@ -5,16 +5,24 @@ export type CpuByGroup = Record<string, number>;
 
 const TICKS_PER_SECOND = 100;
 
-function group(pid: number, comm: string): string {
+/**
+ * `nodeChildren` holds only the bench's own descendants (the site processes): a node process of
+ * something else on the machine (a build, another test run) is `other`, as it is not measured.
+ */
+function group(pid: number, comm: string, parents: ReadonlyMap<number, number>): string {
   if (pid === process.pid) return 'bench';
   if (comm.startsWith('postgres')) return 'postgres';
   if (comm === 'beam.smp' || comm.startsWith('erl_') || comm === 'inet_gethost' || comm === 'epmd') return 'rabbitmq';
-  if (comm === 'node' || comm === 'MainThread' || comm.startsWith('node')) return 'nodeChildren';
+  for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) {
+    if (p === process.pid) return 'nodeChildren';
+  }
   return 'other';
 }
 
 function snapshotRaw(): Map<number, { group: string; ticks: number }> {
   const out = new Map<number, { group: string; ticks: number }>();
+  const seen: Array<{ pid: number; comm: string; ticks: number }> = [];
+  const parents = new Map<number, number>();
   let entries: string[];
   try {
     entries = readdirSync('/proc');
@@ -29,13 +37,15 @@ function snapshotRaw(): Map<number, { group: string; ticks: number }> {
       const close = stat.lastIndexOf(')');
       const comm = stat.slice(stat.indexOf('(') + 1, close);
       const fields = stat.slice(close + 2).split(' ');
-      // fields[11], fields[12] = utime, stime (fields 14 and 15 of stat, counted after pid and comm)
-      const ticks = Number(fields[11]) + Number(fields[12]);
-      out.set(pid, { group: group(pid, comm), ticks });
+      // fields[1] = ppid; fields[11], fields[12] = utime, stime (fields 4, 14 and 15 of stat,
+      // counted after pid and comm)
+      parents.set(pid, Number(fields[1]));
+      seen.push({ pid, comm, ticks: Number(fields[11]) + Number(fields[12]) });
     } catch {
       /* process ended meanwhile */
     }
   }
+  for (const p of seen) out.set(p.pid, { group: group(p.pid, p.comm, parents), ticks: p.ticks });
   return out;
 }
 

@@ -205,8 +205,7 @@ export function resultsMarkdown(r: BenchReport): string {
     });
     const against = t.against ? `; against: \`${t.against.key}\` (${t.against.what})` : '';
     const values = [...new Set(ds.map((d) => targetValue(t, d)))];
-    const wanted =
-      values.length === 1 ? String(values[0]) : ds.map((d) => `${targetValue(t, d)} (${d})`).join(', ');
+    const wanted = values.length === 1 ? String(values[0]) : ds.map((d) => `${targetValue(t, d)} (${d})`).join(', ');
     return `| \`${t.key}\` (${t.what}${against}) | ${t.op === '>=' ? '≥' : '≤'} ${wanted} | ${cells.join(' | ')} |`;
   });
   const ctx = (label: string, f: (x: DialectResults) => string) =>
@@ -227,10 +226,12 @@ export function resultsMarkdown(r: BenchReport): string {
     ctx('initial load: CPU ratio of each round', (x) =>
       x.initialLoad?.rounds?.length ? x.initialLoad.rounds.map((r) => n2(r.cpuRatio)).join(' / ') : '–',
     ),
-    ctx('initial load: CPU-s of the median-ratio round, sitesync / raw upsert (sitesync by process; central: the bench process)', (x) =>
-      x.initialLoad?.sessionCpuSeconds !== undefined
-        ? `${n2(x.initialLoad.sessionCpuSeconds)} / ${n2(x.initialLoad.rawCpuSeconds)} (${cpuGroups(x.initialLoad.cpuSeconds)})`
-        : '–',
+    ctx(
+      'initial load: CPU-s of the median-ratio round, sitesync / raw upsert (sitesync by process; central: the bench process)',
+      (x) =>
+        x.initialLoad?.sessionCpuSeconds !== undefined
+          ? `${n2(x.initialLoad.sessionCpuSeconds)} / ${n2(x.initialLoad.rawCpuSeconds)} (${cpuGroups(x.initialLoad.cpuSeconds)})`
+          : '–',
     ),
     ctx('raw upsert, rows/s (fastest method)', (x) =>
       x.initialLoad ? `${n0(x.initialLoad.rawUpsertRowsPerSecond)} (${x.initialLoad.rawUpsertMethod})` : '–',

@@ -87,6 +87,8 @@ async function forgetCentralRows(
   previous: { header: string; detail: string },
 ): Promise<void> {
   await centralRaw.run(`DELETE FROM sync_ledger WHERE id_efector = ? AND pipeline = 'lab'`, [MAIN_SITE]);
+  // as a first load finds it: no dead ledger entries of the previous round (see forgetSentRows)
+  if (centralRaw.dialect === 'postgres') await centralRaw.exec(`VACUUM sync_ledger`);
   await centralRaw.run(
     `UPDATE "EstadoSyncGeneral" SET tabla_encabezado = ?, tabla_detalle = ? WHERE id_efector = ? AND pipeline = 'lab'`,
     [next.header, next.detail, MAIN_SITE],
