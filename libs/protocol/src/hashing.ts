@@ -55,39 +55,97 @@ export function toWireValues(values: unknown[]): WireValues {
 }
 
 /**
- * A column set in canonical (sorted) order: where each sorted name sits in the given order, and
- * the sorted names' `"name":` prefixes (`,`-led after the first).
+ * A column set in canonical (sorted) order: where each sorted name sits in the given order, the
+ * sorted names' `"name":` prefixes (`,`-led after the first), and the same with the opening quote
+ * of a string value.
  */
 interface Layout {
   order: number[];
   prefixes: string[];
+  quoted: string[];
 }
 
 function layoutFor(columns: readonly string[]): Layout {
   const keys = [...columns].sort();
-  return {
-    order: keys.map((k) => columns.indexOf(k)),
-    prefixes: keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':'),
-  };
+  const prefixes = keys.map((k, i) => (i > 0 ? ',' : '') + JSON.stringify(k) + ':');
+  return { order: keys.map((k) => columns.indexOf(k)), prefixes, quoted: prefixes.map((p) => p + '"') };
 }
 
-/** `[` + `"column":value` pairs in column-name order, comma-separated, + `]`, of a row given as values. */
-function canonicalValues(values: readonly WireValue[], { order, prefixes }: Layout): string {
+/**
+ * Whether `JSON.stringify` writes the string as itself between quotes: it holds no `"`, no `\\`,
+ * no control character U+0000-U+001F and no UTF-16 surrogate (a lone one is written `\\uXXXX`; a
+ * pair is written as is, but is left to `JSON.stringify` here). Every other code unit, U+007F,
+ * U+2028 and U+2029 included, JSON writes as is (ES2019 well-formed JSON.stringify).
+ */
+function plainString(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return true;
+}
+
+/**
+ * Exactly `JSON.stringify(value)`, written directly for the usual wire values: a finite number as
+ * `Number::toString` (what JSON writes; -0 is "0" both ways), true, false and null as their names.
+ * Anything else (a string needing escapes, NaN, ±Infinity, undefined) goes to `JSON.stringify`.
+ */
+function jsonValue(value: WireValue): string {
+  switch (typeof value) {
+    case 'string':
+      return plainString(value) ? '"' + value + '"' : JSON.stringify(value);
+    case 'number':
+      // v - v is 0 for every finite number, NaN for NaN and ±Infinity (which JSON writes as null)
+      return value - value === 0 ? '' + value : JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+  }
+  return value === null ? 'null' : JSON.stringify(value);
+}
+
+/**
+ * `[` + `"column":value` pairs in column-name order, comma-separated, + `]`, of a row given as
+ * values; each value as `JSON.stringify` writes it (see {@link jsonValue}).
+ */
+function canonicalValues(values: readonly WireValue[], { order, prefixes, quoted }: Layout): string {
   let s = '[';
-  for (let i = 0; i < order.length; i++) s += prefixes[i]! + JSON.stringify(values[order[i]!]);
+  for (let i = 0; i < order.length; i++) {
+    const v = values[order[i]!]!;
+    // The common case, a string needing no escape, with one concatenation fewer.
+    if (typeof v === 'string' && plainString(v)) s += quoted[i]! + v + '"';
+    else s += prefixes[i]! + jsonValue(v);
+  }
   return s + ']';
 }
 
-/** `h<header>` then `\nd<line>` per detail line in sorted order: the text a header's hash is taken of. */
-function headerText(header: string, lines: string[]): string {
-  let text = 'h' + header;
-  if (lines.length > 0) for (const line of lines.sort()) text += '\nd' + line;
-  return text;
+/**
+ * Sorts strings in place in the order `Array.prototype.sort()` gives them (by UTF-16 code units,
+ * which `>` compares the same way): an insertion sort, cheaper than the built-in for the few detail
+ * lines of a header (and for equal strings the order cannot show).
+ */
+function sortLines(lines: string[]): void {
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    let j = i - 1;
+    while (j >= 0 && lines[j]! > line) {
+      lines[j + 1] = lines[j]!;
+      j--;
+    }
+    lines[j + 1] = line;
+  }
 }
 
 /** A row given as an object, in canonical form (its columns sorted for this row alone). */
 function canonicalRow(row: WireRow): string {
   return canonicalValues(Object.values(row), layoutFor(Object.keys(row)));
+}
+
+/** `h<header>` then `\nd<line>` per detail line in sorted order: the text a header's hash is taken of. */
+function headerText(header: string, lines: string[]): string {
+  let text = 'h' + header;
+  if (lines.length > 1) sortLines(lines);
+  for (let i = 0; i < lines.length; i++) text += '\nd' + lines[i]!;
+  return text;
 }
 
 /**
@@ -119,8 +177,17 @@ export class HeaderHasher {
   }
 
   hash(header: readonly WireValue[], details: ReadonlyArray<readonly WireValue[]> = []): string {
-    const lines = details.map((d) => canonicalValues(d, this.detail));
-    return hashText(this.algorithm, headerText(canonicalValues(header, this.header), lines));
+    let text = 'h' + canonicalValues(header, this.header);
+    const n = details.length;
+    // headerText, without the array of lines when there is none or one to sort.
+    if (n === 1) text += '\nd' + canonicalValues(details[0]!, this.detail);
+    else if (n > 1) {
+      const lines = new Array<string>(n);
+      for (let i = 0; i < n; i++) lines[i] = canonicalValues(details[i]!, this.detail);
+      sortLines(lines);
+      for (let i = 0; i < n; i++) text += '\nd' + lines[i]!;
+    }
+    return hashText(this.algorithm, text);
   }
 }
 
@@ -139,7 +206,18 @@ export const MAX_HEADER_KEY_LENGTH = 255;
  * string (pg, tedious), or a column widened from int to bigint, give the same key.
  */
 export function encodeKey(values: readonly WireValue[]): string {
-  return JSON.stringify(values.map((v) => (typeof v === 'number' ? String(v) : v)));
+  // JSON.stringify of the array with numbers as String(v), written directly: a number's text never
+  // needs an escape. A value that is no wire scalar (as undefined, which an array writes as null)
+  // takes the plain path.
+  let s = '[';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) s += ',';
+    if (typeof v === 'number') s += '"' + v + '"';
+    else if (typeof v === 'string' || typeof v === 'boolean' || v === null) s += jsonValue(v);
+    else return JSON.stringify(values.map((x) => (typeof x === 'number' ? String(x) : x)));
+  }
+  return s + ']';
 }
 
 export function decodeKey(key: string): WireValue[] {
