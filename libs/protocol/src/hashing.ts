@@ -118,12 +118,20 @@ function canonicalValues(values: readonly WireValue[], { order, prefixes, quoted
   return s + ']';
 }
 
+/** Lines up to which an insertion sort beats the built-in one; above it, its n² would not. */
+const INSERTION_SORT_MAX = 16;
+
 /**
  * Sorts strings in place in the order `Array.prototype.sort()` gives them (by UTF-16 code units,
- * which `>` compares the same way): an insertion sort, cheaper than the built-in for the few detail
- * lines of a header (and for equal strings the order cannot show).
+ * which `>` compares the same way): an insertion sort for the few detail lines of a usual header,
+ * cheaper than the built-in (and for equal strings the order cannot show); the built-in sort for
+ * more, so that a header with very many lines (a batch is untrusted input) costs n log n.
  */
 function sortLines(lines: string[]): void {
+  if (lines.length > INSERTION_SORT_MAX) {
+    lines.sort();
+    return;
+  }
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     let j = i - 1;
