@@ -311,7 +311,7 @@ describe('canonical text on random rows (fuzz)', () => {
       [1, 'a'],
     ];
     // and more lines than the insertion sort takes (the built-in sort's branch)
-    const many = [...details, ...details.map(([v]) => [v, 'c']), ...details.map(([v]) => [v, 'd'])];
+    const many: WireValue[][] = [...details, ...details.map((d) => [d[0]!, 'c']), ...details.map((d) => [d[0]!, 'd'])];
     for (let i = 0; i < 50; i++) {
       for (const set of [details, many]) {
         const shuffled = [...set].sort(() => rand() - 0.5);
