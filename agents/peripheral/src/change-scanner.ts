@@ -18,6 +18,8 @@ import {
 } from '@sitesync/db';
 import { readRowState, type RowState } from './row-state';
 
+const NOTHING_KNOWN: ReadonlyMap<string, RowState> = new Map();
+
 /** A header whose hash differs from what the central acknowledged, or that vanished. */
 export type DirtyHeader = HeaderChange & { headerKey: string; rows: number };
 
@@ -55,11 +57,16 @@ export class ChangeScanner {
     const knownBefore = Number(known[0]?.n ?? 0);
     let seenKnown = 0;
     for await (const page of readHeaderPages(this.db, this.source, this.pageSize)) {
-      const state = await readRowState(
-        this.db,
-        this.p.name,
-        page.map((h) => h.headerKey),
-      );
+      // A side table that knew nothing of this pipeline (a first load) has nothing to read: every
+      // header is new. What this session marks meanwhile is of keys already read.
+      const state =
+        knownBefore === 0
+          ? NOTHING_KNOWN
+          : await readRowState(
+              this.db,
+              this.p.name,
+              page.map((h) => h.headerKey),
+            );
       seenKnown += page.filter((h) => state.has(h.headerKey)).length;
       yield* this.dirtyOf(page, state);
     }
@@ -116,7 +123,7 @@ export class ChangeScanner {
   }
 
   /** The headers of a page whose hash is not what the central acknowledged (or that are in flight with another). */
-  private *dirtyOf(page: HeaderWithDetails[], state: Map<string, RowState>): Generator<DirtyHeader> {
+  private *dirtyOf(page: HeaderWithDetails[], state: ReadonlyMap<string, RowState>): Generator<DirtyHeader> {
     for (const { key, headerKey, header, details: rows } of page) {
       if (headerKey.length > MAX_HEADER_KEY_LENGTH) {
         throw new Error(
