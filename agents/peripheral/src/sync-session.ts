@@ -6,7 +6,8 @@
  * 2. this file: packs dirty headers into bounded batches; for each, marks its rows pending under the
  *    batch's message id (`markPending`, row-state.ts), then publishes it with a confirm; each confirmed
  *    batch is counted in the run log's sent columns (`SentCounts`, run-log.ts). At the end it
- *    publishes `session.completed` and waits for the acks.
+ *    publishes `session.completed`, waits for every confirm (no publish waits for the one before
+ *    it: `PendingConfirms`), then for the acks.
  * 3. session-acks.ts: the agent hands it every `batch.ack` and `session.ack` from the site queue. A
  *    batch ack sets TargetHash := the hash sent and counts the headers in the run log (run-log.ts),
  *    in one transaction; the session ack, once every batch it counts is applied, resolves the
@@ -83,8 +84,52 @@ export const RECONNECT_WAIT_MS = 30_000;
 /** Pause before publishing again after a reconnect. */
 const RECONNECT_PAUSE_MS = 100;
 
-/** Batches published but not yet confirmed, per session: bounds memory whatever the table size. */
+/** Messages published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
+
+/**
+ * A session's publishes whose confirm has not come yet. A session does not stop for each confirm
+ * (over a hospital link every wait is a round trip): `session.started`, the batches and
+ * `session.completed` go out one after the other on the channel, in that order, and their
+ * confirms are awaited together before the session waits for its acknowledgement. Every row a
+ * batch carries was marked pending before it was published, so a publish that fails leaves its
+ * rows to the next session. The first failure stops the session: `check` throws it, and so does
+ * `settle` once every confirm is in.
+ */
+class PendingConfirms {
+  private readonly open = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+
+  add(publish: Promise<void>): void {
+    const tracked: Promise<void> = publish
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.failure ??= { err };
+        },
+      )
+      .finally(() => this.open.delete(tracked));
+    this.open.add(tracked);
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  check(): void {
+    if (this.failure) throw this.failure.err;
+  }
+
+  /** Until one more confirm (or failure) came in. */
+  async one(): Promise<void> {
+    if (this.open.size > 0) await Promise.race(this.open);
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all([...this.open]);
+    this.check();
+  }
+}
 
 export interface SessionResult {
   sessionId: string;
@@ -127,6 +172,7 @@ export class SyncSession {
   /** The run log's sent counts, written as the broker confirms each batch. */
   private readonly sent: SentCounts;
   private readonly scans: SessionResult['scans'] = [];
+  private readonly confirms = new PendingConfirms();
   /** Set when another agent took the lock (this one stalled past its TTL): stop before sending more. */
   private lockLost = false;
 
@@ -188,23 +234,28 @@ export class SyncSession {
         await this.hook('before');
         await this.hook('legacy');
         const pipelines = await this.deps.pipelines.resolve();
-        await this.publish('session.started', {
-          sessionId: this.sessionId,
-          siteId: config.siteId,
-          version,
-          startedAt: startedAt.toISOString(),
-          pipelines: pipelines.map((p) => p.shape),
-        });
+        this.confirms.add(
+          this.publish('session.started', {
+            sessionId: this.sessionId,
+            siteId: config.siteId,
+            version,
+            startedAt: startedAt.toISOString(),
+            pipelines: pipelines.map((p) => p.shape),
+          }),
+        );
         for (const p of pipelines) await this.sendPipeline(p, version, slog);
         this.assertMaySend();
-        await this.publish('session.completed', {
-          sessionId: this.sessionId,
-          siteId: config.siteId,
-          version,
-          startedAt: startedAt.toISOString(),
-          finishedAt: new Date().toISOString(),
-          totals: this.totals,
-        });
+        this.confirms.add(
+          this.publish('session.completed', {
+            sessionId: this.sessionId,
+            siteId: config.siteId,
+            version,
+            startedAt: startedAt.toISOString(),
+            finishedAt: new Date().toISOString(),
+            totals: this.totals,
+          }),
+        );
+        await this.confirms.settle();
         ack = await this.deps.acks.wait(this.sessionId, config.ackTimeoutSeconds * 1000);
         if (ack?.refused) throw new SessionRefusedError(config.siteId, ack.refused);
         status = !ack ? 'unconfirmed' : ack.status === 'complete' ? 'ok' : 'incomplete';
@@ -327,8 +378,6 @@ export class SyncSession {
     const { maxRows, maxBytes, pageSize } = this.deps.config.batch;
     const scanner = new ChangeScanner(this.deps.db, p, pageSize);
     const plan = await this.scanPlan(p, scanner, version);
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown;
     let changes: DirtyHeader[] = [];
     let rows = 0;
     let bytes = 0;
@@ -366,21 +415,14 @@ export class SyncSession {
       this.totals.headers += counts.headers;
       this.totals.details += counts.details;
       this.totals.deletions += counts.deletions;
-      const sent = this.publish('batch', body, batchMessageId).then(
-        () => this.sent.add(counts),
-        (err: unknown) => {
-          failure ??= err;
-        },
-      );
-      inFlight.add(sent);
-      void sent.finally(() => inFlight.delete(sent));
+      this.confirms.add(this.publish('batch', body, batchMessageId).then(() => this.sent.add(counts)));
       // Let the event loop write the batch to the broker now. With a synchronous driver
       // (better-sqlite3) the scan goes on as a chain of already-resolved promises, which starves
       // amqplib's stream piping: batches left the process four at a time, when the window was
       // full, and the central waited ~150 ms for the first one of a session.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
-      if (failure) throw failure;
+      while (this.confirms.size >= MAX_BATCHES_IN_FLIGHT) await this.confirms.one();
+      this.confirms.check();
     };
 
     for await (const change of plan.changes) {
@@ -398,8 +440,8 @@ export class SyncSession {
       bytes += size;
     }
     await flush();
-    await Promise.all(inFlight);
-    if (failure) throw failure;
+    // Not waiting for the confirms (see PendingConfirms): the rows are marked pending already.
+    this.confirms.check();
     // Everything the queue named is now marked pending (or was clean): its entries can go.
     if (plan.tracked) {
       await this.deps.db.transaction(async (tx) => {
