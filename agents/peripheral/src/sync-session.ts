@@ -84,6 +84,14 @@ export const RECONNECT_WAIT_MS = 30_000;
 /** Pause before publishing again after a reconnect. */
 const RECONNECT_PAUSE_MS = 100;
 
+/**
+ * Rows of a pipeline's first batch in a session; each next batch may hold twice as many, up to
+ * `batch.maxRows`. Over a hospital link the central starts merging once the first small batch has
+ * crossed, instead of the first 5,000 rows, and merges while the rest is still on the wire; a large
+ * load reaches full batches after a few.
+ */
+const FIRST_BATCH_ROWS = 500;
+
 /** Messages published but not yet confirmed, per session: bounds memory whatever the table size. */
 const MAX_BATCHES_IN_FLIGHT = 4;
 
@@ -373,7 +381,10 @@ export class SyncSession {
     return { changes: scanner.scanKeys([...keys.values()]), tracked: true, full };
   }
 
-  /** Streams dirty headers into bounded batches; each batch is marked pending, then published with confirms. */
+  /**
+   * Streams dirty headers into bounded batches (growing from {@link FIRST_BATCH_ROWS} rows to
+   * `batch.maxRows`); each batch is marked pending, then published with confirms.
+   */
   private async sendPipeline(p: ResolvedPipeline, version: number, log: Logger): Promise<void> {
     const { maxRows, maxBytes, pageSize } = this.deps.config.batch;
     const scanner = new ChangeScanner(this.deps.db, p, pageSize);
@@ -382,6 +393,7 @@ export class SyncSession {
     let rows = 0;
     let bytes = 0;
     let seq = 0;
+    let batchRows = Math.min(maxRows, FIRST_BATCH_ROWS);
 
     const flush = async () => {
       if (changes.length === 0) return;
@@ -434,7 +446,10 @@ export class SyncSession {
         changes.splice(twin, 1);
       }
       const size = estimateBytes(change);
-      if (changes.length > 0 && (rows + change.rows > maxRows || bytes + size > maxBytes)) await flush();
+      if (changes.length > 0 && (rows + change.rows > batchRows || bytes + size > maxBytes)) {
+        await flush();
+        batchRows = Math.min(maxRows, batchRows * 2);
+      }
       changes.push(change);
       rows += change.rows;
       bytes += size;

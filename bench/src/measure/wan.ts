@@ -21,11 +21,12 @@ const WAN_SITE = 3;
 const TABLES = { header: 'wan_orders', detail: 'wan_results' };
 const LEGACY_TABLES = { header: 'wan_legacy_orders', detail: 'wan_legacy_results', pipeline: 'legacy' };
 /**
- * Round trips a session waits on (docs/architecture.md, "a session"): the confirm of
- * `session.started` before the scan; the confirms of the batches before `session.completed`; and
- * `session.completed` up, `session.ack` down. Everything else overlaps with these.
+ * Round trips a session waits on (docs/architecture.md, "a session"): its last message up and the
+ * `session.ack` down. Since 2026-12-04 no publish waits for the confirm of the one before it (the
+ * confirms of `session.started` and of the batches were two more round trips); the confirms come
+ * back while the central merges.
  */
-export const SESSION_ROUND_TRIPS = 3;
+export const SESSION_ROUND_TRIPS = 1;
 /** How many times each changed header is edited in the two catch-up scenarios (same net change). */
 export const CATCH_UP_EDITS = [1, 5] as const;
 
