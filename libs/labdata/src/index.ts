@@ -60,8 +60,8 @@ export function labPipeline(overrides: Partial<HashingFileInput> = {}): HashingF
   };
 }
 
-/** Deterministic pseudo-random numbers, so a seed gives the same data every run. */
-function rng(seed: number): () => number {
+/** Deterministic pseudo-random numbers (xorshift32), so a seed gives the same data every run. */
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeKey, HeaderHasher, hashHeader, type WireRow, type WireValue } from '@sitesync/protocol';
+import { rng } from '@sitesync/labdata';
 
 /**
  * The hashing writes the canonical text without calling JSON.stringify per value where it can (and
@@ -184,17 +185,6 @@ describe('encodeKey against JSON.stringify of the key with numbers as strings', 
     expect(encodeKey([1, undefined, 'x'] as unknown as WireValue[])).toBe('["1",null,"x"]');
   });
 });
-
-/** xorshift32: the same rows every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 describe('canonical text on random rows (fuzz)', () => {
   const rand = rng(20260412);
