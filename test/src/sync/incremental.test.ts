@@ -262,4 +262,17 @@ describe.skipIf(!broker).each(kinds)('incremental sync on %s', (kind) => {
     expect(r2.totals.headers).toBe(100);
     expect(r2.totals.batches).toBeGreaterThanOrEqual(10);
   });
+
+  it("a pipeline's batches grow from 500 rows, doubling up to maxRows", async () => {
+    const central = await world.startCentral(world.dbUrl(kind, 'central'));
+    await world.registerSite(central.database!, 101);
+    const input = await world.prepareSite(101, world.dbUrl(kind, 'site101'), { orders: 700 });
+    const site = await world.startSite({ ...input, batch: { maxRows: 1200, maxBytes: 10_000_000, pageSize: 500 } });
+    const r = await site.runSession();
+    expect(r.status).toBe('ok');
+    // 6 rows per header: 83 headers (498 rows), 166 (996), then 200 (1,200, the cap) twice, then
+    // the last 51; batches of 1,200 rows from the start would have been 4
+    expect(r.totals).toEqual({ batches: 5, headers: 700, details: 3500, deletions: 0 });
+    expect(await countRows(central.database!, 'central_orders')).toBe(700);
+  });
 });
