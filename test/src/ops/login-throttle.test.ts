@@ -1,26 +1,15 @@
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { startHttpServer } from '@sitesync/protocol';
-import { hashPassword, supervisionRoutes, type CentralAgent, type HttpUser } from '@sitesync/central';
 import { type TestWorld, worldPerTest } from '../support/harness.js';
 import { amqpUrl } from '../support/services.js';
+import { basic, OPERATOR, serve, startSupervisedCentral, TOKEN, VIEWER } from '../support/supervision-page.js';
 
 const broker = amqpUrl();
 if (!broker) console.log('[sitesync tests] skipping login throttling: no RabbitMQ available');
 
-const VERA = { username: 'vera', password: 'viewer-password-1' };
-const OLGA = { username: 'olga', password: 'operator-password-1' };
-const WRONG = { ...VERA, password: 'not-her-password' };
-const TOKEN = 'a-long-enough-test-token';
-// Cheap hashes: the format and checks are the same, the test just does not wait for a real cost.
-const TEST_COST = { N: 1024, r: 8, p: 1 };
+const WRONG = { ...VIEWER, password: 'not-her-password' };
 // Small delays so that the lockouts run out within the test: 0.5 s, 1 s, then 2 s at most.
 const THROTTLE = { freeFailures: 3, baseDelaySeconds: 0.5, maxDelaySeconds: 2 };
-
-function basic(c: { username: string; password: string }): string {
-  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
-}
 
 interface Answer {
   status: number;
@@ -63,25 +52,10 @@ async function afterLockout(send: () => Promise<Answer>, timeoutMs = 10_000): Pr
   }
 }
 
+/** The central's page and API, its login throttle set to THROTTLE (or `overrides`); returns the base URL. */
 async function serveCentral(world: TestWorld, overrides: Record<string, unknown> = {}): Promise<string> {
-  const users: HttpUser[] = [
-    { name: VERA.username, passwordHash: await hashPassword(VERA.password, TEST_COST), role: 'viewer' },
-    { name: OLGA.username, passwordHash: await hashPassword(OLGA.password, TEST_COST), role: 'operator' },
-  ];
-  const central: CentralAgent = await world.startCentral(world.dbUrl('sqlite', 'central'), {
-    users,
-    apiToken: TOKEN,
-    loginThrottle: THROTTLE,
-    ...overrides,
-  });
-  const server = await startHttpServer(
-    0,
-    central.metrics.registry,
-    async () => ({ ok: true, detail: {} }),
-    supervisionRoutes(central),
-  );
-  world.onTeardown(() => new Promise((r) => server.close(() => r())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const central = await startSupervisedCentral(world, undefined, { loginThrottle: THROTTLE, ...overrides });
+  return serve(world, central);
 }
 
 describe.skipIf(!broker)('login throttling of the supervision page and HTTP API', () => {
@@ -94,7 +68,7 @@ describe.skipIf(!broker)('login throttling of the supervision page and HTTP API'
       get(base, '/api/status', basic(who), from);
 
     // 50 different wrong passwords at once: a few are checked, the rest are refused unchecked with 429.
-    const guesses = Array.from({ length: 50 }, (_, i) => ({ ...VERA, password: `guess-${i}` }));
+    const guesses = Array.from({ length: 50 }, (_, i) => ({ ...VIEWER, password: `guess-${i}` }));
     const burst = await Promise.all(guesses.map((g) => status(g)));
     const refused = burst.filter((a) => a.status === 429);
     const checked = burst.filter((a) => a.status === 401);
@@ -122,25 +96,25 @@ describe.skipIf(!broker)('login throttling of the supervision page and HTTP API'
     expect(retryAfter[0]).toBeLessThanOrEqual(2);
 
     // Locked out: the right password is refused too, without being checked.
-    const right = await status(VERA);
+    const right = await status(VIEWER);
     expect(right.status).toBe(429);
     expect(right.retryAfter).toBe('2');
     // Another user from another address is not held up; from the locked address, or as the locked user, they are.
-    expect((await status(OLGA, '127.0.0.2')).status).toBe(200);
-    const sameAddress = await status(OLGA);
+    expect((await status(OPERATOR, '127.0.0.2')).status).toBe(200);
+    const sameAddress = await status(OPERATOR);
     expect(sameAddress.status).toBe(429);
     expect(errorOf(sameAddress)).toMatch(/^too many failed logins from address 127\.0\.0\.1; retry in [12] s$/);
-    const sameUser = await status(VERA, '127.0.0.3');
+    const sameUser = await status(VIEWER, '127.0.0.3');
     expect(sameUser.status).toBe(429);
     expect(errorOf(sameUser)).toMatch(/^too many failed logins for user "vera"; retry in [12] s$/);
 
     // Once the lockout runs out the right password is accepted, and vera starts again with free failures.
     const started = Date.now();
-    expect((await afterLockout(() => status(VERA))).status).toBe(200);
+    expect((await afterLockout(() => status(VIEWER))).status).toBe(200);
     expect(Date.now() - started).toBeGreaterThan(1000);
     expect((await status(WRONG)).status).toBe(401);
-    expect((await status(VERA)).status).toBe(200);
-    expect((await status(OLGA)).status).toBe(200);
+    expect((await status(VIEWER)).status).toBe(200);
+    expect((await status(OPERATOR)).status).toBe(200);
   });
 
   it('counts bearer token guesses and page logins too, and believes X-Forwarded-For only from a trusted proxy', async () => {
@@ -161,13 +135,13 @@ describe.skipIf(!broker)('login throttling of the supervision page and HTTP API'
     expect(page.body).toBe('too many failed logins from address 127.0.0.2; retry in 2 s\n');
     // A request without credentials (a browser's first) is not a failed login.
     for (let i = 0; i < 5; i++) expect((await get(base, '/api/me', '', '127.0.0.5')).status).toBe(401);
-    expect((await get(base, '/api/me', basic(OLGA), '127.0.0.5')).status).toBe(200);
+    expect((await get(base, '/api/me', basic(OPERATOR), '127.0.0.5')).status).toBe(200);
 
     // The page polls several endpoints at once with the same header: that is one login, not several.
     for (let i = 0; i < 2; i++) {
-      expect((await get(base, '/api/me', basic({ ...OLGA, password: `typo-${i}` }), '127.0.0.6')).status).toBe(401);
+      expect((await get(base, '/api/me', basic({ ...OPERATOR, password: `typo-${i}` }), '127.0.0.6')).status).toBe(401);
     }
-    const sameHeader = basic(OLGA).replace(/^Basic/, 'basic'); // not in the cache yet
+    const sameHeader = basic(OPERATOR).replace(/^Basic/, 'basic'); // not in the cache yet
     const polls = await Promise.all(Array.from({ length: 10 }, () => get(base, '/api/me', sameHeader, '127.0.0.6')));
     expect(polls.map((a) => a.status)).toEqual(Array(10).fill(200));
 
@@ -177,10 +151,10 @@ describe.skipIf(!broker)('login throttling of the supervision page and HTTP API'
     // Unknown user names count as much as known ones.
     const mallory = { username: 'mallory', password: 'guess' };
     for (let i = 0; i < 3; i++) expect((await viaProxy('198.51.100.7', mallory)).status).toBe(401);
-    const locked = await viaProxy('198.51.100.7', VERA);
+    const locked = await viaProxy('198.51.100.7', VIEWER);
     expect(errorOf(locked)).toBe('too many failed logins from address 198.51.100.7; retry in 2 s');
-    expect((await viaProxy('198.51.100.8', VERA)).status).toBe(200);
-    const forged = await get(base, '/api/status', basic(VERA), '127.0.0.2', { 'x-forwarded-for': '198.51.100.9' });
+    expect((await viaProxy('198.51.100.8', VIEWER)).status).toBe(200);
+    const forged = await get(base, '/api/status', basic(VIEWER), '127.0.0.2', { 'x-forwarded-for': '198.51.100.9' });
     expect(errorOf(forged)).toMatch(/from address 127\.0\.0\.2;/);
   });
 });

@@ -55,16 +55,17 @@ export async function serve(
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** A central with the viewer and operator users and the API token. */
+/** A central with the viewer and operator users and the API token (and `overrides` of its config). */
 export async function startSupervisedCentral(
   world: TestWorld,
   dbUrl = world.dbUrl('sqlite', 'central'),
+  overrides: Record<string, unknown> = {},
 ): Promise<CentralAgent> {
   const users: HttpUser[] = [
     { name: VIEWER.username, passwordHash: await hashPassword(VIEWER.password, TEST_COST), role: 'viewer' },
     { name: OPERATOR.username, passwordHash: await hashPassword(OPERATOR.password, TEST_COST), role: 'operator' },
   ];
-  return world.startCentral(dbUrl, { users, apiToken: TOKEN });
+  return world.startCentral(dbUrl, { users, apiToken: TOKEN, ...overrides });
 }
 
 /** A headless Chromium closed at teardown. */
