@@ -13,6 +13,15 @@ const STATE_COLUMNS = [
   'updated_at',
 ] as const;
 
+/**
+ * SQL types of a row-state write's columns: {@link STATE_COLUMNS} and `RESEND_COLUMNS` alike
+ * (pipeline, key, a hash, IsSync, pending hash and batch, pending_delete, updated_at).
+ */
+function rowStateTypes(d: Queryable['dialect']): string[] {
+  const text = d.textType();
+  return [text, text, text, d.booleanType(), text, text, d.booleanType(), d.timestampType()];
+}
+
 /** What the side table says of one header: the hash acknowledged, and the send not acknowledged yet. */
 export interface RowState {
   /** TargetHash: the hash the central acknowledged. */
@@ -41,8 +50,7 @@ export async function markPending(
 ): Promise<void> {
   const d = tx.dialect;
   const now = d.now();
-  const text = d.textType();
-  const types = [text, text, text, d.booleanType(), text, text, d.booleanType(), d.timestampType()];
+  const types = rowStateTypes(d);
   const chunk = d.writeManyChunk(STATE_COLUMNS.length);
   for (let i = 0; i < rows.length; i += chunk) {
     const values = rows
@@ -149,8 +157,7 @@ export async function markForResend(
     );
   }
   const unique = [...new Set(keys)];
-  const text = d.textType();
-  const types = [text, text, text, d.booleanType(), text, text, d.booleanType(), d.timestampType()];
+  const types = rowStateTypes(d);
   const chunk = d.writeManyChunk(RESEND_COLUMNS.length);
   await db.transaction(async (tx) => {
     const now = d.now();
