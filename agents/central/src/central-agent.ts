@@ -18,12 +18,11 @@ import {
   type Logger,
   type MessageType,
 } from '@sitesync/protocol';
-import { Database, SITE_TABLE } from '@sitesync/db';
+import { Database, SITE_TABLE, TableStatistics } from '@sitesync/db';
 import type { CentralConfig } from './config';
 import { BatchMerger } from './merge/batch-merger';
 import { SessionTracker } from './merge/session-tracker';
 import { TargetTables } from './merge/target-tables';
-import { TableStatistics } from './merge/table-statistics';
 import { CentralMetrics } from './metrics';
 import { CentralInterventions } from './interventions/central-interventions';
 import { verifySender, type VerifiedMessage } from './merge/inbox';

@@ -12,7 +12,6 @@ export * from './merge/inbox';
 export * from './merge/session-tracker';
 export * from './merge/site-registry';
 export * from './merge/target-tables';
-export * from './merge/table-statistics';
 export * from './merge/ledger-statements';
 export * from './interventions/central-interventions';
 export * from './handlers/outgoing';

@@ -15,7 +15,14 @@ import {
   type Delivery,
   type Logger,
 } from '@sitesync/protocol';
-import { Database, changeTrackingInstalled, installChangeTracking, uninstallChangeTracking } from '@sitesync/db';
+import {
+  Database,
+  ROW_STATE_TABLE,
+  TableStatistics,
+  changeTrackingInstalled,
+  installChangeTracking,
+  uninstallChangeTracking,
+} from '@sitesync/db';
 import type { PeripheralConfig } from '@sitesync/protocol';
 import { RunLog } from './run-log';
 import { SyncSession, type SessionResult } from './sync-session';
@@ -33,6 +40,9 @@ export const RESUME_INTERVAL_MS = 60_000;
  * The site agent: owns the site database, the broker connection and the site queue consumer
  * (acks from the central), and runs sync sessions on a schedule or once.
  */
+/** The row-state columns sessions filter on (see `ChangeScanner.unacknowledgedKeys`). */
+const ROW_STATE_FILTER_COLUMNS = ['pipeline', 'pending_batch'];
+
 export class PeripheralAgent {
   state: AgentState = 'STARTING';
   readonly topology: Topology;
@@ -46,6 +56,8 @@ export class PeripheralAgent {
   /** Resolved at start; sessions re-resolve (staging tables may be recreated). */
   private pipelines: PipelineCache | undefined;
   private acks: SessionAcks | undefined;
+  /** The row state's planner statistics, refreshed after sessions that marked many rows. */
+  private rowStateStatistics: TableStatistics | undefined;
   private siteInterventions: SiteInterventions | undefined;
   private verification: SiteVerification | undefined;
   private transferTimer: NodeJS.Timeout | undefined;
@@ -76,6 +88,9 @@ export class PeripheralAgent {
       this.db = await Database.open(this.config.db.url, { role: 'site', urlSource: this.origin?.whereSet('db.url') });
       this.pipelines = new PipelineCache(this.db, this.config.pipelines);
       this.acks = new SessionAcks(this.db, this.pipelines, this.metrics);
+      this.rowStateStatistics = new TableStatistics(this.db, (table, err) =>
+        this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of the row state'),
+      );
       for (const resolved of await this.pipelines.resolve(true)) {
         // (Re)creates the triggers at every start: a DBA may have dropped them; the next session
         // then runs a full scan if they are new.
@@ -243,6 +258,13 @@ export class PeripheralAgent {
       metrics: this.metrics,
     })
       .run()
+      .then((result) => {
+        // Each header marked is written twice (pending, then acknowledged). Analyzed: the columns of
+        // "rows not acknowledged yet" (ChangeScanner.unacknowledgedKeys), read by every session.
+        const { headers, deletions } = result.totals;
+        this.rowStateStatistics?.wrote(ROW_STATE_TABLE, 2 * (headers + deletions), ROW_STATE_FILTER_COLUMNS);
+        return result;
+      })
       .finally(() => {
         this.current = undefined;
       });

@@ -116,8 +116,16 @@ export async function* readHeaderPages(
 }
 
 /**
+ * Keys of the first chunk {@link readHeadersByKeys} reads: about one first batch of a session (~80
+ * headers of 5 details make its 500 rows), so that batch is read, hashed and on its way while the
+ * following, doubling chunks are read.
+ */
+export const FIRST_KEY_CHUNK = 100;
+
+/**
  * The headers of `keys` (those that exist and match the filter), with their details, in chunks
- * sized for the dialect's parameter limit. A key with no header is simply not returned.
+ * sized for the dialect's parameter limit: {@link FIRST_KEY_CHUNK} keys first, then twice as many
+ * each time. A key with no header is simply not returned.
  */
 export async function* readHeadersByKeys(
   db: Database,
@@ -129,8 +137,9 @@ export async function* readHeadersByKeys(
   const keyAt = positions(h.key, h.columns, h.table);
   const bind = d.keyBinder(h.specs, h.key);
   const chunk = d.chunkSize(h.key.length, 10 + (src.scope?.params.length ?? 0));
-  for (let i = 0; i < keys.length; i += chunk) {
-    const pred = d.keyPredicate([...h.key], keys.slice(i, i + chunk).map(bind));
+  let size = Math.min(chunk, FIRST_KEY_CHUNK);
+  for (let i = 0; i < keys.length; i += size, size = Math.min(chunk, size * 2)) {
+    const pred = d.keyPredicate([...h.key], keys.slice(i, i + size).map(bind));
     const where = [pred.sql];
     if (src.headerFilter) where.push(`(${src.headerFilter})`);
     if (src.scope) where.push(src.scope.sql);

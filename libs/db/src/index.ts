@@ -23,3 +23,4 @@ export * from './journal';
 export * from './operation-lock';
 export * from './table-names';
 export * from './header-hashes';
+export * from './table-statistics';

@@ -7,9 +7,9 @@ import {
   type Database,
   type Queryable,
   SITE_TABLE,
+  TableStatistics,
 } from '@sitesync/db';
 import { columnCollations, SITE_COLUMN, type InexactKeyColumn, type TargetTables } from './target-tables';
-import { TableStatistics } from './table-statistics';
 import { ledgerReturnsWinners, upsertLedger } from './ledger-statements';
 import { checkStorableValues, positions, verifyHashes } from './batch-content';
 import { replaceRows } from './replace-rows';

@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, TransientError } from '@sitesync/protocol';
-import { Database, dialectFor, readHeaderPages, readHeadersByKeys, type HeaderWithDetails } from '@sitesync/db';
+import {
+  Database,
+  dialectFor,
+  FIRST_KEY_CHUNK,
+  readHeaderPages,
+  readHeadersByKeys,
+  type HeaderWithDetails,
+} from '@sitesync/db';
 import { ledgerReturnsWinners, upsertLedger, type LedgerUpsert } from '@sitesync/central';
 import type { ColumnSpec } from '@sitesync/protocol';
 import { CENTRAL_MIGRATIONS, SITE_MIGRATIONS } from '@sitesync/db';
@@ -606,6 +613,62 @@ for (const backend of BACKENDS) {
         const byKeys: HeaderWithDetails[] = [];
         for await (const page of readHeadersByKeys(db, src, [[4], [2], [9]])) byKeys.push(...page);
         expect(view(byKeys).sort()).toEqual([expected[1], expected[3]]);
+        for (const t of [dt, h]) await db.execute(`DROP TABLE ${q(t)}`);
+      });
+
+      it('readHeadersByKeys reads a first small chunk, then doubling ones, and every header once', async () => {
+        const [h, dt] = [uniqueName('chk_h'), uniqueName('chk_d')];
+        await db.execute(`CREATE TABLE ${q(h)} (${q('id')} INT NOT NULL PRIMARY KEY)`);
+        await db.execute(`CREATE TABLE ${q(dt)} (${q('line')} INT NOT NULL PRIMARY KEY, ${q('hid')} INT NOT NULL)`);
+        const ids = Array.from({ length: 1_000 }, (_, i) => i + 1);
+        const chunk = db.dialect.writeManyChunk(2);
+        for (let i = 0; i < ids.length; i += chunk) {
+          const part = ids.slice(i, i + chunk);
+          await db.run(
+            db.dialect.insertRows(
+              h,
+              ['id'],
+              part.map((id) => [id]),
+            ),
+          );
+          await db.run(
+            db.dialect.insertRows(
+              dt,
+              ['line', 'hid'],
+              part.map((id) => [id * 10, id]),
+            ),
+          );
+        }
+        const src = {
+          header: { table: h, key: ['id'], columns: ['id'], specs: specs(['id', 'integer']) },
+          detail: {
+            table: dt,
+            joinColumns: ['hid'],
+            columns: ['line', 'hid'],
+            specs: specs(['line', 'integer'], ['hid', 'integer']),
+          },
+        };
+        // 1,001 keys asked for (one has no header), in a shuffled order
+        const asked = [...ids, 5_000].sort((a, b) => ((a * 7919) % 1013) - ((b * 7919) % 1013));
+        const sizes: number[] = [];
+        const seen: string[] = [];
+        for await (const page of readHeadersByKeys(
+          db,
+          src,
+          asked.map((id) => [id]),
+        )) {
+          sizes.push(page.length);
+          for (const x of page) {
+            expect(x.details.map((d) => Number(d[0]))).toEqual([Number(x.header[0]) * 10]);
+            seen.push(x.headerKey);
+          }
+        }
+        const cap = db.dialect.chunkSize(1, 10);
+        expect(sizes[0]).toBe(Math.min(FIRST_KEY_CHUNK, cap));
+        if (cap >= 400) expect(sizes.slice(0, 3)).toEqual([FIRST_KEY_CHUNK, 2 * FIRST_KEY_CHUNK, 4 * FIRST_KEY_CHUNK]);
+        expect(sizes.every((n) => n <= cap)).toBe(true);
+        expect(new Set(seen).size).toBe(1_000);
+        expect(seen.length).toBe(1_000);
         for (const t of [dt, h]) await db.execute(`DROP TABLE ${q(t)}`);
       });
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '@sitesync/db';
-import { TableStatistics } from '@sitesync/central';
+import { TableStatistics } from '@sitesync/db';
 import { reportSkip } from '../../support/services.js';
 import { until } from '../../support/wait.js';
 import { backendUrl, openScratch, uniqueName, type Scratch } from './scratch-databases.js';

@@ -1,4 +1,4 @@
-import type { Database } from '@sitesync/db';
+import type { Database } from './database';
 
 /** Rows a table must gain before its statistics are first refreshed by us. */
 const MIN_GROWTH = 10_000;
@@ -16,11 +16,13 @@ interface Tracked {
 }
 
 /**
- * Keeps the planner's statistics of the target tables current while merges fill them fast, on the
- * dialects that need it (see `Dialect.refreshStatistics`). Without it, a table created by a first
- * load is planned as if it were empty until autovacuum's next look: "delete the lines these headers
- * lost" then scans every line of the site instead of the named headers' ones, and each batch of the
- * load costs more than the one before. A table is refreshed once the rows written since its last
+ * Keeps the planner's statistics of a table current while the agents fill it fast, on the dialects
+ * that need it (see `Dialect.refreshStatistics`): the central's target tables as merges fill them,
+ * the site's row state after large sessions. Without it, a table created by a first load is planned
+ * as if it were empty until autovacuum's next look (never, where autovacuum is off): "delete the
+ * lines these headers lost" then scans every line of the site instead of the named headers' ones,
+ * and each batch of the load costs more than the one before; the site's "rows not acknowledged yet"
+ * reads every row of the pipeline instead of its partial index. A table is refreshed once the rows written since its last
  * refresh reach its size then (at least {@link MIN_GROWTH}): a handful of times while it grows
  * from nothing, then rarely. The refresh runs beside the merges, never inside their transactions.
  * Only the columns the merges filter on are analyzed (the site column, keys and join columns): a
