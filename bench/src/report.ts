@@ -268,7 +268,9 @@ export function resultsMarkdown(r: BenchReport): string {
     ),
     ctx('catch-up: session (s) / legacy cycle (s) / speedup, 5 edits', (x) => {
       const c = x.catchUp?.scenarios[x.catchUp.scenarios.length - 1];
-      return c ? `${ms(c.seconds)} / ${n2(c.legacySeconds)} s / ${n2(c.speedup)}` : '–';
+      return c
+        ? `${ms(c.seconds)} / ${c.legacySeconds === undefined ? '–' : `${n2(c.legacySeconds)} s`} / ${c.speedup === undefined ? '–' : n2(c.speedup)}`
+        : '–';
     }),
   ];
   const b = r.rawBroker;

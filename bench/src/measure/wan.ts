@@ -105,8 +105,9 @@ export interface CatchUpScenario {
   seconds: number;
   wireBytes: { up: number; down: number };
   bytesPerNetChange: number;
-  legacySeconds: number;
-  speedup: number;
+  /** Absent where no legacy cycle was timed after this scenario (`catchUpLegacyCycles`). */
+  legacySeconds?: number;
+  speedup?: number;
   floorSeconds: number;
   time: SessionTime;
   /** CPU seconds of the session, every process group but `other`. */
@@ -121,7 +122,7 @@ export interface CatchUpResult {
   /** bytesPerNetChange with the most edits / with one edit each: 1 when bytes follow only the net change. */
   editGrowth: number;
   /** Legacy cycle / catch-up session, of the scenario with the most edits. */
-  speedup: number;
+  speedup?: number;
   scenarios: CatchUpScenario[];
 }
 
@@ -415,8 +416,9 @@ async function catchUp(
         `catch-up: the central holds ${held[0]!.n} of the scenario's headers, expected ${w.updated + w.readded}`,
       );
     }
-    progress.phase(`${ctx.dialect} · ${label}: legacy cycle of the same data over the link`);
-    const legacy = await legacyOverLink(l);
+    const timeLegacy = k >= CATCH_UP_EDITS.length - sizes.catchUpLegacyCycles;
+    if (timeLegacy) progress.phase(`${ctx.dialect} · ${label}: legacy cycle of the same data over the link`);
+    const legacy = timeLegacy ? (await legacyOverLink(l)).cycle.seconds : undefined;
     const bytes = up + down;
     scenarios.push({
       editsPerHeader: edits,
@@ -428,15 +430,14 @@ async function catchUp(
       seconds: s.seconds,
       wireBytes: { up, down },
       bytesPerNetChange: bytes / net,
-      legacySeconds: legacy.cycle.seconds,
-      speedup: legacy.cycle.seconds / s.seconds,
+      ...(legacy === undefined ? {} : { legacySeconds: legacy, speedup: legacy / s.seconds }),
       floorSeconds,
       time,
       cpuSeconds: cpuTotal(s.cpuSeconds),
     });
     progress.result(
       `${label}: session ${s.seconds.toFixed(3)} s / ${mb(bytes)} (${Math.round(bytes / net)} B per net change), ` +
-        `legacy ${legacy.cycle.seconds.toFixed(2)} s`,
+        (legacy === undefined ? 'no legacy cycle timed' : `legacy ${legacy.toFixed(2)} s`),
     );
   }
   const first = scenarios[0]!;
@@ -446,7 +447,7 @@ async function catchUp(
     headers: N,
     bytesPerNetChange: last.bytesPerNetChange,
     editGrowth: last.bytesPerNetChange / first.bytesPerNetChange,
-    speedup: last.speedup,
+    ...(last.speedup === undefined ? {} : { speedup: last.speedup }),
     scenarios,
   };
 }
