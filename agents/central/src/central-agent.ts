@@ -54,6 +54,8 @@ export class CentralAgent {
   /** What the handlers work with; set once started. */
   private handlers: HandlerContext | undefined;
   private signer: MessageSigner | undefined;
+  /** The target tables' planner statistics (refreshed beside the merges). */
+  private statistics: TableStatistics | undefined;
   private dispatchTimer: NodeJS.Timeout | undefined;
   private dispatching: Promise<void> | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
@@ -102,9 +104,9 @@ export class CentralAgent {
         urlSource: this.origin?.whereSet('db.url'),
       });
       this.signer = await MessageSigner.forDatabase(this.db);
-      const statistics = new TableStatistics(this.db, (table, err) =>
+      const statistics = (this.statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
-      );
+      ));
       const targets = new TargetTables(
         this.db,
         (table, index, err) =>
@@ -441,6 +443,7 @@ export class CentralAgent {
       } catch (err) {
         this.log.warn({ err: errorInfo(err) }, 'closing broker connection');
       }
+      await this.statistics?.settled();
       try {
         await this.db?.close();
       } catch (err) {

@@ -315,6 +315,7 @@ export class PeripheralAgent {
       } catch (err) {
         this.log.warn({ err: errorInfo(err) }, 'closing broker connection');
       }
+      await this.rowStateStatistics?.settled();
       try {
         await this.db?.close();
       } catch (err) {

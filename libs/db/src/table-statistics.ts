@@ -31,6 +31,8 @@ interface Tracked {
  */
 export class TableStatistics {
   private readonly tables = new Map<string, Tracked>();
+  /** Refreshes running now (each settles, never rejects). */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Database,
@@ -47,7 +49,17 @@ export class TableStatistics {
     t.written += rows;
     if (t.refreshing || t.notOwned || t.written < Math.max(MIN_GROWTH, t.base)) return;
     t.refreshing = true;
-    void this.refresh(table, t);
+    const run = this.refresh(table, t).finally(() => this.running.delete(run));
+    this.running.add(run);
+  }
+
+  /**
+   * Resolves once the refreshes running now have ended: an agent closing its database waits for
+   * them (a site run once by cron closes right after its session, which would cut the refresh of
+   * its first load short, with a warning, every time).
+   */
+  async settled(): Promise<void> {
+    await Promise.all([...this.running]);
   }
 
   private async refresh(table: string, t: Tracked): Promise<void> {

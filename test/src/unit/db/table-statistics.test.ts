@@ -72,6 +72,18 @@ describe.skipIf(reportSkip('TableStatistics on postgres', backendUrl('postgres')
       expect(errors).toEqual([]);
     });
 
+    it('settled() resolves once the refresh running now has ended', async () => {
+      const t = uniqueName('settle');
+      const q = db.dialect.quote(t);
+      await db.query(`CREATE TABLE ${q} (id BIGINT PRIMARY KEY) WITH (autovacuum_enabled = false)`);
+      await db.query(`INSERT INTO ${q} SELECT g FROM generate_series(1, 10000) g`);
+      const stats = new TableStatistics(db);
+      await stats.settled(); // nothing running: at once
+      stats.wrote(t, 10_000, ['id']);
+      await stats.settled();
+      expect(await plannerView(db, t)).toEqual({ rows: 10_000, analyzed: true });
+    });
+
     it('analyzes every column the merges into a table named, when sites with other keys share it', async () => {
       const t = uniqueName('shared');
       const q = db.dialect.quote(t);
