@@ -104,9 +104,9 @@ export class CentralAgent {
         urlSource: this.origin?.whereSet('db.url'),
       });
       this.signer = await MessageSigner.forDatabase(this.db);
-      const statistics = (this.statistics = new TableStatistics(this.db, (table, err) =>
+      this.statistics = new TableStatistics(this.db, (table, err) =>
         this.log.warn({ table, err: errorInfo(err) }, 'could not refresh the planner statistics of a target table'),
-      ));
+      );
       const targets = new TargetTables(
         this.db,
         (table, index, err) =>
@@ -121,7 +121,7 @@ export class CentralAgent {
       );
       this.interventions = new CentralInterventions(this.db, this.config.resendAfterSeconds * 1000);
       this.handlers = {
-        merger: new BatchMerger(this.db, targets, statistics),
+        merger: new BatchMerger(this.db, targets, this.statistics),
         sessions: new SessionTracker(this.db),
         interventions: this.interventions,
         metrics: this.metrics,

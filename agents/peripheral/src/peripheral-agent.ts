@@ -36,13 +36,13 @@ import { SiteVerification } from './site-verification';
 /** Sessions re-send the procedure catalogue and unanswered transfers at most this often (every (re)connect does too). */
 export const RESUME_INTERVAL_MS = 60_000;
 
+/** The row-state columns sessions filter on (see `ChangeScanner.unacknowledgedKeys`). */
+const ROW_STATE_FILTER_COLUMNS = ['pipeline', 'pending_batch'];
+
 /**
  * The site agent: owns the site database, the broker connection and the site queue consumer
  * (acks from the central), and runs sync sessions on a schedule or once.
  */
-/** The row-state columns sessions filter on (see `ChangeScanner.unacknowledgedKeys`). */
-const ROW_STATE_FILTER_COLUMNS = ['pipeline', 'pending_batch'];
-
 export class PeripheralAgent {
   state: AgentState = 'STARTING';
   readonly topology: Topology;
